@@ -1,0 +1,67 @@
+"""ml_toolbox: scikit-learn pipelines you can see into, retry, debug, version and serve.
+
+The public names, grouped. Each is imported on first use, so ``import ml_toolbox`` stays light and
+optional extras (matplotlib, dask, mlflow, skops) load only when a feature needs them.
+
+Pipelines
+    PipelineStage, FeaturePipeline, TrainingPipeline, InferencePipeline, UnifiedMLPipeline, MLToolbox
+Plug-ins
+    PipelineMonitor, PipelineMetrics, PipelineDebugger, RetryHandler, RetryConfig, RetryStrategy,
+    PipelinePlugin, StageContext, RunContext
+Persistence
+    PipelinePersistence
+Training lifecycle
+    Callback, EarlyStopping, ModelCheckpoint, History, ProgressBar, Metric
+
+``from ml_toolbox.pipelines import X`` gives the very same objects.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # pipelines
+    "PipelineStage": "ml_toolbox.stage",
+    "BasePipeline": "ml_toolbox.base",
+    "FeaturePipeline": "ml_toolbox.feature",
+    "TrainingPipeline": "ml_toolbox.training",
+    "InferencePipeline": "ml_toolbox.inference",
+    "UnifiedMLPipeline": "ml_toolbox.unified",
+    "MLToolbox": "ml_toolbox.toolbox",
+    # plug-in protocol
+    "PipelinePlugin": "ml_toolbox.plugins",
+    "StageContext": "ml_toolbox.context",
+    "RunContext": "ml_toolbox.context",
+    # plug-ins
+    "PipelineMonitor": "ml_toolbox.monitor",
+    "PipelineMetrics": "ml_toolbox.monitor",
+    "PipelineDebugger": "ml_toolbox.debugger",
+    "RetryHandler": "ml_toolbox.retry",
+    "RetryConfig": "ml_toolbox.retry",
+    "RetryStrategy": "ml_toolbox.retry",
+    # persistence
+    "PipelinePersistence": "ml_toolbox.persistence",
+    # training lifecycle
+    "Callback": "ml_toolbox.callbacks",
+    "EarlyStopping": "ml_toolbox.callbacks",
+    "ModelCheckpoint": "ml_toolbox.callbacks",
+    "History": "ml_toolbox.callbacks",
+    "ProgressBar": "ml_toolbox.callbacks",
+    "Metric": "ml_toolbox.callbacks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ml_toolbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,236 @@
+"""The context objects the execution loop hands to every plug-in hook.
+
+One :class:`RunContext` describes one execution of one pipeline (a ``fit``, a ``transform``,
+a ``predict`` ...); one :class:`StageContext` describes one stage run inside it. Plug-ins read
+them and may stash their own data in ``extra``; only the execution loop creates and fills them.
+
+The data summary (``n_rows``, ``n_cols``, ``nbytes``) is computed from shapes and buffer sizes,
+never by copying or serialising the data, and only when a plug-in asks for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from sklearn.base import clone
+
+__all__ = ["RunContext", "StageContext", "data_summary"]
+
+_run_ids = itertools.count(1)
+
+
+def data_summary(X):
+    """Cheap ``(n_rows, n_cols, nbytes)`` of a batch of data, without copying it.
+
+    Works for numpy arrays, pandas DataFrames / Series, scipy sparse matrices and lists;
+    ``None`` (no data) gives ``(0, 0, 0)``. Unknown objects give ``None`` for what cannot be told.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data_summary(np.zeros((4, 3)))
+    (4, 3, 96)
+    """
+    if X is None:
+        return 0, 0, 0
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            n_rows = len(X)
+        except TypeError:
+            return None, None, None
+        first = X[0] if n_rows else None
+        n_cols = len(first) if hasattr(first, "__len__") and not isinstance(first, str) else 1
+        return n_rows, n_cols, None
+    n_rows = shape[0] if len(shape) else 1
+    n_cols = shape[1] if len(shape) > 1 else 1
+    nbytes = getattr(X, "nbytes", None)
+    if nbytes is None:
+        if hasattr(X, "memory_usage"):  # pandas DataFrame / Series: buffer sizes, no deep scan
+            try:
+                usage = X.memory_usage(index=False, deep=False)
+                nbytes = int(usage.sum()) if hasattr(usage, "sum") else int(usage)
+            except (TypeError, ValueError):
+                nbytes = None
+        elif hasattr(X, "data") and hasattr(X, "indices"):  # scipy sparse (CSR / CSC)
+            nbytes = int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(n_rows), int(n_cols), (int(nbytes) if nbytes is not None else None)
+
+
+class RunContext:
+    """One execution of one pipeline, as plug-ins see it.
+
+    Attributes
+    ----------
+    pipeline : BasePipeline
+        The pipeline object that runs.
+    pipeline_name : str
+        Its name (``"feature_pipeline"``, ``"training_pipeline"``, ...).
+    mode : str
+        What the execution does: ``"fit"``, ``"transform"``, ``"predict"``,
+        ``"predict_proba"``, ``"decision_function"``, ``"score"``, ``"partial_fit"``...
+    run_id : int
+        Process-wide increasing id of this execution.
+    stage_names : list of str
+        The stages this execution will run, in order.
+    start_time : float
+        Wall-clock start (``time.time()``).
+    start : float
+        Monotonic start (``time.perf_counter()``).
+    duration : float or None
+        Seconds, once ended.
+    status : str
+        ``"running"``, ``"success"`` or ``"failed"``.
+    error : BaseException or None
+        The error that ended the execution, if any.
+    stages : list of StageContext
+        The stage runs of this execution so far.
+    extra : dict
+        Free room for plug-ins.
+    """
+
+    __slots__ = ("pipeline", "pipeline_name", "mode", "run_id", "stage_names", "start_time",
+                 "start", "duration", "status", "error", "stages", "extra")
+
+    def __init__(self, pipeline, pipeline_name, mode, stage_names):
+        self.pipeline = pipeline
+        self.pipeline_name = pipeline_name
+        self.mode = mode
+        self.run_id = next(_run_ids)
+        self.stage_names = list(stage_names)
+        self.start_time = time.time()
+        self.start = time.perf_counter()
+        self.duration = None
+        self.status = "running"
+        self.error = None
+        self.stages = []
+        self.extra = {}
+
+    def __repr__(self):
+        took = "" if self.duration is None else f", duration={self.duration:.6f}s"
+        return (f"<RunContext #{self.run_id} {self.pipeline_name!r} mode={self.mode!r} "
+                f"status={self.status!r}{took}>")
+
+
+class StageContext:
+    """One stage run, as plug-ins see it.
+
+    Attributes
+    ----------
+    run : RunContext
+        The execution this stage run belongs to.
+    pipeline_name : str
+        Name of the pipeline running the stage.
+    stage : PipelineStage
+        The stage object that runs. In a fitting mode this is the fresh clone being fitted
+        (a new one for every attempt); otherwise the fitted stage.
+    template : PipelineStage
+        The stage as the pipeline holds it (for fitting modes, what each attempt clones).
+    stage_name : str
+        The stage's name in its pipeline.
+    index : int
+        Position of the stage in this execution (0-based).
+    mode : str
+        What the stage does in this run: ``"fit"``, ``"fit_transform"``, ``"transform"``,
+        ``"predict"``, ``"predict_proba"``, ``"decision_function"``, ``"score"``, ``"partial_fit"``.
+    fitting : bool
+        True when the stage is being (re)fitted, so each attempt starts from a clone.
+    X, y : data
+        The stage's input. ``y`` is None where the mode does not use it.
+    attempt : int
+        1 for the first attempt; a retry policy increments it.
+    last_error : BaseException or None
+        The error of the previous attempt, during a retry.
+    start_time, start : float
+        Wall-clock and monotonic start of the stage run (all attempts together).
+    duration : float or None
+        Seconds, once ended (all attempts together, sleeps between them included).
+    status : str
+        ``"running"``, ``"success"`` or ``"failed"``.
+    output : object
+        What the stage returned (``after_stage`` only).
+    error : BaseException or None
+        The error (``on_stage_error`` only).
+    warnings : list of warnings.WarningMessage
+        Warnings the stage raised (filled only when a plug-in sets ``captures_warnings = True``).
+    extra : dict
+        Free room for plug-ins.
+    """
+
+    __slots__ = ("run", "pipeline_name", "stage", "template", "stage_name", "index", "mode",
+                 "fitting", "X", "y", "attempt", "last_error", "start_time", "start", "duration",
+                 "status", "output", "error", "warnings", "extra", "_summary_in", "_summary_out")
+
+    def __init__(self, run, template, stage_name, index, mode, fitting, X, y):
+        self.run = run
+        self.pipeline_name = run.pipeline_name
+        self.stage = template
+        self.template = template
+        self.stage_name = stage_name
+        self.index = index
+        self.mode = mode
+        self.fitting = fitting
+        self.X = X
+        self.y = y
+        self.attempt = 1
+        self.last_error = None
+        self.start_time = time.time()
+        self.start = time.perf_counter()
+        self.duration = None
+        self.status = "running"
+        self.output = None
+        self.error = None
+        self.warnings = []
+        self.extra = {}
+        self._summary_in = None
+        self._summary_out = None
+
+    @property
+    def input_summary(self):
+        """``(n_rows, n_cols, nbytes)`` of the input, computed once, without copying."""
+        if self._summary_in is None:
+            self._summary_in = data_summary(self.X)
+        return self._summary_in
+
+    @property
+    def output_summary(self):
+        """``(n_rows, n_cols, nbytes)`` of the output (a fitted model counts as no data)."""
+        if self._summary_out is None:
+            out = self.output
+            if out is None or out is self.stage or hasattr(out, "fit"):
+                self._summary_out = (0, 0, 0)
+            else:
+                self._summary_out = data_summary(out)
+        return self._summary_out
+
+    @property
+    def n_rows(self):
+        """Rows of the input."""
+        return self.input_summary[0]
+
+    @property
+    def n_cols(self):
+        """Columns of the input."""
+        return self.input_summary[1]
+
+    @property
+    def nbytes(self):
+        """Bytes of the input's buffers (None when it cannot be told cheaply)."""
+        return self.input_summary[2]
+
+    def rerun(self, X=None, y=None):
+        """Run this stage alone again, as this stage run did, on ``X`` (default: the same input).
+
+        In a fitting mode a fresh clone of the template is fitted, so nothing the failed run
+        half-changed is reused; otherwise the (fitted) stage runs again. The pipeline and its
+        plug-ins are not involved.
+        """
+        X = self.X if X is None else X
+        y = self.y if y is None else y
+        stage = clone(self.template) if self.fitting else self.template
+        return stage.run(X, y, mode=self.mode)
+
+    def __repr__(self):
+        return (f"<StageContext {self.pipeline_name}/{self.stage_name} mode={self.mode!r} "
+                f"attempt={self.attempt} status={self.status!r}>")

@@ -1,0 +1,76 @@
+"""The plug-in protocol: the hooks the execution loop calls around every stage run.
+
+A plug-in (the monitor, the debugger, a user's own) subclasses :class:`PipelinePlugin` and
+overrides only the hooks it needs; the others do nothing. Hooks come in triples, as in Kedro and
+pluggy: ``before_*``, ``after_*`` and ``on_*_error`` (same arguments plus the error), for a whole
+pipeline execution (``*_run``, with a :class:`~ml_toolbox.context.RunContext`) and for each stage
+run (``*_stage``, with a :class:`~ml_toolbox.context.StageContext`). ``on_stage_retry`` is called
+at the start of every attempt after the first.
+
+The execution loop (:meth:`ml_toolbox.base.BasePipeline._run_stages`) is the only caller. Plug-ins
+know nothing of each other, and stages know nothing of plug-ins.
+
+Retry is not a hook but a policy: an object with ``call(attempt, ctx)`` that runs
+``attempt()`` once or more (see :mod:`ml_toolbox.retry`).
+
+A plug-in is shared, not copied: ``clone`` of a pipeline that holds one (as ``GridSearchCV`` does)
+keeps the very same plug-in object, so its reports land where the user looks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PipelinePlugin"]
+
+
+class PipelinePlugin:
+    """Base class of plug-ins: every hook is a no-op.
+
+    Attributes
+    ----------
+    enabled : bool
+        When False the loop skips the plug-in altogether (and, with no other plug-in, runs its
+        zero-overhead path).
+    captures_warnings : bool
+        When True the loop records the warnings each stage raises into ``ctx.warnings``
+        (and still shows them to the user).
+
+    Examples
+    --------
+    >>> from ml_toolbox.plugins import PipelinePlugin
+    >>> class StageNames(PipelinePlugin):
+    ...     def __init__(self):
+    ...         self.seen = []
+    ...     def after_stage(self, ctx):
+    ...         self.seen.append((ctx.stage_name, ctx.mode))
+    """
+
+    enabled = True
+    captures_warnings = False
+
+    # -- one pipeline execution ------------------------------------------------------------
+    def before_run(self, run):
+        """A pipeline execution starts."""
+
+    def after_run(self, run):
+        """A pipeline execution ended well."""
+
+    def on_run_error(self, run, error):
+        """A pipeline execution ended with ``error`` (which then propagates)."""
+
+    # -- one stage run ---------------------------------------------------------------------
+    def before_stage(self, ctx):
+        """A stage run starts (before its first attempt)."""
+
+    def after_stage(self, ctx):
+        """A stage run ended well; ``ctx.output`` holds its result."""
+
+    def on_stage_error(self, ctx, error):
+        """A stage run failed for good (all attempts used); ``error`` then propagates."""
+
+    def on_stage_retry(self, ctx, error):
+        """Attempt ``ctx.attempt`` (2 or more) starts after ``error`` ended the previous one."""
+
+    # -- sharing ---------------------------------------------------------------------------
+    def __sklearn_clone__(self):
+        # scikit-learn's clone() calls this: plug-ins are shared by the clones, not copied.
+        return self
