@@ -95,8 +95,20 @@ def _row_columns(df):
                 dtypes[loc] = dt
         else:  # extension array (pandas string, categorical, nullable ...): one column per block
             dtypes[locs[0]] = vals.dtype
-            values[locs[0]] = vals.to_numpy(dtype=object)[0] if _is_string(vals.dtype) else _NOT_SUPPORTED
+            values[locs[0]] = _first_string(vals) if _is_string(vals.dtype) else _NOT_SUPPORTED
     return values, dtypes
+
+
+def _first_string(arr):
+    """Element 0 of a pandas string array as ``np.asarray`` gives it (str, or the NA marker)."""
+    na = arr.dtype.na_value
+    if not (isinstance(na, float) and na != na):
+        return _NOT_SUPPORTED  # pd.NA-valued "string" dtype: let scikit-learn handle it
+    pa_array = getattr(arr, "_pa_array", None)
+    if pa_array is not None and pa_array.num_chunks == 1:
+        value = pa_array.chunk(0).to_pylist()[0]
+        return na if value is None else value
+    return arr.to_numpy(dtype=object)[0]
 
 
 _NOT_SUPPORTED = object()
@@ -337,6 +349,7 @@ class FastPlan:
         self.stages = list(stages)
         self.name = name
         self._compiled = {}
+        self._columns_ok = None
 
     # -- pickling: the compiled kernels are derived state, rebuilt lazily
     def __getstate__(self):
@@ -346,6 +359,7 @@ class FastPlan:
         self.stages = state["stages"]
         self.name = state["name"]
         self._compiled = {}
+        self._columns_ok = None
 
     def __repr__(self):
         return f"FastPlan(name={self.name!r}, stages={[n for n, _ in self.stages]!r})"
@@ -438,8 +452,10 @@ class FastPlan:
         if isinstance(X, pd.DataFrame):
             names = getattr(first.est, "feature_names_in_", None)
             fast = first.kernel is not None and X.shape[0] == 1 and names is not None
-            if fast and check_input:
-                fast = len(names) == X.shape[1] and (X.columns == names).all()
+            if fast and check_input and X.columns is not self._columns_ok:
+                fast = len(names) == X.shape[1] and X.columns.tolist() == names.tolist()
+                if fast:
+                    self._columns_ok = X.columns  # an Index is immutable: same object, same names
             if fast:
                 try:
                     row = _Row(X)
