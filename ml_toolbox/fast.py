@@ -36,6 +36,7 @@ import sklearn
 from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
+from ml_toolbox.exceptions import annotate
 from ml_toolbox._kernels import Decline, NoKernel, finite_or_decline, make_kernel
 
 __all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "METHODS"]
@@ -159,10 +160,11 @@ def _allows_nan(est):
 class _Step:
     """One stage of a plan for one method: a kernel, or the estimator's own method."""
 
-    def __init__(self, name, est, method, plan_name):
+    def __init__(self, name, est, method, plan_name, mode=None):
         self.name = name
         self.est = est
         self.method = method
+        self.mode = mode or method
         self.plan_name = plan_name
         self.allow_nan = _allows_nan(est)
         self.kernel = None
@@ -211,9 +213,8 @@ class _Step:
             raise
 
     def _note(self, exc):
-        note = f"(fast path) pipeline {self.plan_name!r}, stage {self.name!r}, mode {self.method!r}"
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
+        # the same note the execution loop adds on the normal path (top-level stage name)
+        annotate(exc, self.plan_name, self.name.split("/")[0], self.mode)
 
     def report(self):
         return StageReport(self.name, type(self.est).__name__,
