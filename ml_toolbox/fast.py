@@ -313,6 +313,8 @@ def _column_transformer_kernel(ct, plan_name, stage_name):
 
 
 def _flatten(stages):
+    from ml_toolbox.stage import PipelineStage
+
     if isinstance(stages, Pipeline):
         stages = stages.steps
     out = []
@@ -322,7 +324,8 @@ def _flatten(stages):
         else:
             est = item
             name = getattr(item, "name", None) or f"stage{i}"
-        est = getattr(est, "estimator_", est)  # an ml_toolbox PipelineStage: its fitted estimator
+        if isinstance(est, PipelineStage):  # an ml_toolbox stage: its fitted estimator
+            est = est.estimator_
         if est is None or (isinstance(est, str) and est == "passthrough"):
             continue
         if isinstance(est, Pipeline):
