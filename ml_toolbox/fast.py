@@ -119,6 +119,23 @@ def _is_string(dtype):
     return isinstance(dtype, pd.StringDtype)
 
 
+def _single_block(df):
+    """The (1, n) numeric array view of a one-row frame held in one numpy block in column order."""
+    try:
+        blocks = df._mgr.blocks
+        if len(blocks) != 1:
+            return None
+        values = blocks[0].values
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
+            return None
+        locs = blocks[0].mgr_locs.as_slice
+        if locs.start not in (0, None) or locs.step not in (1, None) or locs.stop != values.shape[0]:
+            return None
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - another pandas layout
+        return None
+    return values.T
+
+
 class _Row:
     """A one-row DataFrame seen as scikit-learn's ``check_array`` would see a selection of it."""
 
@@ -462,6 +479,12 @@ class FastPlan:
                     self._columns_ok = X.columns  # an Index is immutable: same object, same names
             if fast:
                 try:
+                    block = _single_block(X)
+                    if block is not None and not _is_column_transformer(first.est):
+                        X = first.kernel(block)  # the homogeneous numeric one-row frame
+                        for step in steps[1:]:
+                            X = step(X)
+                        return X
                     row = _Row(X)
                     X = first.kernel(row if _is_column_transformer(first.est) else row.select(range(len(row.values))))
                 except Decline:
