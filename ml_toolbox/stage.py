@@ -258,6 +258,19 @@ class PipelineStage(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "estimator_" in self.__dict__
 
+    # -- displays (ml_toolbox.display) --------------------------------------------------------
+    def _html_repr(self):
+        """The notebook display: scikit-learn's diagram, then fitted state and last-run timings."""
+        from .display import pipeline_html
+
+        return pipeline_html(self)
+
+    def __rich__(self):
+        """The terminal display (rich): fitted state, features, metrics and last-run timings."""
+        from .display import pipeline_rich
+
+        return pipeline_rich(self)
+
     def __sklearn_tags__(self):
         est = self.estimator
         inner = est if hasattr(est, "fit") else FunctionTransformer()

@@ -389,6 +389,19 @@ class UnifiedMLPipeline(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "input_schema_" in self.__dict__
 
+    # -- displays (ml_toolbox.display) --------------------------------------------------------
+    def _html_repr(self):
+        """The notebook display: scikit-learn's diagram, then fitted state and last-run timings."""
+        from .display import pipeline_html
+
+        return pipeline_html(self)
+
+    def __rich__(self):
+        """The terminal display (rich): fitted state, features, metrics and last-run timings."""
+        from .display import pipeline_rich
+
+        return pipeline_rich(self)
+
     def _serve(self, X, method, y=None, params=None):
         """The inference path: one input check, then the inference pipeline's stages."""
         try:
