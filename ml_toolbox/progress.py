@@ -1,0 +1,200 @@
+"""Progress bars for long work, shown only when a person is watching.
+
+A person is watching when ``verbose`` is not 0, the ``CI`` environment variable is not set, and the
+output goes to a terminal (a TTY) or the code runs in a Jupyter kernel. Then long fits, epoch
+training and large batch predictions draw a :class:`rich.progress.Progress` bar; otherwise they
+stay silent and cost nothing.
+
+Use :func:`progress_bar` where the work is a known number of steps, or :func:`track` around an
+iterable::
+
+    from ml_toolbox.progress import progress_bar
+
+    with progress_bar(verbose=self.verbose) as progress:
+        task = progress.add_task("epochs", total=n_epochs)
+        for epoch in range(n_epochs):
+            ...
+            progress.advance(task)
+
+Both take ``console=`` (a :class:`rich.console.Console`), so tests render into
+``Console(file=io.StringIO(), force_terminal=True)`` and assert the text.
+
+Examples
+--------
+>>> is_watching(verbose=0)
+False
+>>> is_watching(verbose=1, env={"CI": "true"})
+False
+>>> list(track(range(3), "steps", verbose=0))
+[0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["is_watching", "in_notebook", "progress_bar", "track"]
+
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def in_notebook():
+    """Whether the code runs in a Jupyter kernel (IPython's ``ZMQInteractiveShell`` or similar).
+
+    Examples
+    --------
+    >>> in_notebook()
+    False
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython too old or half-imported: no kernel we can tell
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _in_ci(env=None):
+    env = os.environ if env is None else env
+    return str(env.get("CI", "")).strip().lower() not in _FALSE
+
+
+def is_watching(verbose=1, *, stream=None, env=None, notebook=None):
+    """Whether a person is watching: a progress display should be shown.
+
+    Parameters
+    ----------
+    verbose : int or bool, default=1
+        0 / False / None: never watching.
+    stream : file-like, default=None
+        Where the display would go (default ``sys.stderr``); a TTY means a person.
+    env : mapping, default=None
+        The environment to read ``CI`` from (default ``os.environ``); a set, non-false ``CI``
+        means no person.
+    notebook : bool, default=None
+        Whether this runs in a Jupyter kernel (default: :func:`in_notebook`).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import io
+    >>> is_watching(1, stream=io.StringIO(), env={}, notebook=False)
+    False
+    >>> is_watching(1, stream=io.StringIO(), env={}, notebook=True)
+    True
+    >>> is_watching(1, stream=io.StringIO(), env={"CI": "false"}, notebook=True)
+    True
+    """
+    if not verbose or _in_ci(env):
+        return False
+    if notebook is None:
+        notebook = in_notebook()
+    if notebook:
+        return True
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=None,
+                 notebook=None, get_time=None):
+    """A :class:`rich.progress.Progress` that shows only when a person is watching.
+
+    Parameters
+    ----------
+    verbose : int or bool, default=1
+        0 makes a disabled (silent) progress.
+    console : rich.console.Console, default=None
+        Where to draw (default: rich's console on stderr). Tests pass
+        ``Console(file=io.StringIO(), force_terminal=True)``.
+    transient : bool, default=False
+        Remove the bar when done.
+    disable : bool, default=None
+        Force the display off (True) or on (False); None decides with :func:`is_watching`
+        (on the console's file when a console is given).
+    env, notebook
+        Passed to :func:`is_watching`.
+    get_time : callable, default=None
+        Clock for rich (tests inject one).
+
+    Returns
+    -------
+    rich.progress.Progress
+        Use it as a context manager; ``add_task``, ``advance``, ``update`` as in rich.
+
+    Examples
+    --------
+    >>> import io
+    >>> from rich.console import Console
+    >>> console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    >>> with progress_bar(console=console, disable=False) as progress:
+    ...     task = progress.add_task("stages", total=2)
+    ...     progress.advance(task, 2)
+    >>> "stages" in console.file.getvalue()
+    True
+    """
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+    if disable is None:
+        if console is not None:  # the console knows whether it draws on a terminal or notebook
+            watching = bool(verbose) and not _in_ci(env) and \
+                (console.is_terminal or console.is_jupyter)
+        else:
+            watching = is_watching(verbose, env=env, notebook=notebook)
+        disable = not watching
+    kwargs = {"get_time": get_time} if get_time is not None else {}
+    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
+                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=transient,
+                    disable=disable, **kwargs)
+
+
+def track(iterable, description="working", *, total=None, verbose=1, console=None,
+          transient=False, disable=None, env=None, notebook=None):
+    """Iterate over ``iterable``, drawing a progress bar when a person is watching.
+
+    When nobody is watching, this is the plain iterable: no bar, no thread, no cost.
+
+    Parameters
+    ----------
+    iterable : iterable
+    description : str, default="working"
+    total : int, default=None
+        Number of items (default ``len(iterable)`` when it has one).
+    verbose, console, transient, disable, env, notebook
+        As for :func:`progress_bar`.
+
+    Yields
+    ------
+    object
+        The items of ``iterable``.
+
+    Examples
+    --------
+    >>> import io
+    >>> from rich.console import Console
+    >>> console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    >>> sum(track(range(4), "batches", console=console, disable=False))
+    6
+    >>> "batches" in console.file.getvalue()
+    True
+    """
+    progress = progress_bar(verbose=verbose, console=console, transient=transient,
+                            disable=disable, env=env, notebook=notebook)
+    if progress.disable:
+        yield from iterable
+        return
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    with progress:
+        yield from progress.track(iterable, total=total, description=description)
