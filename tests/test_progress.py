@@ -1,0 +1,119 @@
+"""Progress shows when a person watches (TTY or Jupyter kernel), never in CI or with verbose=0."""
+
+import io
+import sys
+import types
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from ml_toolbox.progress import in_notebook, is_watching, progress_bar, track
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def terminal():
+    return Console(file=io.StringIO(), force_terminal=True, width=80)
+
+
+@pytest.mark.parametrize("verbose, stream, env, notebook, expected", [
+    (1, Tty(), {}, False, True),                    # a terminal
+    (1, io.StringIO(), {}, True, True),             # a notebook
+    (1, io.StringIO(), {}, False, False),           # a pipe or a file: nobody
+    (0, Tty(), {}, True, False),                    # verbose=0: silent everywhere
+    (False, Tty(), {}, False, False),
+    (None, Tty(), {}, False, False),
+    (2, Tty(), {"CI": "true"}, False, False),        # CI: silent even on a TTY
+    (1, Tty(), {"CI": "1"}, True, False),
+    (1, Tty(), {"CI": "false"}, False, True),        # CI explicitly off
+    (1, Tty(), {"CI": "0"}, False, True),
+    (1, Tty(), {"CI": ""}, False, True),
+])
+def test_is_watching(verbose, stream, env, notebook, expected):
+    assert is_watching(verbose, stream=stream, env=env, notebook=notebook) is expected
+
+
+def test_closed_stream_is_nobody():
+    class Closed:
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    assert is_watching(1, stream=Closed(), env={}, notebook=False) is False
+
+
+@given(st.text(max_size=8))
+def test_any_ci_value_but_a_false_one_silences(value):
+    silent = value.strip().lower() not in {"", "0", "false", "no", "off"}
+    assert is_watching(1, stream=Tty(), env={"CI": value}, notebook=False) is (not silent)
+
+
+def test_in_notebook_reads_the_ipython_kernel(monkeypatch):
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert in_notebook() is True
+    fake.get_ipython = lambda: types.SimpleNamespace()  # a terminal IPython: no kernel
+    assert in_notebook() is False
+    fake.get_ipython = lambda: None
+    assert in_notebook() is False
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert in_notebook() is False
+
+
+def test_progress_bar_draws_on_a_terminal_console():
+    console = terminal()
+    ticks = iter(range(100))
+    with progress_bar(console=console, env={}, get_time=lambda: float(next(ticks))) as progress:
+        task = progress.add_task("stages", total=3)
+        for _ in range(3):
+            progress.advance(task)
+    out = console.file.getvalue()
+    assert "stages" in out and "3/3" in out
+
+
+@pytest.mark.parametrize("kwargs", [{"verbose": 0, "env": {}}, {"verbose": 1, "env": {"CI": "true"}},
+                                    {"disable": True, "env": {}}])
+def test_progress_bar_is_silent_when_nobody_watches(kwargs):
+    console = terminal()
+    with progress_bar(console=console, **kwargs) as progress:
+        assert progress.disable
+        task = progress.add_task("stages", total=2)
+        progress.advance(task, 2)
+    assert console.file.getvalue() == ""
+
+
+def test_progress_bar_silent_on_a_console_that_is_not_a_terminal():
+    console = Console(file=io.StringIO(), width=80)  # a file: not a terminal, not a notebook
+    assert progress_bar(console=console, env={}).disable
+
+
+def test_disable_false_forces_the_display():
+    console = terminal()
+    with progress_bar(console=console, disable=False, env={"CI": "true"}) as progress:
+        progress.add_task("forced", total=1)
+    assert "forced" in console.file.getvalue()
+
+
+def test_track_yields_every_item_and_draws():
+    console = terminal()
+    assert list(track(["a", "b", "c"], "batches", console=console, env={})) == ["a", "b", "c"]
+    out = console.file.getvalue()
+    assert "batches" in out and "3/3" in out
+
+
+def test_track_silent_is_the_plain_iterable():
+    console = terminal()
+    gen = (i for i in range(5))  # no len: total unknown, still fine
+    assert list(track(gen, "rows", console=console, verbose=0)) == [0, 1, 2, 3, 4]
+    assert console.file.getvalue() == ""
+
+
+def test_track_with_an_iterator_and_total():
+    console = terminal()
+    assert sum(track(iter(range(4)), "rows", total=4, console=console, env={})) == 6
+    assert "4/4" in console.file.getvalue()
