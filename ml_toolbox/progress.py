@@ -3,7 +3,8 @@
 A person is watching when ``verbose`` is not 0, the ``CI`` environment variable is not set, and the
 output goes to a terminal (a TTY) or the code runs in a Jupyter kernel. Then long fits, epoch
 training and large batch predictions draw a :class:`rich.progress.Progress` bar; otherwise they
-stay silent and cost nothing.
+stay silent and cost nothing. In Jupyter, rich draws live bars through ``ipywidgets``; without it
+installed the bar stays off rather than warn.
 
 Use :func:`progress_bar` where the work is a known number of steps, or :func:`track` around an
 iterable::
@@ -55,6 +56,12 @@ def in_notebook():
     except Exception:  # an IPython too old or half-imported: no kernel we can tell
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _has_widgets():
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 def _in_ci(env=None):
@@ -151,6 +158,9 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
                 (console.is_terminal or console.is_jupyter)
         else:
             watching = is_watching(verbose, env=env, notebook=notebook)
+            if watching and (in_notebook() if notebook is None else notebook) \
+                    and not _has_widgets():
+                watching = False  # rich draws live bars in Jupyter through ipywidgets only
         disable = not watching
     kwargs = {"get_time": get_time} if get_time is not None else {}
     return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),

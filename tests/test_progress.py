@@ -117,3 +117,13 @@ def test_track_with_an_iterator_and_total():
     console = terminal()
     assert sum(track(iter(range(4)), "rows", total=4, console=console, env={})) == 6
     assert "4/4" in console.file.getvalue()
+
+
+def test_notebook_without_ipywidgets_stays_silent(monkeypatch):
+    import ml_toolbox.progress as progress
+
+    monkeypatch.setattr(progress, "_has_widgets", lambda: False)
+    assert progress_bar(env={}, notebook=True).disable
+    monkeypatch.setattr(progress, "_has_widgets", lambda: True)
+    assert not progress_bar(env={}, notebook=True).disable
+    assert progress_bar(env={}, notebook=True, verbose=0).disable
