@@ -84,5 +84,6 @@ def test_a_failing_cell_fails_the_run(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
                                          nbformat.v4.new_code_cell("raise OSError('boom')")])
     client = NotebookClient(nb, km=kernel_manager(tmp_path), timeout=CELL_TIMEOUT)
-    with pytest.raises(CellExecutionError, match="OSError: boom"):
+    with pytest.raises(CellExecutionError, match=r"raise OSError\('boom'\)") as caught:
         client.execute()
+    assert (caught.value.ename, caught.value.evalue) == ("OSError", "boom")
