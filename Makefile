@@ -28,5 +28,9 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
 
+# docs/api.md, the API reference, generated from the numpydoc docstrings (tests check it is current).
+docs: $(VENV)/.installed-base
+	$(BIN)/python -m ml_toolbox._apidoc
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
