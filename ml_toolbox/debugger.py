@@ -192,34 +192,58 @@ def _shape_of(obj):
     return (n_rows, n_cols)
 
 
-def _stage_names_of(pipeline):
-    """Every stage name of a pipeline (and of the sub-pipelines of a unified pipeline)."""
-    names = []
-    if pipeline is None:
-        return names
-    for sub in ("feature_pipeline", "training_pipeline", "inference_pipeline"):
-        part = getattr(pipeline, sub, None)
-        if part is not None and part is not pipeline:
-            names.extend(n for n in _stage_names_of(part) if n not in names)
-    stage_names = getattr(pipeline, "stage_names", None)
-    if callable(stage_names):
-        try:
-            stage_names = stage_names()
-        except Exception:  # noqa: BLE001 - best effort: fall back on the run's names
-            stage_names = None
-    if stage_names is None:
-        steps = getattr(pipeline, "stages_", None) or getattr(pipeline, "steps", None) or ()
-        stage_names = []
-        try:
-            for step in steps:
-                if isinstance(step, tuple) and step and isinstance(step[0], str):
-                    stage_names.append(step[0])
-                elif isinstance(getattr(step, "name", None), str):
-                    stage_names.append(step.name)
-        except TypeError:
-            stage_names = []
-    names.extend(n for n in stage_names if isinstance(n, str) and n not in names)
+def _merge(names, more):
+    names.extend(n for n in more if isinstance(n, str) and n not in names)
     return names
+
+
+def _own_stage_names(pipeline):
+    """Every stage name of one pipeline (fitted or not), best effort; [] when it cannot be told."""
+    if pipeline is None:
+        return []
+    current = getattr(pipeline, "_current", None)  # Feature / Inference pipelines (StepsMixin)
+    if callable(current):
+        try:
+            return list(current()[0])
+        except Exception:  # noqa: BLE001 - invalid steps: the pipeline itself will say so
+            return []
+    fitted = pipeline.__dict__.get("stage_names_") if hasattr(pipeline, "__dict__") else None
+    if fitted is not None:
+        return list(fitted)
+    if callable(getattr(pipeline, "_template", None)) and hasattr(pipeline, "model"):
+        from ml_toolbox.training import MODEL_STAGE  # a TrainingPipeline: one model stage
+
+        return [MODEL_STAGE]
+    names = []
+    try:
+        for step in getattr(pipeline, "steps", None) or ():
+            if isinstance(step, tuple) and step and isinstance(step[0], str):
+                names.append(step[0])
+            elif isinstance(getattr(step, "stage_name", None), str):
+                names.append(step.stage_name)
+            elif isinstance(getattr(step, "name", None), str):
+                names.append(step.name)
+    except TypeError:
+        return []
+    return names
+
+
+def _pipelines_of(obj):
+    """``[(pipeline name, stage names)]`` of a pipeline, or of each of a unified pipeline's three."""
+    if obj is None:
+        return []
+    cls = type(obj)
+    if all(isinstance(getattr(cls, a, None), property)
+           for a in ("feature_pipeline", "training_pipeline", "inference_pipeline")):
+        from ml_toolbox.training import MODEL_STAGE
+
+        fp, tp, ip = obj.feature_pipeline, obj.training_pipeline, obj.inference_pipeline
+        features = _own_stage_names(fp)
+        model = getattr(obj, "model", None)
+        model = [] if isinstance(model, str) and model == "passthrough" else [MODEL_STAGE]
+        return [(fp.name, features), (tp.name, list(model)), (ip.name, features + model)]
+    name = getattr(obj, "name", None)
+    return [(name if isinstance(name, str) else cls.__name__, _own_stage_names(obj))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -680,7 +704,7 @@ class Trace(Sequence):
         console = Console(file=io.StringIO(), width=width, record=True, color_system=None,
                           force_terminal=False, force_jupyter=False)
         console.print(self)
-        return console.export_text().rstrip("\n")
+        return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
     def __str__(self):
         return self._plain()
@@ -1041,10 +1065,9 @@ class PipelineDebugger(PipelinePlugin):
         Returns self.
         """
         for pipeline in pipelines:
-            name = getattr(pipeline, "name", None) or type(pipeline).__name__
-            names = _stage_names_of(pipeline)
-            with self._lock:
-                self._known[name] = names
+            for name, names in _pipelines_of(pipeline):
+                with self._lock:
+                    self._known[name] = _merge(list(self._known.get(name, ())), names)
         self._validate_pending(None)
         return self
 
@@ -1216,15 +1239,20 @@ class PipelineDebugger(PipelinePlugin):
 
     # -- hooks -----------------------------------------------------------------------------
     def before_run(self, run):
-        names = _stage_names_of(run.pipeline)
-        for n in run.stage_names:
-            if n not in names:
-                names.append(n)
+        # the stage names of this pipeline (and of its siblings, when a unified pipeline handed
+        # the debugger down), read afresh each run: steps may have changed since the last one
+        parent = run.extra.get("parent")
+        entries = _pipelines_of(parent) if parent is not None else []
+        entries.append((run.pipeline_name,
+                        _merge(_own_stage_names(run.pipeline), run.stage_names)))
         with self._lock:
-            self._known[run.pipeline_name] = names
+            for name, names in entries:
+                self._known[name] = names
+        with self._lock:
             self._open_runs[run.run_id] = RunRecord(run.run_id, run.pipeline_name, run.mode,
                                                     run.start_time)
-        self._validate_pending(run.pipeline)
+        if self.breakpoints or not self._profile_checked:
+            self._validate_pending(run.pipeline)
 
     def _close_run(self, run, error=None):
         with self._lock:

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 
 from ml_toolbox.context import RunContext, StageContext
 from ml_toolbox.debugger import (
@@ -82,6 +82,23 @@ def _busy_work(n):
     for i in range(n):
         total += i * i
     return total
+
+
+class FlakyTransformer(TransformerMixin, BaseEstimator):
+    """A real scikit-learn transformer whose fit fails FAILURES_LEFT[key] times."""
+
+    def __init__(self, key="flaky"):
+        self.key = key
+
+    def fit(self, X, y=None):
+        if FAILURES_LEFT.get(self.key, 0) > 0:
+            FAILURES_LEFT[self.key] -= 1
+            raise ConnectionError("feature store hiccup")
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        return X
 
 
 class Busy(BaseEstimator):
@@ -810,3 +827,205 @@ def test_no_warning_from_a_plain_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         drive(debugger, STEPS, frame()[["age", "income"]])
+
+
+# ------------------------------------------------------------------------------------------------
+# through real pipelines
+# ------------------------------------------------------------------------------------------------
+from sklearn.datasets import load_breast_cancer  # noqa: E402
+from sklearn.impute import SimpleImputer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from ml_toolbox import FeaturePipeline, MLToolbox, PipelineStage, UnifiedMLPipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.iloc[:, :6].copy()
+    X.iloc[::10, 1] = np.nan
+    return X, y
+
+
+def features():
+    return [("impute", SimpleImputer()), ("scale", StandardScaler())]
+
+
+def test_seed_usage_pattern_4_runs_as_written(cancer):
+    X, y = cancer
+    toolbox = MLToolbox()
+    pipeline = UnifiedMLPipeline(toolbox)
+    debugger = PipelineDebugger(enable_debugging=True)
+    pipeline.feature_pipeline.debugger = debugger
+    debugger.add_breakpoint('preprocessing')
+
+    # Execute with debugging
+    result = pipeline.execute(X, y, mode='train')
+
+    # Get trace
+    trace = debugger.get_execution_trace()
+    visualization = debugger.visualize_trace()
+
+    assert type(result["model"]).__name__ == "LogisticRegression"
+    assert [(e.pipeline, e.stage, e.mode, e.status) for e in trace] == [
+        ("feature_pipeline", "preprocessing", "fit_transform", "success")]
+    assert trace[0].input_shape == X.shape
+    snap = debugger.snapshots[("preprocessing", "before")]
+    assert snap.shape == X.shape and snap.null_counts.iloc[1] == X.iloc[:, 1].isna().sum()
+    assert "│ 1 │ feature_pipeline │ preprocessing │ fit_transform │" in visualization
+
+
+def test_debugger_handed_down_by_a_unified_pipeline_knows_every_stage(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger()
+    pipe = UnifiedMLPipeline(features=features(), model=LogisticRegression(), debugger=debugger)
+    debugger.add_breakpoint("model", when="after")  # a training stage; the feature run starts first
+    debugger.add_breakpoint("scale", when="after", pipeline="inference_pipeline")
+    pipe.fit(X, y)
+    assert debugger.snapshots[("model", "after")].kind == "PipelineStage"  # a fitted model
+    pipe.predict(X.iloc[:50])
+    assert debugger.snapshots[("model", "after")].shape == (50,)  # the latest wins
+    trace = debugger.get_execution_trace()
+    assert [(e.pipeline, e.stage, e.mode) for e in trace] == [
+        ("feature_pipeline", "impute", "fit_transform"),
+        ("feature_pipeline", "scale", "fit_transform"),
+        ("training_pipeline", "model", "fit"),
+        ("inference_pipeline", "impute", "transform"),
+        ("inference_pipeline", "scale", "transform"),
+        ("inference_pipeline", "model", "predict")]
+    assert trace[-1].output_shape == (50,)
+    assert debugger.snapshots[("scale", "after")].shape == (50, 6)
+    assert debugger.snapshots[("scale", "after")].pipeline == "inference_pipeline"
+    with pytest.raises(UnknownStageError, match=re.escape(
+            "Stage names: ['impute', 'scale', 'model']. Did you mean 'model'?")):
+        debugger.add_breakpoint("modle")
+
+
+def test_unknown_stage_in_a_real_pipeline_fails_before_fitting_anything(cancer):
+    X, y = cancer
+    ran = []
+    debugger = PipelineDebugger()
+    fp = FeaturePipeline([("log", PipelineStage(lambda Z: ran.append(1) or Z)),
+                          ("scale", StandardScaler())], debugger=debugger)
+    debugger.add_breakpoint("sacle")
+    with pytest.raises(UnknownStageError, match=re.escape(
+            "names stage 'sacle', which pipeline 'feature_pipeline' does not have. Stage names: "
+            "['log', 'scale']. Did you mean 'scale'?")):
+        fp.fit(X)
+    assert ran == [] and "stages_" not in fp.__dict__
+
+
+def test_condition_error_in_a_real_pipeline_keeps_its_own_type(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger()
+    fp = FeaturePipeline(features(), debugger=debugger)
+    debugger.add_breakpoint("impute", condition=lambda ctx: ctx.X["nope"].any())
+    with pytest.raises(BreakpointConditionError, match=re.escape("raised KeyError: 'nope'")) as info:
+        fp.fit(X)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert debugger.get_execution_trace().runs[-1].status == "failed"
+
+
+def test_retried_attempts_of_a_real_pipeline_appear_in_the_trace(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger(rich_output=False)
+    FAILURES_LEFT["real"] = 1
+    fp = FeaturePipeline([("impute", SimpleImputer()), ("flaky", FlakyTransformer("real"))],
+                         debugger=debugger, retry_handler=Retry(3))
+    fp.fit(X)
+    assert [(e.stage, e.attempt, e.status) for e in debugger.get_execution_trace()] == [
+        ("impute", 1, "success"), ("flaky", 1, "retried"), ("flaky", 2, "success")]
+    assert "retried: ConnectionError: feature store hiccup" in debugger.visualize_trace()
+
+
+def test_partial_run_until_a_stage_refits_nothing_and_is_traced(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger(capture="all")
+    fp = FeaturePipeline(features(), debugger=debugger).fit(X)
+    fitted = list(fp.stages_)
+    debugger.add_breakpoint("scale")  # a later stage: still a valid name for the partial run
+    debugger.add_breakpoint("impute", when="after")
+    out = fp.transform(X, until="impute")
+    np.testing.assert_allclose(out, SimpleImputer().fit_transform(X))
+    assert fp.stages_ == fitted and all(a is b for a, b in zip(fp.stages_, fitted))
+    last = debugger.get_execution_trace()[-1]
+    assert (last.stage, last.mode, last.run_mode) == ("impute", "transform", "transform")
+    assert len(debugger.get_execution_trace()) == 3
+    assert debugger.snapshots[("impute", "after")].null_counts.sum() == 0
+    # the fit's capture="all" snapshot of scale's output is the standardised data
+    assert debugger.snapshots[("scale", "after")].stats["mean"].abs().max() < 1e-9
+    assert ("scale", "before") not in debugger.snapshots
+
+
+def _no_negatives(Z):
+    if (np.asarray(Z) < 0).any():
+        raise ValueError("negative values reached the log stage")
+    return np.log1p(Z)
+
+
+def test_post_mortem_of_a_real_fit_replays_and_checks_a_fix(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger()
+    fp = FeaturePipeline([("scale", StandardScaler()), ("log", _no_negatives)],
+                         debugger=debugger)
+    with pytest.raises(ValueError, match="negative values"):
+        fp.fit(X)
+    failure = debugger.last_failure
+    assert (failure.pipeline, failure.stage, failure.mode) == (
+        "feature_pipeline", "log", "fit_transform")
+    assert failure.X.shape == X.shape  # the stage's input: the scaled data
+    assert "raised by stage 'log' of pipeline 'feature_pipeline'" in failure.traceback
+    with pytest.raises(ValueError, match="negative values"):
+        failure.replay()
+    fixed = failure.replay(X=np.abs(failure.X))
+    np.testing.assert_allclose(fixed, np.log1p(np.abs(failure.X)))
+
+
+def test_post_mortem_of_a_real_prediction(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger()
+    pipe = UnifiedMLPipeline(features=[("log", _no_negatives)], model=LogisticRegression(),
+                             debugger=debugger).fit(X.fillna(0), y)
+    bad = X.fillna(0).iloc[:5] - 1000
+    with pytest.raises(ValueError, match="negative values"):
+        pipe.predict(bad)
+    failure = debugger.last_failure
+    assert (failure.pipeline, failure.stage, failure.mode, failure.fitting) == (
+        "inference_pipeline", "log", "transform", False)
+    with pytest.raises(ValueError, match="negative values"):
+        failure.replay()
+    np.testing.assert_allclose(failure.replay(X=bad.abs()), np.log1p(bad.abs()))
+
+
+def test_profile_of_a_real_stage_names_sklearn_functions(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger(profile=["scale"])
+    FeaturePipeline(features(), debugger=debugger).fit(X)
+    assert list(debugger.profiles) == ["scale"]
+    names = {f.function for f in debugger.profiles["scale"].slowest(50, sort="cumtime")}
+    assert "fit_transform" in names or "partial_fit" in names
+
+
+def test_shared_debugger_follows_clones_in_cross_validation(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger()
+    pipe = UnifiedMLPipeline(features=features(), model=LogisticRegression(), debugger=debugger)
+    cross_val_score(pipe, X, y, cv=3)
+    trace = debugger.get_execution_trace()
+    assert len(trace.filter(stage="model", mode="fit")) == 3
+    assert len(trace.filter(pipeline="inference_pipeline", stage="model")) == 3
+    table = debugger.time_breakdown()
+    assert set(zip(table["pipeline"], table["stage"])) >= {("training_pipeline", "model")}
+
+
+def test_pipeline_with_a_debugger_pickles(cancer):
+    X, y = cancer
+    debugger = PipelineDebugger(capture="all")
+    pipe = UnifiedMLPipeline(features=features(), model=LogisticRegression(),
+                             debugger=debugger).fit(X, y)
+    again = pickle.loads(pickle.dumps(pipe))
+    assert again.debugger is not debugger
+    np.testing.assert_array_equal(again.predict(X), pipe.predict(X))
+    assert len(again.debugger.get_execution_trace()) == len(debugger.get_execution_trace()) == 6
