@@ -183,6 +183,8 @@ def _is_data(obj):
 
 def _shape_of(obj):
     """The shape of data, cheaply; None for no data (or a fitted estimator)."""
+    if type(obj) is np.ndarray:  # the common case, fast
+        return obj.shape
     if not _is_data(obj):
         return None
     shape = getattr(obj, "shape", None)
