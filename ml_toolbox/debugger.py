@@ -969,7 +969,8 @@ class PipelineDebugger(PipelinePlugin):
     last_failure : Failure or None
         The post-mortem of the last stage run that failed.
     profiles : dict
-        ``stage_name -> StageProfile`` (the latest profiled run of each stage).
+        ``(stage_name, mode) -> StageProfile``: the latest profiled run of each stage in each
+        mode (``("model", "fit")``, ``("model", "predict")``...).
 
     See Also
     --------
@@ -1294,7 +1295,7 @@ class PipelineDebugger(PipelinePlugin):
         prof.disable()
         stats = pstats.Stats(prof).stats
         with self._lock:
-            self.profiles[ctx.stage_name] = StageProfile(ctx.pipeline_name, ctx.stage_name,
+            self.profiles[(ctx.stage_name, ctx.mode)] = StageProfile(ctx.pipeline_name, ctx.stage_name,
                                                          ctx.mode, ctx.duration, dict(stats))
 
     def _event(self, ctx, status, error=None, end=None):

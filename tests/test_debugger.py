@@ -701,8 +701,8 @@ def test_time_breakdown_per_stage():
 def test_opt_in_profile_names_the_slowest_functions_of_a_stage():
     debugger = PipelineDebugger(profile="busy")
     drive(debugger, [("impute", Scale(1.0, "impute")), ("busy", Busy())], np.zeros((3, 2)))
-    assert list(debugger.profiles) == ["busy"]
-    profile = debugger.profiles["busy"]
+    assert list(debugger.profiles) == [("busy", "fit")]
+    profile = debugger.profiles["busy", "fit"]
     assert profile.slowest(1)[0].function == "_busy_work"
     assert profile.slowest(1, sort="cumtime")[0].cumtime >= profile.slowest(1)[0].tottime
     assert "_busy_work" in profile.report(3)
@@ -717,7 +717,7 @@ def test_profile_is_switched_off_when_the_stage_fails():
     with pytest.raises(ValueError):
         drive(debugger, [("boom", Boom())], numeric())
     assert sys.getprofile() is None
-    assert "boom" in debugger.profiles
+    assert ("boom", "fit") in debugger.profiles
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1003,8 +1003,9 @@ def test_profile_of_a_real_stage_names_sklearn_functions(cancer):
     X, y = cancer
     debugger = PipelineDebugger(profile=["scale"])
     FeaturePipeline(features(), debugger=debugger).fit(X)
-    assert list(debugger.profiles) == ["scale"]
-    names = {f.function for f in debugger.profiles["scale"].slowest(50, sort="cumtime")}
+    assert list(debugger.profiles) == [("scale", "fit_transform")]
+    profile = debugger.profiles["scale", "fit_transform"]
+    names = {f.function for f in profile.slowest(50, sort="cumtime")}
     assert "fit_transform" in names or "partial_fit" in names
 
 
@@ -1029,3 +1030,14 @@ def test_pipeline_with_a_debugger_pickles(cancer):
     assert again.debugger is not debugger
     np.testing.assert_array_equal(again.predict(X), pipe.predict(X))
     assert len(again.debugger.get_execution_trace()) == len(debugger.get_execution_trace()) == 6
+
+
+def test_example_runs(capsys):
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).parent.parent / "examples" / "debugging.py"),
+                   run_name="__main__")
+    out = capsys.readouterr().out
+    assert "│ 1 │ feature_pipeline │ preprocessing │ fit_transform │" in out
+    assert "replay reproduces it: log_features got negative values" in out
