@@ -615,8 +615,9 @@ _STATUS_STYLE = {"success": "green", "failed": "bold red", "retried": "yellow", 
 class Trace(Sequence):
     """The ordered stage runs a debugger saw: a read-only sequence of :class:`TraceEvent`.
 
-    Shows itself as a table: ``str(trace)`` (plain text), :meth:`render` (rich or plain text),
-    ``rich.print(trace)`` (``__rich__``) and in a notebook (``_repr_html_``). :meth:`to_frame` gives a
+    Shows itself as a plain-text table (``str(trace)``), as a rich tree of pipeline runs and their
+    stage runs (``rich.print(trace)``, ``__rich__``), either as text (:meth:`render`), and as an
+    HTML table in a notebook (``_repr_html_``). :meth:`to_frame` gives a
     pandas DataFrame with one row per event.
 
     Attributes
@@ -663,21 +664,32 @@ class Trace(Sequence):
                 f"{_fmt_seconds(total)}")
 
     def __rich__(self):
-        from rich.table import Table
+        """A rich tree: one branch per pipeline run, one aligned line per stage run (or attempt)."""
         from rich.text import Text
+        from rich.tree import Tree
 
-        table = Table(title=self._title(), title_justify="left")
-        for col in _TRACE_COLUMNS:
-            table.add_column(col, justify="right" if col in ("#", "attempt", "time") else "left",
-                             overflow="fold")
-        previous = None
-        for e, row in zip(self.events, self._rows()):
-            if previous is not None and e.run_id != previous:
-                table.add_section()
-            previous = e.run_id
-            table.add_row(*(Text(c) for c in row[:-1]),
-                          Text(row[-1], style=_STATUS_STYLE.get(e.status, "")))
-        return table
+        tree = Tree(Text(self._title(), style="bold"), guide_style="dim")
+        rows = list(self._rows())
+        if not rows:
+            return tree
+        # columns: 0 #, 2 stage, 3 mode, 4 attempt, 5 input, 6 output, 7 time
+        w = {i: max(len(r[i]) for r in rows) for i in (0, 2, 3, 4, 5, 6, 7)}
+        runs = {r.run_id: r for r in self.runs}
+        branch, previous = None, None
+        for e, r in zip(self.events, rows):
+            if e.run_id != previous:
+                previous = e.run_id
+                label = Text(e.pipeline, style="bold") + Text(f"  {e.run_mode}")
+                record = runs.get(e.run_id)
+                if record is not None and record.duration is not None:
+                    label += Text(f"  {_fmt_seconds(record.duration)}  ")
+                    label += Text(record.status, style=_STATUS_STYLE.get(record.status, ""))
+                branch = tree.add(label)
+            line = Text(f"{r[0]:>{w[0]}}  {r[2]:<{w[2]}}  {r[3]:<{w[3]}}  attempt "
+                        f"{r[4]:>{w[4]}}  {r[5]:>{w[5]}} -> {r[6]:<{w[6]}}  {r[7]:>{w[7]}}  ")
+            line += Text(r[-1], style=_STATUS_STYLE.get(e.status, ""))
+            branch.add(line)
+        return tree
 
     def _plain(self):
         rows = [_TRACE_COLUMNS] + list(self._rows())
@@ -698,7 +710,7 @@ class Trace(Sequence):
         return "\n".join(out)
 
     def render(self, *, use_rich=True, width=120):
-        """The trace as text: a rich table (``use_rich=True``) or a plain fixed-width table."""
+        """The trace as text: a rich tree (``use_rich=True``) or a plain fixed-width table."""
         if not use_rich:
             return self._plain()
         from rich.console import Console
@@ -955,7 +967,7 @@ class PipelineDebugger(PipelinePlugin):
         What the ``"pdb"`` action calls with the stage context; None means :func:`pdb_entry`
         (Python's ``breakpoint()``). Inject a function to test or to use another debugger.
     rich_output : bool, default=True
-        :meth:`visualize_trace` renders a rich table (True) or plain text (False).
+        :meth:`visualize_trace` renders a rich tree (True) or a plain-text table (False).
     clock : callable, default=time.perf_counter
         Monotonic clock for attempt boundaries of retried stages.
 
@@ -1355,7 +1367,7 @@ class PipelineDebugger(PipelinePlugin):
         return trace.filter(pipeline=pipeline, stage=stage, status=status)
 
     def visualize_trace(self, *, use_rich=None, width=120, console=None):
-        """The execution trace as text: a rich table, or plain text when rich output is off.
+        """The execution trace as text: a rich tree, or a plain table when rich output is off.
 
         Parameters
         ----------

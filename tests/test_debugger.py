@@ -662,12 +662,22 @@ def test_visualize_trace_renders_plain_text_when_rich_output_is_off():
     assert str(debugger.get_execution_trace()) == "\n".join(lines)
 
 
-def test_visualize_trace_renders_a_rich_table_and_html():
-    debugger = PipelineDebugger()
+def test_visualize_trace_renders_a_rich_tree_and_html():
+    ticks = iter(range(100))
+    debugger = PipelineDebugger(clock=lambda: float(next(ticks)))
     drive(debugger, STEPS, numeric())
-    text = debugger.visualize_trace(width=110)
-    assert text.startswith("Execution trace: 2 stage runs in 1 pipeline runs")
-    assert "┃ pipeline" in text and "│ scale " in text and "success" in text
+    FAILURES_LEFT["flaky"] = 1
+    drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=Retry(2), mode="transform")
+    lines = debugger.visualize_trace(width=200).splitlines()
+    assert lines[0].startswith("Execution trace: 4 stage runs in 2 pipeline runs")
+    assert re.fullmatch(r"├── feature_pipeline  fit  \S+ [µm]?s  success", lines[1])
+    assert re.fullmatch(r"│   ├── 1  impute  fit_transform  attempt 1  \(20, 2\) -> \(20, 2\) +"
+                        r"\S+ [µm]?s  success", lines[2])
+    assert lines[3].startswith("│   └── 2  scale   fit            attempt 1  (20, 2) -> (20, 2)")
+    assert re.fullmatch(r"└── feature_pipeline  transform  \S+ [µm]?s  success", lines[4])
+    assert re.fullmatch(r"    ├── 3  flaky   transform      attempt 1   \(4, 3\) -> - +1\.00 s  "
+                        r"retried: ConnectionError: feature store hiccup", lines[5])
+    assert lines[6].startswith("    └── 4  flaky   transform      attempt 2   (4, 3) -> (4, 3)")
     console_file = io.StringIO()
     from rich.console import Console
     debugger.visualize_trace(console=Console(file=console_file, width=110))
@@ -874,7 +884,8 @@ def test_seed_usage_pattern_4_runs_as_written(cancer):
     assert trace[0].input_shape == X.shape
     snap = debugger.snapshots[("preprocessing", "before")]
     assert snap.shape == X.shape and snap.null_counts.iloc[1] == X.iloc[:, 1].isna().sum()
-    assert "│ 1 │ feature_pipeline │ preprocessing │ fit_transform │" in visualization
+    assert "feature_pipeline  fit  " in visualization
+    assert "1  preprocessing  fit_transform  attempt 1  (569, 6) -> (569, 6)" in visualization
 
 
 def test_debugger_handed_down_by_a_unified_pipeline_knows_every_stage(cancer):
@@ -1039,5 +1050,5 @@ def test_example_runs(capsys):
     runpy.run_path(str(Path(__file__).parent.parent / "examples" / "debugging.py"),
                    run_name="__main__")
     out = capsys.readouterr().out
-    assert "│ 1 │ feature_pipeline │ preprocessing │ fit_transform │" in out
+    assert "1  preprocessing  fit_transform  attempt 1  (569, 30) -> (569, 30)" in out
     assert "replay reproduces it: log_features got negative values" in out
