@@ -552,7 +552,7 @@ class Breakpoint:
 # ------------------------------------------------------------------------------------------------
 # trace
 # ------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class TraceEvent:
     """One stage run, or one attempt of it that failed and was retried.
 
@@ -595,7 +595,7 @@ class TraceEvent:
     error: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RunRecord:
     """One pipeline execution: ``run_id``, ``pipeline``, ``mode``, ``start``, ``duration``, ``status``."""
 
