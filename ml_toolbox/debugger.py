@@ -512,7 +512,7 @@ class Snapshot:
 # ------------------------------------------------------------------------------------------------
 # breakpoints
 # ------------------------------------------------------------------------------------------------
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Breakpoint:
     """A place to stop: a stage, a moment (``when``), an optional condition, an action.
 
@@ -547,6 +547,8 @@ class Breakpoint:
         cond = "" if self.condition is None else " if " + getattr(
             self.condition, "__name__", type(self.condition).__name__)
         return f"Breakpoint({where!r}, when={self.when!r}{cond}, action={action!r})"
+
+    __repr__ = __str__
 
 
 # ------------------------------------------------------------------------------------------------
@@ -660,8 +662,9 @@ class Trace(Sequence):
     def _title(self):
         runs = len({e.run_id for e in self.events})
         total = sum(e.duration for e in self.events)
-        return (f"Execution trace: {len(self.events)} stage runs in {runs} pipeline runs, "
-                f"{_fmt_seconds(total)}")
+        n = len(self.events)
+        return (f"Execution trace: {n} stage run{'s' * (n != 1)} in {runs} pipeline "
+                f"run{'s' * (runs != 1)}, {_fmt_seconds(total)}")
 
     def __rich__(self):
         """A rich tree: one branch per pipeline run, one aligned line per stage run (or attempt)."""

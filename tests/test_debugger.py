@@ -652,7 +652,7 @@ def test_visualize_trace_renders_plain_text_when_rich_output_is_off():
     drive(debugger, [("impute", Scale(1.0, "impute")), ("flaky", Flaky())], np.zeros((4, 3)),
           retry=Retry(2))
     lines = debugger.visualize_trace().splitlines()
-    assert lines[0].startswith("Execution trace: 3 stage runs in 1 pipeline runs, ")
+    assert lines[0].startswith("Execution trace: 3 stage runs in 1 pipeline run, ")
     assert lines[1].split() == ["#", "pipeline", "stage", "mode", "attempt", "input", "output",
                                 "time", "status"]
     assert lines[3].split()[:7] == ["1", "feature_pipeline", "impute", "fit_transform", "1",
