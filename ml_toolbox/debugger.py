@@ -1102,11 +1102,12 @@ class PipelineDebugger(PipelinePlugin):
         if name in names:
             return
         close = difflib.get_close_matches(name, names, n=1)
-        where = f"pipeline {pipeline!r}" if pipeline else (
-            "pipeline " + ", ".join(repr(p) for p in self._known))
+        known = [pipeline] if pipeline else list(self._known)
+        where = (f"which pipeline {known[0]!r} does not have" if len(known) == 1 else
+                 "which none of the pipelines " + ", ".join(repr(p) for p in known) + " has")
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownStageError(
-            f"{what} names stage {name!r}, which {where} does not have. Stage names: "
+            f"{what} names stage {name!r}, {where}. Stage names: "
             f"{names}.{hint}", stage_name=name, stage_names=names,
             suggestion=close[0] if close else None)
 

@@ -1052,3 +1052,20 @@ def test_example_runs(capsys):
     out = capsys.readouterr().out
     assert "1  preprocessing  fit_transform  attempt 1  (569, 30) -> (569, 30)" in out
     assert "replay reproduces it: log_features got negative values" in out
+
+
+def test_attaching_a_unified_pipeline_checks_breakpoints_when_added():
+    debugger = PipelineDebugger()
+    pipe = UnifiedMLPipeline(features=features(), model=LogisticRegression())
+    debugger.attach(pipe)
+    assert str(debugger.add_breakpoint("model", pipeline="training_pipeline")) == (
+        "Breakpoint('training_pipeline/model', when='before', action='snapshot')")
+    with pytest.raises(UnknownStageError, match=re.escape(
+            "names stage 'imputer', which none of the pipelines 'feature_pipeline', "
+            "'training_pipeline', 'inference_pipeline' has. Stage names: ['impute', 'scale', "
+            "'model']. Did you mean 'impute'?")):
+        debugger.add_breakpoint("imputer")
+    with pytest.raises(UnknownStageError, match=re.escape(
+            "names stage 'scale', which pipeline 'training_pipeline' does not have. "
+            "Stage names: ['model'].")):
+        debugger.add_breakpoint("scale", pipeline="training_pipeline")
