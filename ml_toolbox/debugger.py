@@ -25,7 +25,6 @@ import cProfile
 import difflib
 import html
 import io
-import itertools
 import logging
 import numbers
 import pstats
