@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import sys
 
 import nbformat
@@ -77,6 +78,12 @@ def test_the_tour_reports_what_it_did(executed):
     assert "held-out accuracy: 0.958" in text
     assert "missing column(s) ['mean radius']" in text
     assert "numpy kernel for LogisticRegression.predict_proba" in text
+    plain = "".join(o["data"].get("text/plain", "") for c in executed.cells for o in outputs(c)
+                    if "data" in o)
+    # the debugger's snapshot of what 'impute' received while fitting: the holes the tour made
+    assert "<Snapshot feature_pipeline/impute before fit_transform attempt 1: DataFrame (426, 30)" \
+        in plain
+    assert re.search(r"mean radius\s+float64\s+18\s", plain)
 
 
 def test_a_failing_cell_fails_the_run(tmp_path):
