@@ -405,16 +405,18 @@ def render_rich(view):
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("stage")
-    table.add_column("estimator")
+    # names are what the reader scans for: on a narrow terminal the headers wrap, names do not
+    widest = lambda values: min(max([len(v) for v in values] + [5]), 40)  # noqa: E731
+    table.add_column("stage", no_wrap=True, min_width=widest([r.name for r in view.rows]))
+    table.add_column("estimator", no_wrap=True,
+                     min_width=widest([r.estimator for r in view.rows]))
     table.add_column("fitted")
-    table.add_column("features in", justify="right")
-    table.add_column("features out", justify="right")
+    table.add_column("features in", justify="right", min_width=8)
+    table.add_column("features out", justify="right", min_width=8)
     for label in view.timing_columns:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", min_width=7)
     for row in view.rows:
-        cells = [str(row.index), Text(row.name, style="bold"), Text(row.estimator),
+        cells = [Text(row.name, style="bold"), Text(row.estimator),
                  Text("yes", style="green") if row.fitted else Text("no", style="yellow"),
                  _count(row.n_in), _count(row.n_out)]
         for label in view.timing_columns:
@@ -424,7 +426,7 @@ def render_rich(view):
             cells.append(Text(_timing_text(record) if record is not None else "—", style=style))
         table.add_row(*cells)
     if view.timing_columns:
-        table.add_row("", Text("total", style="dim"), "", "", "", "",
+        table.add_row(Text("total", style="dim"), "", "", "", "",
                       *[Text(format_seconds(view.run_totals.get(label)), style="dim")
                         for label in view.timing_columns])
     parts = [table]
@@ -464,14 +466,14 @@ def render_html(view):
     out = [_CSS, '<div class="mlt-state">',
            f'<div><strong>{e(view.title)}</strong> · <span class="{status_class}">'
            f"{_status(view)}</span></div>", "<table><thead><tr>"]
-    headers = ["#", "stage", "estimator", "fitted", "features in", "features out",
+    headers = ["stage", "estimator", "fitted", "features in", "features out",
                *view.timing_columns]
     out.append("".join(f"<th>{e(h)}</th>" for h in headers))
     out.append("</tr></thead><tbody>")
     for row in view.rows:
         fitted = ('<span class="fitted">yes</span>' if row.fitted
                   else '<span class="unfitted">no</span>')
-        cells = [f'<td class="num">{row.index}</td>', f"<td><b>{e(row.name)}</b></td>",
+        cells = [f"<td><b>{e(row.name)}</b></td>",
                  f"<td>{e(row.estimator)}</td>", f"<td>{fitted}</td>",
                  f'<td class="num">{_count(row.n_in)}</td>',
                  f'<td class="num">{_count(row.n_out)}</td>']
@@ -487,7 +489,7 @@ def render_html(view):
     if view.timing_columns:
         totals = "".join(f'<td class="num">{e(format_seconds(view.run_totals.get(label)))}</td>'
                          for label in view.timing_columns)
-        out.append(f'<tr><td></td><td class="hint">total</td><td></td><td></td><td></td><td></td>'
+        out.append(f'<tr><td class="hint">total</td><td></td><td></td><td></td><td></td>'
                    f"{totals}</tr>")
     out.append("</tbody></table>")
     if view.metrics:

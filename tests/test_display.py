@@ -139,6 +139,8 @@ def test_monitor_timings_for_fit_and_predict(iris):
     assert re.search(r"impute\s+SimpleImputer\s+yes\s+4\s+4\s+2\.1 ms\s+40 µs", text), text
     assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+1\.5 s\s+200 µs", text), text
     assert re.search(r"total\s+1\.5 s\s+270 µs", text), text
+    narrow = rich_text(pipe, width=80)  # an 80-column terminal: headers wrap, names and times don't
+    assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+1\.5 s\s+200 µs", narrow), narrow
     table = state_table(pipe._repr_html_())
     assert "<th>last fit</th><th>last predict</th>" in table
     assert '<td class="num">2.1 ms</td><td class="num">40 µs</td>' in table
