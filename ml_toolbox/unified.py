@@ -296,7 +296,7 @@ class UnifiedMLPipeline(BaseEstimator):
         fp._commit(fp_state, schema)
         if tp_state is not None:
             tp._commit(tp_state)
-        ip._commit(InferencePipeline._state_from(fp_state, tp_state, schema))
+        ip._commit(InferencePipeline._state_from(fp._inference_state(fp_state), tp_state, schema))
         self.__dict__.pop("feature_names_in_", None)
         self.input_schema_ = schema
         self.n_features_in_ = schema.n_features
@@ -345,6 +345,9 @@ class UnifiedMLPipeline(BaseEstimator):
         else:
             names, templates = fp._templates()
             stages = [copy.deepcopy(t) for t in templates]
+        if any(s.depends_on is not None for s in stages):
+            raise ValueError(f"{owner}: partial_fit does not support graph feature pipelines "
+                             "(stages with depends_on); use fit.")
         modes = []
         for name, stage in zip(names, stages):
             est = stage.__dict__.get("estimator_")
