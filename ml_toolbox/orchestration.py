@@ -379,13 +379,8 @@ def _update_array(h, a):
         h.update(pickle.dumps(a, protocol=5))
         return
     h.update(f"ndarray|{a.dtype.str}|{a.shape}|".encode())
-    if a.flags.c_contiguous:
-        h.update(a.data)
-    elif a.flags.f_contiguous:
-        h.update(b"F")
-        h.update(a.T.data)
-    else:
-        h.update(np.ascontiguousarray(a).data)
+    # the values in C order, whatever the memory layout (a copy only for non-C layouts)
+    h.update(a.data if a.flags.c_contiguous else np.ascontiguousarray(a).data)
 
 
 def _update(h, obj):
