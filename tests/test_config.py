@@ -259,3 +259,23 @@ def test_from_config_validates_before_anything_is_fitted():
                         "model": {"component": "LogisticRegression"}})
     assert pipe.fit(X, Y).score(X, Y) > 0.9
     assert isinstance(pipe.transform(pd.DataFrame(X)), np.ndarray)
+
+
+def test_orchestration_example_runs():
+    import importlib.util
+    import io
+    import pathlib
+
+    from rich.console import Console
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "orchestration.py"
+    spec = importlib.util.spec_from_file_location("orchestration_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    pipe = module.main([], console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert "Did you mean 'LogisticRegression'?" in text
+    assert "'pca': 'hit'" in text and "config round trip: True" in text
+    assert pipe.score(*__import__("sklearn.datasets", fromlist=["x"]).make_classification(
+        n_samples=2000, n_features=20, random_state=0)) > 0.9
