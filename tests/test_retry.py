@@ -14,6 +14,8 @@ import tenacity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.compose import make_column_transformer
+from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
@@ -557,6 +559,10 @@ RECEIVED = []
     (StandardScaler(copy=False), True),
     (FunctionTransformer(np.log1p), True),
     (make_pipeline(StandardScaler(), FunctionTransformer(np.log1p)), True),
+    (SelectKBest(f_classif, k=1), False),
+    (SelectKBest(lambda X, y: (X.sum(0), X.sum(0)), k=1), True),
+    (make_column_transformer((StandardScaler(), [0]), remainder="passthrough"), False),
+    (make_column_transformer((FunctionTransformer(), [0])), True),
     (np.log1p, True),  # a plain function stage
     (Recorder(), True),  # a user estimator
 ])
