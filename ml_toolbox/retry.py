@@ -398,6 +398,16 @@ integer >= 0 (retries after the first attempt).
         checked = self._checked()
         return _schedule(self._build_wait(checked), checked.max_retries if n is None else n)
 
+    # -- usable wherever a handler is ---------------------------------------------------------
+    def call(self, attempt, ctx):
+        """Run a stage run through the handler cached on this config (``as_policy(self)``).
+
+        So a config works wherever a handler does: ``UnifiedMLPipeline(retry=RetryConfig())``,
+        ``pipe.feature_pipeline.retry_handler = RetryConfig(...)``; its statistics are
+        ``as_policy(config).statistics``.
+        """
+        return as_policy(self).call(attempt, ctx)
+
     # -- sharing, display ---------------------------------------------------------------------
     def __sklearn_clone__(self):
         # An immutable value: clones of a stage share it, and with it the handler
@@ -901,12 +911,13 @@ def as_policy(obj):
         return obj
     if isinstance(obj, RetryConfig):
         handler = obj.__dict__.get("_handler")
-        if handler is None:
-            with _as_policy_lock:
-                handler = obj.__dict__.get("_handler")
-                if handler is None:
-                    handler = RetryHandler(obj)
-                    object.__setattr__(obj, "_handler", handler)
+        if handler is not None:
+            return handler
+        with _as_policy_lock:
+            handler = obj.__dict__.get("_handler")
+            if handler is None:
+                handler = RetryHandler(obj)
+                object.__setattr__(obj, "_handler", handler)
         return handler
     if not isinstance(obj, type) and callable(getattr(obj, "call", None)):
         return obj

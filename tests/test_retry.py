@@ -784,3 +784,268 @@ def test_never_retried_is_documented_tuple():
                  SystemExit):
         assert kind in NEVER_RETRIED
     assert issubclass(ConnectionError, OSError) and issubclass(TimeoutError, OSError)
+
+
+# ---------------------------------------------------------------------------------------------
+# integration: through the real pipelines and their execution loop
+# ---------------------------------------------------------------------------------------------
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+
+from ml_toolbox import (  # noqa: E402
+    FeaturePipeline,
+    MLToolbox,
+    PipelineStage,
+    UnifiedMLPipeline,
+)
+from ml_toolbox.plugins import PipelinePlugin  # noqa: E402
+
+
+class Flaky(BaseEstimator, TransformerMixin):
+    """A transformer that fails where its shared script says, after doing damage first:
+    it accumulates into its own fitted state and doubles its input's first column in place."""
+
+    def __init__(self, script=None):
+        self.script = script
+
+    def fit(self, X, y=None):
+        X[:, 0] *= 2.0  # mutates its input ...
+        self.total_ = getattr(self, "total_", 0.0) + float(X.sum())  # ... and half-updates
+        self.script.step()  # may raise
+        self.n_fits_ = getattr(self, "n_fits_", 0) + 1
+        return self
+
+    def transform(self, X):
+        X = np.array(X, dtype=float)
+        self.script.step()
+        return X * 0.5 + self.total_ / 1e4
+
+
+def data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = (X[:, 1] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def unified(script, **kw):
+    return UnifiedMLPipeline(features=[("flaky", Flaky(script)), ("scale", StandardScaler())],
+                             model=LogisticRegression(), **kw)
+
+
+def test_seed_pattern_3_as_written():
+    X, y = data()
+    script = Script([ConnectionError("hiccup")])
+    pipeline = unified(script)
+    retry_handler, slept = handler_for(max_retries=3)
+    pipeline.feature_pipeline.retry_handler = retry_handler
+    pipeline.feature_pipeline.enable_retry = True
+
+    result = pipeline.execute(X, y, mode="train")
+
+    assert set(result) >= {"model", "metrics", "pipeline"}
+    assert slept == [1.0]
+    stats = retry_handler.get_statistics("flaky")
+    assert (stats["attempts"], stats["retries"], stats["successes_after_retry"]) == (2, 1, 1)
+    assert retry_handler.get_statistics("scale")["attempts"] == 1
+
+
+def test_successful_retry_is_bit_for_bit_a_first_time_success():
+    X, y = data()
+    clean = unified(Script()).fit(X.copy(), y)
+    retried_X = X.copy()
+    handler, slept = handler_for()
+    retried = unified(Script([OSError("a"), TimeoutError("b")]), retry=handler)
+    retried.fit(retried_X, y)
+    assert slept == [1.0, 2.0]
+    np.testing.assert_array_equal(retried_X, X)  # the caller's data was not touched
+    fitted_clean = clean.feature_pipeline.stages_[0].estimator_
+    fitted_retried = retried.feature_pipeline.stages_[0].estimator_
+    # no state from the failed attempts: fitted once, on the original values
+    assert fitted_retried.n_fits_ == fitted_clean.n_fits_ == 1
+    assert fitted_retried.total_ == fitted_clean.total_
+    np.testing.assert_array_equal(retried.training_pipeline.model_.coef_,
+                                  clean.training_pipeline.model_.coef_)
+    np.testing.assert_array_equal(retried.predict_proba(X), clean.predict_proba(X))
+
+
+def test_without_clean_input_the_failed_attempt_would_leak():
+    # The control experiment: copy_input=False shows the damage the copies prevent.
+    X, y = data()
+    clean = unified(Script()).fit(X.copy(), y)
+    leaky = unified(Script([OSError("a")]), retry=handler_for(copy_input=False)[0])
+    leaky.fit(X.copy(), y)
+    assert leaky.feature_pipeline.stages_[0].estimator_.n_fits_ == 1  # the clone is fresh ...
+    assert leaky.feature_pipeline.stages_[0].estimator_.total_ != \
+        clean.feature_pipeline.stages_[0].estimator_.total_  # ... but its input was doubled twice
+
+
+def test_retry_in_predict_through_the_inference_pipeline():
+    X, y = data()
+    script = Script()
+    handler, slept = handler_for()
+    pipe = unified(script, retry=handler).fit(X, y)
+    expected = pipe.predict(X)
+    script.errors = [ConnectionResetError("reset")]
+    np.testing.assert_array_equal(pipe.predict(X), expected)
+    assert slept == [1.0]
+    assert handler.get_statistics("flaky")["successes_after_retry"] == 1
+
+
+def test_unified_retry_is_handed_to_training_too():
+    X, y = data()
+
+    class FlakyModel(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            MODEL_SCRIPT.step()
+            return super().fit(X, y, sample_weight)
+
+    MODEL_SCRIPT.errors = [TimeoutError("gpu node slow")]
+    handler, slept = handler_for()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=FlakyModel(),
+                             retry=handler).fit(X, y)
+    assert slept == [1.0]
+    assert handler.get_statistics("model")["retries"] == 1
+    assert clone(pipe).retry is handler  # shared by clones
+
+
+MODEL_SCRIPT = Script()
+
+
+def test_per_stage_opt_out_and_own_config():
+    X, y = data()
+    handler, slept = handler_for()
+    own_slept = []
+    own = RetryConfig(max_retries=5, strategy="fixed_interval", base_delay=0.1,
+                      sleep=own_slept.append)
+    writer_script = Script([OSError("disk full")])
+    pipe = FeaturePipeline([
+        PipelineStage(Flaky(Script([OSError("x"), OSError("y")])), "own", retry=own),
+        PipelineStage(StandardScaler(), "scale"),
+        PipelineStage(Flaky(writer_script), "writer", retry=False),
+    ], retry_handler=handler)
+    with pytest.raises(OSError, match="disk full") as info:
+        pipe.fit_transform(X.copy(), y)
+    error = info.value
+    assert writer_script.calls == 1  # opted out: run once
+    assert own_slept == [0.1, 0.1] and slept == []
+    assert as_policy(own).get_statistics("own")["attempts"] == 3
+    assert "scale" in handler.statistics["stages"]
+    assert "writer" not in handler.statistics["stages"] and "own" not in \
+        handler.statistics["stages"]
+    assert any("raised by stage 'writer'" in note for note in error.__notes__)
+
+
+def test_enable_retry_false_switches_the_pipeline_handler_off():
+    X, y = data()
+    pipe = unified(Script([OSError("x")]))
+    handler, slept = handler_for()
+    pipe.feature_pipeline.retry_handler = handler
+    pipe.feature_pipeline.enable_retry = False
+    with pytest.raises(OSError):
+        pipe.fit(X, y)
+    assert slept == [] and handler.statistics["runs"] == 0
+
+
+def test_retry_config_works_where_a_handler_does():
+    X, y = data()
+    slept = []
+    config = RetryConfig(sleep=slept.append)
+    pipe = unified(Script([OSError("x")]), retry=config).fit(X, y)
+    assert slept == [1.0]
+    assert as_policy(config).get_statistics("flaky")["successes_after_retry"] == 1
+    assert pipe.predict(X).shape == (len(X),)
+
+
+def test_exhausted_through_the_pipeline_keeps_type_and_notes():
+    X, y = data()
+    errors = [ConnectionError(f"down {i}") for i in range(3)]
+    handler, slept = handler_for(max_retries=2)
+    pipe = unified(Script(list(errors)), retry=handler)
+    with pytest.raises(ConnectionError) as info:
+        pipe.fit(X, y)
+    assert info.value is errors[2]
+    assert info.value.__notes__[0] == (
+        "Retry: gave up on stage 'flaky' of 'feature_pipeline' after 3 attempts (max_retries=2; "
+        "slept 3 s); this is the last attempt's error.")
+    assert "raised by stage 'flaky' of pipeline 'feature_pipeline'" in info.value.__notes__[1]
+    assert "stages_" not in pipe.feature_pipeline.__dict__  # nothing half-committed
+
+
+def test_invalid_config_fails_in_fit_naming_the_parameter():
+    X, y = data()
+    pipe = unified(Script(), retry=RetryHandler(RetryConfig(base_delay=5, max_delay=1)))
+    with pytest.raises(RetryConfigError, match=re.escape(
+            "RetryConfig: invalid max_delay=1; allowed: a number of seconds >= base_delay (5), "
+            "or None for no cap.")):
+        pipe.fit(X, y)
+
+
+def test_plugins_see_the_retries():
+    class Retries(PipelinePlugin):
+        def __init__(self):
+            self.retries = []
+            self.done = []
+
+        def on_stage_retry(self, ctx, error):
+            self.retries.append((ctx.stage_name, ctx.attempt, type(error).__name__))
+
+        def after_stage(self, ctx):
+            self.done.append((ctx.stage_name, ctx.attempt))
+
+    X, y = data()
+    plugin = Retries()
+    handler, _ = handler_for()
+    pipe = FeaturePipeline([("flaky", Flaky(Script([OSError("x")]))), ("scale", StandardScaler())],
+                           monitor=plugin, retry_handler=handler)
+    pipe.fit(X, y)
+    assert plugin.retries == [("flaky", 2, "OSError")]
+    assert plugin.done == [("flaky", 2), ("scale", 1)]
+
+
+def test_grid_search_shares_the_handler():
+    X, y = data()
+    handler, _ = handler_for()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             retry=handler)
+    GridSearchCV(pipe, {"model__C": [0.1, 1.0]}, cv=2).fit(X, y)
+    assert handler.get_statistics("model")["runs"] >= 5  # 2 x 2 folds + refit
+
+
+def test_fitted_pipeline_with_handler_pickles():
+    X, y = data()
+    handler, _ = handler_for()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             retry=handler).fit(X, y)
+    again = pickle.loads(pickle.dumps(pipe))
+    assert again.retry is not handler
+    assert again.retry.statistics == handler.statistics
+    np.testing.assert_array_equal(again.predict(X), pipe.predict(X))
+    assert again.retry.statistics["runs"] == handler.statistics["runs"] + 2
+
+
+def test_toolbox_defaults_with_retry():
+    X, y = data()
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    handler, _ = handler_for()
+    pipeline = UnifiedMLPipeline(MLToolbox())
+    pipeline.feature_pipeline.retry_handler = handler
+    pipeline.feature_pipeline.enable_retry = True
+    result = pipeline.execute(frame, y, mode="train")
+    assert result["model"] is not None
+    assert handler.get_statistics("preprocessing")["attempts"] == 1
+
+
+def test_example_runs():
+    import runpy
+    from pathlib import Path
+    from unittest import mock
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "retry.py"
+    with mock.patch("time.sleep") as fake_sleep:
+        module = runpy.run_path(str(path))
+        result, handler = module["main"]()
+    assert [c.args[0] for c in fake_sleep.call_args_list] == [1.0, 2.0]
+    stats = handler.get_statistics("remote")
+    assert (stats["attempts"], stats["successes_after_retry"]) == (3, 1)
+    assert result["model"] is not None
