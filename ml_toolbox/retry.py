@@ -546,8 +546,13 @@ def _empty_stats():
 class _Built:
     """What a handler builds from its config on first use (not pickled, rebuilt on demand)."""
 
-    __slots__ = ("config", "checked", "retrying", "wait", "retry", "sleep", "clock",
+    __slots__ = ("source", "config", "checked", "retrying", "wait", "retry", "sleep", "clock",
                  "max_attempts", "copy_input")
+
+    def is_for(self, handler):
+        """Built from ``handler``'s current config, sleep and clock (by identity)?"""
+        config, sleep, clock = self.source
+        return config is handler.config and sleep is handler.sleep and clock is handler.clock
 
 
 class RetryHandler:
@@ -599,7 +604,7 @@ class RetryHandler:
     def _build(self):
         built = self._built
         config = self.config
-        if built is not None and built.config is config:
+        if built is not None and built.is_for(self):
             return built
         if config is None:
             config = RetryConfig()
@@ -609,6 +614,7 @@ class RetryHandler:
                 "allowed: a RetryConfig, or None for RetryConfig().")
         checked = config._checked()
         built = _Built()
+        built.source = (self.config, self.sleep, self.clock)
         built.config = self.config
         built.checked = checked
         built.sleep = self.sleep or config.sleep or time.sleep
@@ -663,7 +669,7 @@ class RetryHandler:
             :data:`NEVER_RETRIED` propagate at once.
         """
         built = self._built
-        if built is None or built.config is not self.config:
+        if built is None or not built.is_for(self):
             built = self._build()
         X, y = ctx.X, ctx.y
         copy_input = built.copy_input

@@ -477,6 +477,17 @@ def test_handler_sleep_and_clock_override_config():
 # ---------------------------------------------------------------------------------------------
 # the policy protocol and clean attempts
 # ---------------------------------------------------------------------------------------------
+def test_changing_config_or_sleep_after_first_use_takes_effect():
+    handler, slept = handler_for(base_delay=1.0)
+    run_stage(handler, [OSError("x")])
+    handler.config = RetryConfig(base_delay=0.25)
+    run_stage(handler, [OSError("x")])
+    later = []
+    handler.sleep = later.append
+    run_stage(handler, [OSError("x")])
+    assert slept == [1.0, 0.25] and later == [0.25]
+
+
 def test_ctx_attempt_and_last_error_before_each_call():
     handler, _ = handler_for(max_retries=3)
     errors = [ConnectionError("a"), TimeoutError("b")]
