@@ -485,6 +485,9 @@ def _may_mutate_input(stage):
     FunctionTransformer or user function: those validate a copy or only read. Anything else
     (your estimator, a plain function, ``copy=False``) may mutate it.
 
+    An estimator class of your own can declare ``_ml_toolbox_reads_input_only = True`` (its
+    code never writes into its input); its parameters are still checked the same way.
+
     The check walks the estimators' parameters (their public attributes without a trailing
     underscore, as scikit-learn stores them), not ``get_params(deep=True)``: a few
     microseconds instead of tens, as it runs on every stage run.
@@ -499,7 +502,9 @@ def _untrusted(est, depth):
     if depth > 8:
         return True
     module = type(est).__module__ or ""
-    if not module.startswith(_TRUSTED_MODULES) or not hasattr(est, "get_params"):
+    if not hasattr(est, "get_params") or not (
+            module.startswith(_TRUSTED_MODULES)
+            or getattr(type(est), "_ml_toolbox_reads_input_only", False) is True):
         return True
     if _FUNCTION_TRANSFORMER is None:
         from sklearn.preprocessing import FunctionTransformer

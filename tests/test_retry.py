@@ -564,6 +564,10 @@ class Recorder(BaseEstimator, TransformerMixin):
 RECEIVED = []
 
 
+class ReadsOnly(Recorder):
+    _ml_toolbox_reads_input_only = True
+
+
 @pytest.mark.parametrize("estimator, copied", [
     (StandardScaler(), False),
     (make_pipeline(StandardScaler()), False),
@@ -575,6 +579,9 @@ RECEIVED = []
     (make_column_transformer((StandardScaler(), [0]), remainder="passthrough"), False),
     (make_column_transformer((FunctionTransformer(), [0])), True),
     (np.log1p, True),  # a plain function stage
+    (ReadsOnly(StandardScaler()), False),  # declared by its author
+    (ReadsOnly(StandardScaler(copy=False)), True),  # ... its parameters still checked
+    (ReadsOnly(Recorder()), True),
     (Recorder(), True),  # a user estimator
 ])
 def test_auto_copies_only_when_the_stage_may_mutate(estimator, copied):
