@@ -82,6 +82,9 @@ NEVER_RETRIED = (
     SyntaxError,
 )
 
+#: Modes in which a stage updates its fitted state in place rather than fitting a clone.
+_IN_PLACE_MODES = frozenset(["partial_fit", "partial_fit_transform"])
+
 _STAT_KEYS = ("runs", "attempts", "retries", "successes", "successes_after_retry", "failures",
               "exhausted", "not_retried", "total_sleep")
 
@@ -658,7 +661,9 @@ class RetryHandler:
         stage may mutate its input (anything but a scikit-learn estimator with its ``copy``
         parameters on) and a retry is possible, each attempt gets its own copy of ``ctx.X``
         / ``ctx.y`` and the original is kept aside (``copy_input`` overrides this). After the
-        call ``ctx.X`` / ``ctx.y`` are the original input again.
+        call ``ctx.X`` / ``ctx.y`` are the original input again. In ``partial_fit`` modes,
+        where the fitted stage is updated in place, its state is saved before attempt 1 and put
+        back (in place) before every retry, so a half-applied batch is never applied twice.
 
         Returns
         -------
@@ -680,6 +685,11 @@ class RetryHandler:
         copy_input = built.copy_input
         if copy_input == "auto":
             copy_input = built.max_attempts != 1 and _may_mutate_input(ctx.stage)
+        # partial_fit updates the fitted stage in place (no clone per attempt): keep its state
+        # to put back before a retry, so a half-applied batch is not applied twice.
+        snapshot = None
+        if ctx.mode in _IN_PLACE_MODES and not ctx.fitting and built.max_attempts != 1:
+            snapshot = _copy.deepcopy(ctx.stage.__dict__)
         # Attempt 1 runs outside tenacity's loop: when nothing fails (the common case) this
         # costs a few microseconds instead of tenacity's ~15 us of bookkeeping. When it fails,
         # tenacity's Retrying takes over from that outcome and makes every decision.
@@ -704,9 +714,10 @@ class RetryHandler:
                 stats["successes"] += 1
             return result
         return self._retry(attempt, ctx, built, X, y, copy_input, first_error, started,
-                           clock_start)
+                           clock_start, snapshot)
 
-    def _retry(self, attempt, ctx, built, X, y, copy_input, first_error, started, clock_start):
+    def _retry(self, attempt, ctx, built, X, y, copy_input, first_error, started, clock_start,
+               snapshot):
         """Attempt 1 failed with ``first_error``: let tenacity decide and run the others."""
         state = None
         last_error = first_error
@@ -730,6 +741,10 @@ class RetryHandler:
                     ctx.last_error = last_error
                     if copy_input:
                         ctx.X, ctx.y = _fresh_copy(X), _fresh_copy(y)
+                    if snapshot is not None:  # in place: the pipeline holds this very object
+                        stage_state = ctx.stage.__dict__
+                        stage_state.clear()
+                        stage_state.update(_copy.deepcopy(snapshot))
                     try:
                         result = attempt()
                     except BaseException as exc:

@@ -44,6 +44,9 @@ class Script:
     def __sklearn_clone__(self):
         return self
 
+    def __deepcopy__(self, memo):  # a shared resource, like a connection: never copied
+        return self
+
     def step(self):
         self.calls += 1
         if self.errors:
@@ -1069,3 +1072,43 @@ def test_example_runs():
     stats = handler.get_statistics("remote")
     assert (stats["attempts"], stats["successes_after_retry"]) == (3, 1)
     assert result["model"] is not None
+
+
+class FlakySGD(BaseEstimator):
+    """partial_fit applies half the batch to its state, then may fail."""
+
+    def __init__(self, script=None):
+        self.script = script
+
+    def partial_fit(self, X, y=None, classes=None):
+        X = np.asarray(X, dtype=float)
+        half = len(X) // 2
+        self.sum_ = getattr(self, "sum_", 0.0) + X[:half].sum()  # half applied ...
+        self.script.step()  # ... then the connection drops
+        self.sum_ += X[half:].sum()
+        self.n_batches_ = getattr(self, "n_batches_", 0) + 1
+        return self
+
+    def fit(self, X, y=None):
+        return self.partial_fit(X, y)
+
+    def predict(self, X):
+        return np.full(len(X), self.sum_)
+
+
+def test_partial_fit_retry_does_not_apply_half_a_batch_twice():
+    X, y = data()
+    clean = UnifiedMLPipeline(features="passthrough", model=FlakySGD(Script()))
+    for batch in (X[:60], X[60:]):
+        clean.partial_fit(batch, y[:len(batch)], classes=[0, 1])
+    script = Script()
+    handler, slept = handler_for()
+    pipe = UnifiedMLPipeline(features="passthrough", model=FlakySGD(script), retry=handler)
+    pipe.partial_fit(X[:60], y[:60], classes=[0, 1])
+    script.errors = [ConnectionError("dropped"), TimeoutError("slow")]
+    pipe.partial_fit(X[60:], y[60:], classes=[0, 1])
+    assert slept == [1.0, 2.0]
+    fitted, expected = pipe.training_pipeline.model_, clean.training_pipeline.model_
+    assert fitted.n_batches_ == expected.n_batches_ == 2
+    assert fitted.sum_ == expected.sum_  # bit for bit: the half batch was rolled back
+    np.testing.assert_array_equal(pipe.predict(X), clean.predict(X))
