@@ -1112,3 +1112,25 @@ def test_partial_fit_retry_does_not_apply_half_a_batch_twice():
     assert fitted.n_batches_ == expected.n_batches_ == 2
     assert fitted.sum_ == expected.sum_  # bit for bit: the half batch was rolled back
     np.testing.assert_array_equal(pipe.predict(X), clean.predict(X))
+
+
+def test_fresh_copies_of_other_input_types():
+    import scipy.sparse as sp
+
+    from ml_toolbox.retry import _fresh_copy
+
+    sparse = sp.csr_matrix(np.eye(3))
+    copied = _fresh_copy(sparse)
+    copied.data[:] = 0.0
+    assert sparse.sum() == 3.0
+    nested = [[1, 2], {"a": [3]}]
+    copied = _fresh_copy(nested)
+    copied[0].append(9)
+    copied[1]["a"].append(9)
+    assert nested == [[1, 2], {"a": [3]}]
+    opaque = object()
+    assert _fresh_copy(opaque) is opaque and _fresh_copy(None) is None
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    shallow = _fresh_copy(frame)
+    shallow.iloc[0, 0] = 99.0  # Copy-on-Write keeps the original intact
+    assert frame.iloc[0, 0] == 1.0
