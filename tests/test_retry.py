@@ -1134,3 +1134,19 @@ def test_fresh_copies_of_other_input_types():
     shallow = _fresh_copy(frame)
     shallow.iloc[0, 0] = 99.0  # Copy-on-Write keeps the original intact
     assert frame.iloc[0, 0] == 1.0
+
+
+def test_monitor_counts_the_retries_the_handler_counts():
+    # Runs once ml_toolbox.monitor (branch `monitor`) is on main; skipped before.
+    monitor_module = pytest.importorskip("ml_toolbox.monitor")
+    X, y = data()
+    monitor = monitor_module.PipelineMonitor()
+    handler, _ = handler_for()
+    pipeline = unified(Script([ConnectionError("a"), TimeoutError("b")]))
+    pipeline.feature_pipeline.monitor = monitor
+    pipeline.feature_pipeline.retry_handler = handler
+    pipeline.feature_pipeline.enable_retry = True
+    pipeline.execute(X, y, mode="train")
+    stages = monitor.get_pipeline_statistics("feature_pipeline")["stages"]
+    assert stages["flaky"]["retries"] == handler.get_statistics("flaky")["retries"] == 2
+    assert stages["scale"]["retries"] == handler.get_statistics("scale")["retries"] == 0
