@@ -62,6 +62,7 @@ __all__ = [
     "RetryHandler",
     "RetryStrategy",
     "as_policy",
+    "only_library_code",
 ]
 
 logger = logging.getLogger(__name__)
@@ -476,7 +477,9 @@ def _fresh_copy(X):
     return X
 
 
-_TRUSTED_MODULES = ("sklearn.",)
+#: Estimators from these modules are library code: they neither write into their input nor do
+#: I/O (ml_toolbox.preprocessing is the toolbox's AutoPreprocessor, a ColumnTransformer inside).
+_TRUSTED_MODULES = ("sklearn.", "ml_toolbox.preprocessing")
 _FUNCTION_TRANSFORMER = None
 
 
@@ -498,7 +501,25 @@ def _may_mutate_input(stage):
     return _untrusted(getattr(stage, "estimator", stage), 0)
 
 
-def _untrusted(est, depth):
+def only_library_code(stage):
+    """Does running ``stage`` execute only scikit-learn's (and ml_toolbox's) own code?
+
+    True for scikit-learn estimators and compositions of them that hold no user estimator,
+    ``FunctionTransformer`` or user function. Such a stage does no I/O, so it cannot fail
+    transiently: retrying it is pointless, and a pipeline may run it on a path without the
+    retry policy (the fast inference plan).
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import PipelineStage
+    >>> only_library_code(PipelineStage(StandardScaler())), only_library_code(PipelineStage(abs))
+    (True, False)
+    """
+    return not _untrusted(getattr(stage, "estimator", stage), 0, copies=False)
+
+
+def _untrusted(est, depth, copies=True):
     global _FUNCTION_TRANSFORMER
     if est is None or isinstance(est, str):  # None / "passthrough" / "drop"
         return False
@@ -507,7 +528,7 @@ def _untrusted(est, depth):
     module = type(est).__module__ or ""
     if not hasattr(est, "get_params") or not (
             module.startswith(_TRUSTED_MODULES)
-            or getattr(type(est), "_ml_toolbox_reads_input_only", False) is True):
+            or (copies and getattr(type(est), "_ml_toolbox_reads_input_only", False) is True)):
         return True
     if _FUNCTION_TRANSFORMER is None:
         from sklearn.preprocessing import FunctionTransformer
@@ -518,9 +539,9 @@ def _untrusted(est, depth):
     for key, value in vars(est).items():
         if key[0] == "_" or key[-1] == "_":
             continue  # private or fitted state, not a parameter
-        if value is False and key.startswith("copy"):
+        if copies and value is False and key.startswith("copy"):
             return True
-        if _untrusted_value(value, depth):
+        if _untrusted_value(value, depth, copies):
             return True
     return False
 
@@ -528,7 +549,7 @@ def _untrusted(est, depth):
 _PLAIN = frozenset([type(None), bool, int, float, str, complex, dict])
 
 
-def _untrusted_value(value, depth):
+def _untrusted_value(value, depth, copies=True):
     if value.__class__ in _PLAIN or isinstance(value, (str, numbers.Number, type)):
         return False
     if isinstance(value, (types.FunctionType, types.MethodType, functools.partial)):
@@ -536,9 +557,9 @@ def _untrusted_value(value, depth):
         module = getattr(value, "__module__", None) or ""
         return not module.startswith(_TRUSTED_MODULES)
     if hasattr(value, "get_params"):
-        return _untrusted(value, depth + 1)
+        return _untrusted(value, depth + 1, copies)
     if isinstance(value, (list, tuple)):
-        return any(_untrusted_value(item, depth + 1) for item in value
+        return any(_untrusted_value(item, depth + 1, copies) for item in value
                    if isinstance(item, (list, tuple)) or hasattr(item, "get_params")
                    or callable(item))
     return False

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from ml_toolbox.context import RunContext, StageContext
+from ml_toolbox.preprocessing import AutoPreprocessor
 from ml_toolbox.retry import (
     NEVER_RETRIED,
     RetryConfig,
@@ -27,6 +28,7 @@ from ml_toolbox.retry import (
     RetryHandler,
     RetryStrategy,
     as_policy,
+    only_library_code,
 )
 
 
@@ -582,6 +584,7 @@ class ReadsOnly(Recorder):
     (make_column_transformer((StandardScaler(), [0]), remainder="passthrough"), False),
     (make_column_transformer((FunctionTransformer(), [0])), True),
     (np.log1p, True),  # a plain function stage
+    (AutoPreprocessor(), False),  # the toolbox's default stage
     (ReadsOnly(StandardScaler()), False),  # declared by its author
     (ReadsOnly(StandardScaler(copy=False)), True),  # ... its parameters still checked
     (ReadsOnly(Recorder()), True),
@@ -1150,3 +1153,17 @@ def test_monitor_counts_the_retries_the_handler_counts():
     stages = monitor.get_pipeline_statistics("feature_pipeline")["stages"]
     assert stages["flaky"]["retries"] == handler.get_statistics("flaky")["retries"] == 2
     assert stages["scale"]["retries"] == handler.get_statistics("scale")["retries"] == 0
+
+
+@pytest.mark.parametrize("estimator, expected", [
+    (StandardScaler(), True),
+    (StandardScaler(copy=False), True),  # mutates its input, but does no I/O
+    (make_pipeline(StandardScaler(), LogisticRegression()), True),
+    (AutoPreprocessor(), True),
+    (FunctionTransformer(np.log1p), False),
+    (np.log1p, False),
+    (Recorder(), False),
+    (ReadsOnly(StandardScaler()), False),  # reading only says nothing of I/O
+])
+def test_only_library_code(estimator, expected):
+    assert only_library_code(PipelineStage(estimator)) is expected
