@@ -1039,15 +1039,28 @@ def test_grid_search_shares_the_handler():
 def test_fitted_pipeline_with_handler_pickles():
     X, y = data()
     handler, _ = handler_for()
-    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
-                             retry=handler).fit(X, y)
+    pipe = unified(Script(), retry=handler).fit(X, y)
     again = pickle.loads(pickle.dumps(pipe))
     assert again.retry is not handler
     assert again.retry.statistics == handler.statistics
     before = handler.statistics["runs"]
     expected = pipe.predict(X)
     np.testing.assert_array_equal(again.predict(X), expected)
-    assert again.retry.statistics["runs"] == handler.statistics["runs"] == before + 2
+    assert again.retry.statistics["runs"] == handler.statistics["runs"] == before + 3
+
+
+def test_library_only_pipelines_keep_the_fast_inference_path():
+    # Stages that run only scikit-learn code cannot fail transiently: predict stays on the
+    # fast plan even with a handler attached (same numbers; the handler is not consulted).
+    X, y = data()
+    handler, _ = handler_for()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             retry=handler).fit(X, y)
+    plain = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+                              model=LogisticRegression(), fast_inference=False).fit(X, y)
+    before = handler.statistics["runs"]
+    np.testing.assert_array_equal(pipe.predict_proba(X), plain.predict_proba(X))
+    assert handler.statistics["runs"] == before
 
 
 def test_toolbox_defaults_with_retry():
