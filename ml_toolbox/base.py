@@ -171,11 +171,14 @@ class BasePipeline(BaseEstimator):
                 annotate(error, self.name, names[i], modes[i])
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
-                                      params, run_mode or (modes[-1] if modes else "fit"))
+                                      params, run_mode or (modes[-1] if modes else "fit"),
+                                      parent)
 
     def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
-                          run_mode):
+                          run_mode, parent=None):
         run = RunContext(self, self.name, run_mode, names)
+        if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
+            run.extra["parent"] = parent
         capture = any(p.captures_warnings for p in plugins)
         last = len(stages) - 1
         ran = []
