@@ -151,8 +151,9 @@ class BasePipeline(BaseEstimator):
         plugins = self._plugins(parent)
         policy = self._retry_policy(parent)
         last = len(stages) - 1
-        if not plugins and policy is None and not any(s.retry for s in stages):
-            # The fast path: no plug-in, no retry. Nothing but the stages themselves runs.
+        if not plugins and policy is None and not any(s.retry or s.timeout is not None
+                                                      for s in stages):
+            # The fast path: no plug-in, no retry, no timeout. Only the stages themselves run.
             i = 0
             try:
                 if fitting:
@@ -193,6 +194,8 @@ class BasePipeline(BaseEstimator):
                 for p in plugins:
                     p.before_stage(ctx)
                 attempt = _attempt_function(ctx, plugins, kwargs)
+                if template.timeout is not None:
+                    attempt = _timed(attempt, template.timeout, self.owner, names[i])
                 ctx.start = time.perf_counter()
                 try:
                     if capture:
@@ -257,6 +260,13 @@ def _attempt_function(ctx, plugins, kwargs):
         return ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
 
     return attempt
+
+
+def _timed(attempt, timeout, owner, name):
+    """``attempt`` given at most ``timeout`` seconds (see :mod:`ml_toolbox.orchestration`)."""
+    from .orchestration import stage_timeout_call
+
+    return lambda: stage_timeout_call(attempt, timeout, owner, name)
 
 
 def _call_capturing_warnings(ctx, policy, attempt):
