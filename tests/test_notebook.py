@@ -78,6 +78,9 @@ def test_the_tour_reports_what_it_did(executed):
     assert "held-out accuracy: 0.958" in text
     assert "missing column(s) ['mean radius']" in text
     assert "numpy kernel for LogisticRegression.predict_proba" in text
+    # the flaky stage failed once and the fit recovered through retry
+    assert "Retrying stage 'remote' of 'feature_pipeline' (attempt 2 of 4)" in text
+    assert "'retries': 1, 'successes': 1, 'successes_after_retry': 1, 'failures': 0" in text
     plain = "".join(o["data"].get("text/plain", "") for c in executed.cells for o in outputs(c)
                     if "data" in o)
     # the debugger's snapshot of what 'impute' received while fitting: the holes the tour made
