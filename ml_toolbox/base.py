@@ -109,7 +109,11 @@ class BasePipeline(BaseEstimator):
         policy = self.retry_handler
         if policy is None and parent is not None:
             policy = getattr(parent, "retry", None)
-        return policy
+        if policy is None or callable(getattr(policy, "call", None)):
+            return policy  # a RetryHandler, or any object with call(attempt, ctx)
+        from .retry import as_policy  # a RetryConfig, or a wrong value: a clear TypeError
+
+        return as_policy(policy)
 
     @property
     def owner(self):

@@ -134,7 +134,7 @@ class InferencePipeline(BasePipeline):
         tp_state = None
         if self.training_pipeline is not None:
             tp_state = clone(self.training_pipeline)._fit_state(Xt, y, **fit_params)
-        self._commit(self._state_from(fp_state, tp_state, schema))
+        self._commit(self._state_from(fp._inference_state(fp_state), tp_state, schema))
         return self
 
     # -- using ------------------------------------------------------------------------------
