@@ -223,13 +223,17 @@ def _fast_fact(ip, parent=None):
     except Exception:
         applies = False
     if not applies:
-        return ("fast inference", "not used while a plug-in or a retry policy is attached")
+        return ("fast inference", "not used: a stage has a timeout, or a retry policy covers a "
+                                  "stage running your own code")
     try:
         report = plan.explain("predict")
     except Exception:
         return ("fast inference", "on")
     kernels = sum(1 for r in report if r.path == "kernel")
-    return ("fast inference", f"on: {kernels} of {len(report)} stage(s) on numpy kernels")
+    text = f"on: {kernels} of {len(report)} stage(s) on numpy kernels"
+    if ip._plugins(parent):
+        text += " (stage by stage, so the plug-ins see every stage)"
+    return ("fast inference", text)
 
 
 def _last(runs, mode_filter=None):

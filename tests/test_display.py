@@ -134,7 +134,7 @@ def test_monitor_timings_for_fit_and_predict(iris):
     assert view.hint is None
     assert dict(view.facts)["plug-ins"] == "monitor"
     assert dict(view.facts)["fast inference"] == \
-        "not used while a plug-in or a retry policy is attached"
+        "on: 3 of 3 stage(s) on numpy kernels (stage by stage, so the plug-ins see every stage)"
     text = rich_text(pipe)
     assert re.search(r"impute\s+SimpleImputer\s+yes\s+4\s+4\s+2\.1 ms\s+40 µs", text), text
     assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+1\.5 s\s+200 µs", text), text
@@ -234,6 +234,13 @@ def test_inference_pipeline_displays(iris):
     assert "fast inference: on: 2 of 2 stage(s) on numpy kernels" in text
     ip.set_params(fast=False)
     assert "fast inference: off (fast=False)" in rich_text(ip)
+    assert "<b>fast inference:</b> off (fast=False)" in state_table(ip._repr_html_())
+    ip.set_params(fast=True)
+    ip.stages_[0].timeout = 5.0  # a stage timeout takes the execution loop
+    assert "fast inference: not used: a stage has a timeout, or a retry policy covers a stage " \
+        "running your own code" in rich_text(ip, width=200)
+    ip.stages_[0].timeout = None
+    ip.set_params(fast=False)
     assert "<b>fast inference:</b> off (fast=False)" in state_table(ip._repr_html_())
 
 
