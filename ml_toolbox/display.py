@@ -231,6 +231,8 @@ def _fast_fact(ip, parent=None):
         return ("fast inference", "on")
     kernels = sum(1 for r in report if r.path == "kernel")
     text = f"on: {kernels} of {len(report)} stage(s) on numpy kernels"
+    if kernels < len(report):
+        text += ", the others through their own methods"
     if ip._plugins(parent):
         text += " (stage by stage, so the plug-ins see every stage)"
     return ("fast inference", text)
