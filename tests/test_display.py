@@ -107,6 +107,16 @@ def test_fitted_unified_view_has_features_metrics_and_fast_path(iris):
     assert facts["plug-ins"] == "none"
 
 
+def test_fast_fact_names_stages_off_the_kernels(iris):
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = iris
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+                             model=DecisionTreeClassifier(random_state=0)).fit(X, y)
+    assert dict(describe(pipe).facts)["fast inference"] == \
+        "on: 1 of 2 stage(s) on numpy kernels, the others through their own methods"
+
+
 def test_default_toolbox_pipeline_says_the_model_is_chosen_at_fit():
     view = describe(UnifiedMLPipeline())
     assert [(r.name, r.estimator) for r in view.rows] == [
