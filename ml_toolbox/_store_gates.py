@@ -15,6 +15,12 @@ _GATE_RE = re.compile(r"^\s*(?P<metric>[^<>=!\s]+)?\s*(?P<op>>=|<=|==|>|<)\s*(?P
 _RHS_RE = re.compile(r"^current\s*(?:(?P<shift>[-+*])\s*(?P<amount>[0-9.eE+-]+))?$")
 
 
+def fmt_number(value):
+    """Shortest exact text of a number: 0.85 -> '0.85', 1.0 -> '1'."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 @dataclass(frozen=True)
 class Gate:
     """One quality gate.
@@ -52,10 +58,10 @@ class Gate:
 
     def __str__(self):
         if not self.relative:
-            return f"{self.metric}{self.op}{self.threshold:g}"
+            return f"{self.metric}{self.op}{fmt_number(self.threshold)}"
         if self.shift is None:
             return f"{self.metric}{self.op}current"
-        return f"{self.metric}{self.op}current{self.shift}{self.amount:g}"
+        return f"{self.metric}{self.op}current{self.shift}{fmt_number(self.amount)}"
 
     def __repr__(self):
         return f"Gate({str(self)!r})"

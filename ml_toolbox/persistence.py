@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 
 from ml_toolbox import _store_io
-from ml_toolbox._store_gates import Gate, parse_gates
+from ml_toolbox._store_gates import Gate, fmt_number, parse_gates
 
 __all__ = [
     "PipelinePersistence",
@@ -140,22 +140,25 @@ def environment():
     """The library versions recorded in (and compared against) every manifest."""
     global _ENVIRONMENT
     if _ENVIRONMENT is None:
-        import joblib
-        import numpy
-        import pandas
-        import sklearn
-
         import ml_toolbox
 
-        _ENVIRONMENT = {
-            "python": ".".join(map(str, sys.version_info[:3])),
-            "scikit-learn": sklearn.__version__,
-            "numpy": numpy.__version__,
-            "pandas": pandas.__version__,
-            "joblib": joblib.__version__,
-            "ml_toolbox": ml_toolbox.__version__,
-        }
+        found = {"python": ".".join(map(str, sys.version_info[:3]))}
+        for label, module, dist in (("scikit-learn", "sklearn", "scikit-learn"), ("numpy", "numpy", "numpy"),
+                                    ("pandas", "pandas", "pandas"), ("joblib", "joblib", "joblib")):
+            loaded = sys.modules.get(module)  # importing pandas just to read its version costs seconds
+            found[label] = getattr(loaded, "__version__", None) or _dist_version(dist)
+        found["ml_toolbox"] = ml_toolbox.__version__
+        _ENVIRONMENT = found
     return dict(_ENVIRONMENT)
+
+
+def _dist_version(dist):
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def json_safe(value, _depth=0):
@@ -826,10 +829,10 @@ class PipelinePersistence:
                                   f"{gate.metric!r} to compare with")
                     continue
                 if not gate.check(value, current_metrics[gate.metric]):
-                    failed.append(f"gate {gate} failed: version {number} has {gate.metric}={value:g}, version "
-                                  f"{current} (currently {alias!r}) has {current_metrics[gate.metric]:g}")
+                    failed.append(f"gate {gate} failed: version {number} has {gate.metric}={fmt_number(value)}, version "
+                                  f"{current} (currently {alias!r}) has {fmt_number(current_metrics[gate.metric])}")
             elif not gate.check(value):
-                failed.append(f"gate {gate} failed: version {number} has {gate.metric}={value:g}")
+                failed.append(f"gate {gate} failed: version {number} has {gate.metric}={fmt_number(value)}")
         return failed
 
     def promote(self, name, version, alias, *, gates=None, reason=None):
