@@ -266,7 +266,8 @@ def _cmd_prune(store, args, out):
         out.print_json(data=[list(d) for d in deleted])
         return EXIT_OK
     verb = "would delete" if args.dry_run else "deleted"
-    table = Table(title=f"prune: {verb} {len(deleted)} version(s)")
+    out.print(f"prune: {verb} {len(deleted)} version(s)")
+    table = Table()
     table.add_column("name")
     table.add_column("version")
     for name, number in deleted:
@@ -281,7 +282,8 @@ def _cmd_verify(store, args, out):
     if args.json:
         out.print_json(data=[{"name": n, "version": v, "ok": p is None, "problem": p} for n, v, p in results])
     else:
-        table = Table(title=f"verify: {len(results) - len(bad)} sound, {len(bad)} failed")
+        out.print(f"verify: {len(results) - len(bad)} sound, {len(bad)} failed")
+        table = Table()
         for col in ("name", "version", "status", "problem"):
             table.add_column(col, overflow="fold")
         for name, number, problem in results:
