@@ -987,10 +987,14 @@ class PipelinePersistence:
     def save_pipeline_state(self, name, state, *, metrics=None, tags=None, message=None, **kwargs):
         """Save a pipeline's ``state`` dict (``pipeline.state``) as the next version; return its number.
 
-        ``state["params"]`` and ``state["schema"]`` (when present) go to the manifest.
+        ``state["params"]``, ``state["schema"]`` and the numeric ``state["metrics"]`` (when present, and
+        unless ``metrics=`` is given) go to the manifest.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict (pipeline.state); got {type(state).__name__}.")
+        if metrics is None and isinstance(state.get("metrics"), dict):
+            metrics = {k: v for k, v in state["metrics"].items()
+                       if isinstance(v, numbers.Real) and not isinstance(v, bool)}
         return self.save(state, name, metrics=metrics, tags=tags, message=message, kind="state", **kwargs)
 
     def load_pipeline_state(self, name, version=None, **kwargs):

@@ -625,3 +625,59 @@ def test_concurrent_saves_from_processes_get_distinct_versions(tmp_path):
     metrics = sorted(store.manifest("shared", v)["metrics"]["i"] for v in range(1, 21))
     assert metrics == sorted(list(range(5)) * 4)
     assert all(problem is None for _, _, problem in store.verify("shared"))
+
+
+# ------------------------------------------------------------------- through the core pipelines
+def _frame():
+    from sklearn.datasets import load_breast_cancer
+
+    data, target = load_breast_cancer(return_X_y=True, as_frame=True)
+    return data.iloc[:200], target.iloc[:200]
+
+
+def test_unified_pipeline_save_and_load_by_alias(tmp_path):
+    from ml_toolbox import UnifiedMLPipeline
+
+    data, target = _frame()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(max_iter=500))
+    pipe.fit(data, target)
+    assert pipe.save(tmp_path / "models", name="churn", metrics={"accuracy": 0.91}, tags={"run": "a"}) == 1
+    pipe.set_params(model=LogisticRegression(C=0.1, max_iter=500)).fit(data, target)
+    assert pipe.save(str(tmp_path / "models"), name="churn", metrics={"accuracy": 0.93}, message="C=0.1") == 2
+    store = PipelinePersistence(tmp_path / "models")
+    store.promote("churn", 1, "production", gates={"accuracy": 0.9})
+    production = UnifiedMLPipeline.load(store, name="churn", version="production")
+    latest = UnifiedMLPipeline.load(tmp_path / "models", name="churn")
+    assert isinstance(production, UnifiedMLPipeline)
+    np.testing.assert_array_equal(latest.predict_proba(data), pipe.predict_proba(data))
+    assert production.get_params()["model__C"] == 1.0
+    manifest = store.manifest("churn", 2)
+    assert manifest["object_type"] == "ml_toolbox.unified.UnifiedMLPipeline"
+    assert manifest["schema"] == json.loads(json.dumps(pipe.input_schema_.to_dict()))
+    assert manifest["message"] == "C=0.1" and manifest["metrics"] == {"accuracy": 0.93}
+    assert "model" in manifest["params"] and "features" in manifest["params"]
+    assert "model" in store.diff("churn", 1, 2)["params"]
+    with pytest.raises(VersionNotFoundError, match=re.escape("'churn' has no version 'staging'.")):
+        UnifiedMLPipeline.load(store, name="churn", version="staging")
+
+
+def test_seed_usage_pattern_2_with_unified_pipeline(tmp_path, monkeypatch):
+    from ml_toolbox import MLToolbox, UnifiedMLPipeline
+
+    X_frame, y = _frame()
+    toolbox = MLToolbox()
+    pipeline = UnifiedMLPipeline(toolbox)
+    result = pipeline.execute(X_frame, y, mode="train")
+    monkeypatch.chdir(tmp_path)  # the seed writes "production_pipelines" relative to the working directory
+
+    persistence = PipelinePersistence(storage_dir="production_pipelines")
+    state_id = persistence.save_pipeline_state('production', pipeline.state)
+    model_id = persistence.save_model(result['model'], 'production_model')
+    state = persistence.load_pipeline_state('production')
+    model = persistence.load_model('production_model')
+
+    assert (state_id, model_id) == (1, 1)
+    assert state["fitted"] is True and state["schema"] == pipeline.state["schema"]
+    np.testing.assert_array_equal(state["pipeline"].predict(X_frame), pipeline.predict(X_frame))
+    assert type(model) is type(result["model"])
+    assert (tmp_path / "production_pipelines" / "production" / "v000001" / "manifest.json").is_file()
