@@ -642,14 +642,18 @@ class PipelinePersistence:
         trusted : list of str, optional
             For skops artifacts: the types you trust beyond skops' defaults. Loading refuses any other
             type and lists them.
-        verify : {"auto", "sha256", "xxh3_128"}
+        verify : {"auto", "sha256", "xxh3_128", "size"}
             Which digest to check. ``"auto"`` checks SHA-256 when the store has a signing key (the
             signature covers it) and the faster xxh3-128 otherwise; both are always recorded.
+            ``"size"`` checks only the sizes: for ``mmap_mode`` loads of huge arrays from a store you
+            trust, where reading every byte to hash it would defeat the memory map (refused when the
+            store has a signing key).
 
         Returns
         -------
         obj : object
         """
+        algorithm = self._algorithm(verify)
         number = self.resolve(name, version)
         manifest = self._verified_manifest(name, number)
         directory = self._version_dir(name, number)
@@ -661,7 +665,6 @@ class PipelinePersistence:
                 "only uncompressed joblib artifacts can be memory-mapped. Load without mmap_mode, or re-save "
                 "with compress=0."
             )
-        algorithm = self._algorithm(verify)
         self._warn_versions(name, number, manifest)
         with open(artifact, "rb") as f:
             self._verify_file(f, artifact, manifest["files"][manifest["artifact"]], algorithm)
@@ -687,8 +690,10 @@ class PipelinePersistence:
         return sio.loads(data, trusted=list(trusted or ()) or None)
 
     def _algorithm(self, verify):
-        if verify not in ("auto", "sha256", "xxh3_128"):
-            raise ValueError(f"verify={verify!r} is not one of 'auto', 'sha256', 'xxh3_128'.")
+        if verify not in ("auto", "sha256", "xxh3_128", "size"):
+            raise ValueError(f"verify={verify!r} is not one of 'auto', 'sha256', 'xxh3_128', 'size'.")
+        if verify == "size" and self._key:
+            raise ValueError("verify='size' skips the content check, which a store with a signing key does not allow.")
         if verify == "auto":
             return "sha256" if self._key else "xxh3_128"
         return verify
@@ -702,6 +707,8 @@ class PipelinePersistence:
                 "The artifact was modified or damaged; it was not loaded.",
                 str(path), expected["size"], size,
             )
+        if algorithm == "size":
+            return
         found = _store_io.digest_open_file(fobj, algorithm, size)
         if found != expected[algorithm]:
             raise IntegrityError(

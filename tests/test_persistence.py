@@ -221,8 +221,22 @@ def test_truncated_artifact_refused(store, fitted):
 
 def test_verify_param_checked(store, fitted):
     store.save(fitted, "churn")
-    with pytest.raises(ValueError, match=re.escape("verify='md5' is not one of 'auto', 'sha256', 'xxh3_128'.")):
+    with pytest.raises(ValueError, match=re.escape("verify='md5' is not one of 'auto', 'sha256', 'xxh3_128', 'size'.")):
         store.load("churn", verify="md5")
+    store.save({"w": np.zeros(1000)}, "arr")
+    path = _artifact(store, "arr", 1)
+    data = bytearray(path.read_bytes())
+    data[len(data) - 4000] = 1  # inside the array's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="failed its xxh3_128 check"):
+        store.load("arr", mmap_mode="r")
+    assert store.load("arr", mmap_mode="r", verify="size")["w"].any()  # sizes only: trusted stores
+    path.write_bytes(bytes(data[:-1]))
+    with pytest.raises(IntegrityError, match="is truncated"):
+        store.load("arr", verify="size")
+    signed = PipelinePersistence(store.path, signing_key="k")
+    with pytest.raises(ValueError, match=re.escape("verify='size' skips the content check, which a store with a signing key does not allow.")):
+        signed.load("churn", verify="size")
 
 
 def test_signing_key_signs_and_refuses_unsigned_or_wrong(tmp_path, fitted, monkeypatch):
@@ -659,6 +673,14 @@ def test_unified_pipeline_save_and_load_by_alias(tmp_path):
     assert "model" in store.diff("churn", 1, 2)["params"]
     with pytest.raises(VersionNotFoundError, match=re.escape("'churn' has no version 'staging'.")):
         UnifiedMLPipeline.load(store, name="churn", version="staging")
+
+
+def test_example_script_runs():
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "persistence.py")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "saved state version 1 and model version 1" in proc.stdout
+    assert "refused: Refusing to promote 'cancer' version 2 to 'production': gate accuracy>=current-0.01" in proc.stdout
 
 
 def test_seed_usage_pattern_2_with_unified_pipeline(tmp_path, monkeypatch):
