@@ -93,14 +93,21 @@ class HashingWriter:
         return {"size": self.size, "sha256": self._sha.hexdigest(), "xxh3_128": self._xxh.hexdigest()}
 
 
-def write_bytes_hashed(path, data):
-    """Write ``data`` to a new file at ``path``, fsync it and return its size and digests."""
+def write_bytes_hashed(path, data, fsync=True):
+    """Write ``data`` to a new file at ``path``, fsync it (if asked) and return its size and digests."""
     with open(path, "xb") as raw:
         writer = HashingWriter(raw)
         writer.write(data)
-        raw.flush()
-        os.fsync(raw.fileno())
+        if fsync:
+            raw.flush()
+            os.fsync(raw.fileno())
     return writer.digests()
+
+
+def digest_bytes(data, algorithm):
+    h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
+    h.update(data)
+    return h.hexdigest()
 
 
 def digest_open_file(fobj, algorithm, size):

@@ -25,6 +25,8 @@ Layout of a store::
 """
 
 import datetime as _dt
+import io
+import json
 import math
 import numbers
 import os
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 STORE_MARKER = "ml_toolbox_store.json"
+_SMALL_FILE = 4 * 1024 * 1024  # artifacts up to this size are read once into memory, checked, then loaded
 STORE_FORMAT = 1
 SIGNING_KEY_ENV = "ML_TOOLBOX_SIGNING_KEY"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -288,6 +291,11 @@ class PipelinePersistence:
     signing_key : str or bytes, optional
         HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save is signed and
         every load refuses an unsigned or wrongly signed version.
+    durable : bool, default=True
+        fsync every file and directory of a new version before it appears, so it survives a power cut
+        or a kernel crash. Saves are atomic either way (a killed process leaves the whole version or
+        none); ``durable=False`` skips the fsyncs (a few milliseconds each on most disks), and a version
+        damaged by a power cut is then refused at load by its size and digest checks.
     clock : callable, optional
         Returns the current aware ``datetime``; inject one in tests (``created`` times, ``prune``).
 
@@ -314,9 +322,11 @@ class PipelinePersistence:
     array([1])
     """
 
-    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, clock=None):
+    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=True,
+                 clock=None):
         self.storage_dir = storage_dir
         self.compress = compress
+        self.durable = durable
         self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
         key = signing_key if signing_key is not None else os.environ.get(SIGNING_KEY_ENV) or None
         self._key = key.encode() if isinstance(key, str) else key
@@ -405,24 +415,42 @@ class PipelinePersistence:
 
     def list_versions(self, name):
         """The version numbers stored under ``name``, ascending (empty when the name is unknown)."""
-        directory = self._name_dir(name)
-        try:
-            entries = os.listdir(directory)
-        except FileNotFoundError:
-            return []
-        return sorted(int(m[1]) for m in map(_VERSION_DIR_RE.match, entries) if m)
+        _check_name(name)
+        return self._scan(name)[0]
 
-    def _all_numbers(self, name):
+    def _scan(self, name):
+        """One listing of a name's directory: (existing versions sorted, every number ever used)."""
         try:
-            entries = os.listdir(self.path / name)
+            entries = os.listdir(os.path.join(self.path, name))
         except FileNotFoundError:
-            return [0]
-        used = [0]
+            return [], [0]
+        existing, used = [], [0]
         for entry in entries:
-            m = _VERSION_DIR_RE.match(entry) or _TOMBSTONE_RE.match(entry)
+            m = _VERSION_DIR_RE.match(entry)
             if m:
+                existing.append(int(m[1]))
                 used.append(int(m[1]))
-        return used
+            else:
+                m = _TOMBSTONE_RE.match(entry)
+                if m:
+                    used.append(int(m[1]))
+        return sorted(existing), used
+
+    def _check_kind(self, name, kind, record=False):
+        """A name holds one kind of thing (objects, pipeline states or configurations)."""
+        marker = os.path.join(self.path, name, ".kind")
+        try:
+            with open(marker) as f:
+                previous = f.read().strip()
+        except FileNotFoundError:
+            versions = self.list_versions(name)
+            previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
+            if record:
+                os.makedirs(os.path.dirname(marker), exist_ok=True)
+                with open(marker, "w") as f:
+                    f.write(previous or kind)
+        if previous is not None and _KIND_GROUP.get(previous) != _KIND_GROUP[kind]:
+            raise ValueError(f"{name!r} holds {previous} versions; save this {kind} under another name.")
 
     def _missing(self, name, version=None):
         names = self.names()
@@ -458,17 +486,19 @@ class PipelinePersistence:
 
     def manifest(self, name, version=None):
         """The manifest (a dict) of one version, as written at save time."""
-        import json
 
-        number = self.resolve(name, version)
-        path = self._version_dir(name, number) / "manifest.json"
+        return self._read_manifest(name, self.resolve(name, version))
+
+    def _read_manifest(self, name, number):
+
+        path = os.path.join(self.path, name, f"v{number:06d}", "manifest.json")
         try:
             with open(path, "rb") as f:
                 return json.loads(f.read())
         except FileNotFoundError:
             raise self._missing(name, number) from None
         except ValueError as exc:
-            raise IntegrityError(f"The manifest {str(path)!r} is not valid JSON: {exc}.", str(path)) from exc
+            raise IntegrityError(f"The manifest {path!r} is not valid JSON: {exc}.", path) from exc
 
     def manifests(self, name):
         """The manifests of every version under ``name``, oldest first."""
@@ -515,13 +545,7 @@ class PipelinePersistence:
             raise TypeError(f"message must be a string; got {type(message).__name__}.")
         if parent is not None:
             parent = self.resolve(name, parent)
-        existing = self.list_versions(name)
-        if existing:
-            previous_kind = self.manifest(name, existing[-1]).get("kind", "pipeline")
-            if _KIND_GROUP[previous_kind] != _KIND_GROUP[kind]:
-                raise ValueError(
-                    f"{name!r} holds {previous_kind} versions; save this {kind} under another name."
-                )
+        self._check_kind(name, kind)
         self._require_writable()
         self._clean_staging()
 
@@ -549,22 +573,26 @@ class PipelinePersistence:
                     "message": message,
                 }
                 with self._lock():
-                    number = max(self._all_numbers(name)) + 1
+                    self._check_kind(name, kind, record=True)
+                    existing, used = self._scan(name)
+                    number = max(used) + 1
                     manifest["version"] = number
                     manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
                     manifest["created"] = _iso(self._clock())
                     if self._key:
                         manifest["signature"] = {"algorithm": "hmac-sha256",
                                                  "value": _store_io.sign(self._key, manifest)}
-                    import json
 
                     _store_io.write_bytes_hashed(str(staging / "manifest.json"),
-                                                 json.dumps(manifest, indent=2, sort_keys=True).encode())
-                    _store_io.fsync_dir(str(staging))
+                                                 json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                                                 fsync=self.durable)
                     name_dir = self.path / name
+                    if self.durable:
+                        _store_io.fsync_dir(str(staging))
                     name_dir.mkdir(exist_ok=True)
                     os.rename(staging, self._version_dir(name, number))
-                    _store_io.fsync_dir(str(name_dir))
+                    if self.durable:
+                        _store_io.fsync_dir(str(name_dir))
             finally:
                 if staging.exists():
                     shutil.rmtree(staging, ignore_errors=True)
@@ -576,20 +604,21 @@ class PipelinePersistence:
 
     def _write_artifact(self, obj, path, format, compress):
         if format == "json":
-            import json
 
-            return _store_io.write_bytes_hashed(str(path), json.dumps(obj, indent=2, sort_keys=True).encode())
+            return _store_io.write_bytes_hashed(str(path), json.dumps(obj, indent=2, sort_keys=True).encode(),
+                                                fsync=self.durable)
         if format == "skops":
             sio = _import_skops()
-            return _store_io.write_bytes_hashed(str(path), sio.dumps(obj))
+            return _store_io.write_bytes_hashed(str(path), sio.dumps(obj), fsync=self.durable)
         import joblib
 
         with open(path, "xb") as raw:
             writer = _store_io.HashingWriter(raw)
             joblib.dump(obj, writer, compress=compress)
             digests = writer.digests()
-            raw.flush()
-            os.fsync(raw.fileno())
+            if self.durable:
+                raw.flush()
+                os.fsync(raw.fileno())
         return digests
 
     def _clean_staging(self):
@@ -656,9 +685,8 @@ class PipelinePersistence:
         algorithm = self._algorithm(verify)
         number = self.resolve(name, version)
         manifest = self._verified_manifest(name, number)
-        directory = self._version_dir(name, number)
         fmt = manifest.get("format", "joblib")
-        artifact = directory / manifest["artifact"]
+        artifact = os.path.join(self.path, name, f"v{number:06d}", manifest["artifact"])
         if mmap_mode is not None and (fmt != "joblib" or manifest.get("compress") not in (0, None, False)):
             raise ValueError(
                 f"Version {number} of {name!r} was saved with format={fmt!r}, compress={manifest.get('compress')!r}; "
@@ -667,16 +695,16 @@ class PipelinePersistence:
             )
         self._warn_versions(name, number, manifest)
         with open(artifact, "rb") as f:
-            self._verify_file(f, artifact, manifest["files"][manifest["artifact"]], algorithm)
+            data = self._verify_file(f, artifact, manifest["files"][manifest["artifact"]], algorithm)
             if fmt == "joblib":
                 import joblib
 
                 if mmap_mode is not None:
                     return joblib.load(artifact, mmap_mode=mmap_mode)
-                return joblib.load(f)
-            data = f.read()
+                return joblib.load(io.BytesIO(data) if data is not None else f)
+            if data is None:
+                data = f.read()
         if fmt == "json":
-            import json
 
             return json.loads(data)
         sio = _import_skops()
@@ -708,17 +736,23 @@ class PipelinePersistence:
                 str(path), expected["size"], size,
             )
         if algorithm == "size":
-            return
-        found = _store_io.digest_open_file(fobj, algorithm, size)
+            return None
+        data = None
+        if size <= _SMALL_FILE:  # one read; then deserialise from these very bytes
+            data = fobj.read()
+            found = _store_io.digest_bytes(data, algorithm)
+        else:  # one pass over a read-only memory map; joblib then reads the same open file
+            found = _store_io.digest_open_file(fobj, algorithm, size)
         if found != expected[algorithm]:
             raise IntegrityError(
                 f"{str(path)!r} failed its {algorithm} check: expected {expected[algorithm]}, found {found}. "
                 "The artifact was modified or damaged; it was not loaded.",
                 str(path), expected[algorithm], found,
             )
+        return data
 
     def _verified_manifest(self, name, number):
-        manifest = self.manifest(name, number)
+        manifest = self._read_manifest(name, number)
         path = self._version_dir(name, number) / "manifest.json"
         if self._key:
             signature = manifest.get("signature")
@@ -790,7 +824,6 @@ class PipelinePersistence:
         return self.path / name / "aliases.json"
 
     def _read_aliases(self, name):
-        import json
 
         try:
             with open(self._aliases_path(name), "rb") as f:
@@ -938,7 +971,6 @@ class PipelinePersistence:
         return number
 
     def _delete_locked(self, name, number):
-        import json
 
         tombstone = self.path / name / f"v{number:06d}.deleted"
         with open(tombstone, "w") as f:
@@ -1010,7 +1042,6 @@ class PipelinePersistence:
 
     def save_config(self, name, config, *, tags=None, message=None):
         """Save a JSON-serialisable configuration (stored as JSON, loads without pickle)."""
-        import json
 
         try:
             json.dumps(config)
