@@ -630,7 +630,14 @@ class PipelinePersistence:
             return []
         removed = []
         for entry in entries:
-            if entry.endswith(".lock") or entry.endswith(".tmp"):
+            if entry.endswith(".tmp"):  # an alias/marker file of a writer that died before its rename
+                if not _pid_alive(entry.split(".")[-3]):
+                    try:
+                        os.unlink(tmp / entry)
+                    except FileNotFoundError:
+                        pass
+                continue
+            if entry.endswith(".lock"):
                 continue
             lock_path = tmp / f"{entry}.lock"
             if lock_path.exists():
@@ -1059,6 +1066,16 @@ class PipelinePersistence:
         if _KIND_GROUP.get(found) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} version {number} holds a {found}, not a {kind}.")
         return self.load(name, number, **kwargs)
+
+
+def _pid_alive(text):
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # pragma: no cover - another user's live process
+        return True
+    return True
 
 
 def _import_skops():

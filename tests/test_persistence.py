@@ -643,6 +643,29 @@ def test_sigkill_during_saves_leaves_only_complete_versions(tmp_path):
     assert interrupted >= 1  # at least one kill landed in the middle of a save (the loop is all saves)
 
 
+def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
+    tmp = store.path / ".tmp"
+    (tmp / "deadbeef").mkdir()  # a staging directory whose lock file is gone
+    (tmp / "deadbeef" / "artifact.joblib").write_bytes(b"partial")
+    (tmp / ".aliases.json.999999999.1.tmp").write_text("{")  # a dead process's alias file
+    store.save(fitted, "churn")
+    assert os.listdir(tmp) == []
+    assert store.list_versions("churn") == [1]
+
+
+@given(config=st.dictionaries(st.text(min_size=1, max_size=8),
+                              st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=8),
+                                        st.lists(st.booleans(), max_size=3)), max_size=5),
+       metrics=st.dictionaries(st.text(min_size=1, max_size=8), st.floats(-1e9, 1e9), max_size=4))
+@settings(max_examples=25, deadline=None)
+def test_configs_and_metrics_round_trip(tmp_path_factory, config, metrics):
+    store = PipelinePersistence(tmp_path_factory.mktemp("prop"))
+    store.save_config("cfg", config)
+    assert store.load_config("cfg") == config
+    store.save({"x": 1}, "obj", metrics=metrics)
+    assert store.manifest("obj")["metrics"] == metrics
+
+
 def test_concurrent_saves_from_processes_get_distinct_versions(tmp_path):
     path = tmp_path / "store"
     store = PipelinePersistence(path)
