@@ -52,6 +52,13 @@ class _Sha256Feeder:
                 return
             self._hash.update(chunk)
 
+    def close(self):
+        """Stop the helper thread (after an error: the digest is then never asked for)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     def hexdigest(self):
         if self._thread is not None:
             self._queue.put(None)
@@ -88,6 +95,9 @@ class HashingWriter:
 
     def tell(self):
         return self.size
+
+    def close(self):
+        self._sha.close()
 
     def digests(self):
         return {"size": self.size, "sha256": self._sha.hexdigest(), "xxh3_128": self._xxh.hexdigest()}

@@ -614,7 +614,10 @@ class PipelinePersistence:
 
         with open(path, "xb") as raw:
             writer = _store_io.HashingWriter(raw)
-            joblib.dump(obj, writer, compress=compress)
+            try:
+                joblib.dump(obj, writer, compress=compress)
+            finally:
+                writer.close()  # no helper thread outlives a failed dump
             digests = writer.digests()
             if self.durable:
                 raw.flush()

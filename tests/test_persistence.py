@@ -643,6 +643,19 @@ def test_sigkill_during_saves_leaves_only_complete_versions(tmp_path):
     assert interrupted >= 1  # at least one kill landed in the middle of a save (the loop is all saves)
 
 
+def test_failed_save_leaves_nothing(store):
+    import threading
+
+    threads = threading.active_count()
+    unpicklable = {"big": np.zeros(1_000_000), "f": lambda: 1}  # 8 MB written (hash thread running), then fails
+    with pytest.raises(Exception, match="lambda"):
+        store.save(unpicklable, "broken")
+    assert store.list_versions("broken") == []
+    assert os.listdir(store.path / ".tmp") == []
+    assert threading.active_count() == threads
+    assert store.save({"ok": 1}, "broken") == 1
+
+
 def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
     tmp = store.path / ".tmp"
     (tmp / "deadbeef").mkdir()  # a staging directory whose lock file is gone
