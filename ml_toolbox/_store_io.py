@@ -73,17 +73,18 @@ class HashingWriter:
     joblib (and pickle) write through it; nothing is read back for hashing.
     """
 
-    def __init__(self, raw):
+    def __init__(self, raw, sha256=True):
         self._raw = raw
         self._xxh = xxhash.xxh3_128()
-        self._sha = _Sha256Feeder()
+        self._sha = _Sha256Feeder() if sha256 else None
         self.size = 0
 
     def write(self, data):
         if not isinstance(data, (bytes, bytearray)):
             data = bytes(data)
         self._xxh.update(data)
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self.size += len(data)
         return self._raw.write(data)
 
@@ -97,16 +98,20 @@ class HashingWriter:
         return self.size
 
     def close(self):
-        self._sha.close()
+        if self._sha is not None:
+            self._sha.close()
 
     def digests(self):
-        return {"size": self.size, "sha256": self._sha.hexdigest(), "xxh3_128": self._xxh.hexdigest()}
+        out = {"size": self.size, "xxh3_128": self._xxh.hexdigest()}
+        if self._sha is not None:
+            out["sha256"] = self._sha.hexdigest()
+        return out
 
 
-def write_bytes_hashed(path, data, fsync=True):
+def write_bytes_hashed(path, data, fsync=True, sha256=True):
     """Write ``data`` to a new file at ``path``, fsync it (if asked) and return its size and digests."""
     with open(path, "xb") as raw:
-        writer = HashingWriter(raw)
+        writer = HashingWriter(raw, sha256=sha256)
         writer.write(data)
         if fsync:
             raw.flush()

@@ -163,6 +163,21 @@ def test_durable_false_skips_fsync_but_stays_atomic(tmp_path, fitted, monkeypatc
     assert fast.verify() == [("churn", 1, None)]
 
 
+def test_sha256_false_records_only_the_fast_digest(tmp_path):
+    fast = PipelinePersistence(tmp_path / "s", sha256=False)
+    fast.save({"w": np.arange(10)}, "w")
+    assert set(fast.manifest("w")["files"]["artifact.joblib"]) == {"size", "xxh3_128"}
+    np.testing.assert_array_equal(fast.load("w")["w"], np.arange(10))
+    assert fast.verify() == [("w", 1, None)]
+    path = _artifact(fast, "w", 1)
+    msg = f"{str(path)!r} was saved without a sha256 digest (sha256=False); check it with verify='xxh3_128'."
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        fast.load("w", verify="sha256")
+    signed = PipelinePersistence(tmp_path / "s", sha256=False, signing_key="k")
+    signed.save({"w": 1}, "w")
+    assert "sha256" in signed.manifest("w", 2)["files"]["artifact.joblib"]  # a signature needs it
+
+
 def test_explicit_parent_by_alias(store, fitted):
     store.save(fitted, "churn")
     store.save(fitted, "churn")
