@@ -403,9 +403,6 @@ class PipelinePersistence:
         tmp.mkdir(exist_ok=True)
         return tmp
 
-    def _name_dir(self, name):
-        return self.path / _check_name(name)
-
     def _version_dir(self, name, version):
         return self.path / name / f"v{version:06d}"
 
