@@ -707,7 +707,12 @@ class PipelinePersistence:
                 "with compress=0."
             )
         self._warn_versions(name, number, manifest)
-        with open(artifact, "rb") as f:
+        try:
+            f = open(artifact, "rb")
+        except FileNotFoundError:
+            raise IntegrityError(f"{artifact!r} is missing: version {number} of {name!r} is incomplete or was "
+                                 "deleted while loading.", artifact, "a file", None) from None
+        with f:
             data = self._verify_file(f, artifact, manifest["files"][manifest["artifact"]], algorithm)
             if fmt == "joblib":
                 import joblib

@@ -247,6 +247,15 @@ def test_truncated_artifact_refused(store, fitted):
         store.load("churn")
 
 
+def test_missing_artifact_refused(store, fitted):
+    store.save(fitted, "churn")
+    path = _artifact(store, "churn", 1)
+    path.unlink()
+    with pytest.raises(IntegrityError, match=re.escape(f"{str(path)!r} is missing: version 1 of 'churn' is incomplete")):
+        store.load("churn")
+    assert store.verify("churn")[0][2] == f"{str(path)!r} is missing."
+
+
 def test_verify_param_checked(store, fitted):
     store.save(fitted, "churn")
     with pytest.raises(ValueError, match=re.escape("verify='md5' is not one of 'auto', 'sha256', 'xxh3_128', 'size'.")):
