@@ -81,6 +81,10 @@ def test_the_tour_reports_what_it_did(executed):
     # the flaky stage failed once and the fit recovered through retry
     assert "Retrying stage 'remote' of 'feature_pipeline' (attempt 2 of 4)" in text
     assert "'retries': 1, 'successes': 1, 'successes_after_retry': 1, 'failures': 0" in text
+    # versions: the gate refused the weaker candidate; promoted anyway, then rolled back
+    assert "Refusing to promote 'breast_cancer' version 2 to 'production': gate " \
+        "accuracy>=current failed" in text
+    assert "production is version 1" in text
     plain = "".join(o["data"].get("text/plain", "") for c in executed.cells for o in outputs(c)
                     if "data" in o)
     # the debugger's snapshot of what 'impute' received while fitting: the holes the tour made
