@@ -69,7 +69,7 @@ def _in_ci(env=None):
     return str(env.get("CI", "")).strip().lower() not in _FALSE
 
 
-def is_watching(verbose=1, *, stream=None, env=None, notebook=None):
+def is_watching(verbose=1, *, stream=None, env=None, notebook=None, console=None):
     """Whether a person is watching: a progress display should be shown.
 
     Parameters
@@ -83,6 +83,9 @@ def is_watching(verbose=1, *, stream=None, env=None, notebook=None):
         means no person.
     notebook : bool, default=None
         Whether this runs in a Jupyter kernel (default: :func:`in_notebook`).
+    console : rich.console.Console, default=None
+        When given, the console decides instead of ``stream`` and ``notebook``: a person watches
+        when it draws on a terminal or in Jupyter (``console.is_terminal`` / ``is_jupyter``).
 
     Returns
     -------
@@ -97,9 +100,14 @@ def is_watching(verbose=1, *, stream=None, env=None, notebook=None):
     True
     >>> is_watching(1, stream=io.StringIO(), env={"CI": "false"}, notebook=True)
     True
+    >>> from rich.console import Console
+    >>> is_watching(1, env={}, console=Console(file=io.StringIO(), force_terminal=True))
+    True
     """
     if not verbose or _in_ci(env):
         return False
+    if console is not None:
+        return bool(console.is_terminal or console.is_jupyter)
     if notebook is None:
         notebook = in_notebook()
     if notebook:
@@ -154,8 +162,7 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
 
     if disable is None:
         if console is not None:  # the console knows whether it draws on a terminal or notebook
-            watching = bool(verbose) and not _in_ci(env) and \
-                (console.is_terminal or console.is_jupyter)
+            watching = is_watching(verbose, env=env, console=console)
         else:
             watching = is_watching(verbose, env=env, notebook=notebook)
             if watching and (in_notebook() if notebook is None else notebook) \

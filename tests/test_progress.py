@@ -127,3 +127,12 @@ def test_notebook_without_ipywidgets_stays_silent(monkeypatch):
     monkeypatch.setattr(progress, "_has_widgets", lambda: True)
     assert not progress_bar(env={}, notebook=True).disable
     assert progress_bar(env={}, notebook=True, verbose=0).disable
+
+
+def test_a_console_decides_for_itself():
+    assert is_watching(1, env={}, console=terminal()) is True
+    assert is_watching(1, env={}, console=Console(file=io.StringIO())) is False
+    assert is_watching(1, env={"CI": "true"}, console=terminal()) is False
+    assert is_watching(0, env={}, console=terminal()) is False
+    jupyter = Console(file=io.StringIO(), force_jupyter=True)
+    assert is_watching(1, env={}, console=jupyter) is True
