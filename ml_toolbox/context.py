@@ -45,7 +45,19 @@ def data_summary(X):
         return n_rows, n_cols, None
     n_rows = shape[0] if len(shape) else 1
     n_cols = shape[1] if len(shape) > 1 else 1
-    nbytes = getattr(X, "nbytes", None)
+    nbytes = None
+    blocks = getattr(getattr(X, "_mgr", None), "blocks", None)
+    if blocks is not None and hasattr(X, "memory_usage"):
+        # pandas: the sum of the block buffers is memory_usage(index=False, deep=False).sum()
+        # at ~1 us instead of ~400 us (pandas 3 builds a Series per column there); it is looked
+        # at first because a DataFrame's missing ``nbytes`` costs ~5 us through __getattr__.
+        # This matters on the single-row predict path.
+        try:
+            nbytes = sum(int(block.values.nbytes) for block in blocks)
+        except (AttributeError, TypeError):
+            nbytes = None
+    if nbytes is None:
+        nbytes = getattr(X, "nbytes", None)
     if nbytes is None:
         if hasattr(X, "memory_usage"):  # pandas DataFrame / Series: buffer sizes, no deep scan
             try:
