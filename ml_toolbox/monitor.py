@@ -1076,34 +1076,49 @@ class PipelineMonitor(PipelinePlugin):
         return cls.from_json(text, source=repr(str(path)), **kwargs)
 
     # -- display --------------------------------------------------------------------------------
-    def _rows(self):
-        """Table rows: one per (pipeline, stage, stage mode)."""
-        rows = []
-        for (pipe_name, stage_name, stage_mode), pairs in self._groups().items():
-            records = [s for _, s in pairs]
-            ok = [s.duration for s in records if not s.failed]
-            st = _duration_stats(ok, sum(s.failed for s in records))
-            st["throughput"] = _mean([s.throughput for s in records if not s.failed])
-            st["bytes_in"] = _mean([s.bytes_in for s in records])
-            rows.append((pipe_name, stage_name, stage_mode, st))
-        return rows
+    def _sections(self):
+        """Display sections: ``(pipeline, execution mode, n executions, [(stage, stats), ...])``."""
+        snapshot, _ = self._snapshot()
+        sections = []
+        for pipe_name, items in snapshot.items():
+            by_mode = {}
+            for m in items:
+                by_mode.setdefault(m.mode, []).append(m)
+            for mode, runs in by_mode.items():
+                groups = {}
+                for m in runs:
+                    for s in m.stages:
+                        groups.setdefault(s.stage_name, []).append(s)
+                rows = []
+                for stage_name, records in groups.items():
+                    ok = [s.duration for s in records if not s.failed]
+                    st = _duration_stats(ok, sum(s.failed for s in records))
+                    st["throughput"] = _mean([s.throughput for s in records if not s.failed])
+                    st["bytes_in"] = _mean([s.bytes_in for s in records])
+                    rows.append((stage_name, st))
+                sections.append((pipe_name, mode, len(runs), rows))
+        return sections
 
-    _COLUMNS = ("Stage", "Mode", "Runs", "Fail", "Mean", "P50", "P95", "P99", "Max", "Rows/s",
+    _COLUMNS = ("Stage", "Runs", "Failed", "Mean", "P50", "P95", "P99", "Max", "Rows/s",
                 "Bytes in")
 
     @staticmethod
-    def _cells(row):
-        _, stage_name, stage_mode, st = row
-        return (stage_name, stage_mode, str(st["count"]), str(st["failures"]),
+    def _cells(stage_name, st):
+        return (stage_name, str(st["count"]), str(st["failures"]),
                 *(_fmt_seconds(st[k]) for k in ("mean_duration", "p50_duration", "p95_duration",
                                                 "p99_duration", "max_duration")),
                 _fmt_rate(st["throughput"]), _fmt_bytes(st["bytes_in"]))
 
+    @staticmethod
+    def _section_title(pipe_name, mode, n):
+        return f"{pipe_name} · {mode} · {n} execution{'s' * (n != 1)}"
+
     def _title(self):
         n = len(self)
-        return (f"PipelineMonitor: {n} execution{'s' * (n != 1)} of {len(self.pipeline_names)} "
-                f"pipeline{'s' * (len(self.pipeline_names) != 1)} (history_size="
-                f"{self.history_size}{'' if self.enabled else ', disabled'})")
+        pipes = len(self.pipeline_names)
+        return (f"PipelineMonitor: {n} execution{'s' * (n != 1)} of {pipes} "
+                f"pipeline{'s' * (pipes != 1)} (history_size={self.history_size}"
+                f"{'' if self.enabled else ', disabled'})")
 
     def __rich__(self):
         from rich import box
@@ -1111,35 +1126,37 @@ class PipelineMonitor(PipelinePlugin):
         from rich.table import Table
         from rich.text import Text
 
-        tables, table, pipe = [], None, None
-        for row in self._rows():
-            if row[0] != pipe:
-                pipe = row[0]
-                table = Table(title=pipe, title_justify="left", title_style="bold",
-                              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-                for col in self._COLUMNS:
-                    if col in ("Stage", "Mode"):
-                        table.add_column(col, justify="left", overflow="fold")
-                    else:
-                        table.add_column(col, justify="right", no_wrap=True)
-                tables.append(table)
-            table.add_row(*self._cells(row), style="red" if row[3]["failures"] else None)
-        if not tables:
-            tables.append(Text("nothing recorded yet", style="dim"))
-        return Group(Text(self._title(), style="bold"), *tables)
+        parts = [Text(self._title(), style="bold")]
+        for pipe_name, mode, n, rows in self._sections():
+            table = Table(title=self._section_title(pipe_name, mode, n), title_justify="left",
+                          title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                          collapse_padding=True)
+            width = max(len(stage_name) for stage_name, _ in rows) if rows else 5
+            for col in self._COLUMNS:
+                if col == "Stage":
+                    table.add_column(col, min_width=min(width, 24), overflow="fold")
+                else:
+                    table.add_column(col, justify="right", no_wrap=True)
+            for stage_name, st in rows:
+                table.add_row(*self._cells(stage_name, st),
+                              style="red" if st["failures"] else None)
+            parts.append(table)
+        if len(parts) == 1:
+            parts.append(Text("nothing recorded yet", style="dim"))
+        return Group(*parts)
 
     def _repr_html_(self):
+        ncol = len(self._COLUMNS)
         head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
-        body, pipe = [], None
-        for row in self._rows():
-            if row[0] != pipe:
-                pipe = row[0]
-                body.append(f'<tr><th colspan="{len(self._COLUMNS)}" style="text-align:left">'
-                            f"{html.escape(pipe)}</th></tr>")
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(row))
-                        + "</tr>")
+        body = []
+        for pipe_name, mode, n, rows in self._sections():
+            body.append(f'<tr><th colspan="{ncol}" style="text-align:left">'
+                        f"{html.escape(self._section_title(pipe_name, mode, n))}</th></tr>")
+            for stage_name, st in rows:
+                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>"
+                                             for c in self._cells(stage_name, st)) + "</tr>")
         if not body:
-            body = [f'<tr><td colspan="{len(self._COLUMNS)}">nothing recorded yet</td></tr>']
+            body = [f'<tr><td colspan="{ncol}">nothing recorded yet</td></tr>']
         return (f'<table class="ml-toolbox-monitor"><caption>{html.escape(self._title())}'
                 f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
