@@ -456,15 +456,14 @@ class MLflowSink:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_lock", "_client", "_steps"):
-            state.pop(key, None)
+        state.pop("_lock", None)
+        state.pop("_client", None)
         return state
 
     def __setstate__(self, state):
-        own = state.pop("_own_run_id", None)
         self.__dict__.update(state)
-        self._init_state()
-        self._own_run_id = own
+        self._lock = threading.Lock()
+        self._client = None
 
     @staticmethod
     def _mlflow():
@@ -582,7 +581,7 @@ class PipelineMonitor(PipelinePlugin):
         Robust z-score above which a stage run counts as anomalous (see :meth:`anomalies`).
     anomaly_min_runs : int, default=5
         Runs a stage needs in one mode before any of them can be judged anomalous.
-    anomaly_min_ratio : float, default=1.5
+    anomaly_min_ratio : float, default=2.0
         An anomalous run must also be at least this many times slower (or faster) than the median,
         so that tight, noise-free histories do not flag tiny differences. 1 disables it.
     sinks : list, optional
@@ -623,7 +622,7 @@ class PipelineMonitor(PipelinePlugin):
     """
 
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
-                 anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=1.5, sinks=None,
+                 anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0, sinks=None,
                  sink_errors="warn"):
         if not isinstance(history_size, (int, np.integer)) or isinstance(history_size, bool) \
                 or history_size < 1:
@@ -1130,7 +1129,7 @@ class PipelineMonitor(PipelinePlugin):
         for pipe_name, mode, n, rows in self._sections():
             table = Table(title=self._section_title(pipe_name, mode, n), title_justify="left",
                           title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
-                          collapse_padding=True)
+                          padding=0)
             width = max(len(stage_name) for stage_name, _ in rows) if rows else 5
             for col in self._COLUMNS:
                 if col == "Stage":
