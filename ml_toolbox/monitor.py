@@ -24,6 +24,7 @@ import html
 import json
 import logging
 import math
+import operator
 import os
 import re
 import tempfile
@@ -32,7 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,15 +65,6 @@ def _warning_text(w):
     category = getattr(w, "category", None)
     name = category.__name__ if isinstance(category, type) else "Warning"
     return f"{name}: {getattr(w, 'message', w)}"
-
-
-def _safe_summary(ctx, which):
-    """A stage context's data summary; an object it cannot size counts as unknown, never an error."""
-    try:
-        return getattr(ctx, which)
-    except Exception:  # noqa: BLE001 - a monitor must never break the user's pipeline
-        logger.debug("cannot size the %s of stage %r", which, ctx.stage_name, exc_info=True)
-        return None, None, None
 
 
 def _fmt_seconds(seconds):
@@ -110,11 +102,12 @@ def _fmt_bytes(n):
 # -------------------------------------------------------------------------------------------------
 
 
-class StageRecord:
-    """One stage run: how long it took, what went in and out, and how it ended.
+class StageRecord(NamedTuple):
+    """One stage run: how long it took, what went in and out, and how it ended (immutable).
 
     Built by the monitor from a :class:`~ml_toolbox.context.StageContext`; read it through
-    :attr:`PipelineMetrics.stages`.
+    :attr:`PipelineMetrics.stages`. A named tuple: cheap to make on the hot path, and a record of
+    the past does not change.
 
     Attributes
     ----------
@@ -138,37 +131,35 @@ class StageRecord:
         Attempts made (1 without retry). ``retries`` is ``attempts - 1``.
     error : str or None
         ``"TypeName: message"`` of the error that failed the run.
-    retry_errors : list of str
+    retry_errors : tuple of str
         The errors that made the retry policy try again, in order.
-    warnings : list of str
+    warnings : tuple of str
         ``"Category: message"`` of each warning the stage raised.
+
+    Examples
+    --------
+    >>> from ml_toolbox.monitor import StageRecord
+    >>> r = StageRecord("scale", 0, "transform", 0.0, 0.002, rows_in=500, attempts=2)
+    >>> r.throughput, r.retries
+    (250000.0, 1)
     """
 
-    __slots__ = ("stage_name", "index", "mode", "start_time", "duration", "status", "rows_in",
-                 "cols_in", "bytes_in", "rows_out", "cols_out", "bytes_out", "attempts", "error",
-                 "retry_errors", "warnings")
-
-    _FIELDS = __slots__
-
-    def __init__(self, stage_name, index, mode, start_time, duration, status="success", *,
-                 rows_in=None, cols_in=None, bytes_in=None, rows_out=None, cols_out=None,
-                 bytes_out=None, attempts=1, error=None, retry_errors=(), warnings=()):
-        self.stage_name = stage_name
-        self.index = index
-        self.mode = mode
-        self.start_time = start_time
-        self.duration = duration
-        self.status = status
-        self.rows_in = rows_in
-        self.cols_in = cols_in
-        self.bytes_in = bytes_in
-        self.rows_out = rows_out
-        self.cols_out = cols_out
-        self.bytes_out = bytes_out
-        self.attempts = attempts
-        self.error = error
-        self.retry_errors = list(retry_errors)
-        self.warnings = list(warnings)
+    stage_name: str
+    index: int
+    mode: str
+    start_time: float
+    duration: float
+    status: str = "success"
+    rows_in: Optional[int] = None
+    cols_in: Optional[int] = None
+    bytes_in: Optional[int] = None
+    rows_out: Optional[int] = None
+    cols_out: Optional[int] = None
+    bytes_out: Optional[int] = None
+    attempts: int = 1
+    error: Optional[str] = None
+    retry_errors: tuple = ()
+    warnings: tuple = ()
 
     @property
     def retries(self):
@@ -188,22 +179,18 @@ class StageRecord:
 
     def to_dict(self):
         """The record as plain JSON-ready values (see docs/monitoring.md for the layout)."""
-        return {name: (list(getattr(self, name)) if name in ("retry_errors", "warnings")
-                       else getattr(self, name)) for name in self._FIELDS}
+        out = self._asdict()
+        out["retry_errors"] = list(self.retry_errors)
+        out["warnings"] = list(self.warnings)
+        return out
 
     @classmethod
     def from_dict(cls, data):
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
-        return cls(data.pop("stage_name"), data.pop("index"), data.pop("mode"),
-                   data.pop("start_time"), data.pop("duration"), data.pop("status"), **data)
-
-    def __eq__(self, other):
-        if not isinstance(other, StageRecord):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None
+        data["retry_errors"] = tuple(data.get("retry_errors", ()))
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return cls(**data)
 
     def __repr__(self):
         rows = "?" if self.rows_in is None else self.rows_in
@@ -211,6 +198,11 @@ class StageRecord:
         return (f"StageRecord({self.stage_name!r}, mode={self.mode!r}, "
                 f"duration={_fmt_seconds(self.duration)}, rows_in={rows}, "
                 f"status={self.status!r}{extra})")
+
+
+_new_record = tuple.__new__
+_UNKNOWN = (None, None, None)
+_by_index = operator.itemgetter(1)
 
 
 class PipelineMetrics:
@@ -244,7 +236,7 @@ class PipelineMetrics:
     """
 
     __slots__ = ("pipeline_name", "mode", "run_id", "start_time", "duration", "status", "error",
-                 "stages")
+                 "stages", "_last_output")
 
     def __init__(self, pipeline_name, mode, *, run_id=None, start_time=None, duration=None,
                  status="running", error=None, stages=()):
@@ -256,6 +248,7 @@ class PipelineMetrics:
         self.status = status
         self.error = error
         self.stages = list(stages)
+        self._last_output = None  # (object, summary) of the last stage output, while running
 
     @property
     def failed(self):
@@ -646,7 +639,7 @@ class PipelineMonitor(PipelinePlugin):
             self.add_sink(sink)
         self._lock = threading.Lock()
         self._history = {}   # pipeline name -> deque of PipelineMetrics (oldest first)
-        self._totals = collections.Counter()  # executions ever recorded, per pipeline name
+        self._totals = {}  # executions ever recorded, per pipeline name
 
     # -- settings -------------------------------------------------------------------------------
     @property
@@ -706,23 +699,35 @@ class PipelineMonitor(PipelinePlugin):
         duration = ctx.duration
         if duration is None:
             duration = time.perf_counter() - ctx.start
-        rows_in, cols_in, bytes_in = _safe_summary(ctx, "input_summary")
-        if status == "success":
-            rows_out, cols_out, bytes_out = _safe_summary(ctx, "output_summary")
-        else:
-            rows_out = cols_out = bytes_out = None
-        return StageRecord(
+        metrics = self._metrics_of(ctx.run)
+        try:
+            X = ctx.X
+            if metrics._last_output is not None and metrics._last_output[0] is X:
+                summary_in = metrics._last_output[1]  # the previous stage's output, sized already
+            else:
+                summary_in = ctx.input_summary
+            if status == "success":
+                summary_out = ctx.output_summary
+                # kept only while the execution runs (the run's contexts hold the data anyway)
+                metrics._last_output = (ctx.output, summary_out)
+            else:
+                summary_out = _UNKNOWN
+        except Exception:  # noqa: BLE001 - an object the context cannot size: unknown, not a crash
+            logger.debug("cannot size the data of stage %r", ctx.stage_name, exc_info=True)
+            summary_in, summary_out = _UNKNOWN, _UNKNOWN
+        retry_errors = ctx.extra.get(self)
+        record = _new_record(StageRecord, (
             ctx.stage_name, ctx.index, ctx.mode, ctx.start_time, duration, status,
-            rows_in=rows_in, cols_in=cols_in, bytes_in=bytes_in, rows_out=rows_out,
-            cols_out=cols_out, bytes_out=bytes_out, attempts=ctx.attempt,
-            error=_error_text(error), retry_errors=ctx.extra.get(self, ()),
-            warnings=[_warning_text(w) for w in ctx.warnings] if ctx.warnings else ())
+            *summary_in, *summary_out, ctx.attempt, _error_text(error),
+            tuple(retry_errors) if retry_errors else (),
+            tuple(_warning_text(w) for w in ctx.warnings) if ctx.warnings else ()))
+        metrics.stages.append(record)
 
     def after_stage(self, ctx):
-        self._metrics_of(ctx.run).stages.append(self._stage_record(ctx, "success"))
+        self._stage_record(ctx, "success")
 
     def on_stage_error(self, ctx, error):
-        self._metrics_of(ctx.run).stages.append(self._stage_record(ctx, "failed", error))
+        self._stage_record(ctx, "failed", error)
 
     def on_stage_retry(self, ctx, error):
         ctx.extra.setdefault(self, []).append(_error_text(error))
@@ -734,32 +739,33 @@ class PipelineMonitor(PipelinePlugin):
         self._finish(run, "failed", error)
 
     def _finish(self, run, status, error):
-        metrics = self._metrics_of(run)
-        run.extra.pop(self, None)
+        metrics = run.extra.pop(self, None) or self._metrics_of(run)
+        metrics._last_output = None
         metrics.duration = run.duration if run.duration is not None \
             else time.perf_counter() - run.start
         metrics.status = status
-        metrics.error = _error_text(error)
-        if len(metrics.stages) > 1 and any(a.index > b.index for a, b in
-                                           zip(metrics.stages, metrics.stages[1:])):
-            metrics.stages.sort(key=lambda s: s.index)  # stages that ran in parallel
+        if error is not None:
+            metrics.error = _error_text(error)
+        if len(metrics.stages) > 1:
+            metrics.stages.sort(key=_by_index)  # in order even when stages ran in parallel
         self.record(metrics)
-        self._emit(metrics, may_raise=error is None)
+        if self.sinks:
+            self._emit(metrics, may_raise=error is None)
 
     def record(self, metrics):
         """Add a finished execution to the history (the hooks do this; also usable by hand).
 
         The sinks are not called.
         """
-        if not isinstance(metrics, PipelineMetrics):
+        if type(metrics) is not PipelineMetrics and not isinstance(metrics, PipelineMetrics):
             raise TypeError(f"record() takes a PipelineMetrics; got {type(metrics).__name__}")
+        name = metrics.pipeline_name
         with self._lock:
-            history = self._history.get(metrics.pipeline_name)
+            history = self._history.get(name)
             if history is None:
-                history = self._history[metrics.pipeline_name] = collections.deque(
-                    maxlen=self.history_size)
+                history = self._history[name] = collections.deque(maxlen=self.history_size)
             history.append(metrics)
-            self._totals[metrics.pipeline_name] += 1
+            self._totals[name] = self._totals.get(name, 0) + 1
 
     def _emit(self, metrics, may_raise):
         for sink in self.sinks:
@@ -989,7 +995,7 @@ class PipelineMonitor(PipelinePlugin):
                 row["start_time"] = pd.Timestamp(s.start_time, unit="s")
                 row["throughput"] = s.throughput
                 rows.append(row)
-        columns = ["pipeline_name", "pipeline_mode", "run_id", *StageRecord._FIELDS, "throughput"]
+        columns = ["pipeline_name", "pipeline_mode", "run_id", *StageRecord._fields, "throughput"]
         return pd.DataFrame(rows, columns=columns)
 
     def reset(self):

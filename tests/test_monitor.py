@@ -168,7 +168,7 @@ def test_hooks_record_one_execution_per_run():
     assert (impute.rows_in, impute.cols_in, impute.bytes_in) == (10, 3, 240)
     assert (impute.rows_out, impute.cols_out, impute.bytes_out) == (10, 3, 240)
     assert impute.throughput == 40.0 and scale.throughput == 20.0
-    assert impute.attempts == 1 and impute.retries == 0 and impute.warnings == []
+    assert impute.attempts == 1 and impute.retries == 0 and impute.warnings == ()
     assert metrics.stage("scale") is scale
     assert self_key_absent(run, m)
 
@@ -209,8 +209,8 @@ def test_retries_and_warnings_are_recorded_as_text():
     drive(m, stage_names=["load", "scale"], attempts={"load": 3}, warns={"scale": [w]})
     load, scale = m.history()[0].stages
     assert load.attempts == 3 and load.retries == 2
-    assert load.retry_errors == ["ConnectionError: flaky 1", "ConnectionError: flaky 2"]
-    assert scale.warnings == ["UserWarning: constant column"]
+    assert load.retry_errors == ("ConnectionError: flaky 1", "ConnectionError: flaky 2")
+    assert scale.warnings == ("UserWarning: constant column",)
     stats = m.get_pipeline_statistics()["feature_pipeline"]["stages"]
     assert stats["load"]["retries"] == 2 and stats["scale"]["warnings"] == 1
 
@@ -755,12 +755,12 @@ def test_warnings_recorded_and_still_shown(data):
     pipe = FeaturePipeline([("impute", SimpleImputer()), ("warns", Warns())], monitor=m)
     with pytest.warns(UserWarning, match="column 'b' is constant"):
         pipe.fit(X)
-    assert m.history()[0].stage("warns").warnings == ["UserWarning: column 'b' is constant"]
+    assert m.history()[0].stage("warns").warnings == ("UserWarning: column 'b' is constant",)
     quiet = PipelineMonitor(capture_warnings=False)
     pipe.monitor = quiet
     with pytest.warns(UserWarning):
         pipe.fit(X)
-    assert quiet.history()[0].stage("warns").warnings == []
+    assert quiet.history()[0].stage("warns").warnings == ()
 
 
 def test_retry_attempts_through_a_pipeline(data):
@@ -772,8 +772,8 @@ def test_retry_attempts_through_a_pipeline(data):
     pipe.fit(X)
     load = m.history()[0].stage("load")
     assert load.attempts == 3 and load.retries == 2 and load.status == "success"
-    assert load.retry_errors == ["ConnectionError: share unavailable (call 1)",
-                                 "ConnectionError: share unavailable (call 2)"]
+    assert load.retry_errors == ("ConnectionError: share unavailable (call 1)",
+                                 "ConnectionError: share unavailable (call 2)")
     assert m.get_pipeline_statistics("feature_pipeline")["stages"]["load"]["retries"] == 2
 
 
