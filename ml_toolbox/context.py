@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 
+from numpy import ndarray
 from sklearn.base import clone
 
 __all__ = ["RunContext", "StageContext", "data_summary"]
@@ -34,6 +35,10 @@ def data_summary(X):
     """
     if X is None:
         return 0, 0, 0
+    if type(X) is ndarray:  # the common case, first (single-row predict path)
+        shape = X.shape
+        ndim = len(shape)
+        return ((shape[0] if ndim else 1), (shape[1] if ndim > 1 else 1), X.nbytes)
     shape = getattr(X, "shape", None)
     if shape is None:
         try:
