@@ -1200,6 +1200,7 @@ class PipelineMonitor(PipelinePlugin):
         try:
             import matplotlib.dates as mdates
             import matplotlib.pyplot as plt
+            import matplotlib.ticker as mticker
         except ImportError as exc:
             raise ImportError(
                 "PipelineMonitor.plot() needs matplotlib, which is not installed. Install the "
@@ -1207,8 +1208,8 @@ class PipelineMonitor(PipelinePlugin):
         groups = self._groups(name, mode)
         pipes = list(dict.fromkeys(key[0] for key in groups)) or ["(nothing recorded)"]
         if ax is None:
-            fig, axes = plt.subplots(len(pipes), 1, figsize=(9, 2.8 * len(pipes) + 0.6),
-                                     squeeze=False, sharex=True, layout="constrained")
+            fig, axes = plt.subplots(len(pipes), 1, figsize=(9, 2.6 * len(pipes) + 0.6),
+                                     squeeze=False, layout="constrained")
             axes = {p: a for p, a in zip(pipes, axes[:, 0])}
         else:
             fig = ax.figure
@@ -1239,12 +1240,15 @@ class PipelineMonitor(PipelinePlugin):
                 a.set_ylabel("duration (ms)")
                 if logy and groups:
                     a.set_yscale("log")
+                    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
+                    a.yaxis.set_major_formatter(plain)
+                    a.yaxis.set_minor_formatter(mticker.NullFormatter())
                 a.grid(True, alpha=0.3)
                 if groups:
                     a.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
                 a.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
         if groups:
-            axes[pipes[-1]].set_xlabel("stage start (local time); x = failed run, "
+            axes[pipes[-1]].set_xlabel("stage start (local time)   ·   x = failed run   ·   "
                                        "circle = anomaly")
         return fig
 

@@ -222,6 +222,19 @@ def test_unsizable_input_counts_as_unknown_not_an_error():
     assert record.rows_in in (None, 1, 2) and record.status == "success"
 
 
+def test_sizes_agree_with_pandas_and_numpy():
+    frame = pd.DataFrame({"f": np.arange(5.0), "i": np.arange(5), "s": list("abcde"),
+                          "c": pd.Categorical(list("aabbc")),
+                          "n": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+                          "d": pd.date_range("2020", periods=5, tz="UTC")})
+    m = PipelineMonitor()
+    for X in (frame, frame["f"], np.zeros((4, 3)), np.zeros(7)):
+        drive(m, X=X, durations=(0.1,))
+    sizes = [(s.rows_in, s.cols_in, s.bytes_in) for r in m.history() for s in r.stages]
+    assert sizes == [(5, 6, int(frame.memory_usage(index=False, deep=False).sum())),
+                     (5, 1, frame["f"].memory_usage(index=False)), (4, 3, 96), (7, 1, 56)]
+
+
 def test_monitor_attached_mid_run_starts_recording():
     m = PipelineMonitor()
     run = RunContext(None, "p", "predict", ["a"])
@@ -625,13 +638,24 @@ def test_doctests():
 # -------------------------------------------------------------------------------------------------
 
 
-def test_mlflow_sink_logs_to_a_local_tracking_store(tmp_path):
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """One local MLflow tracking database (sqlite) for the module: creating one takes seconds."""
     mlflow = pytest.importorskip("mlflow")
+    root = tmp_path_factory.mktemp("mlflow")
+    return mlflow, f"sqlite:///{root / 'mlflow.db'}", root
+
+
+MLFLOW_NOISE = "ignore:The ``noload`` loader strategy is deprecated"
+
+
+@pytest.mark.filterwarnings(MLFLOW_NOISE)
+def test_mlflow_sink_logs_to_a_local_tracking_store(mlflow_store):
+    mlflow, uri, root = mlflow_store
     from ml_toolbox.monitor import MLflowSink
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sink = MLflowSink(tracking_uri=uri, experiment_name="monitor-test",
-                      artifact_location=str(tmp_path / "artifacts"), modes=("fit", "predict"))
+                      artifact_location=str(root / "artifacts"), modes=("fit", "predict"))
     m = PipelineMonitor(sinks=[sink])
     for d in (0.5, 0.25):
         drive(m, mode="fit", durations=(d, 1.0), stage_names=["impute", "scale step"])
@@ -653,23 +677,28 @@ def test_mlflow_sink_logs_to_a_local_tracking_store(tmp_path):
     assert not any("/transform/" in k for k in keys)
 
 
-def test_mlflow_sink_logs_into_the_active_run(tmp_path, monkeypatch):
-    mlflow = pytest.importorskip("mlflow")
+@pytest.mark.filterwarnings(MLFLOW_NOISE)
+def test_mlflow_sink_logs_into_the_active_run(mlflow_store, monkeypatch):
+    mlflow, uri, root = mlflow_store
     from ml_toolbox.monitor import MLflowSink
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment_id = mlflow.create_experiment("mine", artifact_location=str(tmp_path / "a"))
+        experiment_id = mlflow.create_experiment("mine", artifact_location=str(root / "a"))
         m = PipelineMonitor(sinks=[MLflowSink()])
         with mlflow.start_run(experiment_id=experiment_id) as active:
             drive(m, mode="fit", durations=(0.5,))
         m.close()
         run = mlflow.tracking.MlflowClient(uri).get_run(active.info.run_id)
         assert run.data.metrics["feature_pipeline/fit/stage0/duration_s"] == 0.5
+        assert client_runs(mlflow, uri, experiment_id) == 1  # no run of its own was created
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def client_runs(mlflow, uri, experiment_id):
+    return len(mlflow.tracking.MlflowClient(uri).search_runs([experiment_id]))
 
 
 # -------------------------------------------------------------------------------------------------
