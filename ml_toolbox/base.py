@@ -51,6 +51,18 @@ def composite_input_tags(tags, parts):
     return tags
 
 
+def visual_block(names, stages):
+    """A scikit-learn HTML-diagram block of ``stages`` in series (the estimators they wrap)."""
+    from sklearn.utils._repr_html.estimator import _VisualBlock
+
+    estimators = [s.__dict__.get("estimator_", s.estimator) if isinstance(s, PipelineStage) else s
+                  for s in stages]
+    labels = [f"{name}: {type(est).__name__}" if est is not None else f"{name}: passthrough"
+              for name, est in zip(names, estimators)]
+    return _VisualBlock("serial", estimators, names=labels,
+                        name_details=[str(est) for est in estimators], dash_wrapped=False)
+
+
 def _policy_for(stage, pipeline_policy):
     own = stage.retry
     if own is None:
@@ -299,9 +311,10 @@ class StepsMixin:
                     f"{i}); stage names must be unique.")
             seen.setdefault(name, i)
         if len(seen) != len(names):  # auto-named duplicates get a suffix, as make_pipeline does
+            totals = {name: names.count(name) for name in names}
             counts = {}
-            for i, name in enumerate(names):
-                if names.count(name) > 1 and not explicit[i]:
+            for i, name in enumerate(list(names)):
+                if totals[name] > 1 and not explicit[i]:
                     counts[name] = counts.get(name, 0) + 1
                     names[i] = f"{name}-{counts[name]}"
         return names, stages
@@ -426,6 +439,14 @@ class StepsMixin:
         if "stages_" in self.__dict__:
             new.stages_ = self.stages_[key]
             new.stage_names_ = self.stage_names_[key]
+            if key.start in (None, 0) and "input_schema_" in self.__dict__:
+                new.input_schema_ = self.input_schema_
+            elif new.stages_ and hasattr(new.stages_[0], "n_features_in_"):
+                from ._schema import InputSchema
+
+                first = new.stages_[0]
+                names = getattr(first, "feature_names_in_", None)
+                new.input_schema_ = InputSchema(first.n_features_in_, names)
             if new.stages_:
                 first = new.stages_[0]
                 if hasattr(first, "n_features_in_"):
@@ -433,6 +454,10 @@ class StepsMixin:
                 if hasattr(first, "feature_names_in_"):
                     new.feature_names_in_ = first.feature_names_in_
         return new
+
+    def _sk_visual_block_(self):
+        """The notebook diagram: the stages in series, as scikit-learn draws a Pipeline."""
+        return visual_block(*self._current())
 
     def _check_stage_name(self, name):
         names = self._current()[0]

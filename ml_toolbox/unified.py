@@ -13,7 +13,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import composite_input_tags
+from .base import composite_input_tags, visual_block
 from .exceptions import describe_owner
 from .feature import FeaturePipeline
 from .inference import InferencePipeline
@@ -389,36 +389,41 @@ class UnifiedMLPipeline(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "input_schema_" in self.__dict__
 
+    def _serve(self, X, method, y=None, params=None):
+        """The inference path: one input check, then the inference pipeline's stages."""
+        try:
+            schema = self.__dict__["input_schema_"]
+        except KeyError:
+            self._require_fitted()
+        X = schema.check(X, self.owner)
+        return self.inference_pipeline._run(X, method, parent=self, y=y, params=params,
+                                            checked=True)
+
     @available_if(_model_has("predict"))
     def predict(self, X):
         """Predictions for ``X`` (checked against the fit-time schema first)."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict", parent=self)
+        return self._serve(X, "predict")
 
     @available_if(_model_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict_proba", parent=self)
+        return self._serve(X, "predict_proba")
 
     @available_if(_model_has("predict_log_proba"))
     def predict_log_proba(self, X):
         """Class log-probabilities for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict_log_proba", parent=self)
+        return self._serve(X, "predict_log_proba")
 
     @available_if(_model_has("decision_function"))
     def decision_function(self, X):
         """Decision function for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "decision_function", parent=self)
+        return self._serve(X, "decision_function")
 
     @available_if(_model_has("score"))
     def score(self, X, y=None, sample_weight=None):
         """The model's score on the features of ``X`` (accuracy, R^2... as the model defines)."""
-        self._require_fitted()
         params = {"sample_weight": sample_weight} if sample_weight is not None else None
-        return self.inference_pipeline._run(X, "score", parent=self, y=y, params=params)
+        return self._serve(X, "score", y=y, params=params)
 
     def transform(self, X):
         """The features of ``X``: the fitted feature stages' output."""
@@ -512,6 +517,19 @@ class UnifiedMLPipeline(BaseEstimator):
             raise TypeError(f"{name!r} version {version!r} in the store is a "
                             f"{type(obj).__name__}, not a {cls.__name__}.")
         return obj
+
+    def _sk_visual_block_(self):
+        """The notebook diagram: feature stages, then the model."""
+        names, stages = self.feature_pipeline._current()
+        names, stages = list(names), list(stages)
+        model = self.model
+        tp = self.__dict__.get("_training_pipeline")
+        if tp is not None and "stage_" in tp.__dict__ and "input_schema_" in self.__dict__:
+            model = tp.model_
+        if model is not None and not isinstance(model, str):
+            names.append(MODEL_STAGE)
+            stages.append(model)
+        return visual_block(names, stages)
 
     # -- scikit-learn tags ------------------------------------------------------------------
     def __sklearn_tags__(self):
