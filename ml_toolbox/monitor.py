@@ -1218,39 +1218,57 @@ class PipelineMonitor(PipelinePlugin):
         if show_anomalies and groups:
             flagged = {(a.pipeline_name, a.stage_name, a.mode, a.start_time)
                        for a in self.anomalies(name, mode=mode)}
+        to_time = _dt.datetime.fromtimestamp
+        spans = {}  # pipeline -> [min, max] duration drawn, to choose the scale
+        marks = {}  # pipeline -> whether failed runs / anomalies were drawn
         for (pipe_name, stage_name, stage_mode), pairs in groups.items():
             a = axes[pipe_name]
             ok = [s for _, s in pairs if not s.failed]
             bad = [s for _, s in pairs if s.failed]
-            to_time = _dt.datetime.fromtimestamp
+            drawn = [s.duration * 1e3 for s in ok + bad if s.duration > 0]
+            if drawn:
+                lo, hi = spans.get(pipe_name, (math.inf, 0.0))
+                spans[pipe_name] = (min(lo, *drawn), max(hi, *drawn))
             line, = a.plot([to_time(s.start_time) for s in ok], [s.duration * 1e3 for s in ok],
                            marker="o", markersize=3, linewidth=1,
                            label=f"{stage_name} ({stage_mode})")
+            seen = marks.setdefault(pipe_name, set())
             if bad:
                 a.plot([to_time(s.start_time) for s in bad], [s.duration * 1e3 for s in bad],
-                       linestyle="none", marker="x", color="red", markersize=7)
+                       linestyle="none", marker="x", color="red", markersize=7,
+                       label="_failed" if "failed" in seen else "failed run")
+                seen.add("failed")
             hits = [s for s in ok if (pipe_name, stage_name, stage_mode, s.start_time) in flagged]
             if hits:
                 a.plot([to_time(s.start_time) for s in hits], [s.duration * 1e3 for s in hits],
                        linestyle="none", marker="o", markersize=11, markerfacecolor="none",
-                       markeredgecolor=line.get_color(), markeredgewidth=1.5)
+                       markeredgecolor=line.get_color(), markeredgewidth=1.5,
+                       label="_anomaly" if "anomaly" in seen else "anomaly (circled)")
+                seen.add("anomaly")
+        plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
         for pipe_name, a in axes.items():
             if ax is None or pipe_name == pipes[0]:
                 a.set_title(pipe_name if ax is None else ", ".join(pipes))
                 a.set_ylabel("duration (ms)")
-                if logy and groups:
+                lo, hi = spans.get(pipe_name, (1.0, 1.0))
+                if logy and groups and hi > 3 * lo:  # a narrow range reads better linear
                     a.set_yscale("log")
-                    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
                     a.yaxis.set_major_formatter(plain)
-                    a.yaxis.set_minor_formatter(mticker.NullFormatter())
+                    a.yaxis.set_minor_locator(mticker.LogLocator(base=10, subs=(2, 5)))
+                    a.yaxis.set_minor_formatter(plain)
                 a.grid(True, alpha=0.3)
                 if groups:
-                    a.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-                a.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
-        if groups:
-            axes[pipes[-1]].set_xlabel("stage start (local time)   ·   x = failed run   ·   "
-                                       "circle = anomaly")
+                    handles, labels = a.get_legend_handles_labels()
+                    order = sorted(range(len(labels)), key=lambda i: labels[i] in _MARK_LABELS)
+                    a.legend([handles[i] for i in order], [labels[i] for i in order],
+                             fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                locator = mdates.AutoDateLocator()
+                a.xaxis.set_major_locator(locator)
+                a.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         return fig
+
+
+_MARK_LABELS = ("failed run", "anomaly (circled)")
 
 
 def _check_positive(name, value, minimum=0.0):

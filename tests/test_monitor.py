@@ -512,14 +512,19 @@ def test_plot_draws_a_line_per_stage_and_mode(tmp_path):
     m = PipelineMonitor()
     for i in range(8):
         drive(m, mode="fit", durations=(0.01 * (5 if i == 6 else 1), 0.02))
-        drive(m, "inference_pipeline", "predict", durations=(0.001,))
+        drive(m, "inference_pipeline", "predict", durations=(0.001 * (1 + i / 100),))
+    with pytest.raises(ValueError):
+        drive(m, mode="fit", durations=(0.01,), fail_at=0, error=ValueError("x"))
     fig = m.plot()
     try:
         axes = fig.axes
         assert [a.get_title() for a in axes] == ["feature_pipeline", "inference_pipeline"]
         labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
-        assert labels == ["stage0 (fit)", "stage1 (fit)"]
-        assert axes[0].get_yscale() == "log"
+        assert labels == ["stage0 (fit)", "stage1 (fit)", "failed run", "anomaly (circled)"]
+        assert axes[0].get_yscale() == "log"  # 10 ms to 50 ms
+        assert axes[1].get_yscale() == "linear"  # 1.00 to 1.07 ms: a narrow range stays linear
+        [circle] = [ln for ln in axes[0].lines if ln.get_label() == "anomaly (circled)"]
+        assert list(circle.get_ydata()) == [50.0]
         fig.savefig(tmp_path / "plot.png")
         assert (tmp_path / "plot.png").stat().st_size > 1000
     finally:
