@@ -1060,7 +1060,11 @@ class PipelineMonitor(PipelinePlugin):
         executions, settings = _validate_export(data, source)
         options = {k: v for k, v in settings.items()
                    if k in ("history_size", "anomaly_threshold", "anomaly_min_runs",
-                            "anomaly_min_ratio")}
+                            "anomaly_min_ratio") and k not in kwargs}
+        try:
+            cls(**options)  # the file's own settings, checked on their own
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source} has invalid settings: {exc}") from exc
         options.update(kwargs)
         per_pipe = collections.Counter(e["pipeline_name"] for e in executions)
         options["history_size"] = max([options.get("history_size", 1000), *per_pipe.values()])

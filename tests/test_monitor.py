@@ -440,6 +440,9 @@ BAD_JSON = [
      "version 1)"),
     ('{"format": "ml_toolbox.monitor", "version": 1}',
      'JSON text is malformed: "executions" is missing, expected a list'),
+    ('{"format": "ml_toolbox.monitor", "version": 1, "settings": {"history_size": -4}, '
+     '"executions": []}',
+     "JSON text has invalid settings: history_size must be a positive integer; got -4 (int)"),
     ('{"format": "ml_toolbox.monitor", "version": 1, "executions": [3]}',
      "JSON text is malformed: execution #0 is a int, expected an object"),
     ('{"format": "ml_toolbox.monitor", "version": 1, "executions": [{"pipeline_name": "p"}]}',
