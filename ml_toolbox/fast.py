@@ -468,6 +468,24 @@ class FastPlan:
                 return np.concatenate(outs, axis=0)
         return self._run(steps, X, check_input)
 
+    def stage_functions(self, method="predict", *, check_input=True):
+        """One callable ``X -> output`` per stage, together doing what :meth:`run` does.
+
+        For an execution loop that must call plug-ins (a monitor) around every stage while the
+        stages still run on the plan's kernels. No batching.
+        """
+        key = ("stage_functions", method, check_input)
+        functions = self._compiled.get(key)
+        if functions is None:
+            steps = self._steps(method)
+            first = steps[:1]
+
+            def first_stage(X):
+                return self._run(first, X, check_input)
+
+            functions = self._compiled[key] = [first_stage, *steps[1:]]
+        return functions
+
     def _run(self, steps, X, check_input):
         first = steps[0]
         if isinstance(X, pd.DataFrame):

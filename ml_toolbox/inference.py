@@ -33,6 +33,25 @@ def _final_has(attr):
     return check
 
 
+class _FastStage:
+    """A fitted stage whose run goes through the fast plan's function for it.
+
+    Everything else (name, estimator_, retry, ...) is the stage's own, so plug-ins see the stage.
+    """
+
+    __slots__ = ("_stage", "_fn")
+
+    def __init__(self, stage, fn):
+        self._stage = stage
+        self._fn = fn
+
+    def run(self, X, y=None, mode=None, **params):
+        return self._fn(X)
+
+    def __getattr__(self, name):
+        return getattr(self._stage, name)
+
+
 class InferencePipeline(BasePipeline):
     """What a trained pipeline is served through: input check, feature stages, model.
 
@@ -105,12 +124,21 @@ class InferencePipeline(BasePipeline):
         self.fast_plan_ = build_plan(
             [(n, s.estimator_) for n, s in zip(self.stage_names_, self.stages_)], name=self.name)
 
-    def _fast_plan_for(self, method, parent):
-        """The fast plan when it applies to this call (fast=True, a model, no plug-in or retry)."""
+    def _fast_plan_for(self, method, parent, *, observed=False):
+        """The fast plan when it applies to this call (fast=True, a model, no plug-in or retry).
+
+        With ``observed=True``: the plan when every active plug-in only observes
+        (``observes_only``, as the monitor), so the loop can run the stages on the plan's kernels.
+        """
         if not self.fast or method not in _FAST_METHODS or not self.has_model_:
             return None
         plan = self.__dict__.get("fast_plan_")
-        if plan is None or self._plugins(parent) or self._retry_policy(parent) is not None:
+        if plan is None or self._retry_policy(parent) is not None:
+            return None
+        plugins = self._plugins(parent)
+        if observed != bool(plugins):
+            return None
+        if observed and not all(getattr(p, "observes_only", False) for p in plugins):
             return None
         if any(s.retry or s.timeout for s in self.stages_):
             return None
@@ -151,6 +179,15 @@ class InferencePipeline(BasePipeline):
             if not self.has_model_:
                 raise AttributeError(f"{self.owner} has no model stage, so no {method}.")
             modes = ["transform"] * (len(stages) - 1) + [method]
+            plan = self._fast_plan_for(method, parent, observed=True)
+            if plan is not None:  # observed by a monitor: the loop runs the plan's kernels
+                key = ("observed_stages", method)
+                wrapped = plan._compiled.get(key)  # derived state: never pickled
+                if wrapped is None or wrapped[0]._stage is not stages[0]:
+                    wrapped = plan._compiled[key] = [
+                        _FastStage(stage, fn) for stage, fn in
+                        zip(stages, plan.stage_functions(method, check_input=False))]
+                stages = wrapped
         out, _ = self._run_stages(stages, X, y, modes, fitting=False,
                                   names=self.stage_names_[:len(stages)], parent=parent,
                                   params=params, run_mode=method)
