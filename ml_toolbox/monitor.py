@@ -18,6 +18,7 @@ matplotlib (``plot``) and mlflow (``MLflowSink``) are optional and imported only
 
 from __future__ import annotations
 
+import bisect
 import collections
 import datetime as _dt
 import html
@@ -614,6 +615,10 @@ class PipelineMonitor(PipelinePlugin):
     10
     """
 
+    #: The monitor only observes: the inference pipeline may run its stages on the fast path's
+    #: kernels while calling the monitor around each of them.
+    observes_only = True
+
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
                  anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0, sinks=None,
                  sink_errors="warn"):
@@ -696,14 +701,17 @@ class PipelineMonitor(PipelinePlugin):
                                           start_time=run.start_time)
 
     def _stage_record(self, ctx, status, error=None):
+        # The hot path of monitoring (single-row predict): keep it to attribute reads and one tuple.
         duration = ctx.duration
         if duration is None:
             duration = time.perf_counter() - ctx.start
-        metrics = self._metrics_of(ctx.run)
+        metrics = ctx.run.extra.get(self)
+        if metrics is None:
+            metrics = self._metrics_of(ctx.run)
         try:
-            X = ctx.X
-            if metrics._last_output is not None and metrics._last_output[0] is X:
-                summary_in = metrics._last_output[1]  # the previous stage's output, sized already
+            last = metrics._last_output
+            if last is not None and last[0] is ctx.X:
+                summary_in = last[1]  # the previous stage's output, sized already
             else:
                 summary_in = ctx.input_summary
             if status == "success":
@@ -716,12 +724,18 @@ class PipelineMonitor(PipelinePlugin):
             logger.debug("cannot size the data of stage %r", ctx.stage_name, exc_info=True)
             summary_in, summary_out = _UNKNOWN, _UNKNOWN
         retry_errors = ctx.extra.get(self)
+        caught = ctx.warnings
         record = _new_record(StageRecord, (
             ctx.stage_name, ctx.index, ctx.mode, ctx.start_time, duration, status,
-            *summary_in, *summary_out, ctx.attempt, _error_text(error),
+            *summary_in, *summary_out, ctx.attempt,
+            None if error is None else _error_text(error),
             tuple(retry_errors) if retry_errors else (),
-            tuple(_warning_text(w) for w in ctx.warnings) if ctx.warnings else ()))
-        metrics.stages.append(record)
+            tuple(_warning_text(w) for w in caught) if caught else ()))
+        stages = metrics.stages
+        if stages and stages[-1][1] > record[1]:  # stages that ran in parallel: keep the order
+            bisect.insort(stages, record, key=_by_index)
+        else:
+            stages.append(record)
 
     def after_stage(self, ctx):
         self._stage_record(ctx, "success")
@@ -739,16 +753,17 @@ class PipelineMonitor(PipelinePlugin):
         self._finish(run, "failed", error)
 
     def _finish(self, run, status, error):
-        metrics = run.extra.pop(self, None) or self._metrics_of(run)
+        metrics = run.extra.pop(self, None)
+        if metrics is None:
+            metrics = self._metrics_of(run)
+            run.extra.pop(self, None)
         metrics._last_output = None
-        metrics.duration = run.duration if run.duration is not None \
-            else time.perf_counter() - run.start
+        duration = run.duration
+        metrics.duration = duration if duration is not None else time.perf_counter() - run.start
         metrics.status = status
         if error is not None:
             metrics.error = _error_text(error)
-        if len(metrics.stages) > 1:
-            metrics.stages.sort(key=_by_index)  # in order even when stages ran in parallel
-        self.record(metrics)
+        self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=error is None)
 
@@ -757,8 +772,11 @@ class PipelineMonitor(PipelinePlugin):
 
         The sinks are not called.
         """
-        if type(metrics) is not PipelineMetrics and not isinstance(metrics, PipelineMetrics):
+        if not isinstance(metrics, PipelineMetrics):
             raise TypeError(f"record() takes a PipelineMetrics; got {type(metrics).__name__}")
+        self._append(metrics)
+
+    def _append(self, metrics):
         name = metrics.pipeline_name
         with self._lock:
             history = self._history.get(name)

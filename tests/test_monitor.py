@@ -743,6 +743,22 @@ def test_unified_pipeline_fit_transform_predict(data):
         assert r.duration >= sum(s.duration for s in r.stages)
 
 
+def test_monitored_predictions_use_the_fast_path_and_match(data):
+    X, y = data
+    plain = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                              model=LogisticRegression()).fit(X, y)
+    m = PipelineMonitor()
+    watched = clone(plain).set_params(monitor=m).fit(X, y)
+    for rows in (X.iloc[[0]], X.iloc[:7], X):
+        np.testing.assert_array_equal(watched.predict_proba(rows), plain.predict_proba(rows))
+    runs = m.history("inference_pipeline", mode="predict_proba")
+    assert [[s.rows_in for s in r.stages] for r in runs] == [[1, 1, 1], [7, 7, 7], [300] * 3]
+    assert [s.stage_name for s in runs[0].stages] == ["impute", "scale", "model"]
+    assert [s.cols_out for s in runs[0].stages] == [5, 5, 2]
+    stages = watched.inference_pipeline.stages_
+    assert all(type(s).__name__ == "PipelineStage" for s in stages)  # nothing swapped in place
+
+
 def test_monitor_keeps_no_reference_to_the_data(data):
     X, y = data
     m = PipelineMonitor()
