@@ -66,8 +66,10 @@ def interleaved(variants, repeats, call):
     with a handful of repeats of a long call the minimum is the steadier estimate of its cost.
     """
     times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, obj in variants.items():
+    order = list(variants)
+    for r in range(repeats):
+        for name in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+            obj = variants[name]
             gc.collect()
             t0 = time.perf_counter()
             call(obj)
@@ -79,9 +81,10 @@ def single_row(variants, rows, calls, method="predict"):
     """Median seconds of one single-row call, variants interleaved in blocks of 100 calls."""
     times = {name: [] for name in variants}
     gc.collect()
-    for start in range(0, calls, 100):
-        for name, obj in variants.items():
-            predict = getattr(obj, method)
+    order = list(variants)
+    for k, start in enumerate(range(0, calls, 100)):
+        for name in order[k % len(order):] + order[:k % len(order)]:
+            predict = getattr(variants[name], method)
             block = times[name]
             for i in range(start, min(start + 100, calls)):
                 row = rows[i % len(rows)]
