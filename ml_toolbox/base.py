@@ -109,7 +109,11 @@ class BasePipeline(BaseEstimator):
         policy = self.retry_handler
         if policy is None and parent is not None:
             policy = getattr(parent, "retry", None)
-        return policy
+        if policy is None or callable(getattr(policy, "call", None)):
+            return policy  # a RetryHandler, or any object with call(attempt, ctx)
+        from .retry import as_policy  # a RetryConfig, or a wrong value: a clear TypeError
+
+        return as_policy(policy)
 
     @property
     def owner(self):
@@ -118,7 +122,7 @@ class BasePipeline(BaseEstimator):
 
     # -- the execution loop -----------------------------------------------------------------
     def _run_stages(self, stages, X, y, modes, *, fitting, names, parent=None, params=None,
-                    run_mode=None):
+                    run_mode=None, runners=None):
         """Run ``stages`` in order, feeding each the previous one's output.
 
         Parameters
@@ -140,6 +144,9 @@ class BasePipeline(BaseEstimator):
             Keyword arguments for the last stage's run (``sample_weight``, ``classes``...).
         run_mode : str, optional
             The execution's mode as plug-ins see it (default: the last stage's mode).
+        runners : list of callable, optional
+            Per-stage replacements ``X -> output`` for the stages' own methods (the fast
+            inference plan, stage by stage); the hooks run around them all the same.
 
         Returns
         -------
@@ -151,8 +158,9 @@ class BasePipeline(BaseEstimator):
         plugins = self._plugins(parent)
         policy = self._retry_policy(parent)
         last = len(stages) - 1
-        if not plugins and policy is None and not any(s.retry for s in stages):
-            # The fast path: no plug-in, no retry. Nothing but the stages themselves runs.
+        if not plugins and policy is None and not any(s.retry or s.timeout is not None
+                                                      for s in stages):
+            # The fast path: no plug-in, no retry, no timeout. Only the stages themselves run.
             i = 0
             try:
                 if fitting:
@@ -171,11 +179,14 @@ class BasePipeline(BaseEstimator):
                 annotate(error, self.name, names[i], modes[i])
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
-                                      params, run_mode or (modes[-1] if modes else "fit"))
+                                      params, run_mode or (modes[-1] if modes else "fit"),
+                                      parent, runners)
 
     def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
-                          run_mode):
+                          run_mode, parent=None, runners=None):
         run = RunContext(self, self.name, run_mode, names)
+        if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
+            run.extra["parent"] = parent
         capture = any(p.captures_warnings for p in plugins)
         last = len(stages) - 1
         ran = []
@@ -189,7 +200,10 @@ class BasePipeline(BaseEstimator):
                 stage_policy = _policy_for(template, policy)
                 for p in plugins:
                     p.before_stage(ctx)
-                attempt = _attempt_function(ctx, plugins, kwargs)
+                attempt = _attempt_function(ctx, plugins, kwargs,
+                                            runners[i] if runners is not None else None)
+                if template.timeout is not None:
+                    attempt = _timed(attempt, template.timeout, self.owner, names[i])
                 ctx.start = time.perf_counter()
                 try:
                     if capture:
@@ -231,16 +245,25 @@ class BasePipeline(BaseEstimator):
         return "stages_" in self.__dict__
 
 
-def _attempt_function(ctx, plugins, kwargs):
+def _attempt_function(ctx, plugins, kwargs, runner=None):
     def attempt():
         if ctx.attempt > 1:
             for p in plugins:
                 p.on_stage_retry(ctx, ctx.last_error)
         if ctx.fitting:
             ctx.stage = clone(ctx.template)
+        elif runner is not None:  # the fast inference plan's function for this stage
+            return runner(ctx.X)
         return ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
 
     return attempt
+
+
+def _timed(attempt, timeout, owner, name):
+    """``attempt`` given at most ``timeout`` seconds (see :mod:`ml_toolbox.orchestration`)."""
+    from .orchestration import stage_timeout_call
+
+    return lambda: stage_timeout_call(attempt, timeout, owner, name)
 
 
 def _call_capturing_warnings(ctx, policy, attempt):

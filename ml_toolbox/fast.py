@@ -468,23 +468,23 @@ class FastPlan:
                 return np.concatenate(outs, axis=0)
         return self._run(steps, X, check_input)
 
-    def stage_functions(self, method="predict", *, check_input=True):
-        """One callable ``X -> output`` per stage, together doing what :meth:`run` does.
+    def stage_functions(self, method, n_stages):
+        """One callable ``X -> output`` per stage for ``method``: the plan, stage by stage.
 
-        For an execution loop that must call plug-ins (a monitor) around every stage while the
-        stages still run on the plan's kernels. No batching.
+        An execution loop with plug-ins attached runs these instead of the stages' own methods,
+        so hooks see every stage while the stages still run on their kernels (same numbers as
+        :meth:`run` without ``batch_size``). None when the plan's stages do not map one to one
+        onto the ``n_stages`` pipeline stages (a nested Pipeline was flattened).
         """
-        key = ("stage_functions", method, check_input)
-        functions = self._compiled.get(key)
-        if functions is None:
-            steps = self._steps(method)
-            first = steps[:1]
+        steps = self._steps(method)
+        if len(steps) != n_stages:
+            return None
+        first = [steps[0]]
 
-            def first_stage(X):
-                return self._run(first, X, check_input)
+        def run_first(X):
+            return self._run(first, X, False)
 
-            functions = self._compiled[key] = [first_stage, *steps[1:]]
-        return functions
+        return [run_first, *steps[1:]]
 
     def _run(self, steps, X, check_input):
         first = steps[0]

@@ -33,25 +33,6 @@ def _final_has(attr):
     return check
 
 
-class _FastStage:
-    """A fitted stage whose run goes through the fast plan's function for it.
-
-    Everything else (name, estimator_, retry, ...) is the stage's own, so plug-ins see the stage.
-    """
-
-    __slots__ = ("_stage", "_fn")
-
-    def __init__(self, stage, fn):
-        self._stage = stage
-        self._fn = fn
-
-    def run(self, X, y=None, mode=None, **params):
-        return self._fn(X)
-
-    def __getattr__(self, name):
-        return getattr(self._stage, name)
-
-
 class InferencePipeline(BasePipeline):
     """What a trained pipeline is served through: input check, feature stages, model.
 
@@ -124,24 +105,25 @@ class InferencePipeline(BasePipeline):
         self.fast_plan_ = build_plan(
             [(n, s.estimator_) for n, s in zip(self.stage_names_, self.stages_)], name=self.name)
 
-    def _fast_plan_for(self, method, parent, *, observed=False):
-        """The fast plan when it applies to this call (fast=True, a model, no plug-in or retry).
-
-        With ``observed=True``: the plan when every active plug-in only observes
-        (``observes_only``, as the monitor), so the loop can run the stages on the plan's kernels.
-        """
+    def _fast_plan_for(self, method, parent):
+        """The fast plan when it applies to this call (fast=True, a model, no stage timeout,
+        retry only around library code). Plug-ins do not turn it off: with plug-ins attached
+        the execution loop runs the plan stage by stage, calling their hooks around each."""
         if not self.fast or method not in _FAST_METHODS or not self.has_model_:
             return None
         plan = self.__dict__.get("fast_plan_")
-        if plan is None or self._retry_policy(parent) is not None:
+        if plan is None:
             return None
-        plugins = self._plugins(parent)
-        if observed != bool(plugins):
+        stages = self.stages_
+        if any(s.timeout for s in stages):
             return None
-        if observed and not all(getattr(p, "observes_only", False) for p in plugins):
-            return None
-        if any(s.retry or s.timeout for s in self.stages_):
-            return None
+        if self._retry_policy(parent) is not None or any(s.retry for s in stages):
+            # Retry matters only for stages that can fail transiently (I/O in user code);
+            # stages that run only scikit-learn's own code stay on the fast plan.
+            from .retry import only_library_code
+
+            if not all(only_library_code(s) for s in stages):
+                return None
         return plan
 
     def fit(self, X, y=None, **fit_params):
@@ -154,7 +136,7 @@ class InferencePipeline(BasePipeline):
         tp_state = None
         if self.training_pipeline is not None:
             tp_state = clone(self.training_pipeline)._fit_state(Xt, y, **fit_params)
-        self._commit(self._state_from(fp_state, tp_state, schema))
+        self._commit(self._state_from(fp._inference_state(fp_state), tp_state, schema))
         return self
 
     # -- using ------------------------------------------------------------------------------
@@ -165,9 +147,12 @@ class InferencePipeline(BasePipeline):
         if not checked:
             X = self.input_schema_.check(X, self.owner)
         plan = self._fast_plan_for(method, parent)
+        runners = None
         if plan is not None:
-            return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
-                            check_input=False)
+            if not self._plugins(parent):
+                return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
+                                check_input=False)
+            runners = plan.stage_functions(method, len(self.stages_))
         stages = self.stages_
         if method == "transform":
             if self.has_model_:
@@ -179,18 +164,9 @@ class InferencePipeline(BasePipeline):
             if not self.has_model_:
                 raise AttributeError(f"{self.owner} has no model stage, so no {method}.")
             modes = ["transform"] * (len(stages) - 1) + [method]
-            plan = self._fast_plan_for(method, parent, observed=True)
-            if plan is not None:  # observed by a monitor: the loop runs the plan's kernels
-                key = ("observed_stages", method)
-                wrapped = plan._compiled.get(key)  # derived state: never pickled
-                if wrapped is None or wrapped[0]._stage is not stages[0]:
-                    wrapped = plan._compiled[key] = [
-                        _FastStage(stage, fn) for stage, fn in
-                        zip(stages, plan.stage_functions(method, check_input=False))]
-                stages = wrapped
         out, _ = self._run_stages(stages, X, y, modes, fitting=False,
                                   names=self.stage_names_[:len(stages)], parent=parent,
-                                  params=params, run_mode=method)
+                                  params=params, run_mode=method, runners=runners)
         return out
 
     @available_if(_final_has("predict"))

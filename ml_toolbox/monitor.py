@@ -615,10 +615,6 @@ class PipelineMonitor(PipelinePlugin):
     10
     """
 
-    #: The monitor only observes: the inference pipeline may run its stages on the fast path's
-    #: kernels while calling the monitor around each of them.
-    observes_only = True
-
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
                  anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0, sinks=None,
                  sink_errors="warn"):
