@@ -33,8 +33,8 @@ from ml_toolbox import FeaturePipeline, PipelineMonitor, UnifiedMLPipeline
 from ml_toolbox.context import RunContext, StageContext
 
 N_ROWS, N_COLS = 100_000, 20
-FIT_REPEATS = 5
-BATCH_REPEATS = 15
+FIT_REPEATS = 9
+BATCH_REPEATS = 25
 SINGLE_CALLS = 1500
 IDENTITY_CALLS = 5000
 STAGE_RUNS = 1_000_000

@@ -884,3 +884,17 @@ def test_example_runs(capsys):
     runpy.run_path(str(ROOT / "examples" / "monitoring.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "feature_pipeline" in out and "P95" in out
+
+
+def test_docs_page_examples_run(tmp_path, monkeypatch):
+    """The worked example, the seed's pattern and the export snippet of docs/monitoring.md run."""
+    text = (ROOT / "docs" / "monitoring.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(blocks[0], ns)  # worked example (defines X, y)
+    exec(blocks[1], ns)  # usage pattern 1
+    ns["monitor"] = ns["pipeline"].feature_pipeline.monitor
+    exec(blocks[2], ns)  # export / load
+    assert ns["same"].history() == ns["monitor"].history()
+    assert (tmp_path / "monitor.json").exists()
