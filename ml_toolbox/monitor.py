@@ -18,7 +18,6 @@ matplotlib (``plot``) and mlflow (``MLflowSink``) are optional and imported only
 
 from __future__ import annotations
 
-import bisect
 import collections
 import datetime as _dt
 import html
@@ -727,11 +726,7 @@ class PipelineMonitor(PipelinePlugin):
             None if error is None else _error_text(error),
             tuple(retry_errors) if retry_errors else (),
             tuple(_warning_text(w) for w in caught) if caught else ()))
-        stages = metrics.stages
-        if stages and stages[-1][1] > record[1]:  # stages that ran in parallel: keep the order
-            bisect.insort(stages, record, key=_by_index)
-        else:
-            stages.append(record)
+        metrics.stages.append(record)
 
     def after_stage(self, ctx):
         self._stage_record(ctx, "success")
@@ -759,6 +754,8 @@ class PipelineMonitor(PipelinePlugin):
         metrics.status = status
         if error is not None:
             metrics.error = _error_text(error)
+        if len(metrics.stages) > 1:
+            metrics.stages.sort(key=_by_index)  # in order even when stages ran in parallel
         self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=error is None)

@@ -830,6 +830,30 @@ def test_retry_attempts_through_a_pipeline(data):
     assert m.get_pipeline_statistics("feature_pipeline")["stages"]["load"]["retries"] == 2
 
 
+def test_graph_pipeline_with_parallel_stages(data):
+    from sklearn.decomposition import PCA
+    from sklearn.feature_selection import SelectKBest
+    from sklearn.preprocessing import MinMaxScaler
+
+    from ml_toolbox import PipelineStage
+
+    X, y = data
+    m = PipelineMonitor()
+    pipe = FeaturePipeline([
+        PipelineStage(SimpleImputer(), "impute"),
+        PipelineStage(PCA(2, random_state=0), "pca", depends_on=["impute"]),
+        PipelineStage(SelectKBest(k=3), "kbest", depends_on=["impute"]),
+        PipelineStage(MinMaxScaler(), "minmax", depends_on=["pca", "kbest"]),
+    ], n_jobs=2, monitor=m)
+    pipe.fit(X, y)
+    [run] = m.history()
+    assert [s.stage_name for s in run.stages] == ["impute", "pca", "kbest", "minmax"]
+    assert [s.index for s in run.stages] == [0, 1, 2, 3]
+    sizes = {s.stage_name: (s.rows_in, s.cols_in, s.cols_out) for s in run.stages}
+    assert sizes == {"impute": (300, 5, 5), "pca": (300, 5, 2), "kbest": (300, 5, 3),
+                     "minmax": (300, 5, 5)}
+
+
 def test_disabled_monitor_is_skipped(data):
     X, _ = data
     m = PipelineMonitor(enable_tracking=False)
