@@ -854,6 +854,23 @@ def test_graph_pipeline_with_parallel_stages(data):
                      "minmax": (300, 5, 5)}
 
 
+def test_retry_handler_attempts_are_recorded(data):
+    from ml_toolbox import RetryConfig, RetryHandler
+
+    X, _ = data
+    Flaky.calls = 0
+    slept = []
+    m = PipelineMonitor()
+    handler = RetryHandler(RetryConfig(max_retries=3, base_delay=0.5), sleep=slept.append)
+    pipe = FeaturePipeline([("load", Flaky(fails=1)), ("scale", StandardScaler())], monitor=m,
+                           retry_handler=handler)
+    pipe.fit(X)
+    load = m.history()[0].stage("load")
+    assert (load.attempts, load.retries, slept) == (2, 1, [0.5])
+    assert load.retry_errors == ("ConnectionError: share unavailable (call 1)",)
+    assert m.history()[0].stage("scale").attempts == 1
+
+
 def test_disabled_monitor_is_skipped(data):
     X, _ = data
     m = PipelineMonitor(enable_tracking=False)
