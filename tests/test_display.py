@@ -298,3 +298,24 @@ def test_rich_markup_in_names_is_not_interpreted():
     (0.0456, "45.6 ms"), (1.0, "1 s"), (59.9, "59.9 s"), (61.0, "1 min 1 s")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_timings_from_the_real_monitor(iris):
+    from ml_toolbox import PipelineMonitor
+
+    X, y = iris
+    monitor = PipelineMonitor()
+    pipe = unified(monitor=monitor).fit(X, y)
+    pipe.predict_proba(X.iloc[:7])
+    view = describe(pipe)
+    assert view.timing_columns == ["last fit", "last predict_proba"]
+    for row in view.rows:
+        fit, served = row.timings["last fit"], row.timings["last predict_proba"]
+        assert fit.status == served.status == "success" and fit.duration > 0
+    assert view.rows[0].timings["last predict_proba"].rows_in == 7
+    fit_runs = monitor.history("feature_pipeline") + monitor.history("training_pipeline")
+    assert view.run_totals["last fit"] == pytest.approx(sum(r.duration for r in fit_runs))
+    text = rich_text(pipe)
+    assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+[\d.]+ [µm]?s\s+[\d.]+ [µm]?s",
+                     text), text
+    assert "<th>last fit</th><th>last predict_proba</th>" in state_table(pipe._repr_html_())

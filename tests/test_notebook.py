@@ -70,6 +70,11 @@ def test_pipeline_displays_render_in_the_notebook(executed):
     assert any('<span class="fitted">fitted</span>' in h and "train_accuracy" in h
                for h in states), "the fitted pipeline shows its metrics"
     assert all("sk-container" in h for h in states), "scikit-learn's diagram comes first"
+    # with the monitor attached: where the time went, per stage, in the last fit and prediction
+    assert any("<th>last fit</th><th>last predict</th>" in h and "<b>plug-ins:</b> monitor" in h
+               for h in states)
+    # the flaky stage took two attempts, and the display says so
+    assert any(re.search(r"<td><b>remote</b></td>.*?\(2 attempts\)</td>", h) for h in states)
 
 
 def test_the_tour_reports_what_it_did(executed):
@@ -81,6 +86,7 @@ def test_the_tour_reports_what_it_did(executed):
     # the flaky stage failed once and the fit recovered through retry
     assert "Retrying stage 'remote' of 'feature_pipeline' (attempt 2 of 4)" in text
     assert "'retries': 1, 'successes': 1, 'successes_after_retry': 1, 'failures': 0" in text
+    assert re.search(r"51 predictions; model stage P50 \d+ µs, P95 \d+ µs", text)
     # versions: the gate refused the weaker candidate; promoted anyway, then rolled back
     assert "Refusing to promote 'breast_cancer' version 2 to 'production': gate " \
         "accuracy>=current failed" in text
