@@ -217,7 +217,8 @@ def _fast_fact(ip, parent=None):
     if plan is None or not getattr(ip, "has_model_", False):
         return None
     if not ip.fast:
-        return ("fast inference", "off (fast=False)")
+        switch = "fast_inference" if parent is not None else "fast"
+        return ("fast inference", f"off ({switch}=False)")
     try:
         applies = ip._fast_plan_for("predict", parent) is not None
     except Exception:

@@ -271,6 +271,8 @@ def test_unified_displays(iris):
     # Jupyter asks for the mime bundle first: the same HTML.
     bundle = pipe._repr_mimebundle_()
     assert '<div class="mlt-state">' in bundle["text/html"]
+    pipe.set_params(fast_inference=False)
+    assert "fast inference: off (fast_inference=False)" in rich_text(pipe)
 
 
 def test_html_escapes_names():
