@@ -291,6 +291,8 @@ def _missing_metric(owner, name, epoch, metrics):
     names = sorted(metrics.tracked) + sorted(metrics.untracked)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    if name.startswith("val_") and not any(n.startswith("val_") for n in names):
+        hint += " val_* metrics need a validation set: TrainingPipeline(validation=0.2 or (X_val, y_val))."
     return ValueError(f"{owner}: monitored metric {name!r} was not produced in epoch {epoch}. "
                       f"Metrics produced: {names}.{hint}")
 
