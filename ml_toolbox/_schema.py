@@ -1,0 +1,181 @@
+"""The input schema a pipeline records at fit time, and the one check made at its entry."""
+
+from __future__ import annotations
+
+import numpy as np
+from pandas.api.types import pandas_dtype
+
+from .exceptions import InputSchemaError
+
+__all__ = ["InputSchema", "check_y_length", "shape_of"]
+
+
+def _dtype_family(dtype):
+    kind = getattr(dtype, "kind", "O")
+    if kind in "biuf":
+        return "numeric"
+    if kind == "c":
+        return "complex"
+    if kind in "mM":
+        return "datetime"
+    return "object"
+
+
+def _family_of(dtype):
+    if isinstance(dtype, str):  # a schema read back from JSON
+        try:
+            dtype = pandas_dtype(dtype)
+        except TypeError:
+            return "object"
+    return _dtype_family(dtype)
+
+
+def shape_of(X):
+    """Shape of X without copying it (lists are inspected through numpy)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.asarray(X).shape
+    return tuple(shape)
+
+
+def _check_shape(X, owner, what="X"):
+    shape = shape_of(X)
+    if len(shape) != 2:
+        if len(shape) == 1:
+            raise InputSchemaError(
+                f"{owner}: expected 2D {what} (rows x features), got 1D {what} of shape {shape} "
+                "instead. Expected 2D array, got 1D array instead. Reshape your data either using "
+                "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) if "
+                "it contains a single sample.")
+        raise InputSchemaError(
+            f"{owner}: expected 2D {what} (rows x features), got shape {shape}. "
+            f"Found array with dim {len(shape)}. Expected <= 2.")
+    if shape[0] == 0:
+        raise InputSchemaError(
+            f"{owner}: {what} has no rows. Found array with 0 sample(s) (shape={shape}) while a "
+            "minimum of 1 is required.")
+    if shape[1] == 0:
+        raise InputSchemaError(
+            f"{owner}: {what} has no columns. Found array with 0 feature(s) (shape={shape}) while "
+            "a minimum of 1 is required.")
+    return shape
+
+
+def check_y_length(X_shape, y, owner):
+    """Refuse a ``y`` whose number of rows differs from X's."""
+    if y is None:
+        return
+    n_y = shape_of(y)
+    n_y = n_y[0] if n_y else 1
+    if n_y != X_shape[0]:
+        raise ValueError(
+            f"{owner}: y has {n_y} rows but X has {X_shape[0]}; they must have the same number of "
+            f"rows. Found input variables with inconsistent numbers of samples: "
+            f"[{X_shape[0]}, {n_y}]")
+
+
+class InputSchema:
+    """What a pipeline saw at fit time: kind of container, width, column names and dtypes.
+
+    ``check`` is the single input check of a fitted pipeline: it accepts the same columns in
+    another order (and reorders them), and refuses missing or unexpected columns, a column whose
+    dtype family changed (numbers arriving as strings), the wrong number of features, 1D and
+    empty input -- each with a message naming the pipeline and the columns.
+
+    Parameters
+    ----------
+    n_features : int
+    columns : tuple of str or None
+        Column names (DataFrame input), None for arrays.
+    dtypes : tuple of str or None
+        The dtypes of those columns, as strings.
+    """
+
+    __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list")
+
+    def __init__(self, n_features, columns=None, dtypes=None):
+        self.n_features = int(n_features)
+        self.columns = None if columns is None else tuple(columns)
+        self.dtypes = None if dtypes is None else tuple(str(d) for d in dtypes)
+        self._families = None if dtypes is None else tuple(_family_of(d) for d in dtypes)
+        self._columns_list = None if columns is None else list(self.columns)
+
+    @classmethod
+    def from_data(cls, X, owner):
+        """Record the schema of fit-time data (refusing 1D, empty or column-less input)."""
+        shape = _check_shape(X, owner)
+        columns = getattr(X, "columns", None)
+        if columns is not None and hasattr(X, "dtypes"):
+            names = [str(c) for c in columns]
+            if len(set(names)) != len(names):
+                dup = sorted({c for c in names if names.count(c) > 1})
+                raise InputSchemaError(f"{owner}: X has duplicated column names {dup}; column "
+                                       "names must be unique.")
+            return cls(shape[1], list(columns), list(X.dtypes))
+        return cls(shape[1])
+
+    def check(self, X, owner):
+        """Check fitted-pipeline input; return X (reordered to the fit-time column order)."""
+        columns = getattr(X, "columns", None)
+        if self.columns is not None and columns is not None and hasattr(X, "dtypes"):
+            if columns.tolist() != self._columns_list:
+                X = self._align(X, columns, owner)
+            if len(X) == 0:
+                _check_shape(X, owner)
+            if self._families is not None:
+                self._check_dtypes(X, owner)
+            return X
+        shape = _check_shape(X, owner)
+        if shape[1] != self.n_features:
+            raise InputSchemaError(
+                f"{owner}: X has {shape[1]} features, but {owner.split(' ')[0]} is expecting "
+                f"{self.n_features} features as input.")
+        return X
+
+    def _align(self, X, columns, owner):
+        given = [c for c in columns]
+        missing = [c for c in self.columns if c not in set(given)]
+        extra = [c for c in given if c not in set(self.columns)]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing column(s) {missing}")
+            if extra:
+                parts.append(f"unexpected column(s) {extra}")
+            raise InputSchemaError(
+                f"{owner}: X does not have the columns seen at fit time: {' and '.join(parts)}. "
+                f"Expected the columns {list(self.columns)}.")
+        return X[self._columns_list]  # same columns, another order: reorder
+
+    def _check_dtypes(self, X, owner):
+        for name, dtype, family, want in zip(self.columns, X.dtypes, self._families, self.dtypes):
+            if family != "object" and _dtype_family(dtype) != family:
+                raise InputSchemaError(
+                    f"{owner}: column {name!r} had dtype {want} at fit time but has dtype "
+                    f"{dtype} now; expected a {family} column.")
+
+    def to_dict(self):
+        """JSON-safe description (used by the versioned store's manifest)."""
+        return {"n_features": self.n_features,
+                "columns": None if self.columns is None else [str(c) for c in self.columns],
+                "dtypes": None if self.dtypes is None else list(self.dtypes)}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of :meth:`to_dict`."""
+        return cls(data["n_features"], data.get("columns"), data.get("dtypes"))
+
+    def __getstate__(self):
+        return self.to_dict()
+
+    def __setstate__(self, state):
+        self.__init__(state["n_features"], state.get("columns"), state.get("dtypes"))
+
+    def __eq__(self, other):
+        return isinstance(other, InputSchema) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        if self.columns is None:
+            return f"InputSchema(n_features={self.n_features})"
+        return f"InputSchema(columns={list(self.columns)}, dtypes={list(self.dtypes)})"
+

@@ -1,0 +1,442 @@
+"""``BasePipeline`` and the execution loop: the only code that runs stages and calls plug-ins."""
+
+from __future__ import annotations
+
+import difflib
+import time
+import warnings
+
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import Bunch, get_tags
+
+from .context import RunContext, StageContext
+from .exceptions import StageDefinitionError, annotate, describe_owner
+from .stage import PipelineStage
+
+__all__ = ["BasePipeline", "close_match_hint"]
+
+_NO_PARAMS = {}
+
+
+def close_match_hint(name, candidates):
+    """``" Did you mean 'scale'?"`` when ``name`` is close to one of ``candidates``, else ``""``."""
+    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def composite_input_tags(tags, parts):
+    """Set a composite's ``input_tags`` (sparse, allow_nan) from its parts, in order.
+
+    Sparse input is accepted when every part accepts it; missing values when an imputer comes
+    before any part that refuses them.
+    """
+    estimators = []
+    for part in parts:
+        part = part.estimator if isinstance(part, PipelineStage) else part
+        if hasattr(part, "fit"):
+            estimators.append(part)
+    try:
+        all_tags = [get_tags(est) for est in estimators]
+    except (TypeError, ValueError, AttributeError):
+        return tags
+    tags.input_tags.sparse = bool(all_tags) and all(t.input_tags.sparse for t in all_tags)
+    allow_nan = True
+    for est, est_tags in zip(estimators, all_tags):
+        if type(est).__module__.startswith("sklearn.impute") or hasattr(est, "numeric_strategy"):
+            break
+        if not est_tags.input_tags.allow_nan:
+            allow_nan = False
+            break
+    tags.input_tags.allow_nan = allow_nan
+    return tags
+
+
+def _policy_for(stage, pipeline_policy):
+    own = stage.retry
+    if own is None:
+        return pipeline_policy
+    if own is False:
+        return None
+    from .retry import as_policy  # imported only when a stage carries its own policy
+
+    return as_policy(own)
+
+
+class BasePipeline(BaseEstimator):
+    """What every ml_toolbox pipeline shares: plug-in slots and the execution loop.
+
+    Subclasses define their own ``__init__`` (scikit-learn reads the parameters from it); they all
+    have ``name``, ``monitor``, ``debugger``, ``retry_handler`` and ``enable_retry``.
+
+    The execution loop, :meth:`_run_stages`, runs a list of stages one after the other, each in a
+    mode. With no plug-in and no retry policy it runs the stages directly and builds no context
+    at all; otherwise, around every stage run, it calls the plug-ins' hooks
+    (:class:`~ml_toolbox.plugins.PipelinePlugin`) and runs the stage through the retry policy.
+    When a stage raises, its exception propagates unchanged in type and message, with a note
+    naming the pipeline, the stage and the mode.
+    """
+
+    # -- plug-ins ---------------------------------------------------------------------------
+    def _plugins(self, parent=None):
+        """The active plug-ins, own ones first, else those handed down by ``parent``."""
+        debugger = self.debugger
+        monitor = self.monitor
+        if parent is not None:
+            if debugger is None:
+                debugger = getattr(parent, "debugger", None)
+            if monitor is None:
+                monitor = getattr(parent, "monitor", None)
+        if debugger is None and monitor is None:
+            return ()
+        return tuple(p for p in (debugger, monitor) if p is not None and p.enabled)
+
+    def _retry_policy(self, parent=None):
+        """The pipeline-wide retry policy: own ``retry_handler``, else the parent's ``retry``."""
+        if not self.enable_retry:
+            return None
+        policy = self.retry_handler
+        if policy is None and parent is not None:
+            policy = getattr(parent, "retry", None)
+        return policy
+
+    @property
+    def owner(self):
+        """How error messages name this pipeline, e.g. ``"FeaturePipeline 'feature_pipeline'"``."""
+        return describe_owner(self)
+
+    # -- the execution loop -----------------------------------------------------------------
+    def _run_stages(self, stages, X, y, modes, *, fitting, names, parent=None, params=None,
+                    run_mode=None):
+        """Run ``stages`` in order, feeding each the previous one's output.
+
+        Parameters
+        ----------
+        stages : list of PipelineStage
+            Templates when ``fitting`` (each run fits a fresh clone), fitted stages otherwise.
+        X, y : data
+            Input of the first stage; ``y`` goes to every stage (stages use it where their mode
+            needs it: fitting and scoring).
+        modes : list of str
+            One :meth:`PipelineStage.run` mode per stage.
+        fitting : bool
+            Whether stages are (re)fitted from a clone of the template.
+        names : list of str
+            The stages' names in this pipeline.
+        parent : UnifiedMLPipeline, optional
+            Whose plug-ins apply when this pipeline has none of its own.
+        params : dict, optional
+            Keyword arguments for the last stage's run (``sample_weight``, ``classes``...).
+        run_mode : str, optional
+            The execution's mode as plug-ins see it (default: the last stage's mode).
+
+        Returns
+        -------
+        output : object
+            The last stage's output.
+        ran : list of PipelineStage
+            The stages as they ran (the fitted clones when ``fitting``).
+        """
+        plugins = self._plugins(parent)
+        policy = self._retry_policy(parent)
+        last = len(stages) - 1
+        if not plugins and policy is None and not any(s.retry for s in stages):
+            # The fast path: no plug-in, no retry. Nothing but the stages themselves runs.
+            i = 0
+            try:
+                if fitting:
+                    ran = []
+                    for i, stage in enumerate(stages):
+                        stage = clone(stage)
+                        X = stage.run(X, y, modes[i], **(params if i == last and params
+                                                         else _NO_PARAMS))
+                        ran.append(stage)
+                    return X, ran
+                for i, stage in enumerate(stages):
+                    X = stage.run(X, y, modes[i], **(params if i == last and params
+                                                     else _NO_PARAMS))
+                return X, stages
+            except Exception as error:
+                annotate(error, self.name, names[i], modes[i])
+                raise
+        return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
+                                      params, run_mode or (modes[-1] if modes else "fit"))
+
+    def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
+                          run_mode):
+        run = RunContext(self, self.name, run_mode, names)
+        capture = any(p.captures_warnings for p in plugins)
+        last = len(stages) - 1
+        ran = []
+        for p in plugins:
+            p.before_run(run)
+        try:
+            for i, template in enumerate(stages):
+                ctx = StageContext(run, template, names[i], i, modes[i], fitting, X, y)
+                run.stages.append(ctx)
+                kwargs = params if i == last and params else _NO_PARAMS
+                stage_policy = _policy_for(template, policy)
+                for p in plugins:
+                    p.before_stage(ctx)
+                attempt = _attempt_function(ctx, plugins, kwargs)
+                ctx.start = time.perf_counter()
+                try:
+                    if capture:
+                        output = _call_capturing_warnings(ctx, stage_policy, attempt)
+                    elif stage_policy is not None:
+                        output = stage_policy.call(attempt, ctx)
+                    else:
+                        output = attempt()
+                except BaseException as error:
+                    ctx.duration = time.perf_counter() - ctx.start
+                    ctx.status = "failed"
+                    ctx.error = error
+                    annotate(error, self.name, names[i], modes[i])
+                    for p in plugins:
+                        p.on_stage_error(ctx, error)
+                    raise
+                ctx.duration = time.perf_counter() - ctx.start
+                ctx.status = "success"
+                ctx.output = output
+                for p in plugins:
+                    p.after_stage(ctx)
+                ran.append(ctx.stage)
+                X = output
+        except BaseException as error:
+            run.duration = time.perf_counter() - run.start
+            run.status = "failed"
+            run.error = error
+            for p in plugins:
+                p.on_run_error(run, error)
+            raise
+        run.duration = time.perf_counter() - run.start
+        run.status = "success"
+        for p in plugins:
+            p.after_run(run)
+        return X, ran
+
+    # -- common scikit-learn plumbing -------------------------------------------------------
+    def __sklearn_is_fitted__(self):
+        return "stages_" in self.__dict__
+
+
+def _attempt_function(ctx, plugins, kwargs):
+    def attempt():
+        if ctx.attempt > 1:
+            for p in plugins:
+                p.on_stage_retry(ctx, ctx.last_error)
+        if ctx.fitting:
+            ctx.stage = clone(ctx.template)
+        return ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
+
+    return attempt
+
+
+def _call_capturing_warnings(ctx, policy, attempt):
+    # catch_warnings is process-wide state: recording is switched on only when a plug-in asks.
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            return policy.call(attempt, ctx) if policy is not None else attempt()
+    finally:
+        ctx.warnings = list(caught)
+        for w in caught:  # still shown to the user, under the user's own filters
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+class StepsMixin:
+    """A pipeline whose ``steps`` parameter is a list of stages, as in ``sklearn.pipeline.Pipeline``.
+
+    Gives nested parameters (``scale__with_mean``), ``pipe["scale"]``, ``pipe[0]``, ``pipe[:2]``,
+    ``len(pipe)``, ``named_steps`` / ``named_stages``, and validated stage names.
+    """
+
+    def _templates(self):
+        """``(names, stages)`` of the ``steps`` parameter, validated, as PipelineStage templates."""
+        steps = self.steps
+        if steps is None or (isinstance(steps, str) and steps == "passthrough"):
+            return [], []
+        if not isinstance(steps, (list, tuple)):
+            raise StageDefinitionError(
+                f"{self.owner}: steps must be a list of (name, estimator) pairs, PipelineStage "
+                f"objects or estimators, got {type(steps).__name__}: {steps!r}.")
+        names, stages, explicit = [], [], []
+        for position, item in enumerate(steps):
+            if isinstance(item, PipelineStage):
+                name, stage, given = item.stage_name, item, item.name is not None
+            elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                name, est = item
+                given = True
+                if isinstance(est, PipelineStage):
+                    stage = est
+                elif est is None or (isinstance(est, str) and est == "passthrough"):
+                    continue
+                else:
+                    stage = PipelineStage(est, name=name)
+            elif item is None or (isinstance(item, str) and item == "passthrough"):
+                continue
+            else:
+                stage, given = PipelineStage(item), False
+                name = stage.stage_name
+            est = stage.estimator
+            if not (est is None or (isinstance(est, str) and est == "passthrough")
+                    or hasattr(est, "fit") or callable(est)):
+                raise StageDefinitionError(
+                    f"{self.owner}: stage {name!r} (position {position}) is not a scikit-learn "
+                    f"estimator (an object with a fit method) nor a callable: got "
+                    f"{type(est).__name__}: {est!r}.")
+            if "__" in name:
+                raise ValueError(f"{self.owner}: stage name {name!r} must not contain '__' "
+                                 "(it separates nested parameter names).")
+            names.append(name)
+            stages.append(stage)
+            explicit.append(given)
+        seen = {}
+        for i, name in enumerate(names):
+            if name in seen and explicit[i] and explicit[seen[name]]:
+                raise ValueError(
+                    f"{self.owner}: two stages are named {name!r} (positions {seen[name]} and "
+                    f"{i}); stage names must be unique.")
+            seen.setdefault(name, i)
+        if len(seen) != len(names):  # auto-named duplicates get a suffix, as make_pipeline does
+            counts = {}
+            for i, name in enumerate(names):
+                if names.count(name) > 1 and not explicit[i]:
+                    counts[name] = counts.get(name, 0) + 1
+                    names[i] = f"{name}-{counts[name]}"
+        return names, stages
+
+    def _given_objects(self):
+        """``[(name, object as the user gave it), ...]`` for parameter access."""
+        steps = self.steps if isinstance(self.steps, (list, tuple)) else []
+        names, _ = self._templates()
+        given = [item[1] if isinstance(item, tuple) else item for item in steps
+                 if not (item is None or (isinstance(item, str) and item == "passthrough")
+                         or (isinstance(item, tuple) and (item[1] is None or (
+                             isinstance(item[1], str) and item[1] == "passthrough"))))]
+        return list(zip(names, given))
+
+    def get_params(self, deep=True):
+        """Parameters, with every stage under its name and its parameters as ``name__param``."""
+        out = super().get_params(deep=deep)
+        if not deep:
+            return out
+        try:
+            items = self._given_objects()
+        except (TypeError, ValueError):
+            return out
+        for name, obj in items:
+            out[name] = obj
+            if hasattr(obj, "get_params") and not isinstance(obj, type):
+                for key, value in obj.get_params(deep=True).items():
+                    out[f"{name}__{key}"] = value
+        return out
+
+    def set_params(self, **params):
+        """Set parameters; ``name`` replaces a stage, ``name__param`` sets one of its parameters.
+
+        Raises
+        ------
+        ValueError
+            For a name that is neither a parameter of the pipeline nor one of its stages,
+            listing both.
+        """
+        if not params:
+            return self
+        if "steps" in params:
+            self.steps = params.pop("steps")
+        own_names = self._get_param_names()
+        if all(key in own_names for key in params):  # no stage involved: no steps validation
+            return super().set_params(**params)
+        items = dict(self._given_objects())
+        nested, own = {}, {}
+        for key, value in params.items():
+            head, sep, rest = key.partition("__")
+            if head in items and not sep:
+                self._replace_step(head, value)
+                items = dict(self._given_objects())
+            elif head in items:
+                nested.setdefault(head, {})[rest] = value
+            elif head in own_names:
+                own[key] = value
+            else:
+                raise ValueError(
+                    f"Invalid parameter {head!r} for {self.owner}: it is neither a parameter nor "
+                    f"a stage name.{close_match_hint(head, [*items, *own_names])} Stages: "
+                    f"{list(items)}. Parameters: {own_names}.")
+        if own:
+            super().set_params(**own)
+        for head, sub in nested.items():
+            items[head].set_params(**sub)
+        return self
+
+    def _replace_step(self, name, value):
+        new_steps = []
+        names, _ = self._templates()
+        kept = [item for item in self.steps
+                if not (item is None or (isinstance(item, str) and item == "passthrough")
+                        or (isinstance(item, tuple) and (item[1] is None or (
+                            isinstance(item[1], str) and item[1] == "passthrough"))))]
+        for item_name, item in zip(names, kept):
+            if item_name == name:
+                if isinstance(item, tuple) or not isinstance(value, PipelineStage):
+                    item = (name, value)
+                else:
+                    item = value
+            new_steps.append(item)
+        self.steps = new_steps
+
+    # -- indexing like sklearn.pipeline.Pipeline ------------------------------------------
+    def _current(self):
+        """``(names, stages)``: the fitted stages when fitted, else the templates."""
+        if "stages_" in self.__dict__:
+            return self.stage_names_, self.stages_
+        return self._templates()
+
+    @property
+    def named_stages(self):
+        """A :class:`~sklearn.utils.Bunch` of the stages by name (the fitted ones once fitted)."""
+        names, stages = self._current()
+        return Bunch(**dict(zip(names, stages)))
+
+    named_steps = named_stages
+
+    def __len__(self):
+        return len(self._current()[0])
+
+    def __getitem__(self, key):
+        names, stages = self._current()
+        if isinstance(key, slice):
+            if key.step not in (None, 1):
+                raise ValueError(f"{self.owner}: slicing supports a step of 1 only, got "
+                                 f"{key.step}.")
+            return self._sliced(key)
+        if isinstance(key, str):
+            if key not in names:
+                raise KeyError(f"{self.owner} has no stage {key!r}.{close_match_hint(key, names)}"
+                               f" Stages: {names}.")
+            return stages[names.index(key)]
+        return stages[key]
+
+    def _sliced(self, key):
+        kept = [item for item in (self.steps or [])
+                if not (item is None or (isinstance(item, str) and item == "passthrough"))]
+        new = clone(self, safe=False)
+        new.steps = kept[key]
+        if "stages_" in self.__dict__:
+            new.stages_ = self.stages_[key]
+            new.stage_names_ = self.stage_names_[key]
+            if new.stages_:
+                first = new.stages_[0]
+                if hasattr(first, "n_features_in_"):
+                    new.n_features_in_ = first.n_features_in_
+                if hasattr(first, "feature_names_in_"):
+                    new.feature_names_in_ = first.feature_names_in_
+        return new
+
+    def _check_stage_name(self, name):
+        names = self._current()[0]
+        if name not in names:
+            raise ValueError(f"{self.owner} has no stage {name!r}.{close_match_hint(name, names)}"
+                             f" Stages: {names}.")
+        return names.index(name)

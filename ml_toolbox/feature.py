@@ -1,0 +1,156 @@
+"""``FeaturePipeline``: stages that turn raw X into features."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._schema import InputSchema, check_y_length, shape_of
+from .base import BasePipeline, StepsMixin, composite_input_tags
+
+__all__ = ["FeaturePipeline"]
+
+
+class FeaturePipeline(StepsMixin, BasePipeline):
+    """A sequence of transformer stages: ``X -> features``.
+
+    Behaves like a :class:`sklearn.pipeline.Pipeline` of transformers -- the same stages give the
+    same numbers, bit for bit -- but fitting never touches the stages you passed (it fits clones,
+    kept in ``stages_``), it checks its input against what it saw at fit time, and its stages run
+    through the execution loop, so a monitor, a debugger or a retry policy can be attached.
+
+    Parameters
+    ----------
+    steps : list, default=None
+        ``(name, estimator)`` pairs, :class:`~ml_toolbox.PipelineStage` objects, bare estimators
+        or functions (named automatically), or ``"passthrough"``. None means no stage (identity).
+    name : str, default="feature_pipeline"
+        Name used by plug-ins and error messages.
+    monitor : PipelineMonitor, default=None
+    debugger : PipelineDebugger, default=None
+    retry_handler : RetryHandler, default=None
+    enable_retry : bool, default=True
+        Whether ``retry_handler`` (or the one handed down by a UnifiedMLPipeline) applies.
+
+    Attributes
+    ----------
+    stages_ : list of PipelineStage
+        The fitted stages.
+    stage_names_ : list of str
+    input_schema_ : InputSchema
+        Columns, dtypes and width seen at fit time.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only for DataFrame input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.impute import SimpleImputer
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    >>> fp.fit_transform(np.array([[1.0], [np.nan], [3.0]])).ravel()
+    array([-1.22474487,  0.        ,  1.22474487])
+    >>> fp.transform(np.array([[np.nan]]), until="impute")
+    array([[2.]])
+    >>> fp["scale"].estimator_.mean_
+    array([2.])
+    """
+
+    def __init__(self, steps=None, *, name="feature_pipeline", monitor=None, debugger=None,
+                 retry_handler=None, enable_retry=True):
+        self.steps = steps
+        self.name = name
+        self.monitor = monitor
+        self.debugger = debugger
+        self.retry_handler = retry_handler
+        self.enable_retry = enable_retry
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _fit_state(self, X, y, parent=None):
+        """Fit clones of the stages; return ``(state, Xt)`` without changing ``self``."""
+        names, templates = self._templates()
+        Xt, ran = self._run_stages(templates, X, y, ["fit_transform"] * len(templates),
+                                   fitting=True, names=names, parent=parent, run_mode="fit")
+        return {"stages_": ran, "stage_names_": names}, Xt
+
+    def _commit(self, state, schema):
+        """Make a fitted state current, all at once (a failed fit never gets here)."""
+        self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.update(state)
+        self.input_schema_ = schema
+        self.n_features_in_ = schema.n_features
+        if schema.columns is not None:
+            self.feature_names_in_ = np.asarray(schema.columns, dtype=object)
+
+    def fit(self, X, y=None):
+        """Fit every stage on ``X`` (and ``y``), in order. Returns self."""
+        self.fit_transform(X, y)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit every stage and return the features of ``X``."""
+        schema = InputSchema.from_data(X, self.owner)
+        check_y_length(shape_of(X), y, self.owner)
+        state, Xt = self._fit_state(X, y)
+        self._commit(state, schema)
+        return Xt
+
+    # -- using ------------------------------------------------------------------------------
+    def _transform(self, X, parent=None, until=None, stages=None, names=None):
+        stages = self.stages_ if stages is None else stages
+        names = self.stage_names_ if names is None else names
+        if until is not None:
+            stop = names.index(until) + 1
+            stages, names = stages[:stop], names[:stop]
+        if not stages:
+            return X
+        Xt, _ = self._run_stages(stages, X, None, ["transform"] * len(stages), fitting=False,
+                                 names=names, parent=parent, run_mode="transform")
+        return Xt
+
+    def transform(self, X, until=None):
+        """Features of ``X``; with ``until="name"``, the output of that stage.
+
+        ``until`` runs the fitted stages up to and including the named one, refitting nothing:
+        "what does the data look like after stage k".
+        """
+        check_is_fitted(self)
+        if until is not None:
+            self._check_stage_name(until)
+        X = self.input_schema_.check(X, self.owner)
+        return self._transform(X, until=until)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features, passed through every stage like scikit-learn's Pipeline."""
+        check_is_fitted(self)
+        names = input_features
+        if names is None and "feature_names_in_" in self.__dict__:
+            names = self.feature_names_in_
+        for name, stage in zip(self.stage_names_, self.stages_):
+            if not hasattr(stage, "get_feature_names_out"):
+                raise AttributeError(
+                    f"{self.owner}: stage {name!r} ({type(stage.estimator_).__name__}) does not "
+                    "provide get_feature_names_out.")
+            names = stage.get_feature_names_out(names)
+        return names
+
+    def set_output(self, *, transform=None):
+        """Set the output container of every stage ("default", "pandas", "polars")."""
+        for stage in self._templates()[1]:
+            stage.set_output(transform=transform)
+        for stage in self.__dict__.get("stages_", []):
+            stage.set_output(transform=transform)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        from sklearn.utils._tags import TransformerTags
+
+        tags.transformer_tags = TransformerTags()
+        try:
+            parts = [s[1] if isinstance(s, tuple) else s for s in (self.steps or [])]
+        except TypeError:
+            return tags
+        return composite_input_tags(tags, parts)

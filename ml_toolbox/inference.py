@@ -1,0 +1,171 @@
+"""``InferencePipeline``: the fitted feature stages and the model, behind one input check."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from ._schema import InputSchema, check_y_length, shape_of
+from .base import BasePipeline
+from .feature import FeaturePipeline
+from .training import MODEL_STAGE
+
+__all__ = ["InferencePipeline"]
+
+
+def _final_has(attr):
+    def check(self):
+        if "stages_" in self.__dict__:
+            if not self.has_model_:
+                raise AttributeError(f"{self.owner} has no model stage, so no {attr}.")
+            getattr(self.stages_[-1].estimator_, attr)
+            return True
+        tp = self.training_pipeline
+        if tp is not None and getattr(tp, "model", None) is not None:
+            getattr(tp._template().estimator, attr)
+        return True
+
+    return check
+
+
+class InferencePipeline(BasePipeline):
+    """What a trained pipeline is served through: input check, feature stages, model.
+
+    Every input is checked once, at the entry, against the schema recorded at fit time (columns
+    and their order, dtype families, number of features); then the fitted feature stages and the
+    model run in one pass of the execution loop (pipeline name ``"inference_pipeline"``).
+
+    A :class:`UnifiedMLPipeline` builds its inference pipeline when it is fitted; on its own,
+    ``InferencePipeline(feature_pipeline, training_pipeline).fit(X, y)`` fits clones of both.
+
+    Parameters
+    ----------
+    feature_pipeline : FeaturePipeline, default=None
+    training_pipeline : TrainingPipeline, default=None
+        None makes a features-only pipeline (``transform`` but no ``predict``).
+    name : str, default="inference_pipeline"
+    fast : bool, default=True
+        Use the fast inference path where it applies (see the inference guide).
+    batch_size : int, default=None
+        Predict large inputs in chunks of this many rows.
+    n_jobs : int, default=None
+        Chunks predicted in parallel with joblib.
+    monitor, debugger, retry_handler, enable_retry
+        Plug-ins, as for every pipeline.
+
+    Attributes
+    ----------
+    stages_ : list of PipelineStage
+        The fitted feature stages, then the model stage (named ``"model"``).
+    stage_names_ : list of str
+    has_model_ : bool
+    input_schema_ : InputSchema
+    n_features_in_ : int
+    """
+
+    def __init__(self, feature_pipeline=None, training_pipeline=None, *,
+                 name="inference_pipeline", fast=True, batch_size=None, n_jobs=None,
+                 monitor=None, debugger=None, retry_handler=None, enable_retry=True):
+        self.feature_pipeline = feature_pipeline
+        self.training_pipeline = training_pipeline
+        self.name = name
+        self.fast = fast
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.monitor = monitor
+        self.debugger = debugger
+        self.retry_handler = retry_handler
+        self.enable_retry = enable_retry
+
+    # -- building ---------------------------------------------------------------------------
+    @staticmethod
+    def _state_from(fp_state, tp_state, schema):
+        """The fitted state made of a fitted feature state and a fitted training state."""
+        stages = list(fp_state["stages_"])
+        names = list(fp_state["stage_names_"])
+        if tp_state is not None:
+            stages.append(tp_state["stage_"])
+            names.append(MODEL_STAGE)
+        state = {"stages_": stages, "stage_names_": names, "has_model_": tp_state is not None,
+                 "input_schema_": schema, "n_features_in_": schema.n_features}
+        if schema.columns is not None:
+            state["feature_names_in_"] = np.asarray(schema.columns, dtype=object)
+        return state
+
+    def _commit(self, state):
+        self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.update(state)
+        # -- fast inference path: the plan is rebuilt from the fitted stages here ------------
+
+    def fit(self, X, y=None, **fit_params):
+        """Fit clones of the feature and training pipelines on ``X``, ``y``. Returns self."""
+        schema = InputSchema.from_data(X, self.owner)
+        check_y_length(shape_of(X), y, self.owner)
+        fp = clone(self.feature_pipeline) if self.feature_pipeline is not None \
+            else FeaturePipeline()
+        fp_state, Xt = fp._fit_state(X, y)
+        tp_state = None
+        if self.training_pipeline is not None:
+            tp_state = clone(self.training_pipeline)._fit_state(Xt, y, **fit_params)
+        self._commit(self._state_from(fp_state, tp_state, schema))
+        return self
+
+    # -- using ------------------------------------------------------------------------------
+    def _run(self, X, method, parent=None, y=None, params=None):
+        """Check ``X`` once, then run every stage (the model in ``method``)."""
+        if "stages_" not in self.__dict__:
+            check_is_fitted(self)
+        X = self.input_schema_.check(X, self.owner)
+        stages = self.stages_
+        if method == "transform":
+            if self.has_model_:
+                stages = stages[:-1]
+            if not stages:
+                return X
+            modes = ["transform"] * len(stages)
+        else:
+            if not self.has_model_:
+                raise AttributeError(f"{self.owner} has no model stage, so no {method}.")
+            modes = ["transform"] * (len(stages) - 1) + [method]
+        out, _ = self._run_stages(stages, X, y, modes, fitting=False,
+                                  names=self.stage_names_[:len(stages)], parent=parent,
+                                  params=params, run_mode=method)
+        return out
+
+    @available_if(_final_has("predict"))
+    def predict(self, X):
+        """Predictions for ``X``."""
+        return self._run(X, "predict")
+
+    @available_if(_final_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities for ``X``."""
+        return self._run(X, "predict_proba")
+
+    @available_if(_final_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Class log-probabilities for ``X``."""
+        return self._run(X, "predict_log_proba")
+
+    @available_if(_final_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function for ``X``."""
+        return self._run(X, "decision_function")
+
+    @available_if(_final_has("score"))
+    def score(self, X, y=None, sample_weight=None):
+        """The model's score on the features of ``X``."""
+        params = {"sample_weight": sample_weight} if sample_weight is not None else None
+        return self._run(X, "score", y=y, params=params)
+
+    def transform(self, X):
+        """The features of ``X`` (the feature stages only)."""
+        return self._run(X, "transform")
+
+    @property
+    def classes_(self):
+        """Class labels of the fitted model."""
+        check_is_fitted(self)
+        return self.stages_[-1].estimator_.classes_

@@ -1,0 +1,263 @@
+"""``TrainingPipeline``: features and y in, a fitted model and its metrics out."""
+
+from __future__ import annotations
+
+from sklearn.base import clone, is_classifier
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.model_selection import train_test_split
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from ._schema import InputSchema, check_y_length, shape_of
+from .base import BasePipeline, close_match_hint
+from .stage import PipelineStage
+
+__all__ = ["TrainingPipeline", "MODEL_STAGE"]
+
+MODEL_STAGE = "model"
+
+
+def _model_has(attr):
+    def check(self):
+        stage = self.__dict__.get("stage_")
+        model = stage.estimator_ if stage is not None else self.model
+        if model is None:
+            return True  # unknown until fit
+        if isinstance(model, PipelineStage):
+            model = model.estimator
+        getattr(model, attr)
+        return True
+
+    return check
+
+
+class TrainingPipeline(BasePipeline):
+    """The model stage: ``(features, y) -> fitted model`` and its metrics.
+
+    Parameters
+    ----------
+    model : estimator or PipelineStage, default=None
+        The model. Required by ``fit`` (a :class:`UnifiedMLPipeline` chooses one from its
+        toolbox when you give none).
+    name : str, default="training_pipeline"
+    scoring : str, callable, list or dict, default=None
+        What ``metrics_`` reports: scikit-learn scorer names (``"accuracy"``, ``"r2"``...),
+        scorer callables ``f(estimator, X, y)``, or several of them. None uses the model's own
+        ``score``. Metrics are computed only when ``scoring`` or ``validation`` is given (or by
+        :meth:`UnifiedMLPipeline.execute`), so a plain ``fit`` costs what the model costs.
+    validation : float or (X_val, y_val), default=None
+        Held-out data for ``validation_*`` metrics: a fraction of the training data split off
+        before fitting (stratified for classifiers, with ``random_state``), or explicit data.
+    epochs, batch_size, shuffle, random_state, callbacks, verbose
+        The epoch training lifecycle over ``partial_fit`` (see :mod:`ml_toolbox.lifecycle`).
+        ``random_state`` also seeds the ``validation`` split.
+    monitor, debugger, retry_handler, enable_retry
+        Plug-ins, as for every pipeline.
+
+    Attributes
+    ----------
+    stage_ : PipelineStage
+        The fitted model stage (named ``"model"``).
+    model_ : estimator
+        The fitted model itself.
+    metrics_ : dict
+        ``train_<score>`` and ``validation_<score>`` values (empty when none were asked for).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import TrainingPipeline
+    >>> X, y = load_iris(return_X_y=True)
+    >>> tp = TrainingPipeline(LogisticRegression(max_iter=1000), scoring="accuracy").fit(X, y)
+    >>> sorted(tp.metrics_)
+    ['train_accuracy']
+    """
+
+    def __init__(self, model=None, *, name="training_pipeline", scoring=None, validation=None,
+                 epochs=None, batch_size=None, shuffle=True, random_state=None, callbacks=None,
+                 verbose=0, monitor=None, debugger=None, retry_handler=None, enable_retry=True):
+        self.model = model
+        self.name = name
+        self.scoring = scoring
+        self.validation = validation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.monitor = monitor
+        self.debugger = debugger
+        self.retry_handler = retry_handler
+        self.enable_retry = enable_retry
+
+    # -- definition -------------------------------------------------------------------------
+    def _template(self, model=None):
+        model = self.model if model is None else model
+        if model is None:
+            raise ValueError(f"{self.owner}: no model to train; pass model=<a scikit-learn "
+                             "estimator>.")
+        if isinstance(model, PipelineStage):
+            return model
+        if not hasattr(model, "fit"):
+            raise TypeError(f"{self.owner}: model must be a scikit-learn estimator (an object "
+                            f"with a fit method), got {type(model).__name__}: {model!r}.")
+        return PipelineStage(model, name=MODEL_STAGE)
+
+    def scorers(self, estimator):
+        """``{name: scorer}`` for ``scoring``, validated (unknown names list close matches)."""
+        scoring = self.scoring
+        if scoring is None:
+            return {"score": check_scoring(estimator)}
+        if isinstance(scoring, str) or callable(scoring):
+            items = {(scoring if isinstance(scoring, str)
+                      else getattr(scoring, "__name__", "score")): scoring}
+        elif isinstance(scoring, dict):
+            items = dict(scoring)
+        elif isinstance(scoring, (list, tuple, set)):
+            items = {(s if isinstance(s, str) else getattr(s, "__name__", f"score{i}")): s
+                     for i, s in enumerate(scoring)}
+        else:
+            raise TypeError(f"{self.owner}: scoring must be a scorer name, a callable, a list or a "
+                            f"dict of them, got {type(scoring).__name__}: {scoring!r}.")
+        out = {}
+        for key, value in items.items():
+            if isinstance(value, str) and value not in get_scorer_names():
+                raise ValueError(
+                    f"{self.owner}: scoring {value!r} is not a scikit-learn scorer name."
+                    f"{close_match_hint(value, get_scorer_names())} See "
+                    "sklearn.metrics.get_scorer_names() for the valid names.")
+            out[key] = check_scoring(estimator, scoring=value)
+        return out
+
+    def _split_validation(self, X, y, model):
+        """``(X_train, y_train, X_val, y_val)`` from the ``validation`` parameter."""
+        validation = self.validation
+        if validation is None:
+            return X, y, None, None
+        if isinstance(validation, float):
+            if not 0.0 < validation < 1.0:
+                raise ValueError(f"{self.owner}: validation as a fraction must be in (0, 1), "
+                                 f"got {validation!r}.")
+            stratify = y if is_classifier(model) else None
+            X_tr, X_val, y_tr, y_val = train_test_split(
+                X, y, test_size=validation, random_state=self.random_state, stratify=stratify)
+            return X_tr, y_tr, X_val, y_val
+        if isinstance(validation, (tuple, list)) and len(validation) == 2:
+            return X, y, validation[0], validation[1]
+        raise TypeError(f"{self.owner}: validation must be None, a fraction in (0, 1) or a pair "
+                        f"(X_val, y_val), got {type(validation).__name__}.")
+
+    def compute_metrics(self, fitted_model, X, y, X_val=None, y_val=None, scorers=None):
+        """``{"train_<name>": ..., "validation_<name>": ...}`` for a fitted model."""
+        scorers = self.scorers(fitted_model) if scorers is None else scorers
+        metrics = {}
+        for prefix, (Xs, ys) in (("train", (X, y)), ("validation", (X_val, y_val))):
+            if Xs is None or ys is None:
+                continue
+            for key, scorer in scorers.items():
+                metrics[f"{prefix}_{key}"] = float(scorer(fitted_model, Xs, ys))
+        return metrics
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _fit_state(self, X, y, parent=None, model=None, compute_metrics=False,
+                   validation_data=None, **fit_params):
+        """Fit a clone of the model stage; return the fitted state without changing ``self``.
+
+        ``validation_data`` (already in feature space) overrides the ``validation`` parameter;
+        the UnifiedMLPipeline uses it after running its own features.
+        """
+        template = self._template(model)
+        want_metrics = compute_metrics or self.scoring is not None or self.validation is not None
+        scorers = self.scorers(template.estimator) if want_metrics else None
+        if validation_data is not None:
+            X_tr, y_tr, (X_val, y_val) = X, y, validation_data
+        else:
+            X_tr, y_tr, X_val, y_val = self._split_validation(X, y, template.estimator)
+        if self.epochs is not None:
+            from .lifecycle import fit_epochs
+
+            return fit_epochs(self, clone(template), X_tr, y_tr, parent=parent,
+                              validation_data=(X_val, y_val) if X_val is not None else None,
+                              **fit_params)
+        _, ran = self._run_stages([template], X_tr, y_tr, ["fit"], fitting=True,
+                                  names=[MODEL_STAGE], parent=parent, params=fit_params,
+                                  run_mode="fit")
+        stage = ran[0]
+        metrics = {}
+        if want_metrics:
+            metrics = self.compute_metrics(stage.estimator_, X_tr, y_tr, X_val, y_val, scorers)
+        return {"stage_": stage, "metrics_": metrics}
+
+    def _commit(self, state, schema=None):
+        self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.update(state)
+        stage = state["stage_"]
+        self.model_ = stage.estimator_
+        if schema is not None:
+            self.input_schema_ = schema
+        if hasattr(stage, "n_features_in_"):
+            self.n_features_in_ = stage.n_features_in_
+        if hasattr(stage, "feature_names_in_"):
+            self.feature_names_in_ = stage.feature_names_in_
+
+    def fit(self, X, y=None, **fit_params):
+        """Fit the model (a clone of it) on ``X``, ``y``. Returns self."""
+        schema = InputSchema.from_data(X, self.owner)
+        check_y_length(shape_of(X), y, self.owner)
+        state = self._fit_state(X, y, **fit_params)
+        self._commit(state, schema)
+        return self
+
+    def __sklearn_is_fitted__(self):
+        return "stage_" in self.__dict__
+
+    # -- using ------------------------------------------------------------------------------
+    def _predict(self, X, method, parent=None, y=None, params=None):
+        out, _ = self._run_stages([self.stage_], X, y, [method], fitting=False,
+                                  names=[MODEL_STAGE], parent=parent, params=params)
+        return out
+
+    def _checked(self, X):
+        check_is_fitted(self)
+        schema = self.__dict__.get("input_schema_")
+        return schema.check(X, self.owner) if schema is not None else X
+
+    @available_if(_model_has("predict"))
+    def predict(self, X):
+        """Predictions of the fitted model."""
+        return self._predict(self._checked(X), "predict")
+
+    @available_if(_model_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the fitted model."""
+        return self._predict(self._checked(X), "predict_proba")
+
+    @available_if(_model_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the fitted model."""
+        return self._predict(self._checked(X), "decision_function")
+
+    @available_if(_model_has("score"))
+    def score(self, X, y=None, sample_weight=None):
+        """The fitted model's ``score`` on ``X``, ``y``."""
+        params = {"sample_weight": sample_weight} if sample_weight is not None else None
+        return self._predict(self._checked(X), "score", y=y, params=params)
+
+    @property
+    def classes_(self):
+        """Class labels of the fitted classifier."""
+        check_is_fitted(self)
+        return self.model_.classes_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        model = self.model.estimator if isinstance(self.model, PipelineStage) else self.model
+        if model is not None:
+            from .unified import _copy_model_tags
+
+            _copy_model_tags(tags, model)
+        return tags
+
