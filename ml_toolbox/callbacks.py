@@ -40,33 +40,36 @@ logger = logging.getLogger(__name__)
 class Metric(str, Enum):
     """The standard metric names, usable wherever a metric name is.
 
-    Members are strings (``Metric.VAL_LOSS == "val_loss"``), so ``EarlyStopping(monitor=Metric.VAL_LOSS)``
-    and ``EarlyStopping(monitor="val_loss")`` are the same thing, and ``history["val_loss"]`` finds
-    what was recorded under ``Metric.VAL_LOSS``.
+    Members are strings (``Metric.VAL_LOSS == "validation_loss"``), so
+    ``EarlyStopping(monitor=Metric.VAL_LOSS)`` and ``EarlyStopping(monitor="validation_loss")`` are
+    the same thing, and ``history["validation_loss"]`` finds what was recorded under
+    ``Metric.VAL_LOSS``.
 
-    ``train_*`` are measured on the training part, ``val_*`` on the validation part (see
+    ``train_*`` are measured on the training part, ``validation_*`` on the validation part (see
     ``TrainingPipeline(validation=...)``), ``test_*`` are for held-out test figures a user records
-    (for example with ``run.metrics.track(Metric.TEST_SCORE, ...)`` in ``on_run_end``). With a single
-    scorer the score is ``*_score``; with several, each gets its own ``train_<name>`` / ``val_<name>``.
+    (for example with ``run.metrics.track(Metric.TEST_SCORE, ...)`` in ``on_run_end``).
+    ``*_score`` is the model's own ``score`` (``scoring=None``); a named scorer gives
+    ``train_<name>`` / ``validation_<name>`` instead (``scoring="accuracy"``: ``train_accuracy``),
+    as in ``TrainingPipeline.metrics_``.
 
     Examples
     --------
     >>> from ml_toolbox.callbacks import Metric
-    >>> Metric.VAL_LOSS == "val_loss", str(Metric.TRAIN_SCORE)
+    >>> Metric.VAL_LOSS == "validation_loss", str(Metric.TRAIN_SCORE)
     (True, 'train_score')
-    >>> Metric("val_score") is Metric.VALIDATION_SCORE
+    >>> Metric("validation_score") is Metric.VALIDATION_SCORE
     True
     """
 
     TRAIN_LOSS = "train_loss"
     TRAIN_SCORE = "train_score"
-    VAL_LOSS = "val_loss"
-    VAL_SCORE = "val_score"
+    VAL_LOSS = "validation_loss"
+    VAL_SCORE = "validation_score"
     TEST_LOSS = "test_loss"
     TEST_SCORE = "test_score"
     # long-form aliases (the same members)
-    VALIDATION_LOSS = "val_loss"
-    VALIDATION_SCORE = "val_score"
+    VALIDATION_LOSS = "validation_loss"
+    VALIDATION_SCORE = "validation_score"
 
     def __str__(self):
         return self.value
@@ -90,20 +93,20 @@ def metric_direction(name, known=None):
 
     ``known`` maps names whose direction is known for sure (the loop's own losses and scorers);
     other names follow a rule: names containing ``loss`` or ``error`` (but not starting with ``neg_``
-    after the ``train_``/``val_``/``test_`` prefix) are minimised, everything else is maximised.
+    after the ``train_`` / ``validation_`` / ``test_`` prefix) are minimised, everything else is maximised.
 
     Examples
     --------
-    >>> metric_direction("val_loss"), metric_direction("val_accuracy")
+    >>> metric_direction("validation_loss"), metric_direction("validation_accuracy")
     ('min', 'max')
-    >>> metric_direction("val_neg_log_loss"), metric_direction("mean_abs_error")
+    >>> metric_direction("validation_neg_log_loss"), metric_direction("mean_abs_error")
     ('max', 'min')
     """
     name = _name(name)
     if known and name in known:
         return known[name]
     bare = name
-    for prefix in ("train_", "val_", "test_"):
+    for prefix in ("train_", "validation_", "val_", "test_"):
         if bare.startswith(prefix):
             bare = bare[len(prefix):]
             break
@@ -291,8 +294,9 @@ def _missing_metric(owner, name, epoch, metrics):
     names = sorted(metrics.tracked) + sorted(metrics.untracked)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    if name.startswith("val_") and not any(n.startswith("val_") for n in names):
-        hint += " val_* metrics need a validation set: TrainingPipeline(validation=0.2 or (X_val, y_val))."
+    if name.startswith("val") and not any(n.startswith("validation_") for n in names):
+        hint += (" validation_* metrics need a validation set: "
+                 "TrainingPipeline(validation=0.2 or (X_val, y_val)).")
     return ValueError(f"{owner}: monitored metric {name!r} was not produced in epoch {epoch}. "
                       f"Metrics produced: {names}.{hint}")
 
@@ -302,7 +306,7 @@ class EarlyStopping(Callback):
 
     Parameters
     ----------
-    monitor : str or Metric, default="val_loss"
+    monitor : str or Metric, default="validation_loss"
         The metric to watch. If no epoch produces it, training fails at the end of the first epoch
         with the list of metrics that exist.
     mode : {"auto", "min", "max"}, default="auto"
@@ -331,13 +335,13 @@ class EarlyStopping(Callback):
     Examples
     --------
     >>> from ml_toolbox.callbacks import EarlyStopping
-    >>> EarlyStopping(monitor="val_score", patience=3)
-    EarlyStopping(monitor='val_score', mode='auto', patience=3, min_delta=0.0, restore_best=True)
+    >>> EarlyStopping(monitor="validation_score", patience=3)
+    EarlyStopping(monitor='validation_score', mode='auto', patience=3, min_delta=0.0, restore_best=True)
     """
 
     _repr_params = ("monitor", "mode", "patience", "min_delta", "restore_best")
 
-    def __init__(self, monitor="val_loss", mode="auto", patience=5, min_delta=0.0,
+    def __init__(self, monitor="validation_loss", mode="auto", patience=5, min_delta=0.0,
                  restore_best=True):
         self.monitor = monitor
         self.mode = mode
@@ -416,7 +420,7 @@ class ModelCheckpoint(Callback):
 
     Each checkpoint is a new version of ``name`` in the store, carrying the epoch's tracked metrics,
     the tags ``{"epoch": k, "checkpoint": True, ...}`` and a message such as
-    ``"epoch 3: val_loss=0.4132"``; ``store.list_versions(name)`` lists them. What is saved is the
+    ``"epoch 3: validation_loss=0.4132"``; ``store.list_versions(name)`` lists them. What is saved is the
     fitted estimator of the model stage (``stage.estimator_``), a plain scikit-learn object.
 
     Parameters
@@ -430,7 +434,7 @@ class ModelCheckpoint(Callback):
         ``save_best_only``.
     save_best_only : bool, default=False
         Save only when ``monitor`` improved (the first epoch always counts as an improvement).
-    monitor : str or Metric, default="val_loss"
+    monitor : str or Metric, default="validation_loss"
         The metric that decides improvement (``save_best_only=True`` only).
     mode : {"auto", "min", "max"}, default="auto"
         Direction of ``monitor``, as in :class:`EarlyStopping`.
@@ -445,13 +449,13 @@ class ModelCheckpoint(Callback):
     Examples
     --------
     >>> from ml_toolbox.callbacks import ModelCheckpoint
-    >>> ModelCheckpoint("models/", name="churn", save_best_only=True, monitor="val_score")
-    ModelCheckpoint(name='churn', every=1, save_best_only=True, monitor='val_score', mode='auto')
+    >>> ModelCheckpoint("models/", name="churn", save_best_only=True, monitor="validation_score")
+    ModelCheckpoint(name='churn', every=1, save_best_only=True, monitor='validation_score', mode='auto')
     """
 
     _repr_params = ("name", "every", "save_best_only", "monitor", "mode")
 
-    def __init__(self, store, name=None, *, every=1, save_best_only=False, monitor="val_loss",
+    def __init__(self, store, name=None, *, every=1, save_best_only=False, monitor="validation_loss",
                  mode="auto", tags=None):
         self.store = store
         self.name = name
@@ -506,7 +510,7 @@ class History(Callback):
     """The per-epoch record of a training run: one dict of tracked metrics per epoch.
 
     The epoch loop always keeps one, as the fitted pipeline's ``history_``; pass your own in
-    ``callbacks`` to keep a handle on it. ``history["val_loss"]`` is the list of values per epoch
+    ``callbacks`` to keep a handle on it. ``history["validation_loss"]`` is the list of values per epoch
     (None where an epoch did not record it), ``records`` the list of dicts, ``to_frame()`` a
     pandas DataFrame indexed by epoch, ``plot()`` the learning curves (needs matplotlib: the
     ``plot`` extra).

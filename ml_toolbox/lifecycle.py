@@ -6,7 +6,7 @@ loop around it: no epochs, no per-epoch metrics, no callbacks. :func:`fit_epochs
 :class:`~ml_toolbox.TrainingPipeline` calls it when ``epochs`` is set::
 
     TrainingPipeline(SGDClassifier(), epochs=20, batch_size=1024, validation=0.2,
-                     scoring="accuracy", callbacks=[EarlyStopping("val_loss", patience=3)]).fit(X, y)
+                     scoring="accuracy", callbacks=[EarlyStopping("validation_loss", patience=3)]).fit(X, y)
 
 One run::
 
@@ -16,7 +16,7 @@ One run::
         shuffle (random_state), then partial_fit on each mini-batch -- every call goes through the
             pipeline's execution loop, so the monitor / debugger / retry plug-ins see it;
             the first call gets classes= (np.unique(y) for a classifier)
-        metrics: train_loss, train_score (or train_<scorer>), val_loss, val_score (with validation)
+        metrics: train_loss, train_<scorer>, validation_loss, validation_<scorer> (with validation)
         callbacks.on_epoch_end(epoch, metrics)        # True from any callback stops the run
         tracked metrics -> history (and the monitor)
     callbacks.on_run_end(run)
@@ -114,11 +114,17 @@ class TrainingRun:
 
 # -- the one place that runs partial_fit -----------------------------------------------------------
 def _partial_fit(pipeline, stage, X, y, params, parent):
-    """One ``partial_fit`` of the model stage on one mini-batch, through the execution loop."""
+    """One ``partial_fit`` of the model stage on one mini-batch, through the execution loop.
+
+    The loop is the pipeline's ``_run_stages``, so the monitor / debugger / retry plug-ins see
+    every batch; an object without it (a plain parameter holder) runs the stage directly.
+    """
     run_stages = getattr(pipeline, "_run_stages", None)
     if run_stages is None:
         return stage.run(X, y, mode="partial_fit", **params)
-    return run_stages([stage], X, y, ["partial_fit"], fitting=False, parent=parent, params=params)
+    name = getattr(stage, "stage_name", None) or "model"
+    return run_stages([stage], X, y, ["partial_fit"], fitting=False, names=[name],
+                      parent=parent, params=params, run_mode="partial_fit")
 
 
 # -- checks (all before any work) -----------------------------------------------------------------
@@ -162,24 +168,35 @@ def _one_scorer(owner, model, scoring):
                     f"({type(scoring).__name__}).")
 
 
-def _resolve_scoring(owner, model, scoring):
-    """``{suffix: scorer}``: ``{"score": ...}`` for one scorer, ``{name: ...}`` for several."""
+def _resolve_scoring(owner, pipeline, model, scoring):
+    """``{key: scorer}``, named as ``TrainingPipeline.metrics_`` names them.
+
+    None: ``{"score": the model's own score}``; a name: ``{name: ...}``; a callable:
+    ``{its __name__: ...}``; a list: one per name; a dict: its keys. A TrainingPipeline resolves
+    (and checks) them itself, so metrics read the same with and without epochs.
+    """
+    scorers = getattr(pipeline, "scorers", None)
+    if callable(scorers):
+        return scorers(model)
     if scoring is None:
         return {"score": check_scoring(model)}
     if isinstance(scoring, (list, tuple, set)):
         if not scoring:
             raise ValueError(f"{owner}: scoring is an empty {type(scoring).__name__}; "
                              "give at least one scorer or None.")
-        bad = [s for s in scoring if not isinstance(s, str)]
-        if bad:
-            raise TypeError(f"{owner}: a list of scorers must hold scorer names, got {bad!r}; "
-                            "use a dict {name: callable} for callables.")
-        return {str(s): _one_scorer(owner, model, s) for s in scoring}
+        return {_scorer_key(s, f"score{i}"): _one_scorer(owner, model, s)
+                for i, s in enumerate(scoring)}
     if isinstance(scoring, dict):
         if not scoring:
             raise ValueError(f"{owner}: scoring is an empty dict; give at least one scorer or None.")
         return {str(k): _one_scorer(owner, model, v) for k, v in scoring.items()}
-    return {"score": _one_scorer(owner, model, scoring)}
+    return {_scorer_key(scoring, "score"): _one_scorer(owner, model, scoring)}
+
+
+def _scorer_key(scoring, default):
+    if isinstance(scoring, str):
+        return str(scoring.value if isinstance(scoring, Metric) else scoring)
+    return getattr(scoring, "__name__", default)
 
 
 def _resolve_loss(model):
@@ -366,7 +383,7 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     shuffle = bool(getattr(tp, "shuffle", True))
     random_state = getattr(tp, "random_state", None)
     verbose = getattr(tp, "verbose", 0) or 0
-    scorers = _resolve_scoring(owner, model, getattr(tp, "scoring", None))
+    scorers = _resolve_scoring(owner, tp, model, getattr(tp, "scoring", None))
     loss_name, loss_fn = _resolve_loss(model)
     callbacks = _check_callbacks(owner, getattr(tp, "callbacks", None))
     if y is None:
@@ -379,8 +396,13 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     if classes is None and classifier:
         classes = np.unique(np.asarray(y))
     per_sample, constant = _split_params(fit_params, _num_samples(X))
+    if "validation_data" in fit_params:  # TrainingPipeline.fit has split it off already
+        validation = fit_params.pop("validation_data")
+        per_sample, constant = _split_params(fit_params, _num_samples(X))
+    else:
+        validation = getattr(tp, "validation", None)
     X_tr, y_tr, per_sample, X_val, y_val = _split_validation(
-        owner, getattr(tp, "validation", None), X, y, per_sample, classifier, random_state)
+        owner, validation, X, y, per_sample, classifier, random_state)
     n_train = _num_samples(X_tr)
     bs = n_train if batch_size is None else min(batch_size, n_train)
     n_batches = -(-n_train // bs)
@@ -390,7 +412,7 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     if loss_fn is not None:
         names.append(("loss", "min"))
     names += [(s, "max") for s in scorers]
-    for part in ("train", "val") if X_val is not None else ("train",):
+    for part in ("train", "validation") if X_val is not None else ("train",):
         for suffix, direction in names:
             directions[f"{part}_{suffix}"] = direction
     params = {"epochs": epochs, "batch_size": batch_size, "n_samples": n_train,
@@ -482,11 +504,11 @@ def _fitted(stage):
 
 
 def _measure(log, stage, loss_fn, scorers, X_tr, y_tr, X_val, y_val):
-    """Put the epoch's standard metrics (train_*, then val_*) into ``log``."""
+    """Put the epoch's standard metrics (train_*, then validation_*) into ``log``."""
     est = _fitted(stage)
     parts = [("train", X_tr, y_tr)]
     if X_val is not None:
-        parts.append(("val", X_val, y_val))
+        parts.append(("validation", X_val, y_val))
     for part, Xp, yp in parts:
         if loss_fn is not None:
             log.track(f"{part}_loss", loss_fn(est, Xp, yp))

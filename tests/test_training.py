@@ -19,7 +19,9 @@ from sklearn.metrics import accuracy_score, get_scorer, hinge_loss, log_loss, me
 
 from ml_toolbox.callbacks import (Callback, EarlyStopping, History, Metric, MetricLog,
                                   ModelCheckpoint, ProgressBar, metric_direction)
+from ml_toolbox import PipelineStage, TrainingPipeline, UnifiedMLPipeline
 from ml_toolbox.lifecycle import fit_epochs
+from ml_toolbox.plugins import PipelinePlugin
 
 # -- stubs ------------------------------------------------------------------------------------------
 CALLS = []  # (n_rows, kwargs keys, first row id) of every RecordingSGD.partial_fit
@@ -58,29 +60,8 @@ class ExplodingSGD(SGDClassifier):
         return super().partial_fit(X, y, classes=classes)
 
 
-class _StubStage:
-    """What the core's PipelineStage does for partial_fit, for tests run before the core lands."""
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def run(self, X, y=None, mode="fit", **params):
-        if not hasattr(self, "estimator_"):
-            self.estimator_ = clone(self.estimator)
-        getattr(self.estimator_, mode)(X, y, **params)
-        return self
-
-
-def make_stage(estimator):
-    try:
-        from ml_toolbox.stage import PipelineStage
-    except ImportError:
-        return _StubStage(estimator)
-    return PipelineStage(estimator, name="model")
-
-
 def pipeline_params(**overrides):
-    """The TrainingPipeline parameters fit_epochs reads, as a plain object."""
+    """The TrainingPipeline parameters fit_epochs reads, on a plain object (fit_epochs alone)."""
     params = dict(name="training_pipeline", epochs=3, batch_size=None, shuffle=True,
                   random_state=0, validation=None, scoring=None, callbacks=None, verbose=0,
                   monitor=None)
@@ -92,8 +73,10 @@ def pipeline_params(**overrides):
 _PipelineParams = type("TrainingPipeline", (SimpleNamespace,), {})
 
 
-def train(model, X, y, **params):
-    return fit_epochs(pipeline_params(**params), make_stage(model), X, y)
+def train(model, X, y, fit_params=None, **params):
+    """``TrainingPipeline(model, epochs=3, random_state=0, **params).fit(X, y)``."""
+    settings = {"epochs": 3, "random_state": 0, **params}
+    return TrainingPipeline(model, **settings).fit(X, y, **(fit_params or {}))
 
 
 class Recorder(Callback):
@@ -146,8 +129,8 @@ def test_batches_and_classes_go_to_the_first_call_only(data):
     assert list(CALLS[0].kwargs) == ["classes"]
     np.testing.assert_array_equal(CALLS[0].kwargs["classes"], [0, 1])
     assert all(c.kwargs == {} for c in CALLS[1:])
-    assert out["n_epochs_"] == 3
-    assert list(out["stage_"].estimator_.classes_) == [0, 1]
+    assert out.n_epochs_ == 3
+    assert list(out.stage_.estimator_.classes_) == [0, 1]
 
 
 def test_no_shuffle_keeps_row_order_and_batch_size_none_is_one_batch(data):
@@ -167,8 +150,8 @@ def test_shuffle_is_reproducible_with_random_state(data):
     first = train(SGDClassifier(random_state=0), X, y, epochs=3, batch_size=64, random_state=7)
     second = train(SGDClassifier(random_state=0), X, y, epochs=3, batch_size=64, random_state=7)
     other = train(SGDClassifier(random_state=0), X, y, epochs=3, batch_size=64, random_state=8)
-    assert first["history_"].records == second["history_"].records
-    assert first["history_"].records != other["history_"].records
+    assert first.history_.records == second.history_.records
+    assert first.history_.records != other.history_.records
 
 
 @settings(max_examples=25, deadline=None)
@@ -186,15 +169,15 @@ def test_every_epoch_sees_every_row_exactly_once(n, batch_size, epochs, shuffle)
     for e in range(epochs):
         ids = np.concatenate([c.ids for c in CALLS[e * per_epoch:(e + 1) * per_epoch]])
         assert sorted(ids.tolist()) == list(range(n))
-    assert out["n_epochs_"] == epochs == len(out["history_"])
+    assert out.n_epochs_ == epochs == len(out.history_)
 
 
 def test_sample_weight_is_sliced_with_each_batch(data):
     X, y = data
     weights = np.arange(len(X), dtype=float)
     Xi = np.column_stack([np.arange(len(X)), X])
-    fit_epochs(pipeline_params(epochs=1, batch_size=100), make_stage(RecordingSGD(random_state=0)),
-               Xi, y, sample_weight=weights)
+    train(RecordingSGD(random_state=0), Xi, y, {"sample_weight": weights}, epochs=1,
+          batch_size=100)
     for call in CALLS:
         np.testing.assert_array_equal(call.kwargs["sample_weight"], call.ids)
 
@@ -204,7 +187,8 @@ def test_pandas_input(data):
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
     out = train(SGDClassifier(random_state=0), frame, pd.Series(y), epochs=2, batch_size=100,
                 validation=0.25, scoring="accuracy")
-    assert out["history_"].metric_names == ["train_loss", "train_score", "val_loss", "val_score"]
+    assert out.history_.metric_names == ["train_loss", "train_accuracy", "validation_loss",
+                                         "validation_accuracy"]
 
 
 # -- metrics ------------------------------------------------------------------------------------------
@@ -225,10 +209,10 @@ def test_epoch_metrics_start_empty_every_epoch(data):
     out = train(SGDClassifier(random_state=0), X, y, epochs=4, batch_size=100,
                 callbacks=[PerEpochMetric()], scoring="accuracy")
     assert seen_at_start == [{}, {}, {}, {}]
-    for k, record in enumerate(out["history_"].records):
-        assert set(record) == {"epoch", "train_loss", "train_score", f"custom_{k}"}
+    for k, record in enumerate(out.history_.records):
+        assert set(record) == {"epoch", "train_loss", "train_accuracy", f"custom_{k}"}
         assert record[f"custom_{k}"] == k
-        assert set(logs[k]) == {"train_loss", "train_score", f"custom_{k}", f"debug_{k}"}
+        assert set(logs[k]) == {"train_loss", "train_accuracy", f"custom_{k}", f"debug_{k}"}
     with pytest.raises(RuntimeError, match=re.escape(
             "Cannot record metric 'late': epoch 0 has ended and its metrics can no longer change.")):
         logs[0].track("late", 1.0)
@@ -239,37 +223,38 @@ def test_loss_and_scores_are_what_sklearn_computes(data):
     X_val, y_val = X[:150], y[:150]
     out = train(SGDClassifier(loss="log_loss", random_state=0), X[150:], y[150:], epochs=2,
                 batch_size=100, validation=(X_val, y_val), scoring=["accuracy", "f1"])
-    est = out["stage_"].estimator_
-    last = out["history_"].records[-1]
+    est = out.stage_.estimator_
+    last = out.history_.records[-1]
     assert last["train_loss"] == pytest.approx(log_loss(y[150:], est.predict_proba(X[150:])))
-    assert last["val_loss"] == pytest.approx(log_loss(y_val, est.predict_proba(X_val)))
-    assert last["val_accuracy"] == pytest.approx(accuracy_score(y_val, est.predict(X_val)))
-    assert last["val_f1"] == pytest.approx(get_scorer("f1")(est, X_val, y_val))
-    assert out["history_"].params["loss"] == "log_loss"
+    assert last["validation_loss"] == pytest.approx(log_loss(y_val, est.predict_proba(X_val)))
+    assert last["validation_accuracy"] == pytest.approx(accuracy_score(y_val, est.predict(X_val)))
+    assert last["validation_f1"] == pytest.approx(get_scorer("f1")(est, X_val, y_val))
+    assert out.history_.params["loss"] == "log_loss"
 
 
 def test_hinge_loss_for_classifiers_without_probabilities(data):
     X, y = data
     out = train(SGDClassifier(loss="hinge", random_state=0), X, y, epochs=2, batch_size=200)
-    est = out["stage_"].estimator_
-    assert out["history_"].params["loss"] == "hinge_loss"
-    assert out["metrics_"]["train_loss"] == pytest.approx(hinge_loss(y, est.decision_function(X)))
+    est = out.stage_.estimator_
+    assert out.history_.params["loss"] == "hinge_loss"
+    assert out.metrics_["train_loss"] == pytest.approx(hinge_loss(y, est.decision_function(X)))
     # scoring=None: the estimator's own score (accuracy)
-    assert out["metrics_"]["train_score"] == pytest.approx(est.score(X, y))
+    assert out.metrics_["train_score"] == pytest.approx(est.score(X, y))
 
 
 def test_regressor_loss_is_mean_squared_error():
     X, y = make_regression(n_samples=300, n_features=4, noise=0.5, random_state=0)
     out = train(SGDRegressor(random_state=0), X, y, epochs=3, batch_size=50, validation=0.2,
                 scoring="neg_mean_absolute_error")
-    est = out["stage_"].estimator_
-    assert out["history_"].params["loss"] == "mean_squared_error"
-    assert out["metrics_"]["train_loss"] <= out["history_"]["train_loss"][0]
-    X_tr = out["history_"].params["n_samples"]
+    est = out.stage_.estimator_
+    assert out.history_.params["loss"] == "mean_squared_error"
+    assert out.metrics_["train_loss"] <= out.history_["train_loss"][0]
+    X_tr = out.history_.params["n_samples"]
     assert X_tr == 240
-    assert metric_direction("val_score", {}) == "max"
-    assert out["metrics_"]["best_val_loss"] == min(out["history_"]["val_loss"])
-    assert out["metrics_"]["best_val_score"] == max(out["history_"]["val_score"])
+    assert metric_direction("validation_score", {}) == "max"
+    assert out.metrics_["best_validation_loss"] == min(out.history_["validation_loss"])
+    assert (out.metrics_["best_validation_neg_mean_absolute_error"]
+            == max(out.history_["validation_neg_mean_absolute_error"]))
     assert math.isfinite(mean_squared_error(y, est.predict(X)))
 
 
@@ -281,9 +266,9 @@ def test_callable_and_dict_scoring(data):
 
     out = train(SGDClassifier(random_state=0), X, y, epochs=1,
                 scoring={"ones": share_of_ones, "acc": "accuracy"})
-    assert {"train_ones", "train_acc"} <= set(out["metrics_"])
+    assert {"train_ones", "train_acc"} <= set(out.metrics_)
     out = train(SGDClassifier(random_state=0), X, y, epochs=1, scoring=share_of_ones)
-    assert 0.0 <= out["metrics_"]["train_score"] <= 1.0
+    assert 0.0 <= out.metrics_["train_share_of_ones"] <= 1.0
 
 
 def test_validation_fraction_is_stratified(data):
@@ -318,12 +303,12 @@ def test_tracked_metrics_reach_history_and_run_metrics_untracked_do_not(data):
 
     out = train(SGDClassifier(random_state=0), X, y, epochs=3, callbacks=[Custom(), Reader()])
     assert noted == [(0.0, 1.0), (10.0, 0.5), (20.0, 1 / 3)]
-    assert out["history_"]["test_loss"] == [1.0, 0.5, 1 / 3]
-    assert "weights_norm" not in out["history_"]
-    assert out["metrics_"]["test_loss"] == pytest.approx(1 / 3)
-    assert out["metrics_"]["best_test_loss"] == pytest.approx(1 / 3)
-    assert out["metrics_"]["test_score"] == 0.75
-    assert "scratch" not in out["metrics_"] and "weights_norm" not in out["metrics_"]
+    assert out.history_["test_loss"] == [1.0, 0.5, 1 / 3]
+    assert "weights_norm" not in out.history_
+    assert out.metrics_["test_loss"] == pytest.approx(1 / 3)
+    assert out.metrics_["best_test_loss"] == pytest.approx(1 / 3)
+    assert out.metrics_["test_score"] == 0.75
+    assert "scratch" not in out.metrics_ and "weights_norm" not in out.metrics_
 
 
 def test_metric_log_rules():
@@ -341,14 +326,35 @@ def test_metric_log_rules():
     assert repr(log) == "MetricLog(epoch=2, tracked={}, untracked={'lr': 'moved'})"
 
 
-def test_monitor_receives_tracked_metrics(data):
+class MetricsMonitor(PipelinePlugin):
+    """A plug-in that sees the stage runs, plus a record_metrics(name, metrics, step) sink."""
+
+    def __init__(self):
+        self.stage_runs, self.received = [], []
+
+    def after_stage(self, ctx):
+        self.stage_runs.append((ctx.pipeline_name, ctx.stage_name, ctx.mode, ctx.n_rows))
+
+    def record_metrics(self, name, metrics, step):
+        self.received.append((name, step, dict(metrics)))
+
+
+def test_every_partial_fit_goes_through_the_execution_loop_and_metrics_reach_the_monitor(data):
     X, y = data
-    received = []
-    monitor = SimpleNamespace(enabled=True,
-                              record_metrics=lambda name, m, step: received.append((name, step, m)))
-    train(SGDClassifier(random_state=0), X, y, epochs=2, monitor=monitor, scoring="accuracy")
-    assert [(n, s) for n, s, _ in received] == [("training_pipeline", 0), ("training_pipeline", 1)]
-    assert set(received[0][2]) == {"train_loss", "train_score"}
+    monitor = MetricsMonitor()
+
+    class RunLevel(Callback):
+        def on_run_end(self, run):
+            run.metrics.track(Metric.TEST_SCORE, 0.5)
+
+    train(SGDClassifier(random_state=0), X, y, epochs=2, batch_size=250, monitor=monitor,
+          scoring="accuracy", callbacks=[RunLevel()])
+    assert monitor.stage_runs == [("training_pipeline", "model", "partial_fit", n)
+                                  for n in (250, 250, 100) * 2]
+    assert [(n, s) for n, s, _ in monitor.received] == [
+        ("training_pipeline", 0), ("training_pipeline", 1), ("training_pipeline", None)]
+    assert set(monitor.received[0][2]) == {"train_loss", "train_accuracy"}
+    assert monitor.received[-1][2] == {"test_score": 0.5}
 
 
 # -- hooks: order and closing -------------------------------------------------------------------------
@@ -372,9 +378,9 @@ def test_callback_returning_true_stops_after_that_epoch(data):
     X, y = data
     rec = Recorder(stop_at=1)
     out = train(SGDClassifier(random_state=0), X, y, epochs=10, callbacks=[rec])
-    assert out["n_epochs_"] == 2 and len(out["history_"]) == 2
+    assert out.n_epochs_ == 2 and len(out.history_) == 2
     assert rec.events[-1] == ("run_end", id(rec), "stopped")
-    assert out["history_"].stop_reason == "Recorder.on_epoch_end returned True at epoch 1"
+    assert out.history_.stop_reason == "Recorder.on_epoch_end returned True at epoch 1"
 
 
 def test_hooks_are_closed_when_the_model_raises(data):
@@ -439,32 +445,47 @@ def test_unknown_scoring_lists_close_matches(data):
     X, y = data
     rec = Recorder()
     with pytest.raises(ValueError, match=re.escape(
-            "'training_pipeline': scoring='acurracy' is not a scorer scikit-learn knows. "
-            "Did you mean: 'accuracy'")):
+            "TrainingPipeline 'training_pipeline': scoring 'acurracy' is not a scikit-learn scorer "
+            "name. Did you mean 'accuracy'?")):
         train(SGDClassifier(), X, y, scoring="acurracy", callbacks=[rec])
+    assert rec.events == []
+    # fit_epochs alone (no TrainingPipeline to resolve scorers) says the same, with more matches
+    with pytest.raises(ValueError, match=re.escape(
+            "TrainingPipeline 'training_pipeline': scoring='balanced_acuracy' is not a scorer "
+            "scikit-learn knows. Did you mean: 'balanced_accuracy', 'accuracy'?")):
+        fit_epochs(pipeline_params(scoring="balanced_acuracy"), PipelineStage(SGDClassifier()),
+                   X, y)
     with pytest.raises(ValueError, match=re.escape(
             "scoring='zzzz' is not a scorer scikit-learn knows. See "
             "sklearn.metrics.get_scorer_names() for the valid names.")):
-        train(SGDClassifier(), X, y, scoring=["accuracy", "zzzz"])
-    assert rec.events == []
+        fit_epochs(pipeline_params(scoring=["accuracy", "zzzz"]), PipelineStage(SGDClassifier()),
+                   X, y)
 
 
 @pytest.mark.parametrize("params, error, msg", [
-    ({"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0."),
-    ({"epochs": 2.5}, ValueError, "epochs must be an integer >= 1, got 2.5."),
-    ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1 or None, got 0."),
     ({"validation": 1.5}, ValueError,
      "validation as a fraction must be between 0 and 1 (exclusive), got 1.5."),
     ({"validation": "20%"}, ValueError,
      "validation must be None, a fraction in (0, 1) or a pair (X_val, y_val); got '20%' (str)."),
     ({"scoring": 42}, TypeError, "scoring must be None, a scorer name, a callable"),
     ({"scoring": []}, ValueError, "scoring is an empty list"),
+])
+def test_bad_parameters_of_fit_epochs_alone(data, params, error, msg):
+    X, y = data
+    with pytest.raises(error, match=re.escape(msg)):
+        fit_epochs(pipeline_params(**params), PipelineStage(SGDClassifier()), X, y)
+
+
+@pytest.mark.parametrize("params, error, msg", [
+    ({"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0."),
+    ({"epochs": 2.5}, ValueError, "epochs must be an integer >= 1, got 2.5."),
+    ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1 or None, got 0."),
     ({"callbacks": [EarlyStopping(), "History"]}, TypeError,
      "callbacks[1] is 'History' (str), not a ml_toolbox.callbacks.Callback."),
 ])
 def test_bad_parameters(data, params, error, msg):
     X, y = data
-    with pytest.raises(error, match=re.escape(msg)):
+    with pytest.raises(error, match=re.escape("TrainingPipeline 'training_pipeline': " + msg)):
         train(SGDClassifier(), X, y, **params)
 
 
@@ -482,29 +503,29 @@ def test_early_stopping_restores_the_best_epoch(data):
     # a large constant learning rate makes the score jump around
     model = SGDClassifier(learning_rate="constant", eta0=5.0, random_state=0)
     out = train(model, X[200:], y[200:], epochs=30, batch_size=50, validation=(X_val, y_val),
-                scoring="accuracy", callbacks=[stop])
-    history = out["history_"]
-    best_epoch, best = history.best("val_score")
+                callbacks=[stop])
+    history = out.history_
+    best_epoch, best = history.best("validation_score")
     assert (stop.best_epoch_, stop.best_) == (best_epoch, best)
-    assert stop.stopped_epoch_ == history.epochs[-1] and out["n_epochs_"] < 30
+    assert stop.stopped_epoch_ == history.epochs[-1] and out.n_epochs_ < 30
     assert stop.restored_
     # the fitted model is the best epoch's: its score equals the best recorded
-    assert out["stage_"].estimator_.score(X_val, y_val) == best
-    assert out["metrics_"]["val_score"] == best == out["metrics_"]["best_val_score"]
+    assert out.stage_.estimator_.score(X_val, y_val) == best
+    assert out.metrics_["validation_score"] == best == out.metrics_["best_validation_score"]
     assert "no improvement for 3 epochs" in history.stop_reason
 
 
 def test_early_stopping_without_restore_keeps_the_last_epoch(data):
     X, y = data
     X_val, y_val = X[:200], y[:200]
-    stop = EarlyStopping(monitor="val_loss", patience=1, restore_best=False)
+    stop = EarlyStopping(monitor="validation_loss", patience=1, restore_best=False)
     model = SGDClassifier(learning_rate="constant", eta0=5.0, random_state=0)
     out = train(model, X[200:], y[200:], epochs=30, batch_size=50, validation=(X_val, y_val),
                 callbacks=[stop])
-    est = out["stage_"].estimator_
+    est = out.stage_.estimator_
     assert not stop.restored_
-    assert out["metrics_"]["val_loss"] == out["history_"]["val_loss"][-1]
-    assert out["metrics_"]["val_loss"] == pytest.approx(log_loss(y_val, est.predict_proba(X_val))
+    assert out.metrics_["validation_loss"] == out.history_["validation_loss"][-1]
+    assert out.metrics_["validation_loss"] == pytest.approx(log_loss(y_val, est.predict_proba(X_val))
                                                         if hasattr(est, "predict_proba") else
                                                         hinge_loss(y_val, est.decision_function(X_val)))
 
@@ -513,8 +534,8 @@ def test_early_stopping_on_a_metric_never_produced_fails_after_the_first_epoch(d
     X, y = data
     rec = Recorder()
     msg = ("EarlyStopping(monitor='val_acc'): monitored metric 'val_acc' was not produced in "
-           "epoch 0. Metrics produced: ['train_loss', 'train_score']. val_* metrics need a validation "
-           "set: TrainingPipeline(validation=0.2 or (X_val, y_val)).")
+           "epoch 0. Metrics produced: ['train_loss', 'train_score']. validation_* metrics need a "
+           "validation set: TrainingPipeline(validation=0.2 or (X_val, y_val)).")
     with pytest.raises(ValueError, match=re.escape(msg)):
         train(SGDClassifier(), X, y, epochs=5, callbacks=[EarlyStopping(monitor="val_acc"), rec])
     assert [e[:3] for e in rec.events if e[0] == "epoch_end"] == [("epoch_end", id(rec), 0)]
@@ -528,13 +549,13 @@ def test_early_stopping_on_a_metric_never_produced_fails_after_the_first_epoch(d
 ])
 def test_early_stopping_bad_parameters(data, kwargs, msg):
     X, y = data
-    with pytest.raises(ValueError, match=re.escape(f"EarlyStopping(monitor='val_loss'): {msg}")):
+    with pytest.raises(ValueError, match=re.escape(f"EarlyStopping(monitor='validation_loss'): {msg}")):
         train(SGDClassifier(), X, y, callbacks=[EarlyStopping(**kwargs)])
 
 
 def test_metric_direction():
     assert metric_direction(Metric.VAL_LOSS) == "min"
-    assert metric_direction("val_neg_log_loss") == "max"
+    assert metric_direction("validation_neg_log_loss") == "max"
     assert metric_direction("train_accuracy") == "max"
     assert metric_direction("custom", {"custom": "min"}) == "min"
 
@@ -557,16 +578,16 @@ def test_checkpoint_every_n_epochs(data):
 def test_checkpoint_only_on_improvement(data):
     X, y = data
     store = FakeStore()
-    ckpt = ModelCheckpoint(store, save_best_only=True, monitor="val_score")
+    ckpt = ModelCheckpoint(store, save_best_only=True, monitor="validation_score")
     model = SGDClassifier(learning_rate="constant", eta0=5.0, random_state=0)
     out = train(model, X, y, epochs=8, batch_size=50, validation=0.3, callbacks=[ckpt])
-    scores = out["history_"]["val_score"]
+    scores = out.history_["validation_score"]
     improving = [e for e in range(len(scores)) if scores[e] > max(scores[:e], default=-1)]
     assert [e for e, _ in ckpt.saved_] == improving
     assert {s.name for s in store.saved} == {"training_pipeline"}  # default: the pipeline's name
     # the saved model at each improvement is that epoch's model
     last_epoch, _ = ckpt.saved_[-1]
-    assert store.saved[-1].metrics["val_score"] == scores[last_epoch]
+    assert store.saved[-1].metrics["validation_score"] == scores[last_epoch]
 
 
 def test_checkpoint_bad_store_and_every(data):
@@ -586,19 +607,21 @@ def test_history_access(data):
     mine = History()
     out = train(SGDClassifier(random_state=0), X, y, epochs=3, validation=0.2,
                 scoring="accuracy", callbacks=[mine])
-    history = out["history_"]
+    history = out.history_
     assert mine.records == history.records and mine is not history
-    assert history[Metric.VAL_LOSS] == history["val_loss"] and len(history["val_loss"]) == 3
+    assert history[Metric.VAL_LOSS] == history["validation_loss"]
+    assert len(history["validation_loss"]) == 3
     frame = history.to_frame()
     assert list(frame.index) == [0, 1, 2]
-    assert list(frame.columns) == ["train_loss", "train_score", "val_loss", "val_score"]
-    assert history.history["train_score"] == history["train_score"]
+    assert list(frame.columns) == ["train_loss", "train_accuracy", "validation_loss",
+                                   "validation_accuracy"]
+    assert history.history["train_accuracy"] == history["train_accuracy"]
     assert history.params["epochs"] == 3 and history.params["validation"] is True
-    with pytest.raises(KeyError, match=re.escape("No metric 'val_f1' in this history.")):
-        history["val_f1"]
+    with pytest.raises(KeyError, match=re.escape("No metric 'validation_f1' in this history.")):
+        history["validation_f1"]
     text = io.StringIO()
     Console(file=text, width=120).print(history)
-    assert "History (3 epochs)" in text.getvalue() and "val_score" in text.getvalue()
+    assert "History (3 epochs)" in text.getvalue() and "validation_accuracy" in text.getvalue()
 
 
 def test_history_plot(data, tmp_path):
@@ -606,13 +629,13 @@ def test_history_plot(data, tmp_path):
     matplotlib.use("Agg")
     X, y = data
     out = train(SGDClassifier(random_state=0), X, y, epochs=3, validation=0.2)
-    figure = out["history_"].plot(title="SGD")
+    figure = out.history_.plot(title="SGD")
     assert [ax.get_ylabel() for ax in figure.axes] == ["loss", "score"]
-    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train_loss", "val_loss"]
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["train_loss", "validation_loss"]
     figure.savefig(tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 0
     with pytest.raises(KeyError, match="No metric 'nope'"):
-        out["history_"].plot(["nope"])
+        out.history_.plot(["nope"])
 
 
 def test_history_plot_without_matplotlib(monkeypatch):
@@ -631,7 +654,7 @@ def test_progress_bar_renders_when_watched(data):
     train(SGDClassifier(random_state=0), X, y, epochs=3, scoring="accuracy", callbacks=[bar])
     text = buffer.getvalue()
     assert bar.shown_
-    assert "training_pipeline epoch" in text and "3/3" in text and "train_score=" in text
+    assert "training_pipeline epoch" in text and "3/3" in text and "train_accuracy=" in text
 
 
 @pytest.mark.parametrize("console_kwargs, env, disable", [
@@ -663,8 +686,8 @@ def test_verbose_adds_a_progress_bar_only_when_asked(data, monkeypatch):
 
 # -- Metric ------------------------------------------------------------------------------------------
 def test_metric_names():
-    assert Metric.TRAIN_LOSS == "train_loss" and f"{Metric.VAL_SCORE}" == "val_score"
+    assert Metric.TRAIN_LOSS == "train_loss" and f"{Metric.VAL_SCORE}" == "validation_score"
     assert Metric.VALIDATION_LOSS is Metric.VAL_LOSS
-    assert {m.value for m in Metric} == {"train_loss", "train_score", "val_loss", "val_score",
+    assert {m.value for m in Metric} == {"train_loss", "train_score", "validation_loss", "validation_score",
                                          "test_loss", "test_score"}
-    assert {"val_loss": 1}[Metric.VAL_LOSS] == 1
+    assert {"validation_loss": 1}[Metric.VAL_LOSS] == 1
