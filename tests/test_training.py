@@ -117,7 +117,8 @@ class FakeStore:
 
 @pytest.fixture(scope="module")
 def data():
-    X, y = make_classification(n_samples=600, n_features=6, n_informative=4, random_state=0)
+    X, y = make_classification(n_samples=600, n_features=6, n_informative=4, class_sep=2.0,
+                               random_state=0)
     return X, y
 
 
@@ -691,3 +692,88 @@ def test_metric_names():
     assert {m.value for m in Metric} == {"train_loss", "train_score", "validation_loss", "validation_score",
                                          "test_loss", "test_score"}
     assert {"validation_loss": 1}[Metric.VAL_LOSS] == 1
+
+
+# -- through the real pipelines ----------------------------------------------------------------------
+def test_training_pipeline_with_epochs_is_a_fitted_estimator(data):
+    X, y = data
+    tp = TrainingPipeline(SGDClassifier(random_state=0), epochs=4, batch_size=100, random_state=0,
+                          validation=0.25, scoring="accuracy")
+    assert tp.fit(X, y) is tp
+    assert tp.n_epochs_ == 4 and len(tp.history_) == 4
+    assert tp.model_ is tp.stage_.estimator_ and hasattr(tp.model_, "coef_")
+    np.testing.assert_array_equal(tp.predict(X), tp.model_.predict(X))
+    assert tp.metrics_["validation_accuracy"] == tp.history_["validation_accuracy"][-1]
+    # clone gives an unfitted copy with its own callbacks; the same data give the same model
+    twin = clone(tp).fit(X, y)
+    np.testing.assert_array_equal(twin.model_.coef_, tp.model_.coef_)
+
+
+def test_a_failed_fit_leaves_the_fitted_pipeline_as_it_was(data):
+    X, y = data
+    tp = TrainingPipeline(ExplodingSGD(explode_at=10**6, random_state=0), epochs=2,
+                          batch_size=200, random_state=0).fit(X, y)
+    before = (tp.model_, tp.history_, dict(tp.metrics_))
+    CALLS.clear()
+    tp.set_params(model=ExplodingSGD(explode_at=4, random_state=0))
+    with pytest.raises(FloatingPointError):
+        tp.fit(X, y)
+    assert (tp.model_, tp.history_, tp.metrics_) == before
+
+
+def test_cross_val_score_with_epochs(data):
+    from sklearn.model_selection import cross_val_score
+
+    X, y = data
+    scores = cross_val_score(TrainingPipeline(SGDClassifier(random_state=0), epochs=3,
+                                              batch_size=100, random_state=0,
+                                              callbacks=[EarlyStopping("train_loss", patience=1)]),
+                             X, y, cv=3)
+    assert scores.shape == (3,) and (scores > 0.5).all()
+
+
+def test_unified_pipeline_with_epochs(data):
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    stop = EarlyStopping(monitor=Metric.VAL_LOSS, patience=2)
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+                             model=SGDClassifier(random_state=0), epochs=15, batch_size=64,
+                             validation=0.25, random_state=0, callbacks=[stop])
+    pipe.fit(X, y)
+    tp = pipe.training_pipeline
+    assert tp.n_epochs_ == len(tp.history_) <= 15
+    assert tp.history_.params["n_samples"] == 450 and tp.history_.params["n_val_samples"] == 150
+    assert pipe.metrics_["best_validation_loss"] == stop.best_
+    # the served model is the best epoch's: the same split gives the same loss
+    from sklearn.model_selection import train_test_split
+
+    _, X_val, _, y_val = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    assert hinge_loss(y_val, pipe.decision_function(X_val)) == pytest.approx(stop.best_)
+
+    result = pipe.execute(X, y, mode="train")
+    assert result["model"] is pipe.training_pipeline.model_
+    assert {"train_loss", "train_score", "validation_loss", "validation_score"} <= set(
+        result["metrics"])
+
+
+def test_unified_pipeline_partial_fit(data):
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from sklearn.feature_selection import VarianceThreshold
+
+    X, y = data
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+                             model=SGDClassifier(random_state=0))
+    classes = np.unique(y)
+    for start in range(0, len(X), 200):
+        pipe.partial_fit(X[start:start + 200], y[start:start + 200], classes=classes)
+    scaler = pipe.feature_pipeline.stages_[0].estimator_
+    assert scaler.n_samples_seen_ == len(X)
+    assert pipe.score(X, y) > 0.7
+
+    stuck = UnifiedMLPipeline(features=[("select", VarianceThreshold()),
+                                        ("scale", MinMaxScaler())],
+                              model=SGDClassifier(random_state=0))
+    with pytest.raises(ValueError, match=re.escape(
+            "stage 'select' (VarianceThreshold) has no partial_fit and is not fitted yet")):
+        stuck.partial_fit(X, y, classes=classes)
