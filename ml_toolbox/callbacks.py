@@ -313,7 +313,8 @@ class EarlyStopping(Callback):
         Whether lower or higher is better. ``"auto"`` knows the loop's own losses (min) and scores
         (max) and guesses for other names (``*loss*`` / ``*error*`` are minimised).
     patience : int, default=5
-        Epochs without improvement to wait before stopping.
+        Stop after this many epochs in a row without improvement (as Keras counts: 0 stops at
+        the first epoch that does not improve).
     min_delta : float, default=0.0
         The smallest change that counts as an improvement.
     restore_best : bool, default=True
@@ -387,7 +388,7 @@ class EarlyStopping(Callback):
                 self._best_stage = copy.deepcopy(self._run.stage)
             return False
         self._wait += 1
-        if self._wait > self.patience:
+        if self._wait >= self.patience:
             self.stopped_epoch_ = epoch
             self._run.stop(f"{self._owner()}: no improvement for {self._wait} epochs "
                            f"(best {self.best_:.6g} at epoch {self.best_epoch_})")

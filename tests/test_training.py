@@ -513,7 +513,7 @@ def test_early_stopping_restores_the_best_epoch(data):
     # the fitted model is the best epoch's: its score equals the best recorded
     assert out.stage_.estimator_.score(X_val, y_val) == best
     assert out.metrics_["validation_score"] == best == out.metrics_["best_validation_score"]
-    assert "no improvement for 3 epochs" in history.stop_reason
+    assert "no improvement for 2 epochs" in history.stop_reason
 
 
 def test_early_stopping_without_restore_keeps_the_last_epoch(data):
@@ -777,3 +777,67 @@ def test_unified_pipeline_partial_fit(data):
     with pytest.raises(ValueError, match=re.escape(
             "stage 'select' (VarianceThreshold) has no partial_fit and is not fitted yet")):
         stuck.partial_fit(X, y, classes=classes)
+
+
+# -- the store and the example -----------------------------------------------------------------------
+def test_checkpoints_appear_as_versions_in_the_real_store(data, tmp_path):
+    persistence = pytest.importorskip("ml_toolbox.persistence")
+    X, y = data
+    store = persistence.PipelinePersistence(tmp_path / "models")
+    ckpt = ModelCheckpoint(str(tmp_path / "models"), name="sgd", every=2)
+    train(SGDClassifier(random_state=0), X, y, epochs=4, batch_size=100, callbacks=[ckpt])
+    assert store.list_versions("sgd") == [v for _, v in ckpt.saved_] == [1, 2]
+    model = store.load("sgd", 2)
+    assert isinstance(model, SGDClassifier) and hasattr(model, "coef_")
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "training_lifecycle.py"
+    spec = importlib.util.spec_from_file_location("training_lifecycle_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_runs_the_seed_pattern(tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    try:
+        from ml_toolbox.persistence import PipelinePersistence
+        store = PipelinePersistence(tmp_path / "store")
+    except ImportError:  # the store has not landed yet: the same save()/list_versions() in memory
+        store = FakeStore()
+    out = io.StringIO()
+    with threadpool_limits(limits=1):
+        result = _example().main(store=store, console=Console(file=out, width=150))
+    stop, history, metrics = result["early_stopping"], result["history"], result["metrics"]
+    text = out.getvalue()
+    # epoch loop, epoch metrics (standard + tracked custom, never the untracked one)
+    assert history.metric_names == ["train_loss", "train_accuracy", "validation_loss",
+                                    "validation_accuracy", "weight_norm"]
+    assert "samples_seen" not in history and "samples_seen" not in metrics
+    # early stop, restoring the best epoch
+    assert stop.stopped_epoch_ is not None and stop.restored_
+    assert metrics["validation_loss"] == metrics["best_validation_loss"] == stop.best_
+    # run metrics from on_run_end, computed on the restored model
+    assert {"test_loss", "test_score"} <= set(metrics)
+    # checkpoints as versions in the store, the last one the best epoch
+    assert result["versions"] == list(range(1, len(result["checkpoint"].saved_) + 1))
+    assert result["checkpoint"].saved_[-1][0] == stop.best_epoch_
+    assert "model restored to it: True" in text and "checkpoints in the store" in text
+
+
+def test_patience_counts_epochs_without_improvement():
+    stop = EarlyStopping(monitor="validation_loss", patience=2)
+    run = SimpleNamespace(stage=None, directions={}, stop=lambda reason: None, model_epoch=0,
+                          status="success")
+    stop.on_run_start(run)
+    decisions = []
+    for epoch, loss in enumerate([1.0, 0.9, 0.95, 0.91, 0.8, 0.85, 0.85]):
+        log = MetricLog(epoch)
+        log.track("validation_loss", loss)
+        decisions.append(stop.on_epoch_end(epoch, log))
+    assert decisions == [False, False, False, True, False, False, True]
