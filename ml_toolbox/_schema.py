@@ -30,6 +30,27 @@ def _family_of(dtype):
     return _dtype_family(dtype)
 
 
+def _as_dtype(dtype):
+    if isinstance(dtype, str):
+        try:
+            return pandas_dtype(dtype)
+        except TypeError:
+            return dtype
+    return dtype
+
+
+def _dtypes_of(X):
+    """The column dtypes of a DataFrame, cheaply (``X.dtypes`` builds a Series: ~50 us)."""
+    mgr = getattr(X, "_mgr", None)
+    get = getattr(mgr, "get_dtypes", None)
+    if get is not None:
+        try:
+            return get()
+        except (TypeError, AttributeError):
+            pass
+    return X.dtypes.to_numpy()
+
+
 def shape_of(X):
     """Shape of X without copying it (lists are inspected through numpy)."""
     shape = getattr(X, "shape", None)
@@ -91,7 +112,7 @@ class InputSchema:
         The dtypes of those columns, as strings.
     """
 
-    __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list")
+    __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list", "_dtype_objs")
 
     def __init__(self, n_features, columns=None, dtypes=None):
         self.n_features = int(n_features)
@@ -99,13 +120,14 @@ class InputSchema:
         self.dtypes = None if dtypes is None else tuple(str(d) for d in dtypes)
         self._families = None if dtypes is None else tuple(_family_of(d) for d in dtypes)
         self._columns_list = None if columns is None else list(self.columns)
+        self._dtype_objs = None if dtypes is None else tuple(_as_dtype(d) for d in dtypes)
 
     @classmethod
     def from_data(cls, X, owner):
         """Record the schema of fit-time data (refusing 1D, empty or column-less input)."""
         shape = _check_shape(X, owner)
         columns = getattr(X, "columns", None)
-        if columns is not None and hasattr(X, "dtypes"):
+        if columns is not None and hasattr(type(X), "dtypes"):
             names = [str(c) for c in columns]
             if len(set(names)) != len(names):
                 dup = sorted({c for c in names if names.count(c) > 1})
@@ -117,7 +139,7 @@ class InputSchema:
     def check(self, X, owner):
         """Check fitted-pipeline input; return X (reordered to the fit-time column order)."""
         columns = getattr(X, "columns", None)
-        if self.columns is not None and columns is not None and hasattr(X, "dtypes"):
+        if self.columns is not None and columns is not None and hasattr(type(X), "dtypes"):
             if columns.tolist() != self._columns_list:
                 X = self._align(X, columns, owner)
             if len(X) == 0:
@@ -148,7 +170,10 @@ class InputSchema:
         return X[self._columns_list]  # same columns, another order: reorder
 
     def _check_dtypes(self, X, owner):
-        for name, dtype, family, want in zip(self.columns, X.dtypes, self._families, self.dtypes):
+        given = _dtypes_of(X)
+        if all(a is b or a == b for a, b in zip(given, self._dtype_objs)):
+            return  # the common case: exactly the fit-time dtypes
+        for name, dtype, family, want in zip(self.columns, given, self._families, self.dtypes):
             if family != "object" and _dtype_family(dtype) != family:
                 raise InputSchemaError(
                     f"{owner}: column {name!r} had dtype {want} at fit time but has dtype "

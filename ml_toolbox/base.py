@@ -299,9 +299,10 @@ class StepsMixin:
                     f"{i}); stage names must be unique.")
             seen.setdefault(name, i)
         if len(seen) != len(names):  # auto-named duplicates get a suffix, as make_pipeline does
+            totals = {name: names.count(name) for name in names}
             counts = {}
-            for i, name in enumerate(names):
-                if names.count(name) > 1 and not explicit[i]:
+            for i, name in enumerate(list(names)):
+                if totals[name] > 1 and not explicit[i]:
                     counts[name] = counts.get(name, 0) + 1
                     names[i] = f"{name}-{counts[name]}"
         return names, stages
@@ -426,6 +427,14 @@ class StepsMixin:
         if "stages_" in self.__dict__:
             new.stages_ = self.stages_[key]
             new.stage_names_ = self.stage_names_[key]
+            if key.start in (None, 0) and "input_schema_" in self.__dict__:
+                new.input_schema_ = self.input_schema_
+            elif new.stages_ and hasattr(new.stages_[0], "n_features_in_"):
+                from ._schema import InputSchema
+
+                first = new.stages_[0]
+                names = getattr(first, "feature_names_in_", None)
+                new.input_schema_ = InputSchema(first.n_features_in_, names)
             if new.stages_:
                 first = new.stages_[0]
                 if hasattr(first, "n_features_in_"):

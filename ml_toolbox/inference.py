@@ -113,11 +113,12 @@ class InferencePipeline(BasePipeline):
         return self
 
     # -- using ------------------------------------------------------------------------------
-    def _run(self, X, method, parent=None, y=None, params=None):
-        """Check ``X`` once, then run every stage (the model in ``method``)."""
+    def _run(self, X, method, parent=None, y=None, params=None, checked=False):
+        """Check ``X`` once (unless ``checked``), then run every stage (the model in ``method``)."""
         if "stages_" not in self.__dict__:
             check_is_fitted(self)
-        X = self.input_schema_.check(X, self.owner)
+        if not checked:
+            X = self.input_schema_.check(X, self.owner)
         stages = self.stages_
         if method == "transform":
             if self.has_model_:

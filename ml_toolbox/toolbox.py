@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.multiclass import type_of_target
 
@@ -70,12 +71,18 @@ class MLToolbox:
         return [("preprocessing", AutoPreprocessor())]
 
     def default_model(self, y):
-        """A model suited to the target ``y``: a classifier for labels, a regressor for numbers."""
+        """A model suited to the target ``y``: a classifier for labels, a regressor for numbers.
+
+        Two distinct values, or several integer or string labels, make a classification target;
+        floating-point values (with more than two distinct values) a regression target.
+        """
         if y is None:
             raise ValueError("MLToolbox.default_model: no target y was given, so no model can be "
                              "chosen; pass y, or model=<an estimator>.")
         kind = type_of_target(y)
-        if kind in ("binary", "multiclass"):
+        floating = getattr(np.asarray(y), "dtype", None) is not None and \
+            np.asarray(y).dtype.kind == "f"
+        if kind == "binary" or (kind == "multiclass" and not floating):
             return LogisticRegression(max_iter=1000)
         if kind in ("continuous", "continuous-multioutput", "multiclass-multioutput"):
             return Ridge()

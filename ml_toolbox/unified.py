@@ -389,36 +389,41 @@ class UnifiedMLPipeline(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "input_schema_" in self.__dict__
 
+    def _serve(self, X, method, y=None, params=None):
+        """The inference path: one input check, then the inference pipeline's stages."""
+        try:
+            schema = self.__dict__["input_schema_"]
+        except KeyError:
+            self._require_fitted()
+        X = schema.check(X, self.owner)
+        return self.inference_pipeline._run(X, method, parent=self, y=y, params=params,
+                                            checked=True)
+
     @available_if(_model_has("predict"))
     def predict(self, X):
         """Predictions for ``X`` (checked against the fit-time schema first)."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict", parent=self)
+        return self._serve(X, "predict")
 
     @available_if(_model_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict_proba", parent=self)
+        return self._serve(X, "predict_proba")
 
     @available_if(_model_has("predict_log_proba"))
     def predict_log_proba(self, X):
         """Class log-probabilities for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "predict_log_proba", parent=self)
+        return self._serve(X, "predict_log_proba")
 
     @available_if(_model_has("decision_function"))
     def decision_function(self, X):
         """Decision function for ``X``."""
-        self._require_fitted()
-        return self.inference_pipeline._run(X, "decision_function", parent=self)
+        return self._serve(X, "decision_function")
 
     @available_if(_model_has("score"))
     def score(self, X, y=None, sample_weight=None):
         """The model's score on the features of ``X`` (accuracy, R^2... as the model defines)."""
-        self._require_fitted()
         params = {"sample_weight": sample_weight} if sample_weight is not None else None
-        return self.inference_pipeline._run(X, "score", parent=self, y=y, params=params)
+        return self._serve(X, "score", y=y, params=params)
 
     def transform(self, X):
         """The features of ``X``: the fitted feature stages' output."""
