@@ -536,7 +536,7 @@ class History(Callback):
     >>> for epoch, loss in enumerate([0.9, 0.5]):
     ...     log = MetricLog(epoch)
     ...     log.track("train_loss", loss)
-    ...     h.on_epoch_end(epoch, log)
+    ...     stop = h.on_epoch_end(epoch, log)
     >>> h["train_loss"], h.best("train_loss")
     ([0.9, 0.5], (1, 0.5))
     """
