@@ -51,6 +51,18 @@ def composite_input_tags(tags, parts):
     return tags
 
 
+def visual_block(names, stages):
+    """A scikit-learn HTML-diagram block of ``stages`` in series (the estimators they wrap)."""
+    from sklearn.utils._repr_html.estimator import _VisualBlock
+
+    estimators = [s.__dict__.get("estimator_", s.estimator) if isinstance(s, PipelineStage) else s
+                  for s in stages]
+    labels = [f"{name}: {type(est).__name__}" if est is not None else f"{name}: passthrough"
+              for name, est in zip(names, estimators)]
+    return _VisualBlock("serial", estimators, names=labels,
+                        name_details=[str(est) for est in estimators], dash_wrapped=False)
+
+
 def _policy_for(stage, pipeline_policy):
     own = stage.retry
     if own is None:
@@ -442,6 +454,10 @@ class StepsMixin:
                 if hasattr(first, "feature_names_in_"):
                     new.feature_names_in_ = first.feature_names_in_
         return new
+
+    def _sk_visual_block_(self):
+        """The notebook diagram: the stages in series, as scikit-learn draws a Pipeline."""
+        return visual_block(*self._current())
 
     def _check_stage_name(self, name):
         names = self._current()[0]

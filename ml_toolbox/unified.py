@@ -13,7 +13,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import composite_input_tags
+from .base import composite_input_tags, visual_block
 from .exceptions import describe_owner
 from .feature import FeaturePipeline
 from .inference import InferencePipeline
@@ -517,6 +517,19 @@ class UnifiedMLPipeline(BaseEstimator):
             raise TypeError(f"{name!r} version {version!r} in the store is a "
                             f"{type(obj).__name__}, not a {cls.__name__}.")
         return obj
+
+    def _sk_visual_block_(self):
+        """The notebook diagram: feature stages, then the model."""
+        names, stages = self.feature_pipeline._current()
+        names, stages = list(names), list(stages)
+        model = self.model
+        tp = self.__dict__.get("_training_pipeline")
+        if tp is not None and "stage_" in tp.__dict__ and "input_schema_" in self.__dict__:
+            model = tp.model_
+        if model is not None and not isinstance(model, str):
+            names.append(MODEL_STAGE)
+            stages.append(model)
+        return visual_block(names, stages)
 
     # -- scikit-learn tags ------------------------------------------------------------------
     def __sklearn_tags__(self):

@@ -188,9 +188,16 @@ def test_pickle_round_trip(frame):
     np.testing.assert_array_equal(again.predict_proba(X), pipe.predict_proba(X))
 
 
-def test_html_repr_shows_the_pipeline():
-    html = make_pipe()._repr_html_()
-    assert "UnifiedMLPipeline" in html
+def test_html_repr_draws_the_stages_and_the_model(frame):
+    X, y = frame
+    pipe = make_pipe()
+    for fitted in (False, True):
+        html = pipe._repr_html_()
+        assert "UnifiedMLPipeline" in html
+        assert "impute: SimpleImputer" in html and "scale: StandardScaler" in html
+        assert "model: LogisticRegression" in html
+        pipe.fit(X, y)
+    assert "standardscaler: StandardScaler" in FeaturePipeline([StandardScaler()])._repr_html_()
 
 
 # -- the seed's way ---------------------------------------------------------------------------
