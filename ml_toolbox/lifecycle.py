@@ -41,7 +41,7 @@ from sklearn.utils.validation import _num_samples, check_consistent_length
 
 from ml_toolbox.callbacks import Callback, History, Metric, MetricLog, ProgressBar
 
-__all__ = ["fit_epochs", "TrainingRun"]
+__all__ = ["fit_epochs", "TrainingRun", "check_epoch_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +288,35 @@ def _split_validation(owner, validation, X, y, per_sample, classifier, random_st
                      f"(X_val, y_val); got {validation!r} ({type(validation).__name__}).")
 
 
+def check_epoch_model(pipeline, model, epochs):
+    """Fail unless ``model`` can be trained over epochs (it needs ``partial_fit``).
+
+    Pipelines call this before any work (before fitting feature stages, before splitting off
+    validation data), so a wrong model costs nothing.
+
+    Raises
+    ------
+    TypeError
+        Naming the pipeline and the model.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression, SGDClassifier
+    >>> from ml_toolbox import TrainingPipeline
+    >>> check_epoch_model(TrainingPipeline(), SGDClassifier(), epochs=5)
+    >>> check_epoch_model(TrainingPipeline(), LogisticRegression(), epochs=5)
+    Traceback (most recent call last):
+    ...
+    TypeError: TrainingPipeline 'training_pipeline': epochs=5 trains the model with partial_fit, ...
+    """
+    model = _model_of(model)
+    if not hasattr(model, "partial_fit"):
+        raise TypeError(f"{_owner(pipeline)}: epochs={epochs!r} trains the model with partial_fit, "
+                        f"but the model {type(model).__name__} has no partial_fit method. Use "
+                        "epochs=None to fit it in one call, or a model that learns incrementally "
+                        "(for example SGDClassifier, SGDRegressor, MLPClassifier, MultinomialNB).")
+
+
 # -- closing hooks ---------------------------------------------------------------------------------
 def _close_hooks(calls, error):
     """Run every ``(hook, args)``; never let one hook stop the others from running.
@@ -372,11 +401,7 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     owner = _owner(tp)
     model = _model_of(stage)
     epochs = getattr(tp, "epochs", None)
-    if not hasattr(model, "partial_fit"):
-        raise TypeError(f"{owner}: epochs={epochs!r} trains the model with partial_fit, but the "
-                        f"model {type(model).__name__} has no partial_fit method. Use epochs=None "
-                        "to fit it in one call, or a model that learns incrementally (for example "
-                        "SGDClassifier, SGDRegressor, MLPClassifier, MultinomialNB).")
+    check_epoch_model(tp, model, epochs)
     epochs = _check_int(owner, "epochs", epochs, 1)
     batch_size = _check_int(owner, "batch_size", getattr(tp, "batch_size", None), 1,
                             allow_none=True)

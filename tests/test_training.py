@@ -442,6 +442,21 @@ def test_model_without_partial_fit_fails_before_any_work(data):
     assert rec.events == []
 
 
+def test_unified_pipeline_fails_before_fitting_any_feature_stage(data):
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    monitor = MetricsMonitor()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             epochs=3, monitor=monitor)
+    with pytest.raises(TypeError, match=re.escape(
+            "UnifiedMLPipeline 'unified_pipeline': epochs=3 trains the model with partial_fit, "
+            "but the model LogisticRegression has no partial_fit method.")):
+        pipe.fit(X, y)
+    assert monitor.stage_runs == []
+    assert not hasattr(pipe, "input_schema_")
+
+
 def test_unknown_scoring_lists_close_matches(data):
     X, y = data
     rec = Recorder()
