@@ -112,7 +112,8 @@ class InputSchema:
         The dtypes of those columns, as strings.
     """
 
-    __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list", "_dtype_objs")
+    __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list", "_dtype_objs",
+                 "_seen_columns")
 
     def __init__(self, n_features, columns=None, dtypes=None):
         self.n_features = int(n_features)
@@ -120,7 +121,8 @@ class InputSchema:
         self.dtypes = None if dtypes is None else tuple(str(d) for d in dtypes)
         self._families = None if dtypes is None else tuple(_family_of(d) for d in dtypes)
         self._columns_list = None if columns is None else list(self.columns)
-        self._dtype_objs = None if dtypes is None else tuple(_as_dtype(d) for d in dtypes)
+        self._dtype_objs = None if dtypes is None else [_as_dtype(d) for d in dtypes]
+        self._seen_columns = None  # the last Index object found equal (pandas Index is immutable)
 
     @classmethod
     def from_data(cls, X, owner):
@@ -140,9 +142,12 @@ class InputSchema:
         """Check fitted-pipeline input; return X (reordered to the fit-time column order)."""
         columns = getattr(X, "columns", None)
         if self.columns is not None and columns is not None and hasattr(type(X), "dtypes"):
-            if columns.tolist() != self._columns_list:
-                X = self._align(X, columns, owner)
-            if len(X) == 0:
+            if columns is not self._seen_columns:
+                if columns.tolist() != self._columns_list:
+                    X = self._align(X, columns, owner)
+                else:
+                    self._seen_columns = columns
+            if not len(X.index):
                 _check_shape(X, owner)
             if self._families is not None:
                 self._check_dtypes(X, owner)
@@ -171,8 +176,8 @@ class InputSchema:
 
     def _check_dtypes(self, X, owner):
         given = _dtypes_of(X)
-        if all(a is b or a == b for a, b in zip(given, self._dtype_objs)):
-            return  # the common case: exactly the fit-time dtypes
+        if given.tolist() == self._dtype_objs:
+            return  # the common case: exactly the fit-time dtypes (list == compares identity first)
         for name, dtype, family, want in zip(self.columns, given, self._families, self.dtypes):
             if family != "object" and _dtype_family(dtype) != family:
                 raise InputSchemaError(

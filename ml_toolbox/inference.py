@@ -9,10 +9,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import BasePipeline
+from .fast import build_plan
 from .feature import FeaturePipeline
 from .training import MODEL_STAGE
 
 __all__ = ["InferencePipeline"]
+
+_FAST_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
 
 
 def _final_has(attr):
@@ -98,6 +101,20 @@ class InferencePipeline(BasePipeline):
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(state)
         # -- fast inference path: the plan is rebuilt from the fitted stages here ------------
+        # (owned by ml_toolbox.fast; kernels compile lazily, and are never pickled)
+        self.fast_plan_ = build_plan(
+            [(n, s.estimator_) for n, s in zip(self.stage_names_, self.stages_)], name=self.name)
+
+    def _fast_plan_for(self, method, parent):
+        """The fast plan when it applies to this call (fast=True, a model, no plug-in or retry)."""
+        if not self.fast or method not in _FAST_METHODS or not self.has_model_:
+            return None
+        plan = self.__dict__.get("fast_plan_")
+        if plan is None or self._plugins(parent) or self._retry_policy(parent) is not None:
+            return None
+        if any(s.retry or s.timeout for s in self.stages_):
+            return None
+        return plan
 
     def fit(self, X, y=None, **fit_params):
         """Fit clones of the feature and training pipelines on ``X``, ``y``. Returns self."""
@@ -119,6 +136,10 @@ class InferencePipeline(BasePipeline):
             check_is_fitted(self)
         if not checked:
             X = self.input_schema_.check(X, self.owner)
+        plan = self._fast_plan_for(method, parent)
+        if plan is not None:
+            return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
+                            check_input=False)
         stages = self.stages_
         if method == "transform":
             if self.has_model_:

@@ -16,6 +16,8 @@ from .exceptions import StageDefinitionError
 
 __all__ = ["PipelineStage", "default_stage_name"]
 
+_INFERENCE_MODES = frozenset({"transform", "predict", "predict_proba", "predict_log_proba",
+                              "decision_function"})
 _METHODS = ("transform", "predict", "predict_proba", "predict_log_proba", "decision_function",
             "score", "inverse_transform")
 
@@ -280,6 +282,9 @@ class PipelineStage(BaseEstimator):
         **params : dict
             Passed to the fitting method (e.g. ``sample_weight``, ``classes``).
         """
+        est = self.__dict__.get("estimator_")
+        if est is not None and mode in _INFERENCE_MODES:  # the hot path: a fitted stage serving
+            return getattr(est, mode)(X, **params) if params else getattr(est, mode)(X)
         if mode == "fit_transform":
             return self.fit_transform(X, y, **params)
         if mode == "fit":

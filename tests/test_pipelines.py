@@ -194,10 +194,13 @@ def test_html_repr_draws_the_stages_and_the_model(frame):
     for fitted in (False, True):
         html = pipe._repr_html_()
         assert "UnifiedMLPipeline" in html
-        assert "impute: SimpleImputer" in html and "scale: StandardScaler" in html
-        assert "model: LogisticRegression" in html
+        # each stage is drawn as its own box, linked to its documentation
+        for cls in ("impute.SimpleImputer", "preprocessing.StandardScaler",
+                    "linear_model.LogisticRegression"):
+            assert f"sklearn.{cls}.html" in html
         pipe.fit(X, y)
-    assert "standardscaler: StandardScaler" in FeaturePipeline([StandardScaler()])._repr_html_()
+    html = FeaturePipeline([StandardScaler()])._repr_html_()
+    assert "sklearn.preprocessing.StandardScaler.html" in html
 
 
 # -- the seed's way ---------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""Fast inference vs scikit-learn vs plain numpy vs ONNX Runtime (median of many calls).
+
+Run: ``python -m benchmarks.bench_inference`` (or ``make bench``). ONNX Runtime is measured only when
+skl2onnx and onnxruntime are installed (the ``bench`` extra); otherwise its column reads "n/a".
+"""
+
+import statistics
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+from ml_toolbox import UnifiedMLPipeline
+from ml_toolbox.fast import build_plan
+
+
+def _median_us(fn, n, clock=time.perf_counter):
+    fn()
+    times = []
+    for _ in range(n):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times) * 1e6
+
+
+def _data(n_rows=2000, n_features=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n_rows, n_features)), columns=[f"f{i}" for i in range(n_features)])
+    X = X.mask(rng.random(X.shape) < 0.05)
+    y = (X["f0"].fillna(0) + X["f1"].fillna(0) > 0).astype(int).to_numpy()
+    return X, y
+
+
+def _onnx(pipe, n_features):
+    try:
+        import onnxruntime as rt
+        from skl2onnx import to_onnx
+    except ImportError:
+        return None
+    onx = to_onnx(pipe, np.zeros((1, n_features), dtype=np.float32), options={"zipmap": False})
+    sess = rt.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})
+
+
+def main(n_calls=3000, console=None):
+    console = console or Console()
+    warnings.simplefilter("ignore")
+    X, y = _data()
+    row = X.iloc[[3]]
+    rows = []
+
+    # 1. the three-stage pipeline, one DataFrame row
+    sk = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(X, y)
+    plan = build_plan(sk)
+    unified = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                                model=LogisticRegression()).fit(X, y)
+    imp, sc, lr = sk.steps[0][1], sk.steps[1][1], sk.steps[2][1]
+    stats, mean, scale, coef, icpt = imp.statistics_, sc.mean_, sc.scale_, lr.coef_.T, lr.intercept_
+
+    def floor():
+        a = row.to_numpy()
+        a = np.where(np.isnan(a), stats, a)
+        return ((a - mean) / scale) @ coef + icpt > 0
+
+    t_sk = _median_us(lambda: sk.predict(row), n_calls // 5)
+    t_plan = _median_us(lambda: plan.run(row, "predict", check_input=False), n_calls)
+    t_unified = _median_us(lambda: unified.predict(row), n_calls)
+    t_floor = _median_us(floor, n_calls)
+    onnx = _onnx(sk, X.shape[1])
+    x32 = row.to_numpy(dtype=np.float32)
+    t_onnx = _median_us(lambda: onnx(x32), n_calls) if onnx else None
+    rows.append(("3 stages, 1 row: sklearn Pipeline.predict", t_sk, 1.0))
+    rows.append(("3 stages, 1 row: FastPlan.run", t_plan, t_sk / t_plan))
+    rows.append(("3 stages, 1 row: UnifiedMLPipeline.predict (fast)", t_unified, t_sk / t_unified))
+    rows.append(("3 stages, 1 row: plain numpy floor", t_floor, t_sk / t_floor))
+    rows.append(("3 stages, 1 row: ONNX Runtime (float32 array)", t_onnx,
+                 t_sk / t_onnx if t_onnx else None))
+
+    # 2. 100k-row batch
+    Xb, yb = _data(100_000, seed=1)
+    tb_sk = _median_us(lambda: sk.predict_proba(Xb), 5)
+    tb_plan = _median_us(lambda: plan.run(Xb, "predict_proba"), 5)
+    tb_chunk = _median_us(lambda: plan.run(Xb, "predict_proba", batch_size=20_000, n_jobs=2), 5)
+    rows.append(("100k rows: sklearn predict_proba", tb_sk, 1.0))
+    rows.append(("100k rows: FastPlan.run", tb_plan, tb_sk / tb_plan))
+    rows.append(("100k rows: FastPlan.run batch_size=20k n_jobs=2", tb_chunk, tb_sk / tb_chunk))
+
+    # 3. ten stages: per-stage cost
+    ten = make_pipeline(SimpleImputer(), *[cls() for cls in (StandardScaler, MinMaxScaler, MaxAbsScaler,
+                                                              RobustScaler)] * 2,
+                        LogisticRegression()).fit(X, y)
+    plan10 = build_plan(ten)
+    t10_sk = _median_us(lambda: ten.predict(row), n_calls // 10)
+    t10 = _median_us(lambda: plan10.run(row, "predict", check_input=False), n_calls)
+    rows.append(("10 stages, 1 row: sklearn (per stage)", t10_sk / 10, 1.0))
+    rows.append(("10 stages, 1 row: FastPlan (per stage)", t10 / 10, t10_sk / t10))
+
+    # 4. random forest (fallback stage in the light config)
+    rf = make_pipeline(SimpleImputer(), StandardScaler(),
+                       RandomForestClassifier(n_estimators=50, random_state=0)).fit(X, y)
+    plan_rf = build_plan(rf)
+    trf_sk = _median_us(lambda: rf.predict_proba(row), n_calls // 20)
+    trf = _median_us(lambda: plan_rf.run(row, "predict_proba", check_input=False), n_calls // 20)
+    rows.append(("random forest, 1 row: sklearn", trf_sk, 1.0))
+    rows.append(("random forest, 1 row: FastPlan (forest falls back)", trf, trf_sk / trf))
+
+    table = Table(title="fast inference (median microseconds per call)")
+    table.add_column("case")
+    table.add_column("us", justify="right")
+    table.add_column("x faster than sklearn", justify="right")
+    for case, t, ratio in rows:
+        table.add_row(case, "n/a" if t is None else f"{t:,.1f}", "n/a" if ratio is None else f"{ratio:,.1f}")
+    console.print(table)
+    if t_onnx:
+        console.print(f"FastPlan vs ONNX Runtime: {t_onnx / t_plan:.2f}x (>1 means FastPlan is faster)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,538 @@
+"""Fast inference: run fitted scikit-learn stages without repeating their input checks.
+
+:func:`build_plan` turns a chain of fitted stages (a :class:`sklearn.pipeline.Pipeline`, a list of
+``(name, estimator)`` pairs, or ml_toolbox stages) into a :class:`FastPlan`. For every stage the plan
+uses a lean numpy kernel computed from the fitted attributes when one covers it (scalers, imputer,
+one-hot encoder, column transformer, PCA, linear models); each kernel performs the same floating-point
+operations in the same order as scikit-learn, so the results are identical bit for bit. Any other
+stage runs its own scikit-learn method inside ``sklearn.config_context(assume_finite=True,
+skip_parameter_validation=True)``, after a cheap finiteness check on its input.
+
+Whenever a kernel meets an input it was not written for (NaN where the estimator rejects it, an
+unknown category, another dtype or width), the stage runs through scikit-learn's own, fully checked
+method instead: the result, or the error, is scikit-learn's.
+
+Examples
+--------
+>>> from sklearn.datasets import load_iris
+>>> from sklearn.impute import SimpleImputer
+>>> from sklearn.linear_model import LogisticRegression
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.preprocessing import StandardScaler
+>>> X, y = load_iris(return_X_y=True, as_frame=True)
+>>> pipe = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(X, y)
+>>> plan = build_plan(pipe)
+>>> bool((plan.run(X.iloc[:1], "predict_proba") == pipe.predict_proba(X.iloc[:1])).all())
+True
+>>> [r.path for r in plan.explain("predict_proba")]
+['kernel', 'kernel', 'kernel']
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import sklearn
+from joblib import Parallel, delayed
+from sklearn.pipeline import Pipeline
+
+from ml_toolbox.exceptions import annotate
+from ml_toolbox._kernels import Decline, NoKernel, finite_or_decline, make_kernel
+
+__all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "METHODS"]
+
+METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
+
+
+class StageReport(NamedTuple):
+    """How one stage runs on the fast path: ``path`` is ``"kernel"`` or ``"fallback"``."""
+
+    stage: str
+    estimator: str
+    path: str
+    reason: str
+
+
+class PlanExplanation(tuple):
+    """The per-stage :class:`StageReport` rows of a plan, printable as a table."""
+
+    def __str__(self):
+        rows = [("stage", "estimator", "path", "reason")] + [tuple(r) for r in self]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def __rich__(self):
+        from rich.table import Table
+
+        table = Table("stage", "estimator", "path", "reason", title="fast inference plan")
+        for r in self:
+            table.add_row(r.stage, r.estimator, r.path, r.reason)
+        return table
+
+
+# --------------------------------------------------------------------------------------------------
+# one-row DataFrame access without pandas' per-call overhead
+
+
+def _row_columns(df):
+    """Per-column values and dtypes of a one-row DataFrame, read from its blocks."""
+    n = df.shape[1]
+    values, dtypes = [None] * n, [None] * n
+    try:
+        blocks = df._mgr.blocks
+    except AttributeError:  # pragma: no cover - another pandas layout: the public, slower way
+        for i in range(n):
+            col = df.iloc[:, i]
+            dtypes[i] = col.dtype
+            values[i] = col.to_numpy(dtype=object if not isinstance(col.dtype, np.dtype) else None)[0]
+        return values, dtypes
+    for blk in blocks:
+        vals = blk.values
+        locs = blk.mgr_locs.as_array
+        if isinstance(vals, np.ndarray):
+            dt = vals.dtype
+            for k, loc in enumerate(locs):
+                values[loc] = vals[k, 0]
+                dtypes[loc] = dt
+        else:  # extension array (pandas string, categorical, nullable ...): one column per block
+            dtypes[locs[0]] = vals.dtype
+            values[locs[0]] = _first_string(vals) if _is_string(vals.dtype) else _NOT_SUPPORTED
+    return values, dtypes
+
+
+def _first_string(arr):
+    """Element 0 of a pandas string array as ``np.asarray`` gives it (str, or the NA marker)."""
+    na = arr.dtype.na_value
+    if not (isinstance(na, float) and na != na):
+        return _NOT_SUPPORTED  # pd.NA-valued "string" dtype: let scikit-learn handle it
+    pa_array = getattr(arr, "_pa_array", None)
+    if pa_array is not None and pa_array.num_chunks == 1:
+        value = pa_array.chunk(0).to_pylist()[0]
+        return na if value is None else value
+    return arr.to_numpy(dtype=object)[0]
+
+
+_NOT_SUPPORTED = object()
+
+
+def _is_string(dtype):
+    return isinstance(dtype, pd.StringDtype)
+
+
+def _single_block(df):
+    """The (1, n) numeric array view of a one-row frame held in one numpy block in column order."""
+    try:
+        blocks = df._mgr.blocks
+        if len(blocks) != 1:
+            return None
+        values = blocks[0].values
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
+            return None
+        locs = blocks[0].mgr_locs.as_slice
+        if locs.start not in (0, None) or locs.step not in (1, None) or locs.stop != values.shape[0]:
+            return None
+    except (AttributeError, TypeError, ValueError):  # pragma: no cover - another pandas layout
+        return None
+    return values.T
+
+
+class _Row:
+    """A one-row DataFrame seen as scikit-learn's ``check_array`` would see a selection of it."""
+
+    __slots__ = ("values", "dtypes")
+
+    def __init__(self, df):
+        self.values, self.dtypes = _row_columns(df)
+
+    def select(self, idx):
+        values, dtypes = self.values, self.dtypes
+        dts = [dtypes[i] for i in idx]
+        vals = [values[i] for i in idx]
+        if any(v is _NOT_SUPPORTED for v in vals):
+            raise Decline("pandas extension dtype")
+        if all(isinstance(d, np.dtype) and d.kind in "iuf" for d in dts) or all(
+            isinstance(d, np.dtype) and d.kind == "b" for d in dts
+        ):
+            dt = np.result_type(*dts) if dts else np.float64
+            return np.array([vals], dtype=dt)
+        if all(isinstance(d, np.dtype) and d.kind in "iufbO" or _is_string(d) for d in dts):
+            out = np.empty((1, len(vals)), dtype=object)
+            for j, v in enumerate(vals):
+                out[0, j] = v
+            return out
+        raise Decline("dtype")
+
+
+# --------------------------------------------------------------------------------------------------
+# stages
+
+
+def _allows_nan(est):
+    try:
+        return bool(est.__sklearn_tags__().input_tags.allow_nan)
+    except Exception:  # noqa: BLE001 - an estimator without tags: assume it rejects NaN
+        return False
+
+
+class _Step:
+    """One stage of a plan for one method: a kernel, or the estimator's own method."""
+
+    def __init__(self, name, est, method, plan_name, mode=None):
+        self.name = name
+        self.est = est
+        self.method = method
+        self.mode = mode or method
+        self.plan_name = plan_name
+        self.allow_nan = _allows_nan(est)
+        self.kernel = None
+        try:
+            if _is_column_transformer(est):
+                self.kernel = _column_transformer_kernel(est, plan_name, name)
+            elif isinstance(est, Pipeline):
+                raise NoKernel("nested Pipeline outside a ColumnTransformer")
+            else:
+                self.kernel = make_kernel(est, method)
+            self.reason = _kernel_reason(est, method)
+        except NoKernel as exc:
+            self.reason = str(exc)
+
+    def __call__(self, X):
+        if self.kernel is not None:
+            try:
+                return self.kernel(X)
+            except Decline:
+                return self.checked(X)
+        return self.light(X)
+
+    def light(self, X):
+        """The estimator's method in scikit-learn's lightweight config, after a finiteness check."""
+        if not isinstance(X, np.ndarray):
+            return self.checked(X)
+        try:
+            finite_or_decline(X, self.allow_nan)
+        except Decline:
+            return self.checked(X)
+        try:
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                return getattr(self.est, self.method)(X)
+        except Exception as exc:
+            self._note(exc)
+            raise
+
+    def checked(self, X):
+        """The estimator's method with all of scikit-learn's checks: its result or its error."""
+        if isinstance(X, _Row):  # pragma: no cover - the plan never hands a _Row to a fallback
+            raise TypeError("internal: row accessor reached a fallback")
+        try:
+            return getattr(self.est, self.method)(X)
+        except Exception as exc:
+            self._note(exc)
+            raise
+
+    def _note(self, exc):
+        # the same note the execution loop adds on the normal path (top-level stage name)
+        annotate(exc, self.plan_name, self.name.split("/")[0], self.mode)
+
+    def report(self):
+        return StageReport(self.name, type(self.est).__name__,
+                           "kernel" if self.kernel is not None else "fallback", self.reason)
+
+
+def _kernel_reason(est, method):
+    return f"numpy kernel for {type(est).__name__}.{method}"
+
+
+def _is_column_transformer(est):
+    from sklearn.compose import ColumnTransformer
+
+    return type(est) is ColumnTransformer
+
+
+def _output_config_default(est):
+    config = getattr(est, "_sklearn_output_config", None) or {}
+    return config.get("transform", "default") == "default" and sklearn.get_config()["transform_output"] == "default"
+
+
+def _column_transformer_kernel(ct, plan_name, stage_name):
+    from sklearn.compose._column_transformer import _is_empty_column_selection
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils import _safe_indexing
+
+    if ct.sparse_output_:
+        raise NoKernel("sparse output")
+    if ct.transformer_weights:
+        raise NoKernel("transformer_weights")
+    if not _output_config_default(ct):
+        raise NoKernel("set_output(transform=...) is not 'default'")
+    names_in = getattr(ct, "feature_names_in_", None)
+    n_in = ct.n_features_in_
+    parts = []
+    for name, trans, columns in ct.transformers_:
+        if isinstance(trans, str) and trans == "drop":
+            continue
+        if _is_empty_column_selection(columns):
+            continue
+        idx = list(ct._transformer_to_input_indices[name])
+        if isinstance(trans, str) and trans == "passthrough" or (
+            isinstance(trans, FunctionTransformer) and trans.func is None and not trans.validate
+            and _output_config_default(trans)
+        ):
+            parts.append((idx, columns, None))
+            continue
+        inner = list(trans.steps) if isinstance(trans, Pipeline) else [(name, trans)]
+        inner = [(n, e) for n, e in inner if e is not None and not (isinstance(e, str) and e == "passthrough")]
+        if not inner:
+            parts.append((idx, columns, None))
+            continue
+        for _n, e in inner:
+            if not _output_config_default(e):
+                raise NoKernel(f"transformer {name!r} has set_output(transform=...)")
+        steps = [_Step(f"{stage_name}/{name}/{n}", e, "transform", plan_name) for n, e in inner]
+        if steps[0].kernel is None:
+            raise NoKernel(f"transformer {name!r}: {steps[0].reason}")
+        parts.append((idx, columns, steps))
+
+    def kernel(X):
+        if isinstance(X, _Row):
+            if len(X.values) != n_in:
+                raise Decline("width")
+            one = True
+        else:
+            if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != n_in or names_in is not None:
+                raise Decline("input")
+            one = X.shape[0] == 1
+        outs = []
+        for idx, columns, steps in parts:
+            if isinstance(X, _Row):
+                sub = X.select(idx)
+            elif one:
+                sub = X[:, idx]
+            else:
+                sub = _safe_indexing(X, columns, axis=1)
+            if sub.ndim == 1:
+                raise Decline("1-D column selection")
+            if steps is not None:
+                sub = steps[0].kernel(sub)  # a Decline here sends the whole ColumnTransformer to sklearn
+                for step in steps[1:]:
+                    sub = step(sub)
+            outs.append(sub)
+        if not outs:
+            n = 1 if isinstance(X, _Row) else X.shape[0]
+            return np.zeros((n, 0))
+        return np.hstack(outs)
+
+    kernel.parts = parts
+    return kernel
+
+
+# --------------------------------------------------------------------------------------------------
+# the plan
+
+
+def _flatten(stages):
+    from ml_toolbox.stage import PipelineStage
+
+    if isinstance(stages, Pipeline):
+        stages = stages.steps
+    out = []
+    for i, item in enumerate(stages):
+        if isinstance(item, tuple):
+            name, est = item
+        else:
+            est = item
+            name = getattr(item, "name", None) or f"stage{i}"
+        if isinstance(est, PipelineStage):  # an ml_toolbox stage: its fitted estimator
+            est = est.estimator_
+        if est is None or (isinstance(est, str) and est == "passthrough"):
+            continue
+        if isinstance(est, Pipeline):
+            out.extend((f"{name}/{n}", e) for n, e in _flatten(est))
+        else:
+            out.append((name, est))
+    return out
+
+
+class FastPlan:
+    """Fitted stages compiled for fast inference (build it with :func:`build_plan`).
+
+    The plan keeps references to the fitted estimators only; kernels are computed from their fitted
+    attributes on first use of each method and dropped from the pickle (they are rebuilt after load).
+
+    Parameters
+    ----------
+    stages : list of (name, estimator)
+        The fitted stages, in order.
+    name : str, default="pipeline"
+        Named in the notes of errors raised on the fast path.
+    """
+
+    def __init__(self, stages, *, name="pipeline"):
+        self.stages = list(stages)
+        self.name = name
+        self._compiled = {}
+        self._columns_ok = None
+
+    # -- pickling: the compiled kernels are derived state, rebuilt lazily
+    def __getstate__(self):
+        return {"stages": self.stages, "name": self.name}
+
+    def __setstate__(self, state):
+        self.stages = state["stages"]
+        self.name = state["name"]
+        self._compiled = {}
+        self._columns_ok = None
+
+    def __repr__(self):
+        return f"FastPlan(name={self.name!r}, stages={[n for n, _ in self.stages]!r})"
+
+    def _steps(self, method):
+        steps = self._compiled.get(method)
+        if steps is None:
+            if method not in METHODS:
+                raise ValueError(f"FastPlan {self.name!r}: unknown method {method!r}; allowed: {list(METHODS)}")
+            if not self.stages:
+                raise ValueError(f"FastPlan {self.name!r} has no stages")
+            last = len(self.stages) - 1
+            pandas_between = any(
+                hasattr(est, "feature_names_in_") or not _output_config_default(est)
+                for i, (_, est) in enumerate(self.stages) if i > 0
+            ) or not _output_config_default(self.stages[0][1])
+            steps = []
+            for i, (name, est) in enumerate(self.stages):
+                step = _Step(name, est, method if i == last else "transform", self.name)
+                if pandas_between:
+                    step.kernel = None
+                    step.reason = "stages exchange DataFrames (set_output or feature names between stages)"
+                steps.append(step)
+            if not hasattr(self.stages[last][1], method):
+                raise AttributeError(
+                    f"FastPlan {self.name!r}: the last stage {self.stages[last][0]!r} "
+                    f"({type(self.stages[last][1]).__name__}) has no method {method!r}"
+                )
+            self._compiled[method] = steps
+        return steps
+
+    def explain(self, method="predict"):
+        """Say, per stage, whether ``method`` runs on a kernel or falls back, and why.
+
+        Returns
+        -------
+        PlanExplanation
+            A tuple of :class:`StageReport` (stage, estimator, path, reason); ``str()`` is a table.
+        """
+        rows = []
+        for step in self._steps(method):
+            rows.append(step.report())
+            if step.kernel is not None and hasattr(step.kernel, "parts"):
+                for _idx, _cols, inner in step.kernel.parts:
+                    for sub in inner or ():
+                        rows.append(sub.report())
+        return PlanExplanation(rows)
+
+    def run(self, X, method="predict", *, batch_size=None, n_jobs=None, check_input=True):
+        """Apply the stages to ``X`` and return the last stage's ``method`` output.
+
+        Parameters
+        ----------
+        X : ndarray or DataFrame of shape (n_samples, n_features)
+        method : {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform"}
+        batch_size : int, optional
+            Run ``X`` in chunks of this many rows (memory bounded by one chunk). Each chunk gives
+            exactly what scikit-learn gives for that chunk.
+        n_jobs : int, optional
+            Run the chunks in parallel with :class:`joblib.Parallel` (threads by default; any joblib
+            backend set with ``joblib.parallel_config`` applies).
+        check_input : bool, default=True
+            Compare a DataFrame's column names with those seen in fit (a mismatch goes to
+            scikit-learn, which raises or warns). The InferencePipeline, which has checked the input
+            against its schema already, passes False.
+        """
+        steps = self._steps(method)
+        if batch_size is not None:
+            if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+                raise ValueError(
+                    f"FastPlan {self.name!r}: batch_size must be a positive int or None, got {batch_size!r}"
+                )
+            n = X.shape[0]
+            if n > batch_size:
+                if isinstance(X, pd.DataFrame):
+                    chunks = [X.iloc[i : i + batch_size] for i in range(0, n, batch_size)]
+                else:
+                    chunks = [X[i : i + batch_size] for i in range(0, n, batch_size)]
+                if n_jobs is None or n_jobs == 1:
+                    outs = [self._run(steps, c, check_input) for c in chunks]
+                else:
+                    outs = Parallel(n_jobs=n_jobs, prefer="threads")(
+                        delayed(self._run)(steps, c, check_input) for c in chunks
+                    )
+                return np.concatenate(outs, axis=0)
+        return self._run(steps, X, check_input)
+
+    def _run(self, steps, X, check_input):
+        first = steps[0]
+        if isinstance(X, pd.DataFrame):
+            names = getattr(first.est, "feature_names_in_", None)
+            fast = first.kernel is not None and X.shape[0] == 1 and names is not None
+            if fast and check_input and X.columns is not self._columns_ok:
+                fast = len(names) == X.shape[1] and X.columns.tolist() == names.tolist()
+                if fast:
+                    self._columns_ok = X.columns  # an Index is immutable: same object, same names
+            if fast:
+                try:
+                    block = _single_block(X)
+                    if block is not None and not _is_column_transformer(first.est):
+                        X = first.kernel(block)  # the homogeneous numeric one-row frame
+                        for step in steps[1:]:
+                            X = step(X)
+                        return X
+                    row = _Row(X)
+                    X = first.kernel(row if _is_column_transformer(first.est) else row.select(range(len(row.values))))
+                except Decline:
+                    X = first.checked(X)
+            else:
+                X = first.checked(X)
+        elif (
+            isinstance(X, np.ndarray)
+            and first.kernel is not None
+            and not hasattr(first.est, "feature_names_in_")
+        ):
+            X = first(X)
+        else:
+            X = first.checked(X)
+        for step in steps[1:]:
+            X = step(X)
+        return X
+
+
+def build_plan(stages, *, name="pipeline", methods=()):
+    """Compile fitted stages into a :class:`FastPlan`.
+
+    Parameters
+    ----------
+    stages : Pipeline, list of (name, estimator), or list of fitted estimators / ml_toolbox stages
+        Nested Pipelines are flattened; ``None`` / ``"passthrough"`` steps are skipped.
+    name : str, default="pipeline"
+        The pipeline's name, used in error notes.
+    methods : iterable of str, optional
+        Methods to compile now (the others compile on first use).
+
+    Returns
+    -------
+    FastPlan
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import RobustScaler
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> pipe = make_pipeline(RobustScaler(), Ridge()).fit(X, y)
+    >>> plan = build_plan(pipe, methods=["predict"])
+    >>> bool((plan.run(X) == pipe.predict(X)).all())
+    True
+    """
+    plan = FastPlan(_flatten(stages), name=name)
+    for method in methods:
+        plan._steps(method)
+    return plan
