@@ -191,8 +191,13 @@ class MetricLog(Mapping):
         self.track(name, value)
 
     def close(self):
-        """End the log: later writes raise ``RuntimeError`` (the loop calls this)."""
+        """End the log: later writes raise ``RuntimeError`` (the loop calls this).
+
+        The log lets go of its run, so a log kept after training does not keep the model, the
+        pipeline and the callbacks alive (or drag them into a pickle).
+        """
         self._closed = True
+        self.run = None
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -402,7 +407,8 @@ class EarlyStopping(Callback):
             self.restored_ = True
             logger.info("%s: restored the model of epoch %d (%s=%.6g)", self._owner(),
                         self.best_epoch_, _name(self.monitor), self.best_)
-        self._best_stage = None  # do not keep a model copy alive in the callback
+        self._best_stage = None  # do not keep a model copy (or the run) alive in the callback
+        self._run = None
 
 
 def _store_from(store):
@@ -506,6 +512,25 @@ class ModelCheckpoint(Callback):
         logger.info("%s: saved epoch %d as version %s", self._owner(), epoch, version)
         return False
 
+    def on_run_end(self, run):
+        self._run = self._store = None  # nothing of the run (or an open store) kept after it
+
+
+class _FrozenLog:
+    """An epoch's tracked metrics once the run is over (what a History keeps and pickles)."""
+
+    __slots__ = ("epoch", "tracked")
+
+    def __init__(self, epoch, tracked):
+        self.epoch = epoch
+        self.tracked = tracked
+
+    def __getstate__(self):
+        return (self.epoch, self.tracked)
+
+    def __setstate__(self, state):
+        self.epoch, self.tracked = state
+
 
 class History(Callback):
     """The per-epoch record of a training run: one dict of tracked metrics per epoch.
@@ -562,6 +587,8 @@ class History(Callback):
 
     def on_run_end(self, run):
         self.stop_reason = getattr(run, "stop_reason", None)
+        # Freeze: plain records from now on, nothing that points back to the run.
+        self._logs = [_FrozenLog(log.epoch, log.tracked) for log in self._logs]
 
     # -- reading ---------------------------------------------------------------------------
     @property

@@ -886,3 +886,26 @@ def test_the_training_guide_runs(tmp_path, monkeypatch, capsys):
     assert stop.restored_ and namespace["unified"].training_pipeline.n_epochs_ >= 1
     first_output = capsys.readouterr().out.splitlines()[0]
     assert first_output.split()[2] == "True"
+
+
+def test_a_fitted_pipeline_pickles_without_the_run(data):
+    import pickle
+
+    X, y = data
+    stop, ckpt, mine = EarlyStopping("train_loss", patience=1), ModelCheckpoint(FakeStore()), History()
+    tp = train(SGDClassifier(random_state=0), X, y, epochs=4, batch_size=100,
+               callbacks=[stop, ckpt, mine])
+    # nothing keeps the finished run (its stage, the store, the pipeline) alive
+    assert stop._run is None and ckpt._run is None and ckpt._store is None
+    logs = []
+
+    class Keep(Callback):
+        def on_epoch_end(self, epoch, metrics):
+            logs.append(metrics)
+
+    train(SGDClassifier(random_state=0), X, y, epochs=1, callbacks=[Keep()])
+    assert logs[0].run is None
+    copy = pickle.loads(pickle.dumps(tp))
+    assert copy.history_.records == tp.history_.records and copy.metrics_ == tp.metrics_
+    np.testing.assert_array_equal(copy.predict(X), tp.predict(X))
+    assert len(pickle.dumps(tp.history_)) < 2_000
