@@ -420,12 +420,11 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     classes = fit_params.pop("classes", None)
     if classes is None and classifier:
         classes = np.unique(np.asarray(y))
-    per_sample, constant = _split_params(fit_params, _num_samples(X))
     if "validation_data" in fit_params:  # TrainingPipeline.fit has split it off already
         validation = fit_params.pop("validation_data")
-        per_sample, constant = _split_params(fit_params, _num_samples(X))
     else:
         validation = getattr(tp, "validation", None)
+    per_sample, constant = _split_params(fit_params, _num_samples(X))
     X_tr, y_tr, per_sample, X_val, y_val = _split_validation(
         owner, validation, X, y, per_sample, classifier, random_state)
     n_train = _num_samples(X_tr)
@@ -495,9 +494,10 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
             if stoppers and not run.stop_requested:
                 run.stop(f"{stoppers[0]}.on_epoch_end returned True at epoch {epoch}")
             _send_to_monitor(tp, log, epoch)
-            logger.info("%s epoch %d/%d (%.3fs): %s", owner, epoch + 1, epochs,
-                        time.perf_counter() - t0,
-                        ", ".join(f"{k}={v:.6g}" for k, v in log.tracked.items()))
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("%s epoch %d/%d (%.3fs): %s", owner, epoch + 1, epochs,
+                            time.perf_counter() - t0,
+                            ", ".join(f"{k}={v:.6g}" for k, v in log.tracked.items()))
             if run.stop_requested:
                 logger.info("%s: stopped after epoch %d: %s", owner, epoch, run.stop_reason)
                 break

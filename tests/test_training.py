@@ -909,3 +909,16 @@ def test_a_fitted_pipeline_pickles_without_the_run(data):
     assert copy.history_.records == tp.history_.records and copy.metrics_ == tp.metrics_
     np.testing.assert_array_equal(copy.predict(X), tp.predict(X))
     assert len(pickle.dumps(tp.history_)) < 2_000
+
+
+def test_epochs_are_logged(data, caplog):
+    import logging
+
+    X, y = data
+    with caplog.at_level(logging.INFO, logger="ml_toolbox.lifecycle"):
+        train(SGDClassifier(random_state=0), X, y, epochs=2, callbacks=[Recorder(stop_at=0)])
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("TrainingPipeline 'training_pipeline' epoch 1/2 (")
+    assert "train_loss=" in messages[0]
+    assert messages[1] == ("TrainingPipeline 'training_pipeline': stopped after epoch 0: "
+                           "Recorder.on_epoch_end returned True at epoch 0")
