@@ -652,6 +652,15 @@ def test_history_plot(data, tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 0
     with pytest.raises(KeyError, match="No metric 'nope'"):
         out.history_.plot(["nope"])
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert out.history_.plot([Metric.VAL_SCORE], ax=ax) is fig
+    assert [line.get_label() for line in ax.get_lines()] == ["validation_score"]
+    plt.close("all")
+    with pytest.raises(ValueError, match=re.escape(
+            "History.plot(): nothing to plot, no metric was recorded.")):
+        History().plot()
 
 
 def test_history_plot_without_matplotlib(monkeypatch):
