@@ -151,8 +151,9 @@ class BasePipeline(BaseEstimator):
         plugins = self._plugins(parent)
         policy = self._retry_policy(parent)
         last = len(stages) - 1
-        if not plugins and policy is None and not any(s.retry for s in stages):
-            # The fast path: no plug-in, no retry. Nothing but the stages themselves runs.
+        if not plugins and policy is None and not any(s.retry or s.timeout is not None
+                                                      for s in stages):
+            # The fast path: no plug-in, no retry, no timeout. Only the stages themselves run.
             i = 0
             try:
                 if fitting:
@@ -171,11 +172,14 @@ class BasePipeline(BaseEstimator):
                 annotate(error, self.name, names[i], modes[i])
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
-                                      params, run_mode or (modes[-1] if modes else "fit"))
+                                      params, run_mode or (modes[-1] if modes else "fit"),
+                                      parent)
 
     def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
-                          run_mode):
+                          run_mode, parent=None):
         run = RunContext(self, self.name, run_mode, names)
+        if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
+            run.extra["parent"] = parent
         capture = any(p.captures_warnings for p in plugins)
         last = len(stages) - 1
         ran = []
@@ -190,6 +194,8 @@ class BasePipeline(BaseEstimator):
                 for p in plugins:
                     p.before_stage(ctx)
                 attempt = _attempt_function(ctx, plugins, kwargs)
+                if template.timeout is not None:
+                    attempt = _timed(attempt, template.timeout, self.owner, names[i])
                 ctx.start = time.perf_counter()
                 try:
                     if capture:
@@ -241,6 +247,13 @@ def _attempt_function(ctx, plugins, kwargs):
         return ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
 
     return attempt
+
+
+def _timed(attempt, timeout, owner, name):
+    """``attempt`` given at most ``timeout`` seconds (see :mod:`ml_toolbox.orchestration`)."""
+    from .orchestration import stage_timeout_call
+
+    return lambda: stage_timeout_call(attempt, timeout, owner, name)
 
 
 def _call_capturing_warnings(ctx, policy, attempt):

@@ -31,6 +31,24 @@ class FeaturePipeline(StepsMixin, BasePipeline):
     retry_handler : RetryHandler, default=None
     enable_retry : bool, default=True
         Whether ``retry_handler`` (or the one handed down by a UnifiedMLPipeline) applies.
+    n_jobs : int, default=None
+        Independent stages of a graph (stages that declare ``depends_on``) run concurrently
+        through :class:`joblib.Parallel` with this many workers, on the backend set with
+        :func:`joblib.parallel_config` (e.g. ``"dask"``). None means 1 unless such a context
+        says otherwise, as in scikit-learn.
+    memory : str, path or joblib.Memory, default=None
+        Cache the fitted stages there: a refit with unchanged data, parameters and stage classes
+        loads them instead of fitting (see :mod:`ml_toolbox.orchestration`).
+    memory_limit : int or str, default=None
+        Bound on the cache's size on disk (bytes, or ``"500M"``, ``"2G"``); least recently used
+        entries are removed first.
+    failure_strategy : {"fail_fast", "continue"}, default="fail_fast"
+        ``"fail_fast"`` stops at the first failing stage and raises its own error;
+        ``"continue"`` keeps running the stages that do not depend on a failed one, skips its
+        dependents, and raises one :class:`~ml_toolbox.orchestration.StageFailures` listing
+        every failure at the end.
+    timeout : float, default=None
+        Seconds the whole pipeline run may take (each stage can also have its own ``timeout``).
 
     Attributes
     ----------
@@ -59,18 +77,79 @@ class FeaturePipeline(StepsMixin, BasePipeline):
     """
 
     def __init__(self, steps=None, *, name="feature_pipeline", monitor=None, debugger=None,
-                 retry_handler=None, enable_retry=True):
+                 retry_handler=None, enable_retry=True, n_jobs=None, memory=None,
+                 memory_limit=None, failure_strategy="fail_fast", timeout=None):
         self.steps = steps
         self.name = name
         self.monitor = monitor
         self.debugger = debugger
         self.retry_handler = retry_handler
         self.enable_retry = enable_retry
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.memory_limit = memory_limit
+        self.failure_strategy = failure_strategy
+        self.timeout = timeout
+
+    # -- orchestration (graphs, parallel stages, timeouts, caching) --------------------------
+    def _orchestrated(self, stages):
+        """Whether these stages need the orchestrator rather than the plain loop."""
+        if (self.memory is not None or self.timeout is not None
+                or self.failure_strategy != "fail_fast"):
+            return True
+        return any(s.depends_on is not None or s.timeout is not None for s in stages)
+
+    def _check_options(self):
+        from .orchestration import check_failure_strategy, check_n_jobs, check_timeout
+
+        owner = self.owner
+        check_n_jobs(self.n_jobs, owner)
+        check_failure_strategy(self.failure_strategy, owner)
+        check_timeout(self.timeout, owner)
+
+    def _graph(self, names, stages):
+        """The plan of a graph pipeline, or None for a plain chain."""
+        if not any(s.depends_on is not None for s in stages):
+            return None
+        from .orchestration import plan_graph
+
+        return plan_graph(names, stages, self.owner)
+
+    def _run_planned(self, names, stages, X, y, *, fitting, parent, targets=None):
+        from .orchestration import StageCache, plan_graph, run_plan
+
+        plan = plan_graph(names, stages, self.owner)
+        cache = None
+        if fitting and self.memory is not None:
+            cache = StageCache(self.memory, self.memory_limit)
+        mode = "fit_transform" if fitting else "transform"
+        return run_plan(self, plan, stages, X, y, fitting=fitting, mode=mode,
+                        run_mode="fit" if fitting else "transform", parent=parent,
+                        n_jobs=self.n_jobs, cache=cache,
+                        failure_strategy=self.failure_strategy if fitting else "fail_fast",
+                        timeout=self.timeout, targets=targets)
+
+    def _inference_state(self, state):
+        """The state the inference pipeline serves: a graph becomes one fitted stage."""
+        stages, names = state["stages_"], state["stage_names_"]
+        if not any(s.depends_on is not None for s in stages):
+            return state
+        from .orchestration import FeatureGraph
+        from .stage import PipelineStage
+
+        graph = FeatureGraph(stages=list(stages), names=list(names))
+        stage = PipelineStage(graph, name=self.name)
+        stage.estimator_ = graph
+        return {**state, "stages_": [stage], "stage_names_": [self.name]}
 
     # -- fitting ----------------------------------------------------------------------------
     def _fit_state(self, X, y, parent=None):
         """Fit clones of the stages; return ``(state, Xt)`` without changing ``self``."""
         names, templates = self._templates()
+        self._check_options()
+        if self._orchestrated(templates):
+            Xt, ran = self._run_planned(names, templates, X, y, fitting=True, parent=parent)
+            return {"stages_": [ran[n] for n in names], "stage_names_": names}, Xt
         Xt, ran = self._run_stages(templates, X, y, ["fit_transform"] * len(templates),
                                    fitting=True, names=names, parent=parent, run_mode="fit")
         return {"stages_": ran, "stage_names_": names}, Xt
@@ -101,6 +180,10 @@ class FeaturePipeline(StepsMixin, BasePipeline):
     def _transform(self, X, parent=None, until=None, stages=None, names=None):
         stages = self.stages_ if stages is None else stages
         names = self.stage_names_ if names is None else names
+        if any(s.depends_on is not None for s in stages):
+            Xt, _ = self._run_planned(names, stages, X, None, fitting=False, parent=parent,
+                                      targets=None if until is None else [until])
+            return Xt
         if until is not None:
             stop = names.index(until) + 1
             stages, names = stages[:stop], names[:stop]
@@ -128,6 +211,11 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         names = input_features
         if names is None and "feature_names_in_" in self.__dict__:
             names = self.feature_names_in_
+        plan = self._graph(self.stage_names_, self.stages_)
+        if plan is not None:
+            from .orchestration import graph_feature_names
+
+            return graph_feature_names(plan, dict(zip(self.stage_names_, self.stages_)), names)
         for name, stage in zip(self.stage_names_, self.stages_):
             if not hasattr(stage, "get_feature_names_out"):
                 raise AttributeError(

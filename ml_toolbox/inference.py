@@ -110,10 +110,18 @@ class InferencePipeline(BasePipeline):
         if not self.fast or method not in _FAST_METHODS or not self.has_model_:
             return None
         plan = self.__dict__.get("fast_plan_")
-        if plan is None or self._plugins(parent) or self._retry_policy(parent) is not None:
+        if plan is None or self._plugins(parent):
             return None
-        if any(s.retry or s.timeout for s in self.stages_):
+        stages = self.stages_
+        if any(s.timeout for s in stages):
             return None
+        if self._retry_policy(parent) is not None or any(s.retry for s in stages):
+            # Retry matters only for stages that can fail transiently (I/O in user code);
+            # stages that run only scikit-learn's own code stay on the fast plan.
+            from .retry import only_library_code
+
+            if not all(only_library_code(s) for s in stages):
+                return None
         return plan
 
     def fit(self, X, y=None, **fit_params):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.multiclass import type_of_target
@@ -9,7 +11,22 @@ from sklearn.utils.multiclass import type_of_target
 from .base import close_match_hint
 from .preprocessing import AutoPreprocessor
 
-__all__ = ["MLToolbox"]
+__all__ = ["MLToolbox", "sklearn_estimators"]
+
+
+@functools.cache
+def sklearn_estimators():
+    """``{class name: class}`` of every public scikit-learn estimator (scikit-learn's discovery).
+
+    Computed once per process, on first use (it imports every scikit-learn module).
+    """
+    from sklearn.utils.discovery import all_estimators
+
+    return dict(all_estimators())
+
+
+def _builtin_components():
+    return {"AutoPreprocessor": AutoPreprocessor}
 
 
 class MLToolbox:
@@ -56,15 +73,48 @@ class MLToolbox:
         self.components[name] = factory
         return factory
 
+    def resolve(self, name):
+        """The factory of the component ``name``: a registered one first, then ml_toolbox's own
+        (``"AutoPreprocessor"``), then any scikit-learn estimator by its class name (``"PCA"``).
+
+        Raises
+        ------
+        KeyError
+            For an unknown name, with the closest known name and the registered ones.
+        """
+        factory = self.components.get(name)
+        if factory is None:
+            factory = _builtin_components().get(name)
+        if factory is None and isinstance(name, str):
+            factory = sklearn_estimators().get(name)
+        if factory is None:
+            known = self.available_components()
+            raise KeyError(
+                f"MLToolbox has no component {name!r}.{close_match_hint(name, known)} Registered "
+                f"components: {sorted(self.components)}; every scikit-learn estimator is known "
+                "by its class name (see MLToolbox().available_components()).")
+        return factory
+
     def create(self, name, **params):
-        """A new instance of the component ``name``, with ``params``."""
-        try:
-            factory = self.components[name]
-        except KeyError:
-            known = sorted(self.components)
-            raise KeyError(f"MLToolbox has no component {name!r}.{close_match_hint(name, known)} "
-                           f"Known components: {known}.") from None
-        return factory(**params)
+        """A new instance of the component ``name`` (see :meth:`resolve`), with ``params``."""
+        return self.resolve(name)(**params)
+
+    def available_components(self):
+        """Every name :meth:`create` accepts, sorted: registered, ml_toolbox's, scikit-learn's."""
+        return sorted({*self.components, *_builtin_components(), *sklearn_estimators()})
+
+    def name_of(self, estimator):
+        """The component name under which ``estimator``'s class is known, or None."""
+        cls = type(estimator)
+        for name, factory in self.components.items():
+            if factory is cls:
+                return name
+        for name, factory in _builtin_components().items():
+            if factory is cls:
+                return name
+        if sklearn_estimators().get(cls.__name__) is cls:
+            return cls.__name__
+        return None
 
     def default_features(self):
         """The default feature stages: ``[("preprocessing", AutoPreprocessor())]``."""

@@ -300,7 +300,7 @@ class UnifiedMLPipeline(BaseEstimator):
         fp._commit(fp_state, schema)
         if tp_state is not None:
             tp._commit(tp_state)
-        ip._commit(InferencePipeline._state_from(fp_state, tp_state, schema))
+        ip._commit(InferencePipeline._state_from(fp._inference_state(fp_state), tp_state, schema))
         self.__dict__.pop("feature_names_in_", None)
         self.input_schema_ = schema
         self.n_features_in_ = schema.n_features
@@ -349,6 +349,9 @@ class UnifiedMLPipeline(BaseEstimator):
         else:
             names, templates = fp._templates()
             stages = [copy.deepcopy(t) for t in templates]
+        if any(s.depends_on is not None for s in stages):
+            raise ValueError(f"{owner}: partial_fit does not support graph feature pipelines "
+                             "(stages with depends_on); use fit.")
         modes = []
         for name, stage in zip(names, stages):
             est = stage.__dict__.get("estimator_")
@@ -487,6 +490,54 @@ class UnifiedMLPipeline(BaseEstimator):
         if mode == "score":
             return Bunch(score=self.score(X, y))
         raise ValueError(f"{self.owner}: unknown mode {mode!r}; expected one of {list(_MODES)}.")
+
+    # -- config and dry run (see ml_toolbox.config) -----------------------------------------
+    @classmethod
+    def from_config(cls, config, toolbox=None):
+        """A pipeline from a config: a dict or the path of a JSON file, validated first.
+
+        Every problem (unknown component or parameter, wrong type, bad graph...) is reported
+        at once in a :class:`~ml_toolbox.config.ConfigError`, before anything is fitted.
+        See :mod:`ml_toolbox.config` for the format.
+
+        Examples
+        --------
+        >>> pipe = UnifiedMLPipeline.from_config({
+        ...     "features": [{"name": "scale", "component": "StandardScaler"}],
+        ...     "model": {"component": "Ridge", "params": {"alpha": 2.0}}})
+        >>> pipe.to_config()["model"]
+        {'component': 'Ridge', 'params': {'alpha': 2.0}}
+        """
+        from .config import from_config
+
+        return from_config(config, toolbox=toolbox)
+
+    def to_config(self, path=None):
+        """This pipeline's config (a JSON-able dict); also written to ``path`` when given.
+
+        ``UnifiedMLPipeline.from_config(p.to_config())`` has the same parameters as ``p``.
+        """
+        from .config import to_config
+
+        config = to_config(self)
+        if path is not None:
+            import json
+
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(config, f, indent=2)
+        return config
+
+    def validate(self, X_sample, y_sample=None, *, n_rows=200):
+        """Dry run: fit a copy on the first ``n_rows`` rows and predict them.
+
+        Catches shape and type errors in seconds, before a long fit; this pipeline is not
+        changed. Returns a :class:`~sklearn.utils.Bunch` (``n_rows``, ``duration``,
+        ``features_shape``, ``output_shape``, ``stages``); raises
+        :class:`~ml_toolbox.config.DryRunError` naming the stage that failed.
+        """
+        from .config import dry_run
+
+        return dry_run(self, X_sample, y_sample, n_rows=n_rows)
 
     # -- persistence ------------------------------------------------------------------------
     @property
