@@ -931,3 +931,24 @@ def test_epochs_are_logged(data, caplog):
     assert "train_loss=" in messages[0]
     assert messages[1] == ("TrainingPipeline 'training_pipeline': stopped after epoch 0: "
                            "Recorder.on_epoch_end returned True at epoch 0")
+
+
+class FlakySGD(SGDClassifier):
+    """partial_fit call number 3 (counted in CALLS) fails once with a ConnectionError."""
+
+    def partial_fit(self, X, y, classes=None):
+        CALLS.append(len(X))
+        if len(CALLS) == 3:
+            raise ConnectionError("feature store hiccup")
+        return super().partial_fit(X, y, classes=classes)
+
+
+def test_a_retry_handler_reruns_a_failed_batch(data):
+    from ml_toolbox import RetryConfig, RetryHandler
+
+    X, y = data
+    slept = []
+    handler = RetryHandler(RetryConfig(max_retries=2, base_delay=0.5), sleep=slept.append)
+    tp = train(FlakySGD(random_state=0), X, y, epochs=2, batch_size=200, retry_handler=handler)
+    assert len(CALLS) == 2 * 3 + 1 and slept == [0.5]
+    assert tp.n_epochs_ == 2 and len(tp.history_) == 2
