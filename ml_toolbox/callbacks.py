@@ -505,8 +505,10 @@ class ModelCheckpoint(Callback):
         stage = self._run.stage
         model = getattr(stage, "estimator_", stage)
         tags = {"epoch": epoch, "checkpoint": True, **(self.tags or {})}
-        version = self._store.save(model, self._save_name, metrics=metrics.tracked, tags=tags,
-                                   message=f"epoch {epoch}: {message_metric}".rstrip(": "))
+        # a store with save_model (PipelinePersistence) records the version as a model
+        save = getattr(self._store, "save_model", None) or self._store.save
+        version = save(model, self._save_name, metrics=metrics.tracked, tags=tags,
+                       message=f"epoch {epoch}: {message_metric}".rstrip(": "))
         self.saved_.append((epoch, version))
         metrics.note("checkpoint_version", version)
         logger.info("%s: saved epoch %d as version %s", self._owner(), epoch, version)

@@ -813,6 +813,8 @@ def test_checkpoints_appear_as_versions_in_the_real_store(data, tmp_path):
     assert store.list_versions("sgd") == [v for _, v in ckpt.saved_] == [1, 2]
     model = store.load("sgd", 2)
     assert isinstance(model, SGDClassifier) and hasattr(model, "coef_")
+    manifest = store.manifest("sgd", 2)
+    assert manifest["kind"] == "model" and manifest["tags"]["epoch"] == 3
 
 
 def _example():
