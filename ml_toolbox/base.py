@@ -109,7 +109,11 @@ class BasePipeline(BaseEstimator):
         policy = self.retry_handler
         if policy is None and parent is not None:
             policy = getattr(parent, "retry", None)
-        return policy
+        if policy is None or callable(getattr(policy, "call", None)):
+            return policy  # a RetryHandler, or any object with call(attempt, ctx)
+        from .retry import as_policy  # a RetryConfig, or a wrong value: a clear TypeError
+
+        return as_policy(policy)
 
     @property
     def owner(self):
@@ -118,7 +122,7 @@ class BasePipeline(BaseEstimator):
 
     # -- the execution loop -----------------------------------------------------------------
     def _run_stages(self, stages, X, y, modes, *, fitting, names, parent=None, params=None,
-                    run_mode=None):
+                    run_mode=None, runners=None):
         """Run ``stages`` in order, feeding each the previous one's output.
 
         Parameters
@@ -140,6 +144,9 @@ class BasePipeline(BaseEstimator):
             Keyword arguments for the last stage's run (``sample_weight``, ``classes``...).
         run_mode : str, optional
             The execution's mode as plug-ins see it (default: the last stage's mode).
+        runners : list of callable, optional
+            Per-stage replacements ``X -> output`` for the stages' own methods (the fast
+            inference plan, stage by stage); the hooks run around them all the same.
 
         Returns
         -------
@@ -173,10 +180,10 @@ class BasePipeline(BaseEstimator):
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
                                       params, run_mode or (modes[-1] if modes else "fit"),
-                                      parent)
+                                      parent, runners)
 
     def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
-                          run_mode, parent=None):
+                          run_mode, parent=None, runners=None):
         run = RunContext(self, self.name, run_mode, names)
         if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
             run.extra["parent"] = parent
@@ -193,7 +200,8 @@ class BasePipeline(BaseEstimator):
                 stage_policy = _policy_for(template, policy)
                 for p in plugins:
                     p.before_stage(ctx)
-                attempt = _attempt_function(ctx, plugins, kwargs)
+                attempt = _attempt_function(ctx, plugins, kwargs,
+                                            runners[i] if runners is not None else None)
                 if template.timeout is not None:
                     attempt = _timed(attempt, template.timeout, self.owner, names[i])
                 ctx.start = time.perf_counter()
@@ -237,13 +245,15 @@ class BasePipeline(BaseEstimator):
         return "stages_" in self.__dict__
 
 
-def _attempt_function(ctx, plugins, kwargs):
+def _attempt_function(ctx, plugins, kwargs, runner=None):
     def attempt():
         if ctx.attempt > 1:
             for p in plugins:
                 p.on_stage_retry(ctx, ctx.last_error)
         if ctx.fitting:
             ctx.stage = clone(ctx.template)
+        elif runner is not None:  # the fast inference plan's function for this stage
+            return runner(ctx.X)
         return ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
 
     return attempt

@@ -468,6 +468,24 @@ class FastPlan:
                 return np.concatenate(outs, axis=0)
         return self._run(steps, X, check_input)
 
+    def stage_functions(self, method, n_stages):
+        """One callable ``X -> output`` per stage for ``method``: the plan, stage by stage.
+
+        An execution loop with plug-ins attached runs these instead of the stages' own methods,
+        so hooks see every stage while the stages still run on their kernels (same numbers as
+        :meth:`run` without ``batch_size``). None when the plan's stages do not map one to one
+        onto the ``n_stages`` pipeline stages (a nested Pipeline was flattened).
+        """
+        steps = self._steps(method)
+        if len(steps) != n_stages:
+            return None
+        first = [steps[0]]
+
+        def run_first(X):
+            return self._run(first, X, False)
+
+        return [run_first, *steps[1:]]
+
     def _run(self, steps, X, check_input):
         first = steps[0]
         if isinstance(X, pd.DataFrame):

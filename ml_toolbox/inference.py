@@ -106,11 +106,13 @@ class InferencePipeline(BasePipeline):
             [(n, s.estimator_) for n, s in zip(self.stage_names_, self.stages_)], name=self.name)
 
     def _fast_plan_for(self, method, parent):
-        """The fast plan when it applies to this call (fast=True, a model, no plug-in or retry)."""
+        """The fast plan when it applies to this call (fast=True, a model, no stage timeout,
+        retry only around library code). Plug-ins do not turn it off: with plug-ins attached
+        the execution loop runs the plan stage by stage, calling their hooks around each."""
         if not self.fast or method not in _FAST_METHODS or not self.has_model_:
             return None
         plan = self.__dict__.get("fast_plan_")
-        if plan is None or self._plugins(parent):
+        if plan is None:
             return None
         stages = self.stages_
         if any(s.timeout for s in stages):
@@ -134,7 +136,7 @@ class InferencePipeline(BasePipeline):
         tp_state = None
         if self.training_pipeline is not None:
             tp_state = clone(self.training_pipeline)._fit_state(Xt, y, **fit_params)
-        self._commit(self._state_from(fp_state, tp_state, schema))
+        self._commit(self._state_from(fp._inference_state(fp_state), tp_state, schema))
         return self
 
     # -- using ------------------------------------------------------------------------------
@@ -145,9 +147,12 @@ class InferencePipeline(BasePipeline):
         if not checked:
             X = self.input_schema_.check(X, self.owner)
         plan = self._fast_plan_for(method, parent)
+        runners = None
         if plan is not None:
-            return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
-                            check_input=False)
+            if not self._plugins(parent):
+                return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
+                                check_input=False)
+            runners = plan.stage_functions(method, len(self.stages_))
         stages = self.stages_
         if method == "transform":
             if self.has_model_:
@@ -161,7 +166,7 @@ class InferencePipeline(BasePipeline):
             modes = ["transform"] * (len(stages) - 1) + [method]
         out, _ = self._run_stages(stages, X, y, modes, fitting=False,
                                   names=self.stage_names_[:len(stages)], parent=parent,
-                                  params=params, run_mode=method)
+                                  params=params, run_mode=method, runners=runners)
         return out
 
     @available_if(_final_has("predict"))

@@ -343,14 +343,55 @@ class RecordingPlugin(PipelinePlugin):
         self.stages.append(ctx.stage_name)
 
 
-def test_plugin_attached_uses_normal_path():
+def test_plugin_attached_runs_the_plan_stage_by_stage():
     X, y = datasets.load_iris(return_X_y=True, as_frame=True)
     monitor = RecordingPlugin()
     pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
                              monitor=monitor).fit(X, y)
     plan = pipe.inference_pipeline.fast_plan_
-    assert pipe.inference_pipeline._fast_plan_for("predict", pipe) is None
+    assert pipe.inference_pipeline._fast_plan_for("predict", pipe) is plan
     assert plan._compiled == {}
     pipe.predict(X.iloc[:1])
-    assert plan._compiled == {}  # the plan was never used: the plug-in sees every stage
-    assert monitor.stages[-2:] == ["scale", "model"]
+    assert set(plan._compiled) == {"predict"}  # the loop ran the plan's stage functions
+    assert monitor.stages[-2:] == ["scale", "model"]  # and the plug-in saw every stage
+
+
+def test_plugins_see_every_stage_while_the_stages_run_on_kernels():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml_toolbox import UnifiedMLPipeline
+    from ml_toolbox.plugins import PipelinePlugin
+
+    class Seen(PipelinePlugin):
+        def __init__(self):
+            self.stages = []
+
+        def after_stage(self, ctx):
+            self.stages.append((ctx.stage_name, ctx.mode))
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    seen = Seen()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(max_iter=500), monitor=seen).fit(X, y)
+    ref = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler()),
+                    ("m", LogisticRegression(max_iter=500))]).fit(X, y)
+    plan = pipe.inference_pipeline.fast_plan_
+    calls = []
+    for step in plan._steps("predict_proba")[1:]:
+        kernel = step.kernel
+
+        def spy(Z, kernel=kernel):
+            calls.append(1)
+            return kernel(Z)
+
+        step.kernel = spy
+    seen.stages.clear()
+    for data in (X, X.iloc[[0]]):
+        assert np.array_equal(pipe.predict_proba(data), ref.predict_proba(data))
+    assert seen.stages == [("impute", "transform"), ("scale", "transform"),
+                           ("model", "predict_proba")] * 2
+    assert len(calls) == 4  # scale and model ran on their kernels, twice

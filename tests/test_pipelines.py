@@ -526,3 +526,21 @@ def test_stage_with_its_own_retry_false_runs_on_the_plugin_path(frame):
     fp = FeaturePipeline([PipelineStage(StandardScaler(), name="s", retry=False)])
     np.testing.assert_array_equal(fp.fit_transform(X.fillna(0)),
                                   StandardScaler().fit_transform(X.fillna(0)))
+
+
+def test_a_retry_handler_that_is_no_policy_is_refused_clearly(frame):
+    X, _ = frame
+    msg = "invalid retry=True (bool); allowed: a RetryHandler, a RetryConfig"
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        FeaturePipeline([("scale", StandardScaler())], retry_handler=True).fit(X.fillna(0))
+
+
+def test_inference_pipeline_fit_serves_a_graph_like_its_feature_pipeline(frame):
+    X, y = frame
+    X = X.fillna(0)
+    graph = FeaturePipeline([PipelineStage(StandardScaler(), name="a"),
+                             PipelineStage(MinMaxScaler(), name="b", depends_on=["a"]),
+                             PipelineStage(StandardScaler(), name="c", depends_on=["a"])])
+    ip = InferencePipeline(graph, TrainingPipeline(LogisticRegression())).fit(X, y)
+    ref = UnifiedMLPipeline(features=graph, model=LogisticRegression()).fit(X, y)
+    np.testing.assert_array_equal(ip.predict_proba(X), ref.predict_proba(X))
