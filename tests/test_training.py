@@ -954,3 +954,14 @@ def test_a_retry_handler_reruns_a_failed_batch(data):
     tp = train(FlakySGD(random_state=0), X, y, epochs=2, batch_size=200, retry_handler=handler)
     assert len(CALLS) == 2 * 3 + 1 and slept == [0.5]
     assert tp.n_epochs_ == 2 and len(tp.history_) == 2
+
+
+def test_a_notebook_counts_as_someone_watching(monkeypatch):
+    from ml_toolbox.callbacks import _watching
+
+    assert _watching(Console(file=io.StringIO(), force_jupyter=True))
+    assert not _watching(Console(file=io.StringIO(), force_terminal=False, force_jupyter=False))
+    monkeypatch.setenv("CI", "1")
+    assert not _watching(Console(file=io.StringIO(), force_jupyter=True))
+    monkeypatch.setenv("CI", "false")
+    assert _watching(Console(file=io.StringIO(), force_terminal=True))
