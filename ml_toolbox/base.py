@@ -187,12 +187,14 @@ class BasePipeline(BaseEstimator):
         run = RunContext(self, self.name, run_mode, names)
         if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
             run.extra["parent"] = parent
-        capture = any(p.captures_warnings for p in plugins)
+        # Warnings are recorded once for the whole run (catch_warnings is process-wide state,
+        # entered only when a plug-in asks) and given to each stage by position in the record.
+        recorder = _WarningRecorder() if any(p.captures_warnings for p in plugins) else None
         last = len(stages) - 1
         ran = []
-        for p in plugins:
-            p.before_run(run)
         try:
+            for p in plugins:
+                p.before_run(run)
             for i, template in enumerate(stages):
                 ctx = StageContext(run, template, names[i], i, modes[i], fitting, X, y)
                 run.stages.append(ctx)
@@ -204,18 +206,17 @@ class BasePipeline(BaseEstimator):
                                             runners[i] if runners is not None else None)
                 if template.timeout is not None:
                     attempt = _timed(attempt, template.timeout, self.owner, names[i])
+                mark = recorder.mark() if recorder is not None else 0
                 ctx.start = time.perf_counter()
                 try:
-                    if capture:
-                        output = _call_capturing_warnings(ctx, stage_policy, attempt)
-                    elif stage_policy is not None:
-                        output = stage_policy.call(attempt, ctx)
-                    else:
-                        output = attempt()
+                    output = stage_policy.call(attempt, ctx) if stage_policy is not None \
+                        else attempt()
                 except BaseException as error:
                     ctx.duration = time.perf_counter() - ctx.start
                     ctx.status = "failed"
                     ctx.error = error
+                    if recorder is not None:
+                        ctx.warnings = recorder.since(mark)
                     annotate(error, self.name, names[i], modes[i])
                     for p in plugins:
                         p.on_stage_error(ctx, error)
@@ -223,6 +224,8 @@ class BasePipeline(BaseEstimator):
                 ctx.duration = time.perf_counter() - ctx.start
                 ctx.status = "success"
                 ctx.output = output
+                if recorder is not None:
+                    ctx.warnings = recorder.since(mark)
                 for p in plugins:
                     p.after_stage(ctx)
                 ran.append(ctx.stage)
@@ -231,11 +234,15 @@ class BasePipeline(BaseEstimator):
             run.duration = time.perf_counter() - run.start
             run.status = "failed"
             run.error = error
+            if recorder is not None:
+                recorder.close()
             for p in plugins:
                 p.on_run_error(run, error)
             raise
         run.duration = time.perf_counter() - run.start
         run.status = "success"
+        if recorder is not None:
+            recorder.close()
         for p in plugins:
             p.after_run(run)
         return X, ran
@@ -266,16 +273,28 @@ def _timed(attempt, timeout, owner, name):
     return lambda: stage_timeout_call(attempt, timeout, owner, name)
 
 
-def _call_capturing_warnings(ctx, policy, attempt):
-    # catch_warnings is process-wide state: recording is switched on only when a plug-in asks.
-    caught = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            return policy.call(attempt, ctx) if policy is not None else attempt()
-    finally:
-        ctx.warnings = list(caught)
-        for w in caught:  # still shown to the user, under the user's own filters
+class _WarningRecorder:
+    """Record warnings for one run; stages get theirs by position; all are shown again at close."""
+
+    __slots__ = ("_manager", "_caught")
+
+    def __init__(self):
+        self._manager = warnings.catch_warnings(record=True)
+        self._caught = self._manager.__enter__()
+        warnings.simplefilter("always")
+
+    def mark(self):
+        return len(self._caught)
+
+    def since(self, mark):
+        return self._caught[mark:]
+
+    def close(self):
+        if self._manager is None:
+            return
+        self._manager.__exit__(None, None, None)
+        self._manager = None
+        for w in self._caught:  # still shown to the user, under the user's own filters
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 
+from numpy import ndarray
 from sklearn.base import clone
 
 __all__ = ["RunContext", "StageContext", "data_summary"]
@@ -34,6 +35,10 @@ def data_summary(X):
     """
     if X is None:
         return 0, 0, 0
+    if type(X) is ndarray:  # the common case, first (single-row predict path)
+        shape = X.shape
+        ndim = len(shape)
+        return ((shape[0] if ndim else 1), (shape[1] if ndim > 1 else 1), X.nbytes)
     shape = getattr(X, "shape", None)
     if shape is None:
         try:
@@ -45,7 +50,19 @@ def data_summary(X):
         return n_rows, n_cols, None
     n_rows = shape[0] if len(shape) else 1
     n_cols = shape[1] if len(shape) > 1 else 1
-    nbytes = getattr(X, "nbytes", None)
+    nbytes = None
+    blocks = getattr(getattr(X, "_mgr", None), "blocks", None)
+    if blocks is not None and hasattr(X, "memory_usage"):
+        # pandas: the sum of the block buffers is memory_usage(index=False, deep=False).sum()
+        # at ~1 us instead of ~400 us (pandas 3 builds a Series per column there); it is looked
+        # at first because a DataFrame's missing ``nbytes`` costs ~5 us through __getattr__.
+        # This matters on the single-row predict path.
+        try:
+            nbytes = sum(int(block.values.nbytes) for block in blocks)
+        except (AttributeError, TypeError):
+            nbytes = None
+    if nbytes is None:
+        nbytes = getattr(X, "nbytes", None)
     if nbytes is None:
         if hasattr(X, "memory_usage"):  # pandas DataFrame / Series: buffer sizes, no deep scan
             try:

@@ -246,6 +246,11 @@ class UnifiedMLPipeline(BaseEstimator):
                 self.features = view.steps
             else:
                 params.update({f"features__{k}": v for k, v in nested.items()})
+        if self.model is None and any(key.startswith("model__") for key in params):
+            raise ValueError(
+                f"{self.owner}: cannot set {sorted(k for k in params if k.startswith('model__'))}"
+                ": model is None (the toolbox chooses the model at fit time); pass "
+                "model=<an estimator> first.")
         if params:
             super().set_params(**params)
         return self
@@ -552,22 +557,28 @@ class UnifiedMLPipeline(BaseEstimator):
                 "schema": self.input_schema_.to_dict() if fitted else None,
                 "metrics": dict(self.__dict__.get("metrics_", {}))}
 
-    def save(self, store, name, *, metrics=None, tags=None, message=None):
+    def save(self, store, name, *, metrics=None, tags=None, message=None, **options):
         """Save this pipeline as a new version in a versioned store; returns the version number.
 
-        ``store`` is a :class:`PipelinePersistence` or a directory path.
+        ``store`` is a :class:`PipelinePersistence` or a directory path; ``options`` go to
+        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``).
         """
         from .persistence import PipelinePersistence
 
         return PipelinePersistence.from_location(store).save(self, name, metrics=metrics,
-                                                             tags=tags, message=message)
+                                                             tags=tags, message=message,
+                                                             **options)
 
     @classmethod
-    def load(cls, store, name, version=None):
-        """Load a saved pipeline: the latest version, a version number, or an alias name."""
+    def load(cls, store, name, version=None, **options):
+        """Load a saved pipeline: the latest version, a version number, or an alias name.
+
+        ``options`` go to :meth:`PipelinePersistence.load` (``mmap_mode``, ``trusted``,
+        ``verify``).
+        """
         from .persistence import PipelinePersistence
 
-        obj = PipelinePersistence.from_location(store).load(name, version=version)
+        obj = PipelinePersistence.from_location(store).load(name, version=version, **options)
         if not isinstance(obj, cls):
             raise TypeError(f"{name!r} version {version!r} in the store is a "
                             f"{type(obj).__name__}, not a {cls.__name__}.")

@@ -544,3 +544,10 @@ def test_inference_pipeline_fit_serves_a_graph_like_its_feature_pipeline(frame):
     ip = InferencePipeline(graph, TrainingPipeline(LogisticRegression())).fit(X, y)
     ref = UnifiedMLPipeline(features=graph, model=LogisticRegression()).fit(X, y)
     np.testing.assert_array_equal(ip.predict_proba(X), ref.predict_proba(X))
+
+
+def test_model_params_without_a_model_say_why():
+    msg = ("UnifiedMLPipeline 'unified_pipeline': cannot set ['model__C']: model is None (the "
+           "toolbox chooses the model at fit time); pass model=<an estimator> first.")
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        UnifiedMLPipeline(MLToolbox()).set_params(model__C=0.5)

@@ -1,0 +1,185 @@
+"""Private I/O helpers of the versioned store: hashing file wrappers, atomic files, locks.
+
+Nothing here is public; :mod:`ml_toolbox.persistence` is the user-facing module.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import mmap
+import os
+import queue
+import threading
+
+import xxhash
+
+# Writes larger than this hand their SHA-256 to a helper thread (hashlib releases the GIL), so the
+# digest is computed while joblib keeps pickling; smaller artifacts are hashed inline.
+_THREAD_THRESHOLD = 4 * 1024 * 1024
+
+
+class _Sha256Feeder:
+    """SHA-256 of a byte stream, computed inline for small streams and in a helper thread for large ones.
+
+    The order of the chunks is kept (one queue, one consumer), so the digest is exactly the digest of
+    the bytes written.
+    """
+
+    def __init__(self):
+        self._hash = hashlib.sha256()
+        self._seen = 0
+        self._queue = None
+        self._thread = None
+
+    def update(self, data):
+        self._seen += len(data)
+        if self._queue is None:
+            if self._seen < _THREAD_THRESHOLD:
+                self._hash.update(data)
+                return
+            self._queue = queue.Queue(maxsize=16)
+            self._thread = threading.Thread(target=self._consume, name="ml_toolbox-sha256", daemon=True)
+            self._thread.start()
+        # joblib hands over freshly made bytes per chunk; keep a reference, never a copy.
+        self._queue.put(data)
+
+    def _consume(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            self._hash.update(chunk)
+
+    def close(self):
+        """Stop the helper thread (after an error: the digest is then never asked for)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self):
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        return self._hash.hexdigest()
+
+
+class HashingWriter:
+    """A write-only binary file object that feeds every byte to xxh3-128 and SHA-256 as it is written.
+
+    joblib (and pickle) write through it; nothing is read back for hashing.
+    """
+
+    def __init__(self, raw, sha256=True):
+        self._raw = raw
+        self._xxh = xxhash.xxh3_128()
+        self._sha = _Sha256Feeder() if sha256 else None
+        self.size = 0
+
+    def write(self, data):
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        self._xxh.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def writable(self):
+        return True
+
+    def flush(self):
+        self._raw.flush()
+
+    def tell(self):
+        return self.size
+
+    def close(self):
+        if self._sha is not None:
+            self._sha.close()
+
+    def digests(self):
+        out = {"size": self.size, "xxh3_128": self._xxh.hexdigest()}
+        if self._sha is not None:
+            out["sha256"] = self._sha.hexdigest()
+        return out
+
+
+def write_bytes_hashed(path, data, fsync=True, sha256=True):
+    """Write ``data`` to a new file at ``path``, fsync it (if asked) and return its size and digests."""
+    with open(path, "xb") as raw:
+        writer = HashingWriter(raw, sha256=sha256)
+        writer.write(data)
+        if fsync:
+            raw.flush()
+            os.fsync(raw.fileno())
+    return writer.digests()
+
+
+def digest_bytes(data, algorithm):
+    h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
+    h.update(data)
+    return h.hexdigest()
+
+
+def digest_open_file(fobj, algorithm, size):
+    """Digest an open file's first ``size`` bytes through a read-only memory map (one pass, no copy)."""
+    h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
+    if size:
+        with mmap.mmap(fobj.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            h.update(view)
+    return h.hexdigest()
+
+
+def fsync_dir(path):
+    """fsync a directory so a rename into it survives a power cut (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path, payload, tmp_dir):
+    """Replace ``path`` with ``payload`` as JSON: write a temp file in ``tmp_dir``, fsync, rename."""
+    data = json.dumps(payload, indent=2, sort_keys=True).encode()
+    tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+@contextlib.contextmanager
+def file_lock(path, *, blocking=True):
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing); released even on SIGKILL."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+        fcntl.flock(fd, flags)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def canonical_json(payload):
+    """The bytes a signature covers: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(key, payload):
+    return hmac.new(key, canonical_json(payload), hashlib.sha256).hexdigest()
+
+
+def signature_matches(key, payload, signature):
+    return hmac.compare_digest(sign(key, payload), signature)
