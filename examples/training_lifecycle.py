@@ -27,8 +27,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import train_test_split
 
-from ml_toolbox import (Callback, EarlyStopping, Metric, ModelCheckpoint, ProgressBar,
-                        TrainingPipeline)
+from ml_toolbox import (Callback, EarlyStopping, Metric, ModelCheckpoint, PipelinePersistence,
+                        ProgressBar, TrainingPipeline)
 
 
 class WeightWatcher(Callback):
@@ -59,33 +59,6 @@ class TestSetReport(Callback):
         run.metrics.track(Metric.TEST_SCORE, accuracy_score(self.y_test, model.predict(self.X_test)))
 
 
-class _MemoryStore:
-    """Stand-in with the store's save() / list_versions(), for checkouts without ml_toolbox.persistence."""
-
-    def __init__(self):
-        self.versions = {}
-
-    def save(self, obj, name, *, metrics=None, tags=None, message=None):
-        self.versions.setdefault(name, []).append((obj, metrics, tags, message))
-        return len(self.versions[name])
-
-    def list_versions(self, name):
-        return list(range(1, len(self.versions.get(name, ())) + 1))
-
-    def __repr__(self):
-        return "_MemoryStore()"
-
-
-def _open_store(path, console):
-    try:
-        from ml_toolbox import PipelinePersistence
-    except ImportError:  # TODO(training): drop once ml_toolbox.persistence is on main
-        console.print("[yellow]ml_toolbox.persistence is not available: checkpoints kept in "
-                      "memory[/yellow]")
-        return _MemoryStore()
-    return PipelinePersistence(path)
-
-
 def main(store=None, plot=None, console=None, epochs=40):
     """Train, stop early, checkpoint; print what happened and return it as a dict.
 
@@ -97,7 +70,7 @@ def main(store=None, plot=None, console=None, epochs=40):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0,
                                                         stratify=y)
     if store is None or isinstance(store, str):
-        store = _open_store(store or tempfile.mkdtemp(prefix="ml_toolbox_ckpt_"), console)
+        store = PipelinePersistence(store or tempfile.mkdtemp(prefix="ml_toolbox_ckpt_"))
 
     # A network that fits the noise: the validation loss bottoms out, then climbs (overfitting).
     stop = EarlyStopping(monitor=Metric.VAL_LOSS, patience=6)

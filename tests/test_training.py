@@ -805,9 +805,10 @@ def test_unified_pipeline_partial_fit(data):
 
 # -- the store and the example -----------------------------------------------------------------------
 def test_checkpoints_appear_as_versions_in_the_real_store(data, tmp_path):
-    persistence = pytest.importorskip("ml_toolbox.persistence")
+    from ml_toolbox import PipelinePersistence
+
     X, y = data
-    store = persistence.PipelinePersistence(tmp_path / "models")
+    store = PipelinePersistence(tmp_path / "models")
     ckpt = ModelCheckpoint(str(tmp_path / "models"), name="sgd", every=2)
     train(SGDClassifier(random_state=0), X, y, epochs=4, batch_size=100, callbacks=[ckpt])
     assert store.list_versions("sgd") == [v for _, v in ckpt.saved_] == [1, 2]
@@ -831,11 +832,9 @@ def _example():
 def test_example_runs_the_seed_pattern(tmp_path):
     from threadpoolctl import threadpool_limits
 
-    try:
-        from ml_toolbox.persistence import PipelinePersistence
-        store = PipelinePersistence(tmp_path / "store")
-    except ImportError:  # the store has not landed yet: the same save()/list_versions() in memory
-        store = FakeStore()
+    from ml_toolbox import PipelinePersistence
+
+    store = PipelinePersistence(tmp_path / "store")
     out = io.StringIO()
     with threadpool_limits(limits=1):
         result = _example().main(store=store, console=Console(file=out, width=150))
@@ -852,6 +851,10 @@ def test_example_runs_the_seed_pattern(tmp_path):
     assert {"test_loss", "test_score"} <= set(metrics)
     # checkpoints as versions in the store, the last one the best epoch
     assert result["versions"] == list(range(1, len(result["checkpoint"].saved_) + 1))
+    best = store.load("mlp_model", result["versions"][-1])
+    assert store.manifest("mlp_model", result["versions"][-1])["tags"]["epoch"] == stop.best_epoch_
+    np.testing.assert_array_equal(best.predict(np.zeros((1, 40))),
+                                  result["pipeline"].predict(np.zeros((1, 40))))
     assert result["checkpoint"].saved_[-1][0] == stop.best_epoch_
     assert "model restored to it: True" in text and "checkpoints in the store" in text
 
@@ -879,17 +882,10 @@ def test_the_training_guide_runs(tmp_path, monkeypatch, capsys):
     matplotlib.use("Agg")
     guide = Path(__file__).resolve().parents[1] / "docs" / "training.md"
     blocks = re.findall(r"```python\n(.*?)```", guide.read_text(), re.S)
-    try:
-        import ml_toolbox.persistence  # noqa: F401
-        has_store = True
-    except ImportError:  # the store has not landed yet: its block is checked once it has
-        has_store = False
     monkeypatch.chdir(tmp_path)
     namespace = {}
     with threadpool_limits(limits=1):
         for i, block in enumerate(blocks):
-            if "PipelinePersistence" in block and not has_store:
-                continue
             exec(compile(block, f"docs/training.md block {i}", "exec"), namespace)
     assert len(blocks) >= 4
     stop = namespace["stop"]
