@@ -961,3 +961,18 @@ def test_a_notebook_counts_as_someone_watching(monkeypatch):
     assert not _watching(Console(file=io.StringIO(), force_jupyter=True))
     monkeypatch.setenv("CI", "false")
     assert _watching(Console(file=io.StringIO(), force_terminal=True))
+
+
+def test_the_real_monitor_sees_every_batch(data):
+    from sklearn.preprocessing import StandardScaler
+
+    from ml_toolbox import PipelineMonitor
+
+    X, y = data
+    monitor = PipelineMonitor()
+    UnifiedMLPipeline(features=[("scale", StandardScaler())], model=SGDClassifier(random_state=0),
+                      epochs=3, batch_size=200, random_state=0, monitor=monitor).fit(X, y)
+    stats = monitor.get_pipeline_statistics("training_pipeline")
+    assert stats["modes"] == {"partial_fit": 9} and stats["failures"] == 0
+    assert stats["stages"]["model"]["mean_rows_in"] == 200.0
+    assert monitor.get_pipeline_statistics("feature_pipeline")["executions"] == 1
