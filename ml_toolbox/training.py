@@ -170,6 +170,10 @@ class TrainingPipeline(BasePipeline):
         the UnifiedMLPipeline uses it after running its own features.
         """
         template = self._template(model)
+        if self.epochs is not None:
+            from .lifecycle import check_epoch_model  # before any work (validation split included)
+
+            check_epoch_model(self, template.estimator, self.epochs)
         want_metrics = compute_metrics or self.scoring is not None or self.validation is not None
         scorers = self.scorers(template.estimator) if want_metrics else None
         if validation_data is not None:

@@ -271,6 +271,10 @@ class UnifiedMLPipeline(BaseEstimator):
         check_y_length(shape_of(X), y, owner)
         fp, tp = self.feature_pipeline, self.training_pipeline
         model = self._resolve_model(y)
+        if self.epochs is not None and model is not None:
+            from .lifecycle import check_epoch_model  # before any work: no feature stage fitted
+
+            check_epoch_model(self, model, self.epochs)
         X_val = y_val = None
         validation = self.validation
         if validation is not None and model is not None:
