@@ -87,6 +87,8 @@ def test_the_tour_reports_what_it_did(executed):
     assert "Retrying stage 'remote' of 'feature_pipeline' (attempt 2 of 4)" in text
     assert "'retries': 1, 'successes': 1, 'successes_after_retry': 1, 'failures': 0" in text
     assert re.search(r"51 predictions; model stage P50 \d+ µs, P95 \d+ µs", text)
+    # epochs over partial_fit: early stopping ends the run and keeps the best epoch
+    assert re.search(r"stopped after \d+ epochs; best epoch \d+; held-out accuracy 0\.\d{3}", text)
     # versions: the gate refused the weaker candidate; promoted anyway, then rolled back
     assert "Refusing to promote 'breast_cancer' version 2 to 'production': gate " \
         "accuracy>=current failed" in text
