@@ -239,6 +239,37 @@ def _fast_fact(ip, parent=None):
     return ("fast inference", text)
 
 
+class _Batches:
+    """Many executions (the batches of an epoch fit) read as one, stage by stage."""
+
+    mode = "partial_fit"
+
+    def __init__(self, duration, stages):
+        self.duration, self.stages = duration, stages
+
+    @classmethod
+    def of(cls, runs):
+        if not runs:
+            return None
+        merged = {}
+        for run in runs:
+            for record in getattr(run, "stages", ()):
+                name = getattr(record, "stage_name", None)
+                entry = merged.setdefault(name, _BatchRecord(name))
+                entry.duration += getattr(record, "duration", 0.0) or 0.0
+                entry.batches += 1
+                if getattr(record, "status", "success") != "success":
+                    entry.status = "failed"
+                entry.attempts = max(entry.attempts, getattr(record, "attempts", 1) or 1)
+        return cls(sum(getattr(r, "duration", 0.0) or 0.0 for r in runs), list(merged.values()))
+
+
+class _BatchRecord:
+    def __init__(self, stage_name):
+        self.stage_name, self.duration, self.status = stage_name, 0.0, "success"
+        self.attempts, self.batches = 1, 0
+
+
 def _last(runs, mode_filter=None):
     runs = [r for r in runs if mode_filter is None or mode_filter(getattr(r, "mode", None))]
     return runs[-1] if runs else None
@@ -364,9 +395,15 @@ def _describe_unified(obj, model_stage):
     if not monitors:
         view.hint = _NO_MONITOR_HINT
         return view
-    fit_runs = [_last(_history(fp.monitor or obj.monitor, fp.name), _is_fit),
-                _last(_history(tp.monitor or obj.monitor, tp.name), _is_fit)]
-    fit_runs = [r for r in fit_runs if r is not None]
+    feature_fit = _last(_history(fp.monitor or obj.monitor, fp.name), _is_fit)
+    model_runs = _history(tp.monitor or obj.monitor, tp.name)
+    model_fit = _last(model_runs, _is_fit)
+    if model_fit is not None and model_fit.mode == "partial_fit" and feature_fit is not None:
+        # epoch training: one execution per batch; the fit is every batch since the features'
+        batches = [r for r in model_runs if r.mode == "partial_fit"
+                   and getattr(r, "start_time", 0) >= getattr(feature_fit, "start_time", 0)]
+        model_fit = _Batches.of(batches) or model_fit
+    fit_runs = [r for r in (feature_fit, model_fit) if r is not None]
     if fit_runs:
         _record_timings(view, "last fit", fit_runs)
     served = _last(_history(ip.monitor or obj.monitor, ip.name))
@@ -385,6 +422,9 @@ def _count(value):
 
 def _timing_text(record):
     text = format_seconds(getattr(record, "duration", None))
+    batches = getattr(record, "batches", None)
+    if batches and batches > 1:
+        text += f" ({batches} batches)"
     attempts = getattr(record, "attempts", 1) or 1
     if attempts > 1:
         text += f" ({attempts} attempts)"

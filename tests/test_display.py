@@ -321,3 +321,24 @@ def test_timings_from_the_real_monitor(iris):
     assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+[\d.]+ [µm]?s\s+[\d.]+ [µm]?s",
                      text), text
     assert "<th>last fit</th><th>last predict_proba</th>" in state_table(pipe._repr_html_())
+
+
+def test_epoch_training_shows_the_model_time_over_all_its_batches(iris):
+    from sklearn.linear_model import SGDClassifier
+
+    from ml_toolbox import PipelineMonitor
+
+    X, y = iris
+    monitor = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+                             model=SGDClassifier(loss="log_loss", random_state=0), epochs=3,
+                             batch_size=50, random_state=0, monitor=monitor).fit(X, y)
+    batches = monitor.history("training_pipeline", mode="partial_fit")
+    assert len(batches) == 9  # 3 epochs of 150 rows in batches of 50
+    model = describe(pipe).rows[-1].timings["last fit"]
+    assert model.batches == 9
+    assert model.duration == pytest.approx(sum(r.stages[0].duration for r in batches))
+    assert re.search(r"model\s+SGDClassifier\s+yes\s+4\s+—\s+[\d.]+ [µm]?s \(9 batches\)",
+                     rich_text(pipe)), rich_text(pipe)
+    pipe.fit(X, y)  # a second fit counts its own batches only
+    assert describe(pipe).rows[-1].timings["last fit"].batches == 9
