@@ -163,11 +163,12 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
     if disable is None:
         if console is not None:  # the console knows whether it draws on a terminal or notebook
             watching = is_watching(verbose, env=env, console=console)
+            jupyter = console.is_jupyter
         else:
             watching = is_watching(verbose, env=env, notebook=notebook)
-            if watching and (in_notebook() if notebook is None else notebook) \
-                    and not _has_widgets():
-                watching = False  # rich draws live bars in Jupyter through ipywidgets only
+            jupyter = in_notebook() if notebook is None else notebook
+        if watching and jupyter and not _has_widgets():
+            watching = False  # rich draws live bars in Jupyter through ipywidgets only
         disable = not watching
     kwargs = {"get_time": get_time} if get_time is not None else {}
     return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),

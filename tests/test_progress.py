@@ -127,6 +127,10 @@ def test_notebook_without_ipywidgets_stays_silent(monkeypatch):
     monkeypatch.setattr(progress, "_has_widgets", lambda: True)
     assert not progress_bar(env={}, notebook=True).disable
     assert progress_bar(env={}, notebook=True, verbose=0).disable
+    jupyter = Console(file=io.StringIO(), force_jupyter=True)
+    assert not progress_bar(env={}, console=jupyter).disable
+    monkeypatch.setattr(progress, "_has_widgets", lambda: False)
+    assert progress_bar(env={}, console=jupyter).disable
 
 
 def test_a_console_decides_for_itself():
