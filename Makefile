@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks
+	COLUMNS=$${COLUMNS:-200} $(BIN)/python -m benchmarks $(BENCH)
 
 # docs/api.md, the API reference, generated from the numpydoc docstrings (tests check it is current).
 docs: $(VENV)/.installed-base

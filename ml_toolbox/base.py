@@ -236,15 +236,23 @@ class BasePipeline(BaseEstimator):
             run.error = error
             if recorder is not None:
                 recorder.close()
-            for p in plugins:
-                p.on_run_error(run, error)
+            try:
+                for p in plugins:
+                    p.on_run_error(run, error)
+            finally:
+                run.stages.clear()
             raise
         run.duration = time.perf_counter() - run.start
         run.status = "success"
         if recorder is not None:
             recorder.close()
-        for p in plugins:
-            p.after_run(run)
+        try:
+            for p in plugins:
+                p.after_run(run)
+        finally:
+            # run -> stages -> contexts -> run is a reference cycle holding every stage's input;
+            # break it once the hooks are done, so the data is freed now, not at the next GC.
+            run.stages.clear()
         return X, ran
 
     # -- common scikit-learn plumbing -------------------------------------------------------

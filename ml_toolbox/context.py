@@ -102,7 +102,8 @@ class RunContext:
     error : BaseException or None
         The error that ended the execution, if any.
     stages : list of StageContext
-        The stage runs of this execution so far.
+        The stage runs of this execution so far (emptied once the ``after_run`` /
+        ``on_run_error`` hooks are done, so the data they reference is freed at once).
     extra : dict
         Free room for plug-ins.
     """

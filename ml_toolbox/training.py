@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import train_test_split
+from sklearn.utils import _safe_indexing
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import BasePipeline, close_match_hint
@@ -29,6 +33,64 @@ def _model_has(attr):
         return True
 
     return check
+
+
+def _take(X, idx):
+    if isinstance(X, np.ndarray):
+        return X[idx]
+    return _safe_indexing(X, idx)
+
+
+def _safe_len(value):
+    try:
+        return _num_samples(value)
+    except TypeError:
+        return None
+
+
+def _split_params(params, n_samples):
+    """Fit params that are per sample (arrays of length n_samples) are sliced with each batch."""
+    per_sample, constant = {}, {}
+    for key, value in params.items():
+        if (value is not None and not isinstance(value, (str, bytes, dict))
+                and hasattr(value, "__len__") and _safe_len(value) == n_samples):
+            per_sample[key] = value
+        else:
+            constant[key] = value
+    return per_sample, constant
+
+
+def split_validation(owner, validation, X, y, per_sample, classifier, random_state):
+    """``(X_train, y_train, per_sample_train, X_val, y_val)`` (val parts None without validation).
+
+    ``validation`` is a fraction (split off with ``train_test_split``, stratified for a
+    classifier) or a pair ``(X_val, y_val)``. ``per_sample`` fit params (``sample_weight``...)
+    are cut along with the training rows.
+    """
+    if validation is None:
+        return X, y, per_sample, None, None
+    if isinstance(validation, numbers.Real) and not isinstance(validation, bool):
+        if not 0.0 < float(validation) < 1.0:
+            raise ValueError(f"{owner}: validation as a fraction must be between 0 and 1 "
+                             f"(exclusive), got {validation!r}.")
+        indices = np.arange(_num_samples(X))
+        try:
+            train_idx, val_idx = train_test_split(
+                indices, test_size=float(validation), random_state=random_state, shuffle=True,
+                stratify=np.asarray(y) if classifier else None)
+        except ValueError as exc:
+            exc.add_note(f"{owner}: while splitting validation={validation!r} off the training "
+                         "data (stratified by class for a classifier).")
+            raise
+        return (_take(X, train_idx), _take(y, train_idx),
+                {k: _take(v, train_idx) for k, v in per_sample.items()},
+                _take(X, val_idx), _take(y, val_idx))
+    if isinstance(validation, (tuple, list)) and len(validation) == 2:
+        X_val, y_val = validation
+        check_consistent_length(X_val, y_val)
+        return X, y, per_sample, X_val, y_val
+    raise ValueError(f"{owner}: validation must be None, a fraction in (0, 1) or a pair "
+                     f"(X_val, y_val); got {validation!r} ({type(validation).__name__}).")
 
 
 class TrainingPipeline(BasePipeline):
@@ -132,24 +194,6 @@ class TrainingPipeline(BasePipeline):
             out[key] = check_scoring(estimator, scoring=value)
         return out
 
-    def _split_validation(self, X, y, model):
-        """``(X_train, y_train, X_val, y_val)`` from the ``validation`` parameter."""
-        validation = self.validation
-        if validation is None:
-            return X, y, None, None
-        if isinstance(validation, float):
-            if not 0.0 < validation < 1.0:
-                raise ValueError(f"{self.owner}: validation as a fraction must be in (0, 1), "
-                                 f"got {validation!r}.")
-            stratify = y if is_classifier(model) else None
-            X_tr, X_val, y_tr, y_val = train_test_split(
-                X, y, test_size=validation, random_state=self.random_state, stratify=stratify)
-            return X_tr, y_tr, X_val, y_val
-        if isinstance(validation, (tuple, list)) and len(validation) == 2:
-            return X, y, validation[0], validation[1]
-        raise TypeError(f"{self.owner}: validation must be None, a fraction in (0, 1) or a pair "
-                        f"(X_val, y_val), got {type(validation).__name__}.")
-
     def compute_metrics(self, fitted_model, X, y, X_val=None, y_val=None, scorers=None):
         """``{"train_<name>": ..., "validation_<name>": ...}`` for a fitted model."""
         scorers = self.scorers(fitted_model) if scorers is None else scorers
@@ -179,7 +223,9 @@ class TrainingPipeline(BasePipeline):
         if validation_data is not None:
             X_tr, y_tr, (X_val, y_val) = X, y, validation_data
         else:
-            X_tr, y_tr, X_val, y_val = self._split_validation(X, y, template.estimator)
+            X_tr, y_tr, fit_params, X_val, y_val = split_validation(
+                self.owner, self.validation, X, y, fit_params, is_classifier(template.estimator),
+                self.random_state)
         if self.epochs is not None:
             from .lifecycle import fit_epochs
 

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
@@ -19,7 +18,7 @@ from .feature import FeaturePipeline
 from .inference import InferencePipeline
 from .stage import PipelineStage
 from .toolbox import MLToolbox
-from .training import MODEL_STAGE, TrainingPipeline
+from .training import MODEL_STAGE, TrainingPipeline, split_validation
 
 __all__ = ["UnifiedMLPipeline"]
 
@@ -278,15 +277,10 @@ class UnifiedMLPipeline(BaseEstimator):
         X_val = y_val = None
         validation = self.validation
         if validation is not None and model is not None:
-            if isinstance(validation, float):
-                X, X_val, y, y_val = train_test_split(
-                    X, y, test_size=validation, random_state=self.random_state,
-                    stratify=y if is_classifier(model) else None)
-            elif isinstance(validation, (tuple, list)) and len(validation) == 2:
-                X_val, y_val = schema.check(validation[0], owner), validation[1]
-            else:
-                raise TypeError(f"{owner}: validation must be None, a fraction in (0, 1) or a pair "
-                                f"(X_val, y_val), got {type(validation).__name__}.")
+            if isinstance(validation, (tuple, list)) and len(validation) == 2:
+                validation = (schema.check(validation[0], owner), validation[1])
+            X, y, fit_params, X_val, y_val = split_validation(
+                owner, validation, X, y, fit_params, is_classifier(model), self.random_state)
         fp_state, Xt = fp._fit_state(X, y, parent=self)
         tp_state = None
         if model is not None:

@@ -1,6 +1,5 @@
 """scikit-learn's own conformance suite over ml_toolbox's estimators."""
 
-import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler

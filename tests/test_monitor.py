@@ -30,7 +30,7 @@ import ml_toolbox.monitor as monitor_module
 from ml_toolbox import (FeaturePipeline, MLToolbox, PipelineMetrics, PipelineMonitor,
                         UnifiedMLPipeline)
 from ml_toolbox.context import RunContext, StageContext
-from ml_toolbox.monitor import FORMAT, FORMAT_VERSION, Anomaly, MonitorSink, StageRecord
+from ml_toolbox.monitor import FORMAT, FORMAT_VERSION, Anomaly, MonitorSink
 from ml_toolbox.plugins import PipelinePlugin
 
 ROOT = Path(__file__).resolve().parents[1]

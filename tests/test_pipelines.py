@@ -551,3 +551,32 @@ def test_model_params_without_a_model_say_why():
            "toolbox chooses the model at fit time); pass model=<an estimator> first.")
     with pytest.raises(ValueError, match=re.escape(msg)):
         UnifiedMLPipeline(MLToolbox()).set_params(model__C=0.5)
+
+
+def test_validation_fraction_cuts_sample_weight_with_the_training_rows(frame):
+    X, y = frame
+    weights = np.linspace(0.5, 1.5, 60)
+    pipe = make_pipe(validation=0.25, random_state=0, scoring="accuracy")
+    pipe.fit(X, y, sample_weight=weights)
+    assert set(pipe.metrics_) == {"train_accuracy", "validation_accuracy"}
+    tp = TrainingPipeline(LogisticRegression(), validation=0.25, random_state=0)
+    tp.fit(X.fillna(0), y, sample_weight=weights)
+    assert set(tp.metrics_) == {"train_score", "validation_score"}
+
+
+def test_a_run_frees_its_data_when_it_ends(frame):
+    import gc
+    import weakref
+
+    X, y = frame
+    rec = Recorder()
+    pipe = make_pipe(monitor=rec).fit(X, y)
+    data = X.fillna(0).to_numpy()
+    ref = weakref.ref(data)
+    gc.disable()
+    try:
+        pipe.predict(data)
+        del data
+        assert ref() is None  # no reference cycle keeps the input alive until the next GC
+    finally:
+        gc.enable()
