@@ -31,6 +31,8 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 
+from ml_toolbox.progress import is_watching
+
 __all__ = ["Metric", "MetricLog", "Callback", "EarlyStopping", "ModelCheckpoint", "History",
            "ProgressBar", "metric_direction"]
 
@@ -724,13 +726,6 @@ class History(Callback):
         return f"History(epochs={len(self)}, metrics={self.metric_names})"
 
 
-def _watching(console):
-    """True when a person is likely watching ``console``: a terminal or a notebook, not CI."""
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        return False
-    return bool(console.is_terminal or console.is_jupyter)
-
-
 class ProgressBar(Callback):
     """A rich progress bar over epochs, with the latest metrics; shown only when someone watches.
 
@@ -770,7 +765,8 @@ class ProgressBar(Callback):
                                    TextColumn, TimeElapsedColumn)
 
         console = self.console if self.console is not None else Console(stderr=True)
-        self.shown_ = (not self.disable) if self.disable is not None else _watching(console)
+        self.shown_ = (not self.disable) if self.disable is not None else \
+            is_watching(1, console=console)
         self._progress = None
         if not self.shown_:
             return

@@ -953,14 +953,16 @@ def test_a_retry_handler_reruns_a_failed_batch(data):
 
 
 def test_a_notebook_counts_as_someone_watching(monkeypatch):
-    from ml_toolbox.callbacks import _watching
+    from ml_toolbox.progress import is_watching  # what ProgressBar asks
 
-    assert _watching(Console(file=io.StringIO(), force_jupyter=True))
-    assert not _watching(Console(file=io.StringIO(), force_terminal=False, force_jupyter=False))
+    monkeypatch.delenv("CI", raising=False)
+    assert is_watching(1, console=Console(file=io.StringIO(), force_jupyter=True))
+    assert not is_watching(1, console=Console(file=io.StringIO(), force_terminal=False,
+                                              force_jupyter=False))
     monkeypatch.setenv("CI", "1")
-    assert not _watching(Console(file=io.StringIO(), force_jupyter=True))
+    assert not is_watching(1, console=Console(file=io.StringIO(), force_jupyter=True))
     monkeypatch.setenv("CI", "false")
-    assert _watching(Console(file=io.StringIO(), force_terminal=True))
+    assert is_watching(1, console=Console(file=io.StringIO(), force_terminal=True))
 
 
 def test_the_real_monitor_sees_every_batch(data):
