@@ -93,14 +93,17 @@ class BasePipeline(BaseEstimator):
         """The active plug-ins, own ones first, else those handed down by ``parent``."""
         debugger = self.debugger
         monitor = self.monitor
+        progress = None
         if parent is not None:
             if debugger is None:
                 debugger = getattr(parent, "debugger", None)
             if monitor is None:
                 monitor = getattr(parent, "monitor", None)
-        if debugger is None and monitor is None:
+            if getattr(parent, "verbose", 0):  # a progress bar while fitting, if someone watches
+                progress = parent._stage_progress()
+        if debugger is None and monitor is None and progress is None:
             return ()
-        return tuple(p for p in (debugger, monitor) if p is not None and p.enabled)
+        return tuple(p for p in (debugger, monitor, progress) if p is not None and p.enabled)
 
     def _retry_policy(self, parent=None):
         """The pipeline-wide retry policy: own ``retry_handler``, else the parent's ``retry``."""

@@ -35,7 +35,9 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["is_watching", "in_notebook", "progress_bar", "track"]
+from .plugins import PipelinePlugin
+
+__all__ = ["StageProgress", "is_watching", "in_notebook", "progress_bar", "track"]
 
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -216,3 +218,64 @@ def track(iterable, description="working", *, total=None, verbose=1, console=Non
         total = len(iterable)
     with progress:
         yield from progress.track(iterable, total=total, description=description)
+
+
+class StageProgress(PipelinePlugin):
+    """A plug-in that draws one progress bar per fitting run: a step per stage.
+
+    ``UnifiedMLPipeline(verbose=1)`` attaches one to its pipelines while it fits, when a person is
+    watching (:func:`is_watching`); nothing is drawn, and nothing attached, otherwise. Serving
+    (predict, transform) is never drawn: it is short, and it should stay on the fast path.
+
+    Parameters
+    ----------
+    console : rich.console.Console, default=None
+    disable : bool, default=None
+        As for :func:`progress_bar`.
+
+    Examples
+    --------
+    >>> import io
+    >>> import numpy as np
+    >>> from rich.console import Console
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    >>> fp = FeaturePipeline([("scale", StandardScaler())],
+    ...                      monitor=StageProgress(console=console, disable=False))
+    >>> _ = fp.fit(np.array([[1.0], [2.0]]))
+    >>> "feature_pipeline fit" in console.file.getvalue()
+    True
+    """
+
+    FITTING_MODES = ("fit", "partial_fit")
+
+    def __init__(self, console=None, disable=None):
+        self.console = console
+        self.disable = disable
+        self._bars = {}
+
+    def before_run(self, run):
+        if run.mode not in self.FITTING_MODES:
+            return
+        bar = progress_bar(console=self.console, disable=self.disable)
+        bar.start()
+        task = bar.add_task(f"{run.pipeline_name} {run.mode}", total=len(run.stage_names))
+        self._bars[run.run_id] = (bar, task)
+
+    def after_stage(self, ctx):
+        entry = self._bars.get(ctx.run.run_id)
+        if entry is not None:
+            entry[0].update(entry[1], advance=1, description=(
+                f"{ctx.pipeline_name} {ctx.run.mode}: {ctx.stage_name} done"))
+
+    def _close(self, run):
+        entry = self._bars.pop(run.run_id, None)
+        if entry is not None:
+            entry[0].stop()
+
+    def after_run(self, run):
+        self._close(run)
+
+    def on_run_error(self, run, error):
+        self._close(run)

@@ -99,7 +99,8 @@ class UnifiedMLPipeline(BaseEstimator):
         Serve predictions through the fast inference path where it applies.
     name : str, default="unified_pipeline"
     verbose : int, default=0
-        Progress display for long work (0: silent).
+        With 1, fitting draws a progress bar (a step per stage; epochs get their own bar) when a
+        person is watching -- a terminal or a notebook, not CI; 0 is silent.
 
     Attributes
     ----------
@@ -207,6 +208,17 @@ class UnifiedMLPipeline(BaseEstimator):
         if ip.fast is not self.fast_inference:
             ip.fast = self.fast_inference
         return ip
+
+    def _stage_progress(self):
+        """The progress plug-in for ``verbose`` fits, when a person is watching (else None)."""
+        from .progress import StageProgress, is_watching
+
+        if not is_watching(self.verbose):
+            return None
+        plugin = self.__dict__.get("_progress_plugin")
+        if plugin is None:
+            plugin = self.__dict__["_progress_plugin"] = StageProgress()
+        return plugin
 
     def __sklearn_clone__(self):
         new = super().__sklearn_clone__()

@@ -140,3 +140,36 @@ def test_a_console_decides_for_itself():
     assert is_watching(0, env={}, console=terminal()) is False
     jupyter = Console(file=io.StringIO(), force_jupyter=True)
     assert is_watching(1, env={}, console=jupyter) is True
+
+
+def test_verbose_fit_draws_a_bar_per_fitting_run_only_when_watched(monkeypatch):
+    import io
+
+    import numpy as np
+    from rich.console import Console
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    import ml_toolbox.progress as progress
+    from ml_toolbox import UnifiedMLPipeline
+
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.array([0, 1] * 5)
+    monkeypatch.setenv("CI", "true")
+    quiet = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                              verbose=1)
+    assert quiet._stage_progress() is None  # CI: nobody watches, nothing attached
+    quiet.fit(X, y)
+
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(progress, "is_watching", lambda *a, **k: True)
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             verbose=1)
+    pipe.__dict__["_progress_plugin"] = progress.StageProgress(console=console, disable=False)
+    pipe.fit(X, y)
+    drawn = console.file.getvalue()
+    assert "feature_pipeline fit" in drawn and "training_pipeline fit" in drawn
+    before = len(console.file.getvalue())
+    pipe.predict(X)  # serving draws nothing
+    assert len(console.file.getvalue()) == before
