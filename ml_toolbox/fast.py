@@ -429,7 +429,8 @@ class FastPlan:
                         rows.append(sub.report())
         return PlanExplanation(rows)
 
-    def run(self, X, method="predict", *, batch_size=None, n_jobs=None, check_input=True):
+    def run(self, X, method="predict", *, batch_size=None, n_jobs=None, check_input=True,
+            verbose=0):
         """Apply the stages to ``X`` and return the last stage's ``method`` output.
 
         Parameters
@@ -446,6 +447,9 @@ class FastPlan:
             Compare a DataFrame's column names with those seen in fit (a mismatch goes to
             scikit-learn, which raises or warns). The InferencePipeline, which has checked the input
             against its schema already, passes False.
+        verbose : int, default=0
+            With ``batch_size``, draw a progress bar over the chunks when a person is watching
+            (:func:`ml_toolbox.progress.track`; silent in CI and when 0).
         """
         steps = self._steps(method)
         if batch_size is not None:
@@ -460,6 +464,11 @@ class FastPlan:
                 else:
                     chunks = [X[i : i + batch_size] for i in range(0, n, batch_size)]
                 if n_jobs is None or n_jobs == 1:
+                    if verbose:
+                        from .progress import track
+
+                        chunks = track(chunks, f"{self.name} {method}", total=len(chunks),
+                                       verbose=verbose)
                     outs = [self._run(steps, c, check_input) for c in chunks]
                 else:
                     outs = Parallel(n_jobs=n_jobs, prefer="threads")(

@@ -151,7 +151,7 @@ class InferencePipeline(BasePipeline):
         if plan is not None:
             if not self._plugins(parent):
                 return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
-                                check_input=False)
+                                check_input=False, verbose=getattr(parent, "verbose", 0))
             runners = plan.stage_functions(method, len(self.stages_))
         stages = self.stages_
         if method == "transform":

@@ -173,3 +173,32 @@ def test_verbose_fit_draws_a_bar_per_fitting_run_only_when_watched(monkeypatch):
     before = len(console.file.getvalue())
     pipe.predict(X)  # serving draws nothing
     assert len(console.file.getvalue()) == before
+
+
+def test_chunked_batch_predictions_report_progress_when_verbose(monkeypatch):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    import ml_toolbox.progress as progress
+    from ml_toolbox import UnifiedMLPipeline
+
+    seen = []
+
+    def spy(iterable, description="working", **kwargs):
+        seen.append((description, kwargs.get("total"), kwargs.get("verbose")))
+        return iterable
+
+    monkeypatch.setattr(progress, "track", spy)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 3))
+    y = (X[:, 0] > 0).astype(int)
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())], model=LogisticRegression(),
+                             verbose=1).fit(X, y)
+    whole = pipe.predict_proba(X)
+    pipe.inference_pipeline.batch_size = 300
+    np.testing.assert_allclose(pipe.predict_proba(X), whole)  # chunks: same up to BLAS rounding
+    assert seen == [("inference_pipeline predict_proba", 4, 1)]
+    pipe.set_params(verbose=0)
+    pipe.predict(X)
+    assert len(seen) == 1  # silent with verbose=0
