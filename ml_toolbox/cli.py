@@ -18,13 +18,15 @@ Examples
 """
 
 import argparse
-import json
 import os
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
+from ml_toolbox._store_views import fmt as _fmt
+from ml_toolbox._store_views import history_rows, store_rows, version_rows
+from ml_toolbox._store_views import table as view_table
 from ml_toolbox.persistence import (
     AliasedVersionError,
     GateError,
@@ -105,23 +107,6 @@ def build_parser():
     return parser
 
 
-def _fmt(value):
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _size(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
 def _open_store(args):
     if not args.store:
         raise _UsageError("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")
@@ -135,49 +120,19 @@ def _open_store(args):
 
 def _cmd_list(store, args, out):
     if args.name is None:
-        rows = []
-        for name in store.names():
-            versions = store.list_versions(name)
-            latest = store.manifest(name, versions[-1])
-            aliases = ", ".join(f"{a}->{v}" for a, v in sorted(store.aliases(name).items()))
-            rows.append({"name": name, "versions": len(versions), "latest": versions[-1],
-                         "kind": latest.get("kind"), "created": latest.get("created"), "aliases": aliases})
+        rows = store_rows(store)
         if args.json:
             out.print_json(data=rows)
             return EXIT_OK
-        table = Table(title=f"Store {store.path}")
-        for col in ("name", "versions", "latest", "kind", "created", "aliases"):
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*(_fmt(row[c]) for c in ("name", "versions", "latest", "kind", "created", "aliases")))
-        if not rows:
-            table.caption = "(empty store)"
-        out.print(table)
+        out.print(view_table("store", f"Store {store.path}", rows, "(empty store)"))
         return EXIT_OK
-    versions = store.list_versions(args.name)
-    if not versions:
+    if not store.list_versions(args.name):
         raise store._missing(args.name)
-    by_version = {}
-    for alias, v in store.aliases(args.name).items():
-        by_version.setdefault(v, []).append(alias)
-    rows = []
-    for manifest in store.manifests(args.name):
-        v = manifest["version"]
-        rows.append({"version": v, "created": manifest.get("created"),
-                     "size": sum(f["size"] for f in manifest["files"].values()),
-                     "format": manifest.get("format"), "metrics": manifest.get("metrics", {}),
-                     "aliases": sorted(by_version.get(v, [])), "message": manifest.get("message")})
+    rows = version_rows(store, args.name)
     if args.json:
         out.print_json(data=rows)
         return EXIT_OK
-    table = Table(title=f"{args.name}: {len(rows)} version(s)")
-    for col in ("version", "created", "size", "format", "metrics", "aliases", "message"):
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(row["metrics"].items()))
-        table.add_row(str(row["version"]), _fmt(row["created"]), _size(row["size"]), row["format"], metrics,
-                      ", ".join(row["aliases"]), _fmt(row["message"]))
-    out.print(table)
+    out.print(view_table("versions", f"{args.name}: {len(rows)} version(s)", rows))
     return EXIT_OK
 
 
@@ -208,17 +163,11 @@ def _cmd_show(store, args, out):
 
 
 def _cmd_history(store, args, out):
-    events = store.history(args.name, args.alias)
+    events = history_rows(store, args.name, args.alias)
     if args.json:
         out.print_json(data=events)
         return EXIT_OK
-    table = Table(title=f"{args.name}: alias history")
-    for col in ("when", "alias", "action", "from", "to", "reason", "gates"):
-        table.add_column(col, overflow="fold")
-    for e in events:
-        table.add_row(e["when"], e["alias"], e["action"], _fmt(e["from"]), _fmt(e["to"]), _fmt(e.get("reason")),
-                      ", ".join(e.get("gates") or []))
-    out.print(table)
+    out.print(view_table("history", f"{args.name}: alias history", events, "(no alias set yet)"))
     return EXIT_OK
 
 

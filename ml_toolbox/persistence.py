@@ -865,6 +865,24 @@ class PipelinePersistence:
         return {alias: entry["stack"][-1] for alias, entry in self._read_aliases(name)["aliases"].items()
                 if entry["stack"]}
 
+    def show(self, name=None):
+        """A display of the store (its names) or of one name (its versions and alias history).
+
+        Rich in a terminal (``rich.print(store.show("churn"))``), a table in a notebook; the same
+        rows as ``ml-toolbox list`` and ``ml-toolbox history``.
+        """
+        from ._store_views import StoreView
+
+        if name is not None and not self.list_versions(name):
+            raise self._missing(name)
+        return StoreView(self, name)
+
+    def __rich__(self):
+        return self.show().__rich__()
+
+    def _repr_html_(self):
+        return self.show()._repr_html_()
+
     def history(self, name, alias=None):
         """The audited alias history of ``name`` (oldest first): dicts with when, alias, action, from,
         to and reason. ``alias`` keeps only that alias's events."""

@@ -777,3 +777,34 @@ def test_seed_usage_pattern_2_with_unified_pipeline(tmp_path, monkeypatch):
     np.testing.assert_array_equal(state["pipeline"].predict(X_frame), pipeline.predict(X_frame))
     assert type(model) is type(result["model"])
     assert (tmp_path / "production_pipelines" / "production" / "v000001" / "manifest.json").is_file()
+
+
+def test_the_store_displays_its_names_versions_and_alias_history(tmp_path):
+    import io
+
+    from rich.console import Console
+    from sklearn.linear_model import LogisticRegression
+
+    from ml_toolbox import PipelinePersistence
+
+    store = PipelinePersistence(tmp_path / "store")
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    store.save(model, "churn", metrics={"accuracy": 0.91}, message="first <try>")
+    store.save(model, "churn", metrics={"accuracy": 0.93})
+    store.promote("churn", 1, "production", reason="baseline")
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(store)
+    console.print(store.show("churn"))
+    text = console.file.getvalue()
+    assert "churn" in text and "production->1" in text
+    assert "accuracy=0.91" in text and "accuracy=0.93" in text
+    assert "promote" in text and "baseline" in text
+
+    html = store.show("churn")._repr_html_()
+    assert "<b>churn: 2 version(s)</b>" in html and "<b>churn: alias history</b>" in html
+    assert "first &lt;try&gt;" in html  # escaped
+    assert "<td>production</td>" in html
+    assert "<b>Store " in store._repr_html_()
+    with pytest.raises(LookupError, match="nope"):
+        store.show("nope")
