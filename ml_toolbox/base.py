@@ -101,9 +101,12 @@ class BasePipeline(BaseEstimator):
                 monitor = getattr(parent, "monitor", None)
             if getattr(parent, "verbose", 0):  # a progress bar while fitting, if someone watches
                 progress = parent._stage_progress()
-        if debugger is None and monitor is None and progress is None:
-            return ()
-        return tuple(p for p in (debugger, monitor, progress) if p is not None and p.enabled)
+        if progress is None:
+            if debugger is None:  # the usual cases first: no plug-in, or a monitor alone
+                return (monitor,) if monitor is not None and monitor.enabled else ()
+            if monitor is None:
+                return (debugger,) if debugger.enabled else ()
+        return tuple([p for p in (debugger, monitor, progress) if p is not None and p.enabled])
 
     def _retry_policy(self, parent=None):
         """The pipeline-wide retry policy: own ``retry_handler``, else the parent's ``retry``."""
@@ -125,7 +128,7 @@ class BasePipeline(BaseEstimator):
 
     # -- the execution loop -----------------------------------------------------------------
     def _run_stages(self, stages, X, y, modes, *, fitting, names, parent=None, params=None,
-                    run_mode=None, runners=None):
+                    run_mode=None, runners=None, plugins=None):
         """Run ``stages`` in order, feeding each the previous one's output.
 
         Parameters
@@ -150,6 +153,9 @@ class BasePipeline(BaseEstimator):
         runners : list of callable, optional
             Per-stage replacements ``X -> output`` for the stages' own methods (the fast
             inference plan, stage by stage); the hooks run around them all the same.
+        plugins : tuple of PipelinePlugin, optional
+            The active plug-ins, when the caller has looked them up already
+            (default: :meth:`_plugins` of ``parent``).
 
         Returns
         -------
@@ -158,7 +164,8 @@ class BasePipeline(BaseEstimator):
         ran : list of PipelineStage
             The stages as they ran (the fitted clones when ``fitting``).
         """
-        plugins = self._plugins(parent)
+        if plugins is None:
+            plugins = self._plugins(parent)
         policy = self._retry_policy(parent)
         last = len(stages) - 1
         if not plugins and policy is None and not any(s.retry or s.timeout is not None
@@ -193,6 +200,7 @@ class BasePipeline(BaseEstimator):
         # Warnings are recorded once for the whole run (catch_warnings is process-wide state,
         # entered only when a plug-in asks) and given to each stage by position in the record.
         recorder = _WarningRecorder() if any(p.captures_warnings for p in plugins) else None
+        caught = recorder.caught if recorder is not None else None
         last = len(stages) - 1
         ran = []
         try:
@@ -202,33 +210,41 @@ class BasePipeline(BaseEstimator):
                 ctx = StageContext(run, template, names[i], i, modes[i], fitting, X, y)
                 run.stages.append(ctx)
                 kwargs = params if i == last and params else _NO_PARAMS
-                stage_policy = _policy_for(template, policy)
+                stage_policy = policy if template.retry is None else _policy_for(template, policy)
                 for p in plugins:
                     p.before_stage(ctx)
-                attempt = _attempt_function(ctx, plugins, kwargs,
-                                            runners[i] if runners is not None else None)
-                if template.timeout is not None:
-                    attempt = _timed(attempt, template.timeout, self.owner, names[i])
-                mark = recorder.mark() if recorder is not None else 0
-                ctx.start = time.perf_counter()
+                runner = runners[i] if runners is not None else None
+                if fitting or stage_policy is not None or template.timeout is not None:
+                    attempt = _attempt_function(ctx, plugins, kwargs, runner)
+                    if template.timeout is not None:
+                        attempt = _timed(attempt, template.timeout, self.owner, names[i])
+                else:
+                    attempt = None  # one plain call: no clone, no retry, no timeout
+                mark = len(caught) if caught is not None else 0
+                ctx.start = start = time.perf_counter()
                 try:
-                    output = stage_policy.call(attempt, ctx) if stage_policy is not None \
-                        else attempt()
+                    if attempt is None:
+                        output = runner(ctx.X) if runner is not None \
+                            else ctx.stage.run(ctx.X, ctx.y, ctx.mode, **kwargs)
+                    elif stage_policy is not None:
+                        output = stage_policy.call(attempt, ctx)
+                    else:
+                        output = attempt()
                 except BaseException as error:
-                    ctx.duration = time.perf_counter() - ctx.start
+                    ctx.duration = time.perf_counter() - start
                     ctx.status = "failed"
                     ctx.error = error
-                    if recorder is not None:
-                        ctx.warnings = recorder.since(mark)
+                    if caught is not None and len(caught) > mark:
+                        ctx.warnings = caught[mark:]
                     annotate(error, self.name, names[i], modes[i])
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     raise
-                ctx.duration = time.perf_counter() - ctx.start
+                ctx.duration = time.perf_counter() - start
                 ctx.status = "success"
                 ctx.output = output
-                if recorder is not None:
-                    ctx.warnings = recorder.since(mark)
+                if caught is not None and len(caught) > mark:
+                    ctx.warnings = caught[mark:]
                 for p in plugins:
                     p.after_stage(ctx)
                 ran.append(ctx.stage)
@@ -298,27 +314,21 @@ def _timed(attempt, timeout, owner, name):
 
 
 class _WarningRecorder:
-    """Record warnings for one run; stages get theirs by position; all are shown again at close."""
+    """Record warnings for one run (``caught``, in order; each stage takes its own slice by
+    position); at close, show them all again under the user's own filters."""
 
-    __slots__ = ("_manager", "_caught")
+    __slots__ = ("_manager", "caught")
 
     def __init__(self):
-        self._manager = warnings.catch_warnings(record=True)
-        self._caught = self._manager.__enter__()
-        warnings.simplefilter("always")
-
-    def mark(self):
-        return len(self._caught)
-
-    def since(self, mark):
-        return self._caught[mark:]
+        self._manager = warnings.catch_warnings(record=True, action="always")
+        self.caught = self._manager.__enter__()
 
     def close(self):
         if self._manager is None:
             return
         self._manager.__exit__(None, None, None)
         self._manager = None
-        for w in self._caught:  # still shown to the user, under the user's own filters
+        for w in self.caught:  # still shown to the user, under the user's own filters
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 

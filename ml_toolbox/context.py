@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import time
+from time import perf_counter
 
 from numpy import ndarray
+from pandas import DataFrame
 from sklearn.base import clone
 
 __all__ = ["RunContext", "StageContext", "data_summary"]
@@ -35,10 +37,18 @@ def data_summary(X):
     """
     if X is None:
         return 0, 0, 0
-    if type(X) is ndarray:  # the common case, first (single-row predict path)
+    cls = type(X)
+    if cls is ndarray:  # the common case, first (single-row predict path)
         shape = X.shape
         ndim = len(shape)
         return ((shape[0] if ndim else 1), (shape[1] if ndim > 1 else 1), X.nbytes)
+    if cls is DataFrame:  # the other common one: the block buffers, as memory_usage sums them
+        mgr = X._mgr
+        try:
+            return (len(mgr.axes[1]), len(mgr.axes[0]),
+                    sum([block.values.nbytes for block in mgr.blocks]))
+        except (AttributeError, TypeError):
+            pass  # an unusual block: the general way below
     shape = getattr(X, "shape", None)
     if shape is None:
         try:
@@ -177,14 +187,14 @@ class StageContext:
     """
 
     __slots__ = ("run", "pipeline_name", "stage", "template", "stage_name", "index", "mode",
-                 "fitting", "X", "y", "attempt", "last_error", "start_time", "start", "duration",
+                 "fitting", "X", "y", "attempt", "last_error", "start", "duration",
                  "status", "output", "error", "warnings", "extra", "_summary_in", "_summary_out")
 
     def __init__(self, run, template, stage_name, index, mode, fitting, X, y):
+        # Built once per stage run, single-row predictions included: plain stores only.
         self.run = run
         self.pipeline_name = run.pipeline_name
-        self.stage = template
-        self.template = template
+        self.stage = self.template = template
         self.stage_name = stage_name
         self.index = index
         self.mode = mode
@@ -192,17 +202,18 @@ class StageContext:
         self.X = X
         self.y = y
         self.attempt = 1
-        self.last_error = None
-        self.start_time = time.time()
-        self.start = time.perf_counter()
-        self.duration = None
+        self.start = perf_counter()
+        self.last_error = self.duration = self.output = self.error = None
+        self._summary_in = self._summary_out = None
         self.status = "running"
-        self.output = None
-        self.error = None
         self.warnings = []
         self.extra = {}
-        self._summary_in = None
-        self._summary_out = None
+
+    @property
+    def start_time(self):
+        """Wall-clock start (``time.time()`` scale), from the run's clock and ``start``."""
+        run = self.run
+        return run.start_time + (self.start - run.start)
 
     @property
     def input_summary(self):
@@ -216,7 +227,9 @@ class StageContext:
         """``(n_rows, n_cols, nbytes)`` of the output (a fitted model counts as no data)."""
         if self._summary_out is None:
             out = self.output
-            if out is None or out is self.stage or hasattr(out, "fit"):
+            if type(out) is ndarray:
+                self._summary_out = data_summary(out)
+            elif out is None or out is self.stage or hasattr(out, "fit"):
                 self._summary_out = (0, 0, 0)
             else:
                 self._summary_out = data_summary(out)

@@ -147,9 +147,10 @@ class InferencePipeline(BasePipeline):
         if not checked:
             X = self.input_schema_.check(X, self.owner)
         plan = self._fast_plan_for(method, parent)
-        runners = None
+        runners = plugins = None
         if plan is not None:
-            if not self._plugins(parent):
+            plugins = self._plugins(parent)
+            if not plugins:
                 return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
                                 check_input=False, verbose=getattr(parent, "verbose", 0))
             runners = plan.stage_functions(method, len(self.stages_))
@@ -166,7 +167,8 @@ class InferencePipeline(BasePipeline):
             modes = ["transform"] * (len(stages) - 1) + [method]
         out, _ = self._run_stages(stages, X, y, modes, fitting=False,
                                   names=self.stage_names_[:len(stages)], parent=parent,
-                                  params=params, run_mode=method, runners=runners)
+                                  params=params, run_mode=method, runners=runners,
+                                  plugins=plugins)
         return out
 
     @available_if(_final_has("predict"))

@@ -696,7 +696,7 @@ class PipelineMonitor(PipelinePlugin):
                                           start_time=run.start_time)
 
     def _stage_record(self, ctx, status, error=None):
-        # The hot path of monitoring (single-row predict): keep it to attribute reads and one tuple.
+        # The hot path of monitoring (single-row predict): attribute reads and one tuple.
         duration = ctx.duration
         if duration is None:
             duration = time.perf_counter() - ctx.start
@@ -718,15 +718,16 @@ class PipelineMonitor(PipelinePlugin):
         except Exception:  # noqa: BLE001 - an object the context cannot size: unknown, not a crash
             logger.debug("cannot size the data of stage %r", ctx.stage_name, exc_info=True)
             summary_in, summary_out = _UNKNOWN, _UNKNOWN
-        retry_errors = ctx.extra.get(self)
+        extra = ctx.extra
+        retry_errors = extra.get(self) if extra else None
         caught = ctx.warnings
-        record = _new_record(StageRecord, (
-            ctx.stage_name, ctx.index, ctx.mode, ctx.start_time, duration, status,
-            *summary_in, *summary_out, ctx.attempt,
+        run = ctx.run
+        metrics.stages.append(_new_record(StageRecord, (
+            ctx.stage_name, ctx.index, ctx.mode, run.start_time + (ctx.start - run.start),
+            duration, status, *summary_in, *summary_out, ctx.attempt,
             None if error is None else _error_text(error),
             tuple(retry_errors) if retry_errors else (),
-            tuple(_warning_text(w) for w in caught) if caught else ()))
-        metrics.stages.append(record)
+            tuple([_warning_text(w) for w in caught]) if caught else ())))
 
     def after_stage(self, ctx):
         self._stage_record(ctx, "success")
