@@ -200,7 +200,8 @@ class BasePipeline(BaseEstimator):
         # Warnings are recorded once for the whole run (catch_warnings is process-wide state,
         # entered only when a plug-in asks) and given to each stage by position in the record.
         recorder = _WarningRecorder() if any(p.captures_warnings for p in plugins) else None
-        caught = recorder.caught if recorder is not None else None
+        caught = recorder.caught if recorder is not None else []  # grows only when recording
+        clock = time.perf_counter
         last = len(stages) - 1
         ran = []
         try:
@@ -220,8 +221,8 @@ class BasePipeline(BaseEstimator):
                         attempt = _timed(attempt, template.timeout, self.owner, names[i])
                 else:
                     attempt = None  # one plain call: no clone, no retry, no timeout
-                mark = len(caught) if caught is not None else 0
-                ctx.start = start = time.perf_counter()
+                mark = len(caught)
+                ctx.start = start = clock()
                 try:
                     if attempt is None:
                         output = runner(ctx.X) if runner is not None \
@@ -231,19 +232,19 @@ class BasePipeline(BaseEstimator):
                     else:
                         output = attempt()
                 except BaseException as error:
-                    ctx.duration = time.perf_counter() - start
+                    ctx.duration = clock() - start
                     ctx.status = "failed"
                     ctx.error = error
-                    if caught is not None and len(caught) > mark:
+                    if len(caught) > mark:
                         ctx.warnings = caught[mark:]
                     annotate(error, self.name, names[i], modes[i])
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     raise
-                ctx.duration = time.perf_counter() - start
+                ctx.duration = clock() - start
                 ctx.status = "success"
                 ctx.output = output
-                if caught is not None and len(caught) > mark:
+                if len(caught) > mark:
                     ctx.warnings = caught[mark:]
                 for p in plugins:
                     p.after_stage(ctx)
@@ -313,21 +314,46 @@ def _timed(attempt, timeout, owner, name):
     return lambda: stage_timeout_call(attempt, timeout, owner, name)
 
 
+# Recording warnings without ``catch_warnings``' Python-level overhead (a few microseconds a run,
+# which a single-row predict feels): the same module state swapped, the same way, directly. Used
+# only where the warnings module has the internals catch_warnings itself uses; else catch_warnings.
+_LEAN_WARNINGS = all(hasattr(warnings, name) for name in (
+    "filters", "_filters_mutated", "_showwarnmsg_impl", "_showwarning_orig", "showwarning"))
+_ALWAYS = ("always", None, Warning, None, 0)  # what simplefilter("always") inserts
+
+
 class _WarningRecorder:
     """Record warnings for one run (``caught``, in order; each stage takes its own slice by
     position); at close, show them all again under the user's own filters."""
 
-    __slots__ = ("_manager", "caught")
+    __slots__ = ("_saved", "caught")
 
     def __init__(self):
-        self._manager = warnings.catch_warnings(record=True, action="always")
-        self.caught = self._manager.__enter__()
+        self.caught = caught = []
+        if _LEAN_WARNINGS:
+            module = warnings
+            self._saved = (module.filters, module.showwarning, module._showwarnmsg_impl)
+            module.filters = [_ALWAYS, *module.filters]
+            module._filters_mutated()
+            module._showwarnmsg_impl = caught.append
+            module.showwarning = module._showwarning_orig
+        else:
+            manager = warnings.catch_warnings(record=True)
+            self._saved = manager
+            self.caught = manager.__enter__()
+            warnings.simplefilter("always")
 
     def close(self):
-        if self._manager is None:
+        saved = self._saved
+        if saved is None:
             return
-        self._manager.__exit__(None, None, None)
-        self._manager = None
+        self._saved = None
+        if type(saved) is tuple:
+            module = warnings
+            module.filters, module.showwarning, module._showwarnmsg_impl = saved
+            module._filters_mutated()
+        else:
+            saved.__exit__(None, None, None)
         for w in self.caught:  # still shown to the user, under the user's own filters
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 

@@ -42,13 +42,23 @@ def data_summary(X):
         shape = X.shape
         ndim = len(shape)
         return ((shape[0] if ndim else 1), (shape[1] if ndim > 1 else 1), X.nbytes)
-    if cls is DataFrame:  # the other common one: the block buffers, as memory_usage sums them
-        mgr = X._mgr
+    if cls is DataFrame:  # the other common one: read off the blocks (numpy 2-D, extension 1-D)
         try:
-            return (len(mgr.axes[1]), len(mgr.axes[0]),
-                    sum([block.values.nbytes for block in mgr.blocks]))
-        except (AttributeError, TypeError):
-            pass  # an unusual block: the general way below
+            n_rows, n_cols, nbytes = None, 0, 0
+            for block in X._mgr.blocks:
+                values = block.values
+                shape = values.shape
+                if len(shape) == 2:
+                    n_cols += shape[0]
+                    n_rows = shape[1]
+                else:
+                    n_cols += 1
+                    n_rows = shape[0]
+                nbytes += values.nbytes
+            if n_rows is not None:
+                return n_rows, n_cols, nbytes
+        except (AttributeError, TypeError, IndexError):
+            pass  # an unusual block, or no column: the general way below
     shape = getattr(X, "shape", None)
     if shape is None:
         try:
@@ -188,7 +198,7 @@ class StageContext:
 
     __slots__ = ("run", "pipeline_name", "stage", "template", "stage_name", "index", "mode",
                  "fitting", "X", "y", "attempt", "last_error", "start", "duration",
-                 "status", "output", "error", "warnings", "extra", "_summary_in", "_summary_out")
+                 "status", "output", "error", "warnings", "_extra", "_summary_in", "_summary_out")
 
     def __init__(self, run, template, stage_name, index, mode, fitting, X, y):
         # Built once per stage run, single-row predictions included: plain stores only.
@@ -207,7 +217,15 @@ class StageContext:
         self._summary_in = self._summary_out = None
         self.status = "running"
         self.warnings = []
-        self.extra = {}
+        self._extra = None  # made on first use: most stage runs never need it
+
+    @property
+    def extra(self):
+        """Free room for plug-ins (a dict)."""
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = {}
+        return extra
 
     @property
     def start_time(self):

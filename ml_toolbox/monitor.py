@@ -201,6 +201,7 @@ class StageRecord(NamedTuple):
 
 
 _new_record = tuple.__new__
+_ndarray = np.ndarray
 _UNKNOWN = (None, None, None)
 _by_index = operator.itemgetter(1)
 
@@ -695,14 +696,16 @@ class PipelineMonitor(PipelinePlugin):
         run.extra[self] = PipelineMetrics(run.pipeline_name, run.mode, run_id=run.run_id,
                                           start_time=run.start_time)
 
-    def _stage_record(self, ctx, status, error=None):
-        # The hot path of monitoring (single-row predict): attribute reads and one tuple.
+    def after_stage(self, ctx, status="success", error=None):
+        # The hot path of monitoring (single-row predict): attribute reads and one tuple, no
+        # further call when the data are numpy arrays (``status``/``error``: on_stage_error's).
+        run = ctx.run
+        metrics = run.extra.get(self)
+        if metrics is None:
+            metrics = self._metrics_of(run)
         duration = ctx.duration
         if duration is None:
             duration = time.perf_counter() - ctx.start
-        metrics = ctx.run.extra.get(self)
-        if metrics is None:
-            metrics = self._metrics_of(ctx.run)
         try:
             last = metrics._last_output
             if last is not None and last[0] is ctx.X:
@@ -710,18 +713,22 @@ class PipelineMonitor(PipelinePlugin):
             else:
                 summary_in = ctx.input_summary
             if status == "success":
-                summary_out = ctx.output_summary
+                out = ctx.output
+                if type(out) is _ndarray and out.ndim:  # the usual output, sized inline
+                    shape = out.shape  # (as data_summary does it)
+                    summary_out = (shape[0], shape[1] if len(shape) > 1 else 1, out.nbytes)
+                else:
+                    summary_out = ctx.output_summary
                 # kept only while the execution runs (the run's contexts hold the data anyway)
-                metrics._last_output = (ctx.output, summary_out)
+                metrics._last_output = (out, summary_out)
             else:
                 summary_out = _UNKNOWN
         except Exception:  # noqa: BLE001 - an object the context cannot size: unknown, not a crash
             logger.debug("cannot size the data of stage %r", ctx.stage_name, exc_info=True)
             summary_in, summary_out = _UNKNOWN, _UNKNOWN
-        extra = ctx.extra
+        extra = ctx._extra  # not ctx.extra: that would make a dict for nothing
         retry_errors = extra.get(self) if extra else None
         caught = ctx.warnings
-        run = ctx.run
         metrics.stages.append(_new_record(StageRecord, (
             ctx.stage_name, ctx.index, ctx.mode, run.start_time + (ctx.start - run.start),
             duration, status, *summary_in, *summary_out, ctx.attempt,
@@ -729,22 +736,16 @@ class PipelineMonitor(PipelinePlugin):
             tuple(retry_errors) if retry_errors else (),
             tuple([_warning_text(w) for w in caught]) if caught else ())))
 
-    def after_stage(self, ctx):
-        self._stage_record(ctx, "success")
-
     def on_stage_error(self, ctx, error):
-        self._stage_record(ctx, "failed", error)
+        self.after_stage(ctx, "failed", error)
 
     def on_stage_retry(self, ctx, error):
         ctx.extra.setdefault(self, []).append(_error_text(error))
 
-    def after_run(self, run):
-        self._finish(run, "success", None)
-
     def on_run_error(self, run, error):
-        self._finish(run, "failed", error)
+        self.after_run(run, "failed", error)
 
-    def _finish(self, run, status, error):
+    def after_run(self, run, status="success", error=None):
         metrics = run.extra.pop(self, None)
         if metrics is None:
             metrics = self._metrics_of(run)

@@ -235,6 +235,19 @@ def test_sizes_agree_with_pandas_and_numpy():
                      (5, 1, frame["f"].memory_usage(index=False)), (4, 3, 96), (7, 1, 56)]
 
 
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame(np.zeros((4, 3))).iloc[[1]],          # one row of a one-block frame
+    pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}),  # several blocks, an extension one
+    pd.DataFrame(np.zeros((0, 3))),                     # no row
+    pd.DataFrame(index=range(5)),                       # no column: rows from the index
+], ids=["one-row", "mixed", "no-row", "no-column"])
+def test_frame_sizes_read_off_the_blocks_agree_with_pandas(frame):
+    from ml_toolbox.context import data_summary
+
+    assert data_summary(frame) == (*frame.shape,
+                                   int(frame.memory_usage(index=False, deep=False).sum()))
+
+
 def test_monitor_attached_mid_run_starts_recording():
     m = PipelineMonitor()
     run = RunContext(None, "p", "predict", ["a"])
