@@ -119,6 +119,15 @@ def write_bytes_hashed(path, data, fsync=True, sha256=True):
     return writer.digests()
 
 
+def write_file(path, data, fsync=True):
+    """Write ``data`` to a new file at ``path`` (refused if it exists), fsync'ed if asked."""
+    with open(path, "xb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def digest_bytes(data, algorithm):
     h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
     h.update(data)
@@ -162,11 +171,28 @@ def atomic_write_json(path, payload, tmp_dir):
 
 @contextlib.contextmanager
 def file_lock(path, *, blocking=True):
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing); released even on SIGKILL."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing); released even on SIGKILL.
+
+    A lock file may be unlinked by its holder (or by a cleaner that found it orphaned) while another
+    process waits on it: the lock then guards nothing, so once locked, the file at ``path`` must still
+    be the one locked, or it is opened again.
+    """
+    flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, flags)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
     try:
-        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
-        fcntl.flock(fd, flags)
         yield fd
     finally:
         os.close(fd)

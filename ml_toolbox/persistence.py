@@ -334,6 +334,8 @@ class PipelinePersistence:
         self.durable = durable
         self.sha256 = sha256
         self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
+        self._root = str(self.path)
+        self._kinds = {}  # name -> the kind its .kind marker records (immutable once written)
         key = signing_key if signing_key is not None else os.environ.get(SIGNING_KEY_ENV) or None
         self._key = key.encode() if isinstance(key, str) else key
         self._clock = clock or _utcnow
@@ -396,15 +398,20 @@ class PipelinePersistence:
 
     # --------------------------------------------------------------------------------- low level
     def _lock(self):
-        return _store_io.file_lock(str(self.path / ".lock"))
+        return _store_io.file_lock(os.path.join(self._root, ".lock"))
 
     def _tmp(self):
-        tmp = self.path / ".tmp"
-        tmp.mkdir(exist_ok=True)
+        """The staging directory's path (a str), created again if something removed it."""
+        tmp = os.path.join(self._root, ".tmp")
+        if not os.path.isdir(tmp):
+            os.makedirs(tmp, exist_ok=True)
         return tmp
 
     def _version_dir(self, name, version):
         return self.path / name / f"v{version:06d}"
+
+    def _vdir(self, name, version):  # the same, as a str: no pathlib on the save and load paths
+        return os.path.join(self._root, name, f"v{version:06d}")
 
     def names(self):
         """Every name in the store that holds at least one version, sorted."""
@@ -428,30 +435,38 @@ class PipelinePersistence:
         except FileNotFoundError:
             return [], [0]
         existing, used = [], [0]
-        for entry in entries:
-            m = _VERSION_DIR_RE.match(entry)
-            if m:
-                existing.append(int(m[1]))
-                used.append(int(m[1]))
-            else:
-                m = _TOMBSTONE_RE.match(entry)
-                if m:
-                    used.append(int(m[1]))
+        for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
+            if entry[:1] != "v":
+                continue
+            digits = entry[1:]
+            if digits.isascii() and digits.isdigit():
+                existing.append(int(digits))
+                used.append(int(digits))
+            elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
+                used.append(int(digits[:-8]))
         return sorted(existing), used
 
     def _check_kind(self, name, kind, record=False):
-        """A name holds one kind of thing (objects, pipeline states or configurations)."""
-        marker = os.path.join(self.path, name, ".kind")
-        try:
-            with open(marker) as f:
-                previous = f.read().strip()
-        except FileNotFoundError:
-            versions = self.list_versions(name)
-            previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
-            if record:
-                os.makedirs(os.path.dirname(marker), exist_ok=True)
-                with open(marker, "w") as f:
-                    f.write(previous or kind)
+        """A name holds one kind of thing (objects, pipeline states or configurations).
+
+        The ``.kind`` marker is written once, before the name's first version, and never changes: this
+        store object remembers what it read or wrote.
+        """
+        previous = self._kinds.get(name)
+        if previous is None:
+            marker = os.path.join(self._root, name, ".kind")
+            try:
+                with open(marker) as f:
+                    previous = f.read().strip()
+                self._kinds[name] = previous
+            except FileNotFoundError:
+                versions = self.list_versions(name)
+                previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
+                if record:
+                    os.makedirs(os.path.dirname(marker), exist_ok=True)
+                    with open(marker, "w") as f:
+                        f.write(previous or kind)
+                    self._kinds[name] = previous or kind
         if previous is not None and _KIND_GROUP.get(previous) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} holds {previous} versions; save this {kind} under another name.")
 
@@ -550,22 +565,23 @@ class PipelinePersistence:
             parent = self.resolve(name, parent)
         self._check_kind(name, kind)
         self._require_writable()
+        tmp = self._tmp()
         self._clean_staging()
 
         staging_id = uuid.uuid4().hex
-        tmp = self._tmp()
-        lock_path = str(tmp / f"{staging_id}.lock")
-        staging = tmp / staging_id
+        lock_path = os.path.join(tmp, f"{staging_id}.lock")
+        staging = os.path.join(tmp, staging_id)
+        artifact = _FORMATS[format]
         with _store_io.file_lock(lock_path):
             try:
-                staging.mkdir()
-                files = {_FORMATS[format]: self._write_artifact(obj, staging / _FORMATS[format], format, compress)}
+                os.mkdir(staging)
+                files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
                 manifest = {
                     "name": name,
                     "kind": kind,
                     "format": format,
                     "compress": json_safe(compress) if format == "joblib" else 0,
-                    "artifact": _FORMATS[format],
+                    "artifact": artifact,
                     "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
                     "files": files,
                     "environment": environment(),
@@ -575,6 +591,7 @@ class PipelinePersistence:
                     "schema": _schema_of(obj) if kind != "config" else None,
                     "message": message,
                 }
+                name_dir = os.path.join(self._root, name)
                 with self._lock():
                     self._check_kind(name, kind, record=True)
                     existing, used = self._scan(name)
@@ -585,20 +602,22 @@ class PipelinePersistence:
                     if self._key:
                         manifest["signature"] = {"algorithm": "hmac-sha256",
                                                  "value": _store_io.sign(self._key, manifest)}
-
-                    _store_io.write_bytes_hashed(str(staging / "manifest.json"),
-                                                 json.dumps(manifest, indent=2, sort_keys=True).encode(),
-                                                 fsync=self.durable, sha256=self._sha256())
-                    name_dir = self.path / name
+                    _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
+                                         fsync=self.durable)
                     if self.durable:
-                        _store_io.fsync_dir(str(staging))
-                    name_dir.mkdir(exist_ok=True)
-                    os.rename(staging, self._version_dir(name, number))
+                        _store_io.fsync_dir(staging)
+                    target = os.path.join(name_dir, f"v{number:06d}")
+                    try:
+                        os.rename(staging, target)
+                    except FileNotFoundError:  # the name's first version (or its directory was removed)
+                        os.makedirs(name_dir, exist_ok=True)
+                        os.rename(staging, target)
                     if self.durable:
-                        _store_io.fsync_dir(str(name_dir))
+                        _store_io.fsync_dir(name_dir)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             finally:
-                if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
                 try:
                     os.unlink(lock_path)
                 except FileNotFoundError:  # pragma: no cover
@@ -607,12 +626,11 @@ class PipelinePersistence:
 
     def _write_artifact(self, obj, path, format, compress):
         if format == "json":
-
-            return _store_io.write_bytes_hashed(str(path), json.dumps(obj, indent=2, sort_keys=True).encode(),
-                                                fsync=self.durable, sha256=self._sha256())
+            data = json.dumps(obj, indent=2, sort_keys=True).encode()
+            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256())
         if format == "skops":
             sio = _import_skops()
-            return _store_io.write_bytes_hashed(str(path), sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
+            return _store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
         import joblib
 
         with open(path, "xb") as raw:
@@ -629,42 +647,46 @@ class PipelinePersistence:
 
     def _clean_staging(self):
         """Remove staging directories left by saves that died (their lock is free)."""
-        tmp = self.path / ".tmp"
+        tmp = os.path.join(self._root, ".tmp")
         try:
             entries = os.listdir(tmp)
         except FileNotFoundError:
             return []
+        if not entries:
+            return []
         removed = []
+        present = set(entries)
         for entry in entries:
+            path = os.path.join(tmp, entry)
             if entry.endswith(".tmp"):  # an alias/marker file of a writer that died before its rename
                 if not _pid_alive(entry.split(".")[-3]):
                     try:
-                        os.unlink(tmp / entry)
+                        os.unlink(path)
                     except FileNotFoundError:
                         pass
                 continue
             if entry.endswith(".lock"):
+                if entry[:-5] not in present:  # an orphan lock whose directory is gone
+                    try:
+                        with _store_io.file_lock(path, blocking=False):
+                            if not os.path.exists(path[:-5]):
+                                os.unlink(path)
+                    except (BlockingIOError, FileNotFoundError):
+                        pass
                 continue
-            lock_path = tmp / f"{entry}.lock"
-            if lock_path.exists():
+            lock_path = f"{path}.lock"
+            if f"{entry}.lock" in present or os.path.exists(lock_path):
                 try:
-                    with _store_io.file_lock(str(lock_path), blocking=False):
-                        shutil.rmtree(tmp / entry, ignore_errors=True)
+                    with _store_io.file_lock(lock_path, blocking=False):
+                        shutil.rmtree(path, ignore_errors=True)
                         os.unlink(lock_path)
                 except BlockingIOError:  # a save in progress
                     continue
                 except FileNotFoundError:
                     continue
             else:
-                shutil.rmtree(tmp / entry, ignore_errors=True)
+                shutil.rmtree(path, ignore_errors=True)
             removed.append(entry)
-        for entry in os.listdir(tmp):  # orphan locks whose directory is gone
-            if entry.endswith(".lock") and not (tmp / entry[:-5]).exists():
-                try:
-                    with _store_io.file_lock(str(tmp / entry), blocking=False):
-                        os.unlink(tmp / entry)
-                except (BlockingIOError, FileNotFoundError):
-                    pass
         return removed
 
     # -------------------------------------------------------------------------------------- load
@@ -1018,7 +1040,7 @@ class PipelinePersistence:
         tombstone = self.path / name / f"v{number:06d}.deleted"
         with open(tombstone, "w") as f:
             json.dump({"deleted": _iso(self._clock())}, f)
-        trash = self._tmp() / f"deleted-{uuid.uuid4().hex}"
+        trash = os.path.join(self._tmp(), f"deleted-{uuid.uuid4().hex}")
         os.rename(self._version_dir(name, number), trash)
         _store_io.fsync_dir(str(self.path / name))
         shutil.rmtree(trash, ignore_errors=True)
@@ -1102,6 +1124,11 @@ class PipelinePersistence:
         if _KIND_GROUP.get(found) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} version {number} holds a {found}, not a {kind}.")
         return self.load(name, number, **kwargs)
+
+
+def _manifest_bytes(manifest):
+    """A manifest as stored: sorted keys on one line (the C encoder; ``indent`` would use the slow one)."""
+    return json.dumps(manifest, sort_keys=True).encode()
 
 
 def _pid_alive(text):
