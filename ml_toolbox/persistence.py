@@ -1036,14 +1036,24 @@ class PipelinePersistence:
         return number
 
     def _delete_locked(self, name, number):
-
-        tombstone = self.path / name / f"v{number:06d}.deleted"
+        name_dir = os.path.join(self._root, name)
+        tombstone = os.path.join(name_dir, f"v{number:06d}.deleted")
         with open(tombstone, "w") as f:
             json.dump({"deleted": _iso(self._clock())}, f)
         trash = os.path.join(self._tmp(), f"deleted-{uuid.uuid4().hex}")
-        os.rename(self._version_dir(name, number), trash)
-        _store_io.fsync_dir(str(self.path / name))
+        os.rename(self._vdir(name, number), trash)
+        _store_io.fsync_dir(name_dir)
         shutil.rmtree(trash, ignore_errors=True)
+        # Only the highest number ever used matters for the next one: a tombstone below another tombstone
+        # or a version is redundant (the highest number only ever grows), and every save lists them all.
+        top = max(self._scan(name)[1])
+        for entry in os.listdir(name_dir):
+            if entry.startswith("v") and entry.endswith(".deleted") and entry[1:-8].isdigit() \
+                    and int(entry[1:-8]) < top:
+                try:
+                    os.unlink(os.path.join(name_dir, entry))
+                except FileNotFoundError:  # pragma: no cover - another store object compacting too
+                    pass
 
     def prune(self, name=None, *, keep_last=None, older_than=None, dry_run=False):
         """Delete old versions, never one an alias points at.

@@ -538,6 +538,15 @@ def test_prune_never_deletes_aliased_versions(store, fitted):
     assert store.prune("churn", keep_last=0) == [("churn", 5), ("churn", 6)]
     assert store.list_versions("churn") == [1, 2]
     assert store.save(fitted, "churn") == 7  # numbers are never reused
+    # deleted 3-6 leave one tombstone, the highest: every save lists the name's directory
+    assert sorted(e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")) == ["v000006.deleted"]
+    store.delete_version("churn", 7)
+    assert store.save(fitted, "churn") == 8 and store.save(fitted, "churn") == 9
+    store.delete_version("churn", 8)  # below version 9: no tombstone needed, and 7's is redundant now
+    assert [e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")] == []
+    store.delete_version("churn", 9)
+    assert [e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")] == ["v000009.deleted"]
+    assert store.save(fitted, "churn") == 10
 
 
 def test_prune_older_than_uses_the_clock(tmp_path, fitted):
