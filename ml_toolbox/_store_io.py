@@ -169,13 +169,13 @@ def atomic_write_json(path, payload, tmp_dir):
     fsync_dir(os.path.dirname(path))
 
 
-@contextlib.contextmanager
-def file_lock(path, *, blocking=True):
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing); released even on SIGKILL.
+def acquire_lock(path, *, blocking=True):
+    """Open ``path`` (created if missing), take an exclusive ``fcntl.flock`` on it and return the fd.
 
-    A lock file may be unlinked by its holder (or by a cleaner that found it orphaned) while another
-    process waits on it: the lock then guards nothing, so once locked, the file at ``path`` must still
-    be the one locked, or it is opened again.
+    The lock is released when the fd is closed, or when the process dies (even by SIGKILL). A lock file
+    may be unlinked by its holder (or by a cleaner that found it orphaned) while another process waits
+    on it: the lock would then guard nothing, so once locked, the file at ``path`` must still be the one
+    locked, or it is opened again.
     """
     flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
     while True:
@@ -190,12 +190,31 @@ def file_lock(path, *, blocking=True):
             os.close(fd)
             raise
         if same:
-            break
+            return fd
         os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path, *, blocking=True):
+    """Hold :func:`acquire_lock` on ``path`` for the ``with`` block."""
+    fd = acquire_lock(path, blocking=blocking)
     try:
         yield fd
     finally:
         os.close(fd)
+
+
+def release_owner_lock(path, fd, pid):
+    """Drop a store object's staging lock: unlink it (in the process that made it), close the fd."""
+    if os.getpid() == pid:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    try:
+        os.close(fd)
+    except OSError:  # pragma: no cover
+        pass
 
 
 def canonical_json(payload):

@@ -17,7 +17,8 @@ Layout of a store::
     <storage_dir>/
         ml_toolbox_store.json      marks the directory as a store (format version)
         .lock                      flock'ed while a version number is reserved or an alias moves
-        .tmp/                      staging directories of saves in progress
+        .tmp/                      staging directories of saves in progress (<token>-<id>)
+        .locks/<token>             flock'ed by the live store object whose staging directories bear it
         <name>/
             v000001/manifest.json  v000001/artifact.joblib
             v000002.deleted        tombstone: version numbers are never reused
@@ -33,8 +34,10 @@ import os
 import re
 import shutil
 import sys
+import threading
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 
 from ml_toolbox import _store_io
@@ -336,6 +339,8 @@ class PipelinePersistence:
         self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
         self._root = str(self.path)
         self._kinds = {}  # name -> the kind its .kind marker records (immutable once written)
+        self._owner = None  # (pid, token, lock path, inode, finalizer): see _staging_token
+        self._owner_lock = threading.Lock()
         key = signing_key if signing_key is not None else os.environ.get(SIGNING_KEY_ENV) or None
         self._key = key.encode() if isinstance(key, str) else key
         self._clock = clock or _utcnow
@@ -392,6 +397,16 @@ class PipelinePersistence:
         if not os.access(target, os.W_OK | os.X_OK):
             raise StoreError(f"The store at {str(self.path)!r} is not writable.")
 
+    def __getstate__(self):  # a copy (pickled, or in another process) takes its own staging lock
+        state = dict(self.__dict__)
+        state["_owner"] = None
+        del state["_owner_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._owner_lock = threading.Lock()
+
     def __repr__(self):
         signed = ", signed" if self._key else ""
         return f"PipelinePersistence(storage_dir={str(self.path)!r}{signed})"
@@ -409,6 +424,34 @@ class PipelinePersistence:
 
     def _version_dir(self, name, version):
         return self.path / name / f"v{version:06d}"
+
+    def _staging_token(self):
+        """The token naming this store object's staging directories (``.tmp/<token>-<id>``).
+
+        While the object lives, it holds an ``flock`` on ``.locks/<token>``: a cleaner (any save, in any
+        process) removes a staging directory only when it can take its owner's lock, i.e. when the
+        process that made it is gone. One lock per store object (per process), not per save: a save
+        then creates no lock file of its own.
+        """
+        owner = self._owner
+        pid = os.getpid()
+        if owner is not None and owner[0] == pid:
+            try:
+                if os.stat(owner[2]).st_ino == owner[3]:
+                    return owner[1]
+            except FileNotFoundError:  # someone removed .locks/: take a new lock
+                pass
+        with self._owner_lock:
+            if owner is not None:
+                owner[4]()  # release the old lock (or, in a forked child, just close the inherited fd)
+            token = uuid.uuid4().hex[:16]
+            locks = os.path.join(self._root, ".locks")
+            os.makedirs(locks, exist_ok=True)
+            path = os.path.join(locks, token)
+            fd = _store_io.acquire_lock(path)
+            finalizer = weakref.finalize(self, _store_io.release_owner_lock, path, fd, pid)
+            self._owner = (pid, token, path, os.fstat(fd).st_ino, finalizer)
+        return token
 
     def _vdir(self, name, version):  # the same, as a str: no pathlib on the save and load paths
         return os.path.join(self._root, name, f"v{version:06d}")
@@ -568,60 +611,52 @@ class PipelinePersistence:
         tmp = self._tmp()
         self._clean_staging()
 
-        staging_id = uuid.uuid4().hex
-        lock_path = os.path.join(tmp, f"{staging_id}.lock")
-        staging = os.path.join(tmp, staging_id)
+        staging = os.path.join(tmp, f"{self._staging_token()}-{uuid.uuid4().hex}")
         artifact = _FORMATS[format]
-        with _store_io.file_lock(lock_path):
-            try:
-                os.mkdir(staging)
-                files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
-                manifest = {
-                    "name": name,
-                    "kind": kind,
-                    "format": format,
-                    "compress": json_safe(compress) if format == "joblib" else 0,
-                    "artifact": artifact,
-                    "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                    "files": files,
-                    "environment": environment(),
-                    "params": _params_of(obj) if kind != "config" else {},
-                    "metrics": metrics,
-                    "tags": tags,
-                    "schema": _schema_of(obj) if kind != "config" else None,
-                    "message": message,
-                }
-                name_dir = os.path.join(self._root, name)
-                with self._lock():
-                    self._check_kind(name, kind, record=True)
-                    existing, used = self._scan(name)
-                    number = max(used) + 1
-                    manifest["version"] = number
-                    manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
-                    manifest["created"] = _iso(self._clock())
-                    if self._key:
-                        manifest["signature"] = {"algorithm": "hmac-sha256",
-                                                 "value": _store_io.sign(self._key, manifest)}
-                    _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
-                                         fsync=self.durable)
-                    if self.durable:
-                        _store_io.fsync_dir(staging)
-                    target = os.path.join(name_dir, f"v{number:06d}")
-                    try:
-                        os.rename(staging, target)
-                    except FileNotFoundError:  # the name's first version (or its directory was removed)
-                        os.makedirs(name_dir, exist_ok=True)
-                        os.rename(staging, target)
-                    if self.durable:
-                        _store_io.fsync_dir(name_dir)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            finally:
+        try:
+            os.mkdir(staging)
+            files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
+            manifest = {
+                "name": name,
+                "kind": kind,
+                "format": format,
+                "compress": json_safe(compress) if format == "joblib" else 0,
+                "artifact": artifact,
+                "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
+                "files": files,
+                "environment": environment(),
+                "params": _params_of(obj) if kind != "config" else {},
+                "metrics": metrics,
+                "tags": tags,
+                "schema": _schema_of(obj) if kind != "config" else None,
+                "message": message,
+            }
+            name_dir = os.path.join(self._root, name)
+            with self._lock():
+                self._check_kind(name, kind, record=True)
+                existing, used = self._scan(name)
+                number = max(used) + 1
+                manifest["version"] = number
+                manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
+                manifest["created"] = _iso(self._clock())
+                if self._key:
+                    manifest["signature"] = {"algorithm": "hmac-sha256",
+                                             "value": _store_io.sign(self._key, manifest)}
+                _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
+                                     fsync=self.durable)
+                if self.durable:
+                    _store_io.fsync_dir(staging)
+                target = os.path.join(name_dir, f"v{number:06d}")
                 try:
-                    os.unlink(lock_path)
-                except FileNotFoundError:  # pragma: no cover
-                    pass
+                    os.rename(staging, target)
+                except FileNotFoundError:  # the name's first version (or its directory was removed)
+                    os.makedirs(name_dir, exist_ok=True)
+                    os.rename(staging, target)
+                if self.durable:
+                    _store_io.fsync_dir(name_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return number
 
     def _write_artifact(self, obj, path, format, compress):
@@ -646,7 +681,12 @@ class PipelinePersistence:
         return digests
 
     def _clean_staging(self):
-        """Remove staging directories left by saves that died (their lock is free)."""
+        """Remove what saves and deletes that died left in ``.tmp`` (and their lock files in ``.locks``).
+
+        A staging directory ``<token>-<id>`` is removed when its owner's lock ``.locks/<token>`` can be
+        taken (its process is gone); a directory without a token (a deletion's trash, or an older layout
+        whose per-save ``<id>.lock`` is free or gone) likewise.
+        """
         tmp = os.path.join(self._root, ".tmp")
         try:
             entries = os.listdir(tmp)
@@ -656,6 +696,8 @@ class PipelinePersistence:
             return []
         removed = []
         present = set(entries)
+        mine = self._owner[1] if self._owner is not None and self._owner[0] == os.getpid() else None
+        locks = os.path.join(self._root, ".locks")
         for entry in entries:
             path = os.path.join(tmp, entry)
             if entry.endswith(".tmp"):  # an alias/marker file of a writer that died before its rename
@@ -665,8 +707,8 @@ class PipelinePersistence:
                     except FileNotFoundError:
                         pass
                 continue
-            if entry.endswith(".lock"):
-                if entry[:-5] not in present:  # an orphan lock whose directory is gone
+            if entry.endswith(".lock"):  # older layout: an orphan per-save lock whose directory is gone
+                if entry[:-5] not in present:
                     try:
                         with _store_io.file_lock(path, blocking=False):
                             if not os.path.exists(path[:-5]):
@@ -674,20 +716,44 @@ class PipelinePersistence:
                     except (BlockingIOError, FileNotFoundError):
                         pass
                 continue
-            lock_path = f"{path}.lock"
-            if f"{entry}.lock" in present or os.path.exists(lock_path):
-                try:
-                    with _store_io.file_lock(lock_path, blocking=False):
-                        shutil.rmtree(path, ignore_errors=True)
-                        os.unlink(lock_path)
-                except BlockingIOError:  # a save in progress
-                    continue
-                except FileNotFoundError:
-                    continue
+            token, dash, _ = entry.partition("-")
+            if dash and token != "deleted":
+                if token == mine:
+                    continue  # this object's own save in progress (another thread)
+                lock_path = os.path.join(locks, token)
             else:
+                lock_path = f"{path}.lock"
+                if lock_path[len(tmp) + 1:] not in present and not os.path.exists(lock_path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(entry)
+                    continue
+            try:
+                with _store_io.file_lock(lock_path, blocking=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                    os.unlink(lock_path)
+            except BlockingIOError:  # a save in progress
+                continue
+            except FileNotFoundError:  # .locks/ itself is gone: the owner is too
                 shutil.rmtree(path, ignore_errors=True)
             removed.append(entry)
+        if removed:
+            self._clean_locks()
         return removed
+
+    def _clean_locks(self):
+        """Unlink the staging locks in ``.locks`` whose store objects are gone (killed processes)."""
+        locks = os.path.join(self._root, ".locks")
+        try:
+            entries = os.listdir(locks)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            path = os.path.join(locks, entry)
+            try:
+                with _store_io.file_lock(path, blocking=False):
+                    os.unlink(path)
+            except (BlockingIOError, FileNotFoundError):
+                pass
 
     # -------------------------------------------------------------------------------------- load
     def load(self, name, version=None, *, mmap_mode=None, trusted=None, verify="auto"):
@@ -1087,6 +1153,7 @@ class PipelinePersistence:
                     deleted.append((each, number))
             if not dry_run:
                 self._clean_staging()
+                self._clean_locks()
         return deleted
 
     # ------------------------------------------------------------------------- the seed's API

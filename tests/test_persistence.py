@@ -1,9 +1,11 @@
 """Tests of the versioned store (ml_toolbox.persistence)."""
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import signal
@@ -696,6 +698,35 @@ def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
     store.save(fitted, "churn")
     assert os.listdir(tmp) == []
     assert store.list_versions("churn") == [1]
+
+
+def test_staging_directories_are_kept_while_their_owner_lives(tmp_path, fitted):
+    store = PipelinePersistence(tmp_path / "s")
+    store.save(fitted, "churn")
+    locks, tmp = store.path / ".locks", store.path / ".tmp"
+    assert len(os.listdir(locks)) == 1  # this store object's lock, held while it lives
+    (locks / "live0000").touch()
+    live = _store_io.acquire_lock(str(locks / "live0000"))  # another process's save in progress
+    try:
+        (tmp / "live0000-1").mkdir()
+        (tmp / "dead0000-1").mkdir()  # a killed process's save: nobody holds .locks/dead0000
+        (locks / "dead0000").touch()
+        (tmp / "gone0000-1").mkdir()  # its owner's lock file is gone too
+        store.save(fitted, "churn")
+        assert sorted(os.listdir(tmp)) == ["live0000-1"]
+        assert "dead0000" not in os.listdir(locks) and "live0000" in os.listdir(locks)
+    finally:
+        os.close(live)
+    store.save(fitted, "churn")
+    assert os.listdir(tmp) == []
+    other = PipelinePersistence(tmp_path / "s")
+    other.save(fitted, "churn")
+    assert len(os.listdir(locks)) == 2
+    del other
+    gc.collect()
+    assert len(os.listdir(locks)) == 1  # released and unlinked with its store object
+    copy = pickle.loads(pickle.dumps(store))  # a copy takes its own lock
+    assert copy.save(fitted, "churn") == 5 and len(os.listdir(locks)) == 2
 
 
 @given(config=st.dictionaries(st.text(min_size=1, max_size=8),
