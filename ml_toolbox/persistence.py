@@ -294,11 +294,15 @@ class PipelinePersistence:
     signing_key : str or bytes, optional
         HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save is signed and
         every load refuses an unsigned or wrongly signed version.
-    durable : bool, default=True
-        fsync every file and directory of a new version before it appears, so it survives a power cut
-        or a kernel crash. Saves are atomic either way (a killed process leaves the whole version or
-        none); ``durable=False`` skips the fsyncs (a few milliseconds each on most disks), and a version
-        damaged by a power cut is then refused at load by its size and digest checks.
+    durable : bool, default=False
+        ``True`` fsyncs every file and directory of a new version before ``save`` returns, so the
+        version survives a power cut or a kernel crash that follows at once (this costs a few
+        fsyncs per save: milliseconds on most disks, and for a large artifact the wait for the disk to
+        write it). Saves are atomic either way: a process killed at any moment leaves the whole version
+        or none, since the version appears by one rename. With the default, a power cut within seconds
+        of a save can leave that version damaged (or missing); a damaged version is refused at load by
+        its size and digest checks, never loaded wrong. Whatever this setting, alias moves are always
+        fsynced, and ``promote`` first fsyncs the version it points the alias at.
     sha256 : bool, default=True
         Record each file's SHA-256 (computed while writing, in a helper thread for large artifacts).
         Always on with a signing key, whose signature covers it. ``False`` records only size and
@@ -330,7 +334,7 @@ class PipelinePersistence:
     array([1])
     """
 
-    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=True,
+    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=False,
                  sha256=True, clock=None):
         self.storage_dir = storage_dir
         self.compress = compress
@@ -1034,6 +1038,8 @@ class PipelinePersistence:
                     f"Refusing to promote {name!r} version {number} to {alias!r}: " + "; ".join(failed) + ".",
                     failed,
                 )
+            if not self.durable:  # an alias only ever points at a version on disk for good
+                self._make_durable(name, number)
             payload = self._read_aliases(name)
             entry = payload["aliases"].setdefault(alias, {"stack": []})
             previous = entry["stack"][-1] if entry["stack"] else None
@@ -1044,6 +1050,15 @@ class PipelinePersistence:
             })
             self._write_aliases(name, payload)
         return number
+
+    def _make_durable(self, name, number):
+        """fsync a version saved with ``durable=False``: its files, its directory, the name's directory."""
+        directory = self._vdir(name, number)
+        for entry in os.listdir(directory):
+            with open(os.path.join(directory, entry), "rb") as f:
+                os.fsync(f.fileno())
+        _store_io.fsync_dir(directory)
+        _store_io.fsync_dir(os.path.dirname(directory))
 
     def rollback(self, name, alias, *, reason=None):
         """Move ``alias`` back one step (to the version it pointed at before); return that version."""

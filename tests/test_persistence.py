@@ -150,18 +150,33 @@ def test_manifest_records_everything(store):
     assert dt.datetime.fromisoformat(manifest["created"]).tzinfo is not None
 
 
-def test_durable_false_skips_fsync_but_stays_atomic(tmp_path, fitted, monkeypatch):
+def test_durable_fsyncs_and_the_default_stays_atomic(tmp_path, fitted, monkeypatch):
     calls = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
-    PipelinePersistence(tmp_path / "a").save(fitted, "churn")
-    assert len(calls) >= 3  # artifact, manifest, staging and name directories
-    fast = PipelinePersistence(tmp_path / "b", durable=False)
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    durable = PipelinePersistence(tmp_path / "a", durable=True)
+    calls.clear()
+    durable.save(fitted, "churn")
+    # the artifact and manifest, the staging directory (before its rename) and the name's directory (after)
+    assert len(calls) == 4 and calls[-1] == str(durable.path / "churn")
+    assert {os.path.basename(c) for c in calls[:2]} == {"artifact.joblib", "manifest.json"}
+    calls.clear()
+    durable.promote("churn", 1, "production")
+    alias_file = os.path.basename(calls[0])  # the new aliases.json, fsynced before its rename
+    assert len(calls) == 2 and alias_file.startswith(".aliases.json.") and calls[1] == str(durable.path / "churn")
+    fast = PipelinePersistence(tmp_path / "b")  # the default: durable=False
+    assert fast.durable is False
     calls.clear()
     assert fast.save(fitted, "churn") == 1
     assert calls == []
     np.testing.assert_array_equal(fast.load("churn").predict(X), fitted.predict(X))
     assert fast.verify() == [("churn", 1, None)]
+    # an alias is only pointed at a version that is on disk for good: promote fsyncs it first
+    fast.promote("churn", 1, "production")
+    version = str(fast.path / "churn" / "v000001")
+    assert sorted(calls[:3]) == sorted([f"{version}/artifact.joblib", f"{version}/manifest.json", version])
+    assert calls[3] == str(fast.path / "churn") and len(calls) == 6
+    assert os.path.basename(calls[4]).startswith(".aliases.json.") and calls[5] == str(fast.path / "churn")
 
 
 def test_sha256_false_records_only_the_fast_digest(tmp_path):
