@@ -139,6 +139,8 @@ def digest_open_file(fobj, algorithm, size):
     h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
     if size:
         with mmap.mmap(fobj.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            if hasattr(mmap, "MADV_WILLNEED"):  # map (and read ahead) the whole file up front: fewer faults
+                view.madvise(mmap.MADV_WILLNEED)
             h.update(view)
     return h.hexdigest()
 

@@ -545,7 +545,7 @@ class PipelinePersistence:
         if isinstance(version, bool) or not isinstance(version, (numbers.Integral, str)):
             raise TypeError(f"version must be None, an int or an alias name; got {version!r}.")
         number = int(version)
-        if not self._version_dir(name, number).is_dir():
+        if not os.path.isdir(self._vdir(name, number)):
             raise self._missing(name, number)
         return number
 
@@ -555,8 +555,7 @@ class PipelinePersistence:
         return self._read_manifest(name, self.resolve(name, version))
 
     def _read_manifest(self, name, number):
-
-        path = os.path.join(self.path, name, f"v{number:06d}", "manifest.json")
+        path = os.path.join(self._vdir(name, number), "manifest.json")
         try:
             with open(path, "rb") as f:
                 return json.loads(f.read())
@@ -869,7 +868,7 @@ class PipelinePersistence:
 
     def _verified_manifest(self, name, number):
         manifest = self._read_manifest(name, number)
-        path = self._version_dir(name, number) / "manifest.json"
+        path = os.path.join(self._vdir(name, number), "manifest.json")
         if self._key:
             signature = manifest.get("signature")
             if not signature:
