@@ -70,38 +70,65 @@ class _Sha256Feeder:
 class HashingWriter:
     """A write-only binary file object that feeds every byte to xxh3-128 and SHA-256 as it is written.
 
-    joblib (and pickle) write through it; nothing is read back for hashing.
+    joblib (and pickle) write through it; nothing is read back for hashing. pickle hands over many
+    small pieces (frames, opcodes, small arrays): they are gathered into blocks of ``_BLOCK`` bytes, so
+    the hashes and the file see a few large updates instead of thousands of calls. Large writes (joblib's
+    array chunks) pass straight through, after whatever is pending.
     """
+
+    _BLOCK = 1024 * 1024
 
     def __init__(self, raw, sha256=True):
         self._raw = raw
         self._xxh = xxhash.xxh3_128()
         self._sha = _Sha256Feeder() if sha256 else None
+        self._pending = bytearray()
         self.size = 0
 
     def write(self, data):
-        if not isinstance(data, (bytes, bytearray)):
-            data = bytes(data)
+        n = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+        if n >= self._BLOCK:
+            self._flush_pending()
+            self._feed(data if isinstance(data, bytes) else bytes(data))
+        else:
+            self._pending += data
+            if len(self._pending) >= self._BLOCK:
+                self._flush_pending()
+        self.size += n
+        return n
+
+    def _feed(self, data):
         self._xxh.update(data)
         if self._sha is not None:
             self._sha.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
+        self._raw.write(data)
+
+    def _flush_pending(self):
+        if self._pending:
+            block = bytes(self._pending)  # immutable: the SHA-256 thread may still hold it
+            self._pending.clear()
+            self._feed(block)
 
     def writable(self):
         return True
 
     def flush(self):
+        self._flush_pending()
         self._raw.flush()
 
     def tell(self):
         return self.size
 
     def close(self):
-        if self._sha is not None:
-            self._sha.close()
+        """Write out what is pending and stop the SHA-256 helper thread (``digests`` still works after)."""
+        try:
+            self._flush_pending()
+        finally:
+            if self._sha is not None:
+                self._sha.close()
 
     def digests(self):
+        self._flush_pending()
         out = {"size": self.size, "xxh3_128": self._xxh.hexdigest()}
         if self._sha is not None:
             out["sha256"] = self._sha.hexdigest()
@@ -113,10 +140,11 @@ def write_bytes_hashed(path, data, fsync=True, sha256=True):
     with open(path, "xb") as raw:
         writer = HashingWriter(raw, sha256=sha256)
         writer.write(data)
+        digests = writer.digests()  # also writes out what the writer still holds
         if fsync:
             raw.flush()
             os.fsync(raw.fileno())
-    return writer.digests()
+    return digests
 
 
 def write_file(path, data, fsync=True):

@@ -715,6 +715,26 @@ def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
     assert store.list_versions("churn") == [1]
 
 
+@pytest.mark.parametrize("sha256", [True, False])
+def test_hashing_writer_digests_exactly_the_bytes_written(tmp_path, sha256):
+    import xxhash
+
+    rng = np.random.default_rng(0)
+    pieces = [b"x", memoryview(b"abc"), bytearray(b"defg")]  # small ones are gathered into blocks ...
+    pieces += [rng.bytes(n) for n in (70_000, 2_000_000, 5, 9_000_000, 300)]  # ... large ones pass through
+    expected = b"".join(bytes(p) for p in pieces)
+    with open(tmp_path / "f", "xb") as raw:
+        writer = _store_io.HashingWriter(raw, sha256=sha256)
+        for piece in pieces:
+            position = writer.tell()
+            assert writer.write(piece) == len(bytes(piece)) and writer.tell() == position + len(bytes(piece))
+        digests = writer.digests()
+    assert (tmp_path / "f").read_bytes() == expected
+    assert digests["size"] == len(expected)
+    assert digests["xxh3_128"] == xxhash.xxh3_128(expected).hexdigest()
+    assert digests.get("sha256") == (hashlib.sha256(expected).hexdigest() if sha256 else None)
+
+
 def test_staging_directories_are_kept_while_their_owner_lives(tmp_path, fitted):
     store = PipelinePersistence(tmp_path / "s")
     store.save(fitted, "churn")
