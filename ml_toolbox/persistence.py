@@ -450,7 +450,10 @@ class PipelinePersistence:
                 owner[4]()  # release the old lock (or, in a forked child, just close the inherited fd)
             token = uuid.uuid4().hex[:16]
             locks = os.path.join(self._root, ".locks")
-            os.makedirs(locks, exist_ok=True)
+            if os.path.isdir(locks):
+                self._clean_locks()  # once per store object: the locks of killed processes go
+            else:
+                os.makedirs(locks, exist_ok=True)
             path = os.path.join(locks, token)
             fd = _store_io.acquire_lock(path)
             finalizer = weakref.finalize(self, _store_io.release_owner_lock, path, fd, pid)
