@@ -17,7 +17,8 @@ Layout of a store::
     <storage_dir>/
         ml_toolbox_store.json      marks the directory as a store (format version)
         .lock                      flock'ed while a version number is reserved or an alias moves
-        .tmp/                      staging directories of saves in progress
+        .tmp/                      staging directories of saves in progress (<token>-<id>)
+        .locks/<token>             flock'ed by the live store object whose staging directories bear it
         <name>/
             v000001/manifest.json  v000001/artifact.joblib
             v000002.deleted        tombstone: version numbers are never reused
@@ -33,8 +34,10 @@ import os
 import re
 import shutil
 import sys
+import threading
 import uuid
 import warnings
+import weakref
 from pathlib import Path
 
 from ml_toolbox import _store_io
@@ -291,11 +294,15 @@ class PipelinePersistence:
     signing_key : str or bytes, optional
         HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save is signed and
         every load refuses an unsigned or wrongly signed version.
-    durable : bool, default=True
-        fsync every file and directory of a new version before it appears, so it survives a power cut
-        or a kernel crash. Saves are atomic either way (a killed process leaves the whole version or
-        none); ``durable=False`` skips the fsyncs (a few milliseconds each on most disks), and a version
-        damaged by a power cut is then refused at load by its size and digest checks.
+    durable : bool, default=False
+        ``True`` fsyncs every file and directory of a new version before ``save`` returns, so the
+        version survives a power cut or a kernel crash that follows at once (this costs a few
+        fsyncs per save: milliseconds on most disks, and for a large artifact the wait for the disk to
+        write it). Saves are atomic either way: a process killed at any moment leaves the whole version
+        or none, since the version appears by one rename. With the default, a power cut within seconds
+        of a save can leave that version damaged (or missing); a damaged version is refused at load by
+        its size and digest checks, never loaded wrong. Whatever this setting, alias moves are always
+        fsynced, and ``promote`` first fsyncs the version it points the alias at.
     sha256 : bool, default=True
         Record each file's SHA-256 (computed while writing, in a helper thread for large artifacts).
         Always on with a signing key, whose signature covers it. ``False`` records only size and
@@ -327,13 +334,17 @@ class PipelinePersistence:
     array([1])
     """
 
-    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=True,
+    def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=False,
                  sha256=True, clock=None):
         self.storage_dir = storage_dir
         self.compress = compress
         self.durable = durable
         self.sha256 = sha256
         self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
+        self._root = str(self.path)
+        self._kinds = {}  # name -> the kind its .kind marker records (immutable once written)
+        self._owner = None  # (pid, token, lock path, inode, finalizer): see _staging_token
+        self._owner_lock = threading.Lock()
         key = signing_key if signing_key is not None else os.environ.get(SIGNING_KEY_ENV) or None
         self._key = key.encode() if isinstance(key, str) else key
         self._clock = clock or _utcnow
@@ -390,21 +401,67 @@ class PipelinePersistence:
         if not os.access(target, os.W_OK | os.X_OK):
             raise StoreError(f"The store at {str(self.path)!r} is not writable.")
 
+    def __getstate__(self):  # a copy (pickled, or in another process) takes its own staging lock
+        state = dict(self.__dict__)
+        state["_owner"] = None
+        del state["_owner_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._owner_lock = threading.Lock()
+
     def __repr__(self):
         signed = ", signed" if self._key else ""
         return f"PipelinePersistence(storage_dir={str(self.path)!r}{signed})"
 
     # --------------------------------------------------------------------------------- low level
     def _lock(self):
-        return _store_io.file_lock(str(self.path / ".lock"))
+        return _store_io.file_lock(os.path.join(self._root, ".lock"))
 
     def _tmp(self):
-        tmp = self.path / ".tmp"
-        tmp.mkdir(exist_ok=True)
+        """The staging directory's path (a str), created again if something removed it."""
+        tmp = os.path.join(self._root, ".tmp")
+        if not os.path.isdir(tmp):
+            os.makedirs(tmp, exist_ok=True)
         return tmp
 
     def _version_dir(self, name, version):
         return self.path / name / f"v{version:06d}"
+
+    def _staging_token(self):
+        """The token naming this store object's staging directories (``.tmp/<token>-<id>``).
+
+        While the object lives, it holds an ``flock`` on ``.locks/<token>``: a cleaner (any save, in any
+        process) removes a staging directory only when it can take its owner's lock, i.e. when the
+        process that made it is gone. One lock per store object (per process), not per save: a save
+        then creates no lock file of its own.
+        """
+        owner = self._owner
+        pid = os.getpid()
+        if owner is not None and owner[0] == pid:
+            try:
+                if os.stat(owner[2]).st_ino == owner[3]:
+                    return owner[1]
+            except FileNotFoundError:  # someone removed .locks/: take a new lock
+                pass
+        with self._owner_lock:
+            if owner is not None:
+                owner[4]()  # release the old lock (or, in a forked child, just close the inherited fd)
+            token = uuid.uuid4().hex[:16]
+            locks = os.path.join(self._root, ".locks")
+            if os.path.isdir(locks):
+                self._clean_locks()  # once per store object: the locks of killed processes go
+            else:
+                os.makedirs(locks, exist_ok=True)
+            path = os.path.join(locks, token)
+            fd = _store_io.acquire_lock(path)
+            finalizer = weakref.finalize(self, _store_io.release_owner_lock, path, fd, pid)
+            self._owner = (pid, token, path, os.fstat(fd).st_ino, finalizer)
+        return token
+
+    def _vdir(self, name, version):  # the same, as a str: no pathlib on the save and load paths
+        return os.path.join(self._root, name, f"v{version:06d}")
 
     def names(self):
         """Every name in the store that holds at least one version, sorted."""
@@ -428,30 +485,38 @@ class PipelinePersistence:
         except FileNotFoundError:
             return [], [0]
         existing, used = [], [0]
-        for entry in entries:
-            m = _VERSION_DIR_RE.match(entry)
-            if m:
-                existing.append(int(m[1]))
-                used.append(int(m[1]))
-            else:
-                m = _TOMBSTONE_RE.match(entry)
-                if m:
-                    used.append(int(m[1]))
+        for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
+            if entry[:1] != "v":
+                continue
+            digits = entry[1:]
+            if digits.isascii() and digits.isdigit():
+                existing.append(int(digits))
+                used.append(int(digits))
+            elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
+                used.append(int(digits[:-8]))
         return sorted(existing), used
 
     def _check_kind(self, name, kind, record=False):
-        """A name holds one kind of thing (objects, pipeline states or configurations)."""
-        marker = os.path.join(self.path, name, ".kind")
-        try:
-            with open(marker) as f:
-                previous = f.read().strip()
-        except FileNotFoundError:
-            versions = self.list_versions(name)
-            previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
-            if record:
-                os.makedirs(os.path.dirname(marker), exist_ok=True)
-                with open(marker, "w") as f:
-                    f.write(previous or kind)
+        """A name holds one kind of thing (objects, pipeline states or configurations).
+
+        The ``.kind`` marker is written once, before the name's first version, and never changes: this
+        store object remembers what it read or wrote.
+        """
+        previous = self._kinds.get(name)
+        if previous is None:
+            marker = os.path.join(self._root, name, ".kind")
+            try:
+                with open(marker) as f:
+                    previous = f.read().strip()
+                self._kinds[name] = previous
+            except FileNotFoundError:
+                versions = self.list_versions(name)
+                previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
+                if record:
+                    os.makedirs(os.path.dirname(marker), exist_ok=True)
+                    with open(marker, "w") as f:
+                        f.write(previous or kind)
+                    self._kinds[name] = previous or kind
         if previous is not None and _KIND_GROUP.get(previous) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} holds {previous} versions; save this {kind} under another name.")
 
@@ -483,7 +548,7 @@ class PipelinePersistence:
         if isinstance(version, bool) or not isinstance(version, (numbers.Integral, str)):
             raise TypeError(f"version must be None, an int or an alias name; got {version!r}.")
         number = int(version)
-        if not self._version_dir(name, number).is_dir():
+        if not os.path.isdir(self._vdir(name, number)):
             raise self._missing(name, number)
         return number
 
@@ -493,8 +558,7 @@ class PipelinePersistence:
         return self._read_manifest(name, self.resolve(name, version))
 
     def _read_manifest(self, name, number):
-
-        path = os.path.join(self.path, name, f"v{number:06d}", "manifest.json")
+        path = os.path.join(self._vdir(name, number), "manifest.json")
         try:
             with open(path, "rb") as f:
                 return json.loads(f.read())
@@ -550,69 +614,64 @@ class PipelinePersistence:
             parent = self.resolve(name, parent)
         self._check_kind(name, kind)
         self._require_writable()
+        tmp = self._tmp()
         self._clean_staging()
 
-        staging_id = uuid.uuid4().hex
-        tmp = self._tmp()
-        lock_path = str(tmp / f"{staging_id}.lock")
-        staging = tmp / staging_id
-        with _store_io.file_lock(lock_path):
-            try:
-                staging.mkdir()
-                files = {_FORMATS[format]: self._write_artifact(obj, staging / _FORMATS[format], format, compress)}
-                manifest = {
-                    "name": name,
-                    "kind": kind,
-                    "format": format,
-                    "compress": json_safe(compress) if format == "joblib" else 0,
-                    "artifact": _FORMATS[format],
-                    "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                    "files": files,
-                    "environment": environment(),
-                    "params": _params_of(obj) if kind != "config" else {},
-                    "metrics": metrics,
-                    "tags": tags,
-                    "schema": _schema_of(obj) if kind != "config" else None,
-                    "message": message,
-                }
-                with self._lock():
-                    self._check_kind(name, kind, record=True)
-                    existing, used = self._scan(name)
-                    number = max(used) + 1
-                    manifest["version"] = number
-                    manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
-                    manifest["created"] = _iso(self._clock())
-                    if self._key:
-                        manifest["signature"] = {"algorithm": "hmac-sha256",
-                                                 "value": _store_io.sign(self._key, manifest)}
-
-                    _store_io.write_bytes_hashed(str(staging / "manifest.json"),
-                                                 json.dumps(manifest, indent=2, sort_keys=True).encode(),
-                                                 fsync=self.durable, sha256=self._sha256())
-                    name_dir = self.path / name
-                    if self.durable:
-                        _store_io.fsync_dir(str(staging))
-                    name_dir.mkdir(exist_ok=True)
-                    os.rename(staging, self._version_dir(name, number))
-                    if self.durable:
-                        _store_io.fsync_dir(str(name_dir))
-            finally:
-                if staging.exists():
-                    shutil.rmtree(staging, ignore_errors=True)
+        staging = os.path.join(tmp, f"{self._staging_token()}-{uuid.uuid4().hex}")
+        artifact = _FORMATS[format]
+        try:
+            os.mkdir(staging)
+            files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
+            manifest = {
+                "name": name,
+                "kind": kind,
+                "format": format,
+                "compress": json_safe(compress) if format == "joblib" else 0,
+                "artifact": artifact,
+                "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
+                "files": files,
+                "environment": environment(),
+                "params": _params_of(obj) if kind != "config" else {},
+                "metrics": metrics,
+                "tags": tags,
+                "schema": _schema_of(obj) if kind != "config" else None,
+                "message": message,
+            }
+            name_dir = os.path.join(self._root, name)
+            with self._lock():
+                self._check_kind(name, kind, record=True)
+                existing, used = self._scan(name)
+                number = max(used) + 1
+                manifest["version"] = number
+                manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
+                manifest["created"] = _iso(self._clock())
+                if self._key:
+                    manifest["signature"] = {"algorithm": "hmac-sha256",
+                                             "value": _store_io.sign(self._key, manifest)}
+                _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
+                                     fsync=self.durable)
+                if self.durable:
+                    _store_io.fsync_dir(staging)
+                target = os.path.join(name_dir, f"v{number:06d}")
                 try:
-                    os.unlink(lock_path)
-                except FileNotFoundError:  # pragma: no cover
-                    pass
+                    os.rename(staging, target)
+                except FileNotFoundError:  # the name's first version (or its directory was removed)
+                    os.makedirs(name_dir, exist_ok=True)
+                    os.rename(staging, target)
+                if self.durable:
+                    _store_io.fsync_dir(name_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return number
 
     def _write_artifact(self, obj, path, format, compress):
         if format == "json":
-
-            return _store_io.write_bytes_hashed(str(path), json.dumps(obj, indent=2, sort_keys=True).encode(),
-                                                fsync=self.durable, sha256=self._sha256())
+            data = json.dumps(obj, indent=2, sort_keys=True).encode()
+            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256())
         if format == "skops":
             sio = _import_skops()
-            return _store_io.write_bytes_hashed(str(path), sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
+            return _store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
         import joblib
 
         with open(path, "xb") as raw:
@@ -628,44 +687,79 @@ class PipelinePersistence:
         return digests
 
     def _clean_staging(self):
-        """Remove staging directories left by saves that died (their lock is free)."""
-        tmp = self.path / ".tmp"
+        """Remove what saves and deletes that died left in ``.tmp`` (and their lock files in ``.locks``).
+
+        A staging directory ``<token>-<id>`` is removed when its owner's lock ``.locks/<token>`` can be
+        taken (its process is gone); a directory without a token (a deletion's trash, or an older layout
+        whose per-save ``<id>.lock`` is free or gone) likewise.
+        """
+        tmp = os.path.join(self._root, ".tmp")
         try:
             entries = os.listdir(tmp)
         except FileNotFoundError:
             return []
+        if not entries:
+            return []
         removed = []
+        present = set(entries)
+        mine = self._owner[1] if self._owner is not None and self._owner[0] == os.getpid() else None
+        locks = os.path.join(self._root, ".locks")
         for entry in entries:
+            path = os.path.join(tmp, entry)
             if entry.endswith(".tmp"):  # an alias/marker file of a writer that died before its rename
                 if not _pid_alive(entry.split(".")[-3]):
                     try:
-                        os.unlink(tmp / entry)
+                        os.unlink(path)
                     except FileNotFoundError:
                         pass
                 continue
-            if entry.endswith(".lock"):
+            if entry.endswith(".lock"):  # older layout: an orphan per-save lock whose directory is gone
+                if entry[:-5] not in present:
+                    try:
+                        with _store_io.file_lock(path, blocking=False):
+                            if not os.path.exists(path[:-5]):
+                                os.unlink(path)
+                    except (BlockingIOError, FileNotFoundError):
+                        pass
                 continue
-            lock_path = tmp / f"{entry}.lock"
-            if lock_path.exists():
-                try:
-                    with _store_io.file_lock(str(lock_path), blocking=False):
-                        shutil.rmtree(tmp / entry, ignore_errors=True)
-                        os.unlink(lock_path)
-                except BlockingIOError:  # a save in progress
-                    continue
-                except FileNotFoundError:
-                    continue
+            token, dash, _ = entry.partition("-")
+            if dash and token != "deleted":
+                if token == mine:
+                    continue  # this object's own save in progress (another thread)
+                lock_path = os.path.join(locks, token)
             else:
-                shutil.rmtree(tmp / entry, ignore_errors=True)
+                lock_path = f"{path}.lock"
+                if lock_path[len(tmp) + 1:] not in present and not os.path.exists(lock_path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(entry)
+                    continue
+            try:
+                with _store_io.file_lock(lock_path, blocking=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                    os.unlink(lock_path)
+            except BlockingIOError:  # a save in progress
+                continue
+            except FileNotFoundError:  # .locks/ itself is gone: the owner is too
+                shutil.rmtree(path, ignore_errors=True)
             removed.append(entry)
-        for entry in os.listdir(tmp):  # orphan locks whose directory is gone
-            if entry.endswith(".lock") and not (tmp / entry[:-5]).exists():
-                try:
-                    with _store_io.file_lock(str(tmp / entry), blocking=False):
-                        os.unlink(tmp / entry)
-                except (BlockingIOError, FileNotFoundError):
-                    pass
+        if removed:
+            self._clean_locks()
         return removed
+
+    def _clean_locks(self):
+        """Unlink the staging locks in ``.locks`` whose store objects are gone (killed processes)."""
+        locks = os.path.join(self._root, ".locks")
+        try:
+            entries = os.listdir(locks)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            path = os.path.join(locks, entry)
+            try:
+                with _store_io.file_lock(path, blocking=False):
+                    os.unlink(path)
+            except (BlockingIOError, FileNotFoundError):
+                pass
 
     # -------------------------------------------------------------------------------------- load
     def load(self, name, version=None, *, mmap_mode=None, trusted=None, verify="auto"):
@@ -777,7 +871,7 @@ class PipelinePersistence:
 
     def _verified_manifest(self, name, number):
         manifest = self._read_manifest(name, number)
-        path = self._version_dir(name, number) / "manifest.json"
+        path = os.path.join(self._vdir(name, number), "manifest.json")
         if self._key:
             signature = manifest.get("signature")
             if not signature:
@@ -946,6 +1040,8 @@ class PipelinePersistence:
                     f"Refusing to promote {name!r} version {number} to {alias!r}: " + "; ".join(failed) + ".",
                     failed,
                 )
+            if not self.durable:  # an alias only ever points at a version on disk for good
+                self._make_durable(name, number)
             payload = self._read_aliases(name)
             entry = payload["aliases"].setdefault(alias, {"stack": []})
             previous = entry["stack"][-1] if entry["stack"] else None
@@ -956,6 +1052,15 @@ class PipelinePersistence:
             })
             self._write_aliases(name, payload)
         return number
+
+    def _make_durable(self, name, number):
+        """fsync a version saved with ``durable=False``: its files, its directory, the name's directory."""
+        directory = self._vdir(name, number)
+        for entry in os.listdir(directory):
+            with open(os.path.join(directory, entry), "rb") as f:
+                os.fsync(f.fileno())
+        _store_io.fsync_dir(directory)
+        _store_io.fsync_dir(os.path.dirname(directory))
 
     def rollback(self, name, alias, *, reason=None):
         """Move ``alias`` back one step (to the version it pointed at before); return that version."""
@@ -1014,14 +1119,24 @@ class PipelinePersistence:
         return number
 
     def _delete_locked(self, name, number):
-
-        tombstone = self.path / name / f"v{number:06d}.deleted"
+        name_dir = os.path.join(self._root, name)
+        tombstone = os.path.join(name_dir, f"v{number:06d}.deleted")
         with open(tombstone, "w") as f:
             json.dump({"deleted": _iso(self._clock())}, f)
-        trash = self._tmp() / f"deleted-{uuid.uuid4().hex}"
-        os.rename(self._version_dir(name, number), trash)
-        _store_io.fsync_dir(str(self.path / name))
+        trash = os.path.join(self._tmp(), f"deleted-{uuid.uuid4().hex}")
+        os.rename(self._vdir(name, number), trash)
+        _store_io.fsync_dir(name_dir)
         shutil.rmtree(trash, ignore_errors=True)
+        # Only the highest number ever used matters for the next one: a tombstone below another tombstone
+        # or a version is redundant (the highest number only ever grows), and every save lists them all.
+        top = max(self._scan(name)[1])
+        for entry in os.listdir(name_dir):
+            if entry.startswith("v") and entry.endswith(".deleted") and entry[1:-8].isdigit() \
+                    and int(entry[1:-8]) < top:
+                try:
+                    os.unlink(os.path.join(name_dir, entry))
+                except FileNotFoundError:  # pragma: no cover - another store object compacting too
+                    pass
 
     def prune(self, name=None, *, keep_last=None, older_than=None, dry_run=False):
         """Delete old versions, never one an alias points at.
@@ -1055,6 +1170,7 @@ class PipelinePersistence:
                     deleted.append((each, number))
             if not dry_run:
                 self._clean_staging()
+                self._clean_locks()
         return deleted
 
     # ------------------------------------------------------------------------- the seed's API
@@ -1102,6 +1218,11 @@ class PipelinePersistence:
         if _KIND_GROUP.get(found) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} version {number} holds a {found}, not a {kind}.")
         return self.load(name, number, **kwargs)
+
+
+def _manifest_bytes(manifest):
+    """A manifest as stored: sorted keys on one line (the C encoder; ``indent`` would use the slow one)."""
+    return json.dumps(manifest, sort_keys=True).encode()
 
 
 def _pid_alive(text):

@@ -1,9 +1,11 @@
 """Tests of the versioned store (ml_toolbox.persistence)."""
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import signal
@@ -148,18 +150,33 @@ def test_manifest_records_everything(store):
     assert dt.datetime.fromisoformat(manifest["created"]).tzinfo is not None
 
 
-def test_durable_false_skips_fsync_but_stays_atomic(tmp_path, fitted, monkeypatch):
+def test_durable_fsyncs_and_the_default_stays_atomic(tmp_path, fitted, monkeypatch):
     calls = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
-    PipelinePersistence(tmp_path / "a").save(fitted, "churn")
-    assert len(calls) >= 3  # artifact, manifest, staging and name directories
-    fast = PipelinePersistence(tmp_path / "b", durable=False)
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    durable = PipelinePersistence(tmp_path / "a", durable=True)
+    calls.clear()
+    durable.save(fitted, "churn")
+    # the artifact and manifest, the staging directory (before its rename) and the name's directory (after)
+    assert len(calls) == 4 and calls[-1] == str(durable.path / "churn")
+    assert {os.path.basename(c) for c in calls[:2]} == {"artifact.joblib", "manifest.json"}
+    calls.clear()
+    durable.promote("churn", 1, "production")
+    alias_file = os.path.basename(calls[0])  # the new aliases.json, fsynced before its rename
+    assert len(calls) == 2 and alias_file.startswith(".aliases.json.") and calls[1] == str(durable.path / "churn")
+    fast = PipelinePersistence(tmp_path / "b")  # the default: durable=False
+    assert fast.durable is False
     calls.clear()
     assert fast.save(fitted, "churn") == 1
     assert calls == []
     np.testing.assert_array_equal(fast.load("churn").predict(X), fitted.predict(X))
     assert fast.verify() == [("churn", 1, None)]
+    # an alias is only pointed at a version that is on disk for good: promote fsyncs it first
+    fast.promote("churn", 1, "production")
+    version = str(fast.path / "churn" / "v000001")
+    assert sorted(calls[:3]) == sorted([f"{version}/artifact.joblib", f"{version}/manifest.json", version])
+    assert calls[3] == str(fast.path / "churn") and len(calls) == 6
+    assert os.path.basename(calls[4]).startswith(".aliases.json.") and calls[5] == str(fast.path / "churn")
 
 
 def test_sha256_false_records_only_the_fast_digest(tmp_path):
@@ -538,6 +555,15 @@ def test_prune_never_deletes_aliased_versions(store, fitted):
     assert store.prune("churn", keep_last=0) == [("churn", 5), ("churn", 6)]
     assert store.list_versions("churn") == [1, 2]
     assert store.save(fitted, "churn") == 7  # numbers are never reused
+    # deleted 3-6 leave one tombstone, the highest: every save lists the name's directory
+    assert sorted(e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")) == ["v000006.deleted"]
+    store.delete_version("churn", 7)
+    assert store.save(fitted, "churn") == 8 and store.save(fitted, "churn") == 9
+    store.delete_version("churn", 8)  # below version 9: no tombstone needed, and 7's is redundant now
+    assert [e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")] == []
+    store.delete_version("churn", 9)
+    assert [e for e in os.listdir(store.path / "churn") if e.endswith(".deleted")] == ["v000009.deleted"]
+    assert store.save(fitted, "churn") == 10
 
 
 def test_prune_older_than_uses_the_clock(tmp_path, fitted):
@@ -687,6 +713,56 @@ def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
     store.save(fitted, "churn")
     assert os.listdir(tmp) == []
     assert store.list_versions("churn") == [1]
+
+
+@pytest.mark.parametrize("sha256", [True, False])
+def test_hashing_writer_digests_exactly_the_bytes_written(tmp_path, sha256):
+    import xxhash
+
+    rng = np.random.default_rng(0)
+    pieces = [b"x", memoryview(b"abc"), bytearray(b"defg")]  # small ones are gathered into blocks ...
+    pieces += [rng.bytes(n) for n in (70_000, 2_000_000, 5, 9_000_000, 300)]  # ... large ones pass through
+    expected = b"".join(bytes(p) for p in pieces)
+    with open(tmp_path / "f", "xb") as raw:
+        writer = _store_io.HashingWriter(raw, sha256=sha256)
+        for piece in pieces:
+            position = writer.tell()
+            assert writer.write(piece) == len(bytes(piece)) and writer.tell() == position + len(bytes(piece))
+        digests = writer.digests()
+    assert (tmp_path / "f").read_bytes() == expected
+    assert digests["size"] == len(expected)
+    assert digests["xxh3_128"] == xxhash.xxh3_128(expected).hexdigest()
+    assert digests.get("sha256") == (hashlib.sha256(expected).hexdigest() if sha256 else None)
+
+
+def test_staging_directories_are_kept_while_their_owner_lives(tmp_path, fitted):
+    store = PipelinePersistence(tmp_path / "s")
+    store.save(fitted, "churn")
+    locks, tmp = store.path / ".locks", store.path / ".tmp"
+    assert len(os.listdir(locks)) == 1  # this store object's lock, held while it lives
+    (locks / "live0000").touch()
+    live = _store_io.acquire_lock(str(locks / "live0000"))  # another process's save in progress
+    try:
+        (tmp / "live0000-1").mkdir()
+        (tmp / "dead0000-1").mkdir()  # a killed process's save: nobody holds .locks/dead0000
+        (locks / "dead0000").touch()
+        (tmp / "gone0000-1").mkdir()  # its owner's lock file is gone too
+        store.save(fitted, "churn")
+        assert sorted(os.listdir(tmp)) == ["live0000-1"]
+        assert "dead0000" not in os.listdir(locks) and "live0000" in os.listdir(locks)
+    finally:
+        os.close(live)
+    store.save(fitted, "churn")
+    assert os.listdir(tmp) == []
+    other = PipelinePersistence(tmp_path / "s")
+    other.save(fitted, "churn")
+    assert len(os.listdir(locks)) == 2
+    del other
+    gc.collect()
+    assert len(os.listdir(locks)) == 1  # released and unlinked with its store object
+    copy = pickle.loads(pickle.dumps(store))  # a copy takes its own lock
+    (locks / "killed00").touch()  # a lock a killed process left, with no staging directory
+    assert copy.save(fitted, "churn") == 5 and len(os.listdir(locks)) == 2  # gone as the copy took its own
 
 
 @given(config=st.dictionaries(st.text(min_size=1, max_size=8),
