@@ -12,14 +12,22 @@ estimator's own method on that input, which gives scikit-learn's result or sciki
 :func:`make_kernel` builds the kernel of one fitted estimator for one method, or raises
 :class:`NoKernel` with the reason the estimator is not covered (the plan then falls back to the
 estimator itself).
+
+Most kernels also carry a single-row form, ``kernel.row`` (a :class:`RowKernel`), used by the plan's
+one-row path: it takes the row as a 1-D float64 vector whose values sklearn's ``check_array`` has
+already accepted *as far as* ``RowKernel.needs`` says, and skips every other check. The plan places
+the finiteness checks between the row kernels (see :func:`ml_toolbox.fast.compile_row`).
 """
 
+import math
 import numbers
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from scipy import special
 
-__all__ = ["Decline", "NoKernel", "make_kernel", "finite_or_decline"]
+__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
+           "row_without_inf"]
 
 _FLOAT = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -76,6 +84,73 @@ def finite_or_decline(X, allow_nan):
         raise Decline("non-finite value")
 
 
+class RowKernel(NamedTuple):
+    """The single-row form of a kernel (private protocol between the kernels and the plan).
+
+    fn : callable
+        ``fn(x)`` on a 1-D float64 row vector: a 1-D float64 vector (a transformer) or the
+        method's output (the last stage). It never writes into ``x``; raises :class:`Decline`.
+    needs : {"noinf", "finite"}
+        What sklearn's input check of this stage demands of ``x``: ``"noinf"`` (NaN allowed, as
+        ``ensure_all_finite="allow-nan"``) or ``"finite"``.
+    sticky : bool
+        Every non-finite value of ``x`` leaves a non-finite value in the output (elementwise ``+ - * /``
+        do: NaN and +-inf stay NaN or +-inf whatever the other operand; ``clip`` and matrix
+        products are not counted as such). Checks owed by earlier stages may then be made later.
+    keeps_refused : bool
+        The values this stage's check refuses stay non-finite in its output (true of sticky
+        stages, and of the imputer: it refuses +-inf and leaves them), so its own check may be
+        made later, on a later stage's input (default: ``sticky``).
+    out : {"finite", None}
+        What is known of the output when ``x`` met ``needs``: ``"finite"`` (the imputer fills NaN with
+        finite statistics) or nothing (arithmetic can overflow).
+    width : int
+        The number of values in the output (for a transformer).
+    fresh : bool
+        The output is a new array (False: it may be ``x`` itself).
+    floats : bool
+        The stage's check converts integer and boolean input to float64 (``dtype=FLOAT_DTYPES``).
+    """
+
+    fn: Callable
+    needs: str
+    sticky: bool = False
+    out: Optional[str] = None
+    width: int = -1
+    fresh: bool = True
+    floats: bool = False
+    keeps_refused: Optional[bool] = None
+
+    @property
+    def defers(self):
+        return self.sticky if self.keeps_refused is None else self.keeps_refused
+
+
+def _row_sum(x):
+    # A float sum is non-finite when any term is (NaN and +-inf absorb every finite term), or when
+    # it overflows: a finite sum proves every value finite. For short rows Python's sum of the list
+    # is faster than a numpy reduction.
+    return sum(x.tolist()) if x.shape[0] <= 64 else float(np.add.reduce(x))
+
+
+def row_finite(x):
+    """Check of a 1-D float64 row: every value finite (``ensure_all_finite=True``)."""
+    if not math.isfinite(_row_sum(x)) and not np.isfinite(x).all():
+        raise Decline("non-finite value")
+    return x
+
+
+def row_without_inf(x):
+    """Check of a 1-D float64 row: no infinite value (``ensure_all_finite="allow-nan"``)."""
+    if not math.isfinite(_row_sum(x)) and np.isinf(x).any():
+        raise Decline("infinite value")
+    return x
+
+
+def _f64(a):
+    return np.asarray(a).astype(np.float64)
+
+
 def _check_width(X, n):
     if X.ndim != 2 or X.shape[1] != n:
         raise Decline("number of features")
@@ -113,6 +188,20 @@ def _standard_scaler(est):
             X = X.copy(order="K")
         return X
 
+    m64 = None if mean is None else _f64(mean)
+    s64 = None if scale is None else _f64(scale)
+
+    def row(x):
+        if m64 is not None:
+            z = x - m64
+            if s64 is not None:
+                z /= s64
+            return z
+        if s64 is not None:
+            return x / s64
+        return x.copy()
+
+    kernel.row = RowKernel(row, "noinf", sticky=True, width=n, floats=True)
     return kernel
 
 
@@ -132,6 +221,17 @@ def _minmax_scaler(est):
             np.clip(X, np.asarray(lo, dtype=dt), np.asarray(hi, dtype=dt), out=X)
         return X
 
+    clip = bool(est.clip)
+    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+    def row(x):
+        z = x * scale
+        z += min_
+        if clip:
+            np.clip(z, lo64, hi64, out=z)
+        return z
+
+    kernel.row = RowKernel(row, "noinf", sticky=not clip, width=n, floats=True)
     return kernel
 
 
@@ -149,6 +249,16 @@ def _maxabs_scaler(est):
             np.clip(X, np.asarray(-1.0, dtype=dt), np.asarray(1.0, dtype=dt), out=X)
         return X
 
+    clip = bool(est.clip)
+    lo64, hi64 = np.asarray(-1.0), np.asarray(1.0)
+
+    def row(x):
+        z = x / scale
+        if clip:
+            np.clip(z, lo64, hi64, out=z)
+        return z
+
+    kernel.row = RowKernel(row, "noinf", sticky=not clip, width=n, floats=True)
     return kernel
 
 
@@ -168,6 +278,13 @@ def _robust_scaler(est):
             X /= scale
         return X
 
+    def row(x):
+        z = x - center if center is not None else x.copy()
+        if scale is not None:
+            z /= scale
+        return z
+
+    kernel.row = RowKernel(row, "noinf", sticky=True, width=n, floats=True)
     return kernel
 
 
@@ -223,6 +340,17 @@ def _simple_imputer(est):
         np.copyto(X, vals, where=mask)
         return X
 
+    if object_fit:
+        return kernel
+    fill = _f64(values)
+
+    def row(x):
+        if math.isfinite(_row_sum(x)):
+            return x  # nothing missing
+        return np.where(np.isnan(x), fill, x)  # X[mask] = statistics: +-inf stay (refused later)
+
+    kernel.row = RowKernel(row, "noinf", out="finite" if np.isfinite(fill).all() else None,
+                           width=n, fresh=False, floats=float_strategy, keeps_refused=True)
     return kernel
 
 
@@ -304,6 +432,14 @@ def _pca(est):
             Xt /= scale
         return Xt
 
+    def row(x):
+        Xt = x.reshape(1, -1) @ comps_T  # (1, n): the matrix product sklearn computes
+        Xt -= mean_proj
+        if scale is not None:
+            Xt /= scale
+        return Xt.reshape(-1)
+
+    kernel.row = RowKernel(row, "finite", width=comps_T.shape[1], floats=True)
     return kernel
 
 
@@ -312,28 +448,56 @@ def _pca(est):
 
 
 def _linear_scores(est, *, classifier):
+    """``decision(X)`` with sklearn's checks, and ``scores(x)``: the (1, k) scores of a checked row."""
     coef = est.coef_
     intercept = est.intercept_
     n = est.n_features_in_
     coef_T = coef.T if coef.ndim == 2 else coef
 
-    def scores(X):
+    def decision(X):
         X = as_numeric(X)
         _check_width(X, n)
         finite_or_decline(X, allow_nan=False)
-        return X @ coef_T + intercept
-
-    def decision(X):
-        s = scores(X)
+        s = X @ coef_T + intercept
         if classifier and s.ndim > 1 and s.shape[1] == 1:
             return np.reshape(s, (-1,))
         return s
 
-    return decision
+    def scores(x):
+        # (1, n) @ coef.T: for one row numpy's product depends on the stride of the last axis only,
+        # which the reshape of the row vector keeps (sklearn multiplies the (1, n) array it gets)
+        s = x.reshape(1, -1) @ coef_T
+        s += intercept  # X @ coef.T + intercept_: the same additions, in place
+        return s
+
+    return decision, scores
 
 
 def _classifier(est, method, *, proba_kind):
-    decision = _linear_scores(est, classifier=True)
+    decision, scores = _linear_scores(est, classifier=True)
+    kernel = _classifier_method(est, method, proba_kind, decision)
+    kernel.row = RowKernel(_classifier_row(est, method, kernel, scores), "finite")
+    return kernel
+
+
+def _classifier_row(est, method, kernel, scores):
+    """The row form of a linear classifier's ``method``: ``kernel``'s operations on one row."""
+    classes = est.classes_
+    labels = [classes[i:i + 1] for i in range(len(classes))]  # take(classes, [i]), copied per call
+    binary = est.coef_.shape[0] == 1
+
+    if method == "predict":
+        if binary:  # (s > 0).astype(intp): index 1 where the score is positive
+            return lambda x: labels[scores(x).item() > 0].copy()
+        return lambda x: labels[int(np.argmax(scores(x)))].copy()
+    decision = (lambda x: scores(x).reshape(-1)) if binary else scores  # decision_function's ravel
+    if method == "decision_function":
+        return decision
+    from_scores = kernel.from_scores  # the probabilities, from the decision function's output
+    return lambda x: from_scores(decision(x))
+
+
+def _classifier_method(est, method, proba_kind, decision):
     classes = est.classes_
     if method == "decision_function":
         return decision
@@ -350,48 +514,48 @@ def _classifier(est, method, *, proba_kind):
         return predict
     if method in ("predict_proba", "predict_log_proba"):
         if proba_kind == "softmax_or_lr":
-            if classes.size <= 2:
-                proba = _proba_lr(decision)
-            else:
-                proba = _softmax(decision)
+            from_scores = _proba_lr if classes.size <= 2 else _softmax
         elif proba_kind == "lr":
-            proba = _proba_lr(decision)
+            from_scores = _proba_lr
         else:
             raise NoKernel(f"{method} for this loss")
-        if method == "predict_proba":
-            return proba
-        return lambda X: np.log(proba(X))
+        if method == "predict_log_proba":
+            from_scores = _log_of(from_scores)
+
+        def proba(X):
+            return from_scores(decision(X))
+
+        proba.from_scores = from_scores
+        return proba
     raise NoKernel(f"method {method!r}")
 
 
-def _proba_lr(decision):
-    def proba(X):
-        prob = decision(X)
-        prob = special.expit(prob, out=prob)
-        if prob.ndim == 1:
-            return np.stack([1 - prob, prob], axis=1)
-        prob_sum = prob.sum(axis=1)
-        all_zero = prob_sum == 0
-        if np.any(all_zero):
-            prob[all_zero, :] = 1
-            prob_sum[all_zero] = prob.shape[1]
-        prob /= np.reshape(prob_sum, (prob.shape[0], -1))
-        return prob
-
-    return proba
+def _log_of(from_scores):
+    return lambda s: np.log(from_scores(s))
 
 
-def _softmax(decision):
-    def proba(X):
-        Z = decision(X)
-        max_prob = np.reshape(np.max(Z, axis=1), (-1, 1))
-        Z -= max_prob
-        np.exp(Z, out=Z)
-        sum_prob = np.reshape(np.sum(Z, axis=1), (-1, 1))
-        Z /= sum_prob
-        return Z
+def _proba_lr(prob):
+    """``_predict_proba_lr`` from the decision function's output (overwritten)."""
+    prob = special.expit(prob, out=prob)
+    if prob.ndim == 1:
+        return np.stack([1 - prob, prob], axis=1)
+    prob_sum = prob.sum(axis=1)
+    all_zero = prob_sum == 0
+    if np.any(all_zero):
+        prob[all_zero, :] = 1
+        prob_sum[all_zero] = prob.shape[1]
+    prob /= np.reshape(prob_sum, (prob.shape[0], -1))
+    return prob
 
-    return proba
+
+def _softmax(Z):
+    """``sklearn.utils.extmath.softmax(Z, copy=False)``."""
+    max_prob = np.reshape(np.max(Z, axis=1), (-1, 1))
+    Z -= max_prob
+    np.exp(Z, out=Z)
+    sum_prob = np.reshape(np.sum(Z, axis=1), (-1, 1))
+    Z /= sum_prob
+    return Z
 
 
 def _regressor(est, method, *, ravel):
@@ -401,16 +565,20 @@ def _regressor(est, method, *, ravel):
     coef_op = coef.T if (coef.ndim == 2 and ravel) else coef
     two_d = coef.ndim == 2
 
-    def predict(X):
-        X = as_numeric(X)
-        _check_width(X, n)
-        finite_or_decline(X, allow_nan=False)
+    def scores(X):
         if ravel:  # SGDRegressor: safe_sparse_dot(X, coef_.T) + intercept_, raveled
             return (X @ coef_op + intercept).ravel()
         if two_d:  # LinearModel._decision_function
             return X @ coef.T + intercept
         return X @ coef + intercept
 
+    def predict(X):
+        X = as_numeric(X)
+        _check_width(X, n)
+        finite_or_decline(X, allow_nan=False)
+        return scores(X)
+
+    predict.row = RowKernel(lambda x: scores(x.reshape(1, -1)), "finite")  # see _linear_scores
     return predict
 
 
