@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special
 
 __all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
-           "row_without_inf"]
+           "row_without_inf", "row_pass", "program_function"]
 
 _FLOAT = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -88,7 +88,7 @@ class RowKernel(NamedTuple):
     """The single-row form of a kernel (private protocol between the kernels and the plan).
 
     fn : callable
-        ``fn(x)`` on a 1-D float64 row vector: a 1-D float64 vector (a transformer) or the
+        ``fn(x)`` on a 1-D float64 row vector: a new 1-D float64 vector (a transformer) or the
         method's output (the last stage). It never writes into ``x``; raises :class:`Decline`.
     needs : {"noinf", "finite"}
         What sklearn's input check of this stage demands of ``x``: ``"noinf"`` (NaN allowed, as
@@ -106,20 +106,23 @@ class RowKernel(NamedTuple):
         finite statistics) or nothing (arithmetic can overflow).
     width : int
         The number of values in the output (for a transformer).
-    fresh : bool
-        The output is a new array (False: it may be ``x`` itself).
     floats : bool
         The stage's check converts integer and boolean input to float64 (``dtype=FLOAT_DTYPES``).
+    program : tuple of (str, ndarray), optional
+        An elementwise stage as the operations scikit-learn applies, in order: ``("sub", a)``,
+        ``("div", a)``, ``("mul", a)``, ``("add", a)`` (``x op a`` per feature) and ``("fill", a)``
+        (NaN replaced by ``a``). ``fn`` is then made from it (:func:`program_function`), and the plan
+        may run consecutive programs in one pass over the row's Python floats (:func:`row_pass`).
     """
 
-    fn: Callable
+    fn: Optional[Callable]
     needs: str
     sticky: bool = False
     out: Optional[str] = None
     width: int = -1
-    fresh: bool = True
     floats: bool = False
     keeps_refused: Optional[bool] = None
+    program: Optional[tuple] = None
 
     @property
     def defers(self):
@@ -145,6 +148,86 @@ def row_without_inf(x):
     if not math.isfinite(_row_sum(x)) and np.isinf(x).any():
         raise Decline("infinite value")
     return x
+
+
+_UFUNCS = {"sub": np.subtract, "div": np.true_divide, "mul": np.multiply, "add": np.add}
+
+
+def program_function(program):
+    """The numpy form of an elementwise program on a 1-D row (a new array; ``x`` is not written)."""
+    program = tuple(program)
+
+    def fn(x):
+        z, own = x, False
+        for op, a in program:
+            if op == "fill":
+                mask = np.isnan(z)
+                if mask.any():
+                    z = np.where(mask, a, z)
+                    own = True
+            elif own:
+                _UFUNCS[op](z, a, out=z)
+            else:
+                z, own = _UFUNCS[op](z, a), True
+        return z if own else z.copy()
+
+    return fn
+
+
+# The same programs on the row's Python floats: + - * / on floats are the IEEE-754 double
+# operations numpy performs elementwise (correctly rounded, no fused multiply-add), so every value
+# is the same bit for bit; NaN tests as ``t != t``.
+_EXPRESSIONS = {"sub": "({} - {})", "div": "({} / {})", "mul": "({} * {})", "add": "({} + {})",
+                "fill": "({1} if (t := {0}) != t else t)"}
+
+
+def _list_finite(vs):
+    if not math.isfinite(sum(vs)) and not all(math.isfinite(v) for v in vs):
+        raise Decline("non-finite value")
+
+
+def _list_without_inf(vs):
+    if not math.isfinite(sum(vs)) and any(math.isinf(v) for v in vs):
+        raise Decline("infinite value")
+
+
+def row_pass(items):
+    """One pass over a short row's Python floats: programs' operations and checks, in order.
+
+    ``items`` are ``(op, a)`` of programs and ``("check", row_finite | row_without_inf)``. The
+    operations between two checks become one list comprehension, so each value goes through all of
+    them at once (``[((a0 if (t := v) != t else t) - a1) / a2 for v, a0, a1, a2 in zip(...)]`` for
+    an imputer then a standard scaler). The source is made from the fixed templates above; the
+    fitted values are arguments, never text. Returns ``fn(x) -> ndarray``.
+    """
+    list_checks = {row_finite: "_list_finite", row_without_inf: "_list_without_inf"}
+    lines, args, expr, names = [], [], "v", []
+
+    def flush():
+        nonlocal expr, names
+        if names:
+            lines.append(f"        vs = [{expr} for v, {', '.join(names)} in "
+                         f"zip(vs, {', '.join(names)})]")
+        expr, names = "v", []
+
+    for op, a in items:
+        if op == "check":
+            flush()
+            lines.append(f"        {list_checks[a]}(vs)")
+            continue
+        name = f"a{len(args)}"
+        args.append(a.tolist())
+        names.append(name)
+        expr = _EXPRESSIONS[op].format(expr, name)
+    flush()
+    params = ", ".join(f"a{i}" for i in range(len(args)))
+    source = "\n".join([f"def make({params}):", "    def fn(x):", "        vs = x.tolist()", *lines,
+                        "        return np.array(vs, dtype=np.float64)", "    return fn"])
+    namespace = {"np": np, "_list_finite": _list_finite, "_list_without_inf": _list_without_inf}
+    exec(compile(source, "<ml_toolbox row pass>", "exec"), namespace)  # noqa: S102 - see above
+    fn = namespace["make"](*args)
+    fn.source = source
+    return fn
 
 
 def _f64(a):
@@ -188,21 +271,16 @@ def _standard_scaler(est):
             X = X.copy(order="K")
         return X
 
-    m64 = None if mean is None else _f64(mean)
-    s64 = None if scale is None else _f64(scale)
-
-    def row(x):
-        if m64 is not None:
-            z = x - m64
-            if s64 is not None:
-                z /= s64
-            return z
-        if s64 is not None:
-            return x / s64
-        return x.copy()
-
-    kernel.row = RowKernel(row, "noinf", sticky=True, width=n, floats=True)
+    program = ([("sub", _f64(mean))] if mean is not None else []) + \
+        ([("div", _f64(scale))] if scale is not None else [])
+    kernel.row = _program_row(program, n)
     return kernel
+
+
+def _program_row(program, n, **kw):
+    """The RowKernel of an elementwise scaler (sticky: ``+ - * /`` keep NaN and inf non-finite)."""
+    return RowKernel(program_function(program), "noinf", sticky=True, width=n, floats=True,
+                     program=tuple(program), **kw)
 
 
 def _minmax_scaler(est):
@@ -221,17 +299,18 @@ def _minmax_scaler(est):
             np.clip(X, np.asarray(lo, dtype=dt), np.asarray(hi, dtype=dt), out=X)
         return X
 
-    clip = bool(est.clip)
-    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if est.clip:
+        lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
 
-    def row(x):
-        z = x * scale
-        z += min_
-        if clip:
+        def row(x):
+            z = x * scale
+            z += min_
             np.clip(z, lo64, hi64, out=z)
-        return z
+            return z
 
-    kernel.row = RowKernel(row, "noinf", sticky=not clip, width=n, floats=True)
+        kernel.row = RowKernel(row, "noinf", width=n, floats=True)  # clip: not sticky
+    else:
+        kernel.row = _program_row([("mul", scale), ("add", min_)], n)
     return kernel
 
 
@@ -249,16 +328,17 @@ def _maxabs_scaler(est):
             np.clip(X, np.asarray(-1.0, dtype=dt), np.asarray(1.0, dtype=dt), out=X)
         return X
 
-    clip = bool(est.clip)
-    lo64, hi64 = np.asarray(-1.0), np.asarray(1.0)
+    if est.clip:
+        lo64, hi64 = np.asarray(-1.0), np.asarray(1.0)
 
-    def row(x):
-        z = x / scale
-        if clip:
+        def row(x):
+            z = x / scale
             np.clip(z, lo64, hi64, out=z)
-        return z
+            return z
 
-    kernel.row = RowKernel(row, "noinf", sticky=not clip, width=n, floats=True)
+        kernel.row = RowKernel(row, "noinf", width=n, floats=True)  # clip: not sticky
+    else:
+        kernel.row = _program_row([("div", scale)], n)
     return kernel
 
 
@@ -278,13 +358,9 @@ def _robust_scaler(est):
             X /= scale
         return X
 
-    def row(x):
-        z = x - center if center is not None else x.copy()
-        if scale is not None:
-            z /= scale
-        return z
-
-    kernel.row = RowKernel(row, "noinf", sticky=True, width=n, floats=True)
+    program = ([("sub", _f64(center))] if center is not None else []) + \
+        ([("div", _f64(scale))] if scale is not None else [])
+    kernel.row = _program_row(program, n)
     return kernel
 
 
@@ -344,13 +420,11 @@ def _simple_imputer(est):
         return kernel
     fill = _f64(values)
 
-    def row(x):
-        if math.isfinite(_row_sum(x)):
-            return x  # nothing missing
-        return np.where(np.isnan(x), fill, x)  # X[mask] = statistics: +-inf stay (refused later)
-
-    kernel.row = RowKernel(row, "noinf", out="finite" if np.isfinite(fill).all() else None,
-                           width=n, fresh=False, floats=float_strategy, keeps_refused=True)
+    # X[mask] = statistics: only NaN replaced (+-inf stay, for the check that refuses them)
+    program = (("fill", fill),)
+    kernel.row = RowKernel(program_function(program), "noinf",
+                           out="finite" if np.isfinite(fill).all() else None, width=n,
+                           floats=float_strategy, keeps_refused=True, program=program)
     return kernel
 
 
@@ -463,13 +537,17 @@ def _linear_scores(est, *, classifier):
             return np.reshape(s, (-1,))
         return s
 
-    def scores(x):
+    def product(x):
         # (1, n) @ coef.T: for one row numpy's product depends on the stride of the last axis only,
         # which the reshape of the row vector keeps (sklearn multiplies the (1, n) array it gets)
-        s = x.reshape(1, -1) @ coef_T
+        return x.reshape(1, -1) @ coef_T
+
+    def scores(x):
+        s = product(x)
         s += intercept  # X @ coef.T + intercept_: the same additions, in place
         return s
 
+    scores.product = product
     return decision, scores
 
 
@@ -481,20 +559,41 @@ def _classifier(est, method, *, proba_kind):
 
 
 def _classifier_row(est, method, kernel, scores):
-    """The row form of a linear classifier's ``method``: ``kernel``'s operations on one row."""
+    """The row form of a linear classifier's ``method``: ``kernel``'s operations on one row.
+
+    For two classes the single score is finished in Python floats: ``+`` and ``-`` on float64 are
+    IEEE operations, the same in Python as in numpy; ``expit`` and ``log`` stay numpy/scipy calls
+    on arrays shaped as scikit-learn's.
+    """
     classes = est.classes_
     labels = [classes[i:i + 1] for i in range(len(classes))]  # take(classes, [i]), copied per call
-    binary = est.coef_.shape[0] == 1
+    if est.coef_.shape[0] != 1:
+        if method == "predict":
+            return lambda x: labels[int(np.argmax(scores(x)))].copy()
+        if method == "decision_function":
+            return scores
+        from_scores = kernel.from_scores
+        return lambda x: from_scores(scores(x))
+    product = scores.product
+    b = float(est.intercept_[0])
 
-    if method == "predict":
-        if binary:  # (s > 0).astype(intp): index 1 where the score is positive
-            return lambda x: labels[scores(x).item() > 0].copy()
-        return lambda x: labels[int(np.argmax(scores(x)))].copy()
-    decision = (lambda x: scores(x).reshape(-1)) if binary else scores  # decision_function's ravel
+    def score(x):  # X @ coef.T + intercept_, raveled: one value
+        return product(x).item() + b
+
+    if method == "predict":  # (s > 0).astype(intp) indexes classes_
+        return lambda x: labels[score(x) > 0].copy()
     if method == "decision_function":
-        return decision
-    from_scores = kernel.from_scores  # the probabilities, from the decision function's output
-    return lambda x: from_scores(decision(x))
+        return lambda x: np.array([score(x)])
+    if kernel.from_scores is not _proba_lr:
+        from_scores = kernel.from_scores
+        return lambda x: from_scores(np.array([score(x)]))
+
+    def proba(x):  # _predict_proba_lr: expit in place, then stack([1 - prob, prob], axis=1)
+        prob = special.expit(np.array([score(x)]))
+        p = prob.item()
+        return np.array([[1 - p, p]])
+
+    return proba
 
 
 def _classifier_method(est, method, proba_kind, decision):

@@ -37,8 +37,8 @@ from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from ml_toolbox.exceptions import annotate
-from ml_toolbox._kernels import (Decline, NoKernel, finite_or_decline, make_kernel, row_finite,
-                                 row_without_inf)
+from ml_toolbox._kernels import (Decline, NoKernel, RowKernel, finite_or_decline, make_kernel,
+                                 row_finite, row_pass, row_without_inf)
 
 __all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "compile_row", "METHODS"]
 
@@ -352,34 +352,65 @@ def _deferrable(rows, i):
     return False
 
 
-def compile_row(rows):
+_SHORT_ROW = 64  # up to this many values, elementwise stages run on the row's Python floats
+
+
+def compile_row(rows, n_in):
     """The checks and row kernels of one method, in order: a list of ``x -> x`` functions.
 
     Stage ``k``'s input must meet ``rows[k].needs`` as scikit-learn would check it. A check is
     placed before a stage unless what is known of its input already meets the need (an imputer's
-    output is finite) or the check can be deferred (:func:`_deferrable`).
+    output is finite) or the check can be deferred (:func:`_deferrable`). Consecutive elementwise
+    stages (and the checks between them) of a row of at most 64 values run in one pass over its
+    Python floats (:func:`ml_toolbox._kernels.row_pass`).
 
     Parameters
     ----------
     rows : list of ml_toolbox._kernels.RowKernel
+    n_in : int
+        The number of values in the row.
 
     Returns
     -------
     list of callable
     """
-    ops, known = [], None
+    items, known, width = [], None, n_in  # (check function or RowKernel, width of the row there)
     for i, rk in enumerate(rows):
         met = True
         if rk.needs == "finite" and known != "finite":
-            ops.append(row_finite)
+            items.append((row_finite, width))
         elif rk.needs == "noinf" and known is None:
             if _deferrable(rows, i):
                 met = False  # checked later: nothing is known of the output
             else:
-                ops.append(row_without_inf)
-        ops.append(rk.fn)
+                items.append((row_without_inf, width))
+        items.append((rk, width))
         known = rk.out if met else None
+        width = rk.width
+    ops, run = [], []
+    for item, width in items + [(None, 0)]:
+        if not isinstance(item, RowKernel) or item.program is not None:
+            if item is not None:
+                run.append((item, width))
+                continue
+        ops.extend(_elementwise(run))
+        run = []
+        if item is not None:
+            ops.append(item.fn)
     return ops
+
+
+def _elementwise(run):
+    """Functions for consecutive checks and elementwise stages: one Python pass for short rows."""
+    if not any(isinstance(item, RowKernel) for item, _ in run) or run[0][1] > _SHORT_ROW:
+        return [item.fn if isinstance(item, RowKernel) else item for item, _ in run]
+    flat = []
+    for item, _ in run:
+        if isinstance(item, RowKernel):
+            flat.extend(item.program)
+        else:
+            flat.append(("check", item))
+    return [row_pass(flat)]
 
 
 def _row_function(plan, steps):
@@ -403,7 +434,7 @@ def _row_function(plan, steps):
     names_list = names.tolist()
     n_in = len(names_list)
     floats = rows[0].floats
-    ops = compile_row(rows)
+    ops = compile_row(rows, n_in)
 
     def run(X, check_input):
         if check_input and X.columns is not plan._columns_ok:
