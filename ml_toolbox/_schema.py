@@ -8,7 +8,7 @@ from pandas.api.types import pandas_dtype
 
 from .exceptions import InputSchemaError
 
-__all__ = ["InputSchema", "check_y_length", "shape_of"]
+__all__ = ["InputSchema", "check_y_length", "shape_of", "same_names"]
 
 
 def _dtype_family(dtype):
@@ -50,6 +50,29 @@ def _dtypes_of(X):
         except (TypeError, AttributeError):
             pass
     return X.dtypes.to_numpy()
+
+
+def same_names(columns, names, refs):
+    """Whether the column Index ``columns`` holds exactly ``names`` (a list), in that order.
+
+    pandas 3 keeps string column names in an Arrow array, and ``Index.tolist()`` costs several
+    microseconds there; comparing with an Arrow copy of ``names`` (made once per Arrow type and
+    kept in the dict ``refs``) costs one. Any other Index is compared as a list.
+    """
+    pa_array = getattr(getattr(columns, "_values", None), "_pa_array", None)
+    if pa_array is not None and len(pa_array) == len(names):
+        ref = refs.get(pa_array.type)
+        if ref is None:
+            import pyarrow as pa
+
+            try:
+                ref = pa.chunked_array([pa.array(names, type=pa_array.type)])
+            except (pa.ArrowException, TypeError, ValueError):  # names that are not strings
+                ref = False
+            refs[pa_array.type] = ref
+        if ref is not False and pa_array.equals(ref):
+            return True
+    return columns.tolist() == names
 
 
 def _name(owner):
@@ -119,7 +142,7 @@ class InputSchema:
     """
 
     __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list", "_dtype_objs",
-                 "_seen_columns", "_one_dtype")
+                 "_seen_columns", "_one_dtype", "_arrow_names")
 
     def __init__(self, n_features, columns=None, dtypes=None):
         self.n_features = int(n_features)
@@ -129,6 +152,7 @@ class InputSchema:
         self._columns_list = None if columns is None else list(self.columns)
         self._dtype_objs = None if dtypes is None else [_as_dtype(d) for d in dtypes]
         self._seen_columns = None  # the last Index object found equal (pandas Index is immutable)
+        self._arrow_names = {}
         # every column of one numpy dtype: a frame held in one block of it has the right dtypes
         objs = self._dtype_objs
         self._one_dtype = objs[0] if objs and isinstance(objs[0], np.dtype) and all(
@@ -158,7 +182,7 @@ class InputSchema:
                 getattr(X, "columns", None) is not None and hasattr(type(X), "dtypes"))):
             columns = X.columns
             if columns is not self._seen_columns:
-                if columns.tolist() != self._columns_list:
+                if not same_names(columns, self._columns_list, self._arrow_names):
                     X = self._align(X, columns, _name(owner))
                 else:
                     self._seen_columns = columns

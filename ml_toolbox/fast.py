@@ -37,6 +37,7 @@ from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from ml_toolbox.exceptions import annotate
+from ml_toolbox._schema import same_names
 from ml_toolbox._kernels import (Decline, NoKernel, RowKernel, finite_or_decline, make_kernel,
                                  row_finite, row_pass, row_without_inf)
 
@@ -436,9 +437,11 @@ def _row_function(plan, steps):
     floats = rows[0].floats
     ops = compile_row(rows, n_in)
 
+    arrow_names = {}
+
     def run(X, check_input):
         if check_input and X.columns is not plan._columns_ok:
-            if X.columns.tolist() != names_list:
+            if not same_names(X.columns, names_list, arrow_names):
                 return _UNHANDLED
             plan._columns_ok = X.columns
         blocks = X._mgr.blocks

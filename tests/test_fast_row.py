@@ -201,3 +201,15 @@ def test_unified_pipeline_one_row_entry():
     with pytest.raises(ValueError, match="Input X contains infinity") as info:
         pipe.predict(bad)
     assert any("stage 'impute'" in note for note in info.value.__notes__)
+
+
+def test_same_names_on_arrow_and_other_indexes():
+    from ml_toolbox._schema import same_names
+
+    refs = {}
+    assert same_names(pd.Index(["a", "b"]), ["a", "b"], refs) and refs  # an Arrow copy is kept
+    assert not same_names(pd.Index(["b", "a"]), ["a", "b"], refs)
+    assert not same_names(pd.Index(["a"]), ["a", "b"], refs)
+    assert same_names(pd.Index([0, 1]), [0, 1], {})
+    assert not same_names(pd.Index(["0", "1"]), [0, 1], {})  # names that Arrow cannot hold as strings
+    assert same_names(pd.Index(["a", "b"], dtype=object), ["a", "b"], {})
