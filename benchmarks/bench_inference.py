@@ -5,8 +5,8 @@ skl2onnx and onnxruntime are installed (the ``bench`` extra); otherwise its colu
 
 The single-row cases are timed in rounds: every case makes the same number of calls, in blocks
 taken in turns, so a change of load on the machine falls on all of them alike. "Fresh frame" cases
-get a new one-row DataFrame (new column Index) per call, as a server building one per request does;
-the other cases call with the same row object each time, scikit-learn included.
+get another one-row DataFrame than the previous call's (see ``_Fresh``), as a server building one per
+request does; the other cases call with the same row object each time, scikit-learn included.
 """
 
 import statistics
@@ -43,14 +43,19 @@ def _rounds_median_us(cases, n, rounds=10, clock=time.perf_counter):
 
 
 class _Fresh:
-    """A new one-row frame per call (same values and column names; built outside the timing)."""
+    """Another one-row frame than the last call's (same values, its own column Index) on each call.
 
-    def __init__(self, row, n):
-        self.frames = [pd.DataFrame(row.to_numpy().copy(), columns=list(row.columns)) for _ in range(n)]
+    Two frames built outside the timing take turns: every call meets a frame whose columns were
+    not the previous call's (no reuse of a checked Index), while the frame is warm in the CPU
+    cache, as one a server has just built for the request.
+    """
+
+    def __init__(self, row):
+        self.frames = [pd.DataFrame(row.to_numpy().copy(), columns=list(row.columns)) for _ in range(2)]
         self.i = 0
 
     def __call__(self):
-        self.i = (self.i + 1) % len(self.frames)
+        self.i ^= 1
         return self.frames[self.i]
 
 
@@ -97,7 +102,7 @@ def main(n_calls=3000, console=None):
     onnx = _onnx(sk, X.shape[1])
     x32 = row.to_numpy(dtype=np.float32)
     ip = unified.inference_pipeline
-    fresh_sk, fresh_unified = _Fresh(row, 500), _Fresh(row, 500)
+    fresh_sk, fresh_unified = _Fresh(row), _Fresh(row)
     cases = {
         "sk": lambda: sk.predict(row),
         "unified": lambda: unified.predict(row),

@@ -181,13 +181,13 @@ _EXPRESSIONS = {"sub": "({} - {})", "div": "({} / {})", "mul": "({} * {})", "add
                 "fill": "({1} if (t := {0}) != t else t)"}
 
 
-def _list_finite(vs):
-    if not math.isfinite(sum(vs)) and not all(math.isfinite(v) for v in vs):
+def _list_finite(vs):  # the row pass calls this when the sum of the values is not finite
+    if not all(math.isfinite(v) for v in vs):
         raise Decline("non-finite value")
 
 
 def _list_without_inf(vs):
-    if not math.isfinite(sum(vs)) and any(math.isinf(v) for v in vs):
+    if any(math.isinf(v) for v in vs):
         raise Decline("infinite value")
 
 
@@ -213,7 +213,8 @@ def row_pass(items):
     for op, a in items:
         if op == "check":
             flush()
-            lines.append(f"        {list_checks[a]}(vs)")
+            lines.append("        if not isfinite(sum(vs)):  # else every value is finite")
+            lines.append(f"            {list_checks[a]}(vs)")
             continue
         name = f"a{len(args)}"
         args.append(a.tolist())
@@ -223,7 +224,8 @@ def row_pass(items):
     params = ", ".join(f"a{i}" for i in range(len(args)))
     source = "\n".join([f"def make({params}):", "    def fn(x):", "        vs = x.tolist()", *lines,
                         "        return np.array(vs, dtype=np.float64)", "    return fn"])
-    namespace = {"np": np, "_list_finite": _list_finite, "_list_without_inf": _list_without_inf}
+    namespace = {"np": np, "isfinite": math.isfinite, "_list_finite": _list_finite,
+                 "_list_without_inf": _list_without_inf}
     exec(compile(source, "<ml_toolbox row pass>", "exec"), namespace)  # noqa: S102 - see above
     fn = namespace["make"](*args)
     fn.source = source

@@ -41,7 +41,7 @@ from ml_toolbox._schema import same_names
 from ml_toolbox._kernels import (Decline, NoKernel, RowKernel, finite_or_decline, make_kernel,
                                  row_finite, row_pass, row_without_inf)
 
-__all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "compile_row", "METHODS"]
+__all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "METHODS"]
 
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 
