@@ -119,7 +119,8 @@ class InferencePipeline(BasePipeline):
         for stage in stages:
             if stage.timeout:
                 return None
-            retry = retry or stage.retry
+            if stage.retry:
+                retry = True
         if retry or self._retry_policy(parent) is not None:
             # Retry matters only for stages that can fail transiently (I/O in user code);
             # stages that run only scikit-learn's own code stay on the fast plan.
