@@ -213,3 +213,16 @@ def test_same_names_on_arrow_and_other_indexes():
     assert same_names(pd.Index([0, 1]), [0, 1], {})
     assert not same_names(pd.Index(["0", "1"]), [0, 1], {})  # names that Arrow cannot hold as strings
     assert same_names(pd.Index(["a", "b"], dtype=object), ["a", "b"], {})
+
+
+def test_row_functions_are_rebuilt_after_pickling():
+    import pickle
+
+    X, y, *_ = frame()
+    pipe = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(X, y)
+    plan = build_plan(pipe)
+    plan.run(X.iloc[[0]], "predict")
+    assert plan._rows["predict"]
+    again = pickle.loads(pickle.dumps(plan))
+    assert again._rows == {}
+    assert assert_same(pipe, again, X.iloc[[9]], "predict_proba")
