@@ -474,22 +474,20 @@ def _row_function(plan, steps):
 
 def _gather(blocks, n_in, floats):
     """The row of a several-block frame as ``np.asarray(frame)`` converts it (float64), or None."""
-    x = np.empty(n_in)
-    some_f64 = False
-    for blk in blocks:
-        v = blk.values
-        if v.__class__ is not np.ndarray or v.shape[1] != 1:
-            return None
-        dt = v.dtype
-        if dt == _F64:
-            some_f64 = True
-        elif dt.kind not in "iub" and not (dt.kind == "f" and dt.itemsize < 8):
-            return None
-        x[blk.mgr_locs.indexer] = v[:, 0]
-    # the frame's common dtype is float64 when one column is float64 (numpy's result_type);
-    # else it is integer (a stage converting to float64 gives these values) or float32
-    if not some_f64 and not (floats and all(b.values.dtype.kind in "iub" for b in blocks)):
+    values = [blk.values for blk in blocks]
+    if any(v.__class__ is not np.ndarray or v.shape[1] != 1 for v in values) or \
+            sum(v.shape[0] for v in values) != n_in:
+        return None  # an extension array, more rows, or another number of columns
+    kinds = [v.dtype.kind for v in values]
+    if any(k not in "iubf" or k == "f" and v.dtype.itemsize > 8 for k, v in zip(kinds, values)):
         return None
+    # the frame's common dtype is float64 when one column is float64 (numpy's result_type); else
+    # it is integer (a first stage converting to float64 gives these values) or float32 (declined)
+    if not any(v.dtype == _F64 for v in values) and not (floats and "f" not in kinds):
+        return None
+    x = np.empty(n_in)
+    for blk, v in zip(blocks, values):
+        x[blk.mgr_locs.indexer] = v[:, 0]
     return x
 
 

@@ -146,6 +146,10 @@ def test_frame_layouts():
             assert assert_same(pipe, plan, data, method) is used, (data.dtypes, method)
     for data in (X.fillna(0).iloc[3:4], X.fillna(0).iloc[[7]]):
         assert assert_same(direct, plan_direct, data, "decision_function")
+    for extra in (X.iloc[[2]].assign(g=1), X.iloc[[2]].assign(g=1.0)):  # one column too many
+        for check_input in (True, False):
+            with pytest.raises(ValueError, match="feature names should match"):
+                plan.run(extra, "predict", check_input=check_input)
     ints_direct = (X.iloc[[2]].fillna(0) * 10).astype(np.int64)
     assert not assert_same(direct, plan_direct, ints_direct, "decision_function")  # stays int for sklearn
 
