@@ -279,10 +279,10 @@ def _standard_scaler(est):
     return kernel
 
 
-def _program_row(program, n, **kw):
+def _program_row(program, n):
     """The RowKernel of an elementwise scaler (sticky: ``+ - * /`` keep NaN and inf non-finite)."""
     return RowKernel(program_function(program), "noinf", sticky=True, width=n, floats=True,
-                     program=tuple(program), **kw)
+                     program=tuple(program))
 
 
 def _minmax_scaler(est):
@@ -577,7 +577,7 @@ def _classifier_row(est, method, kernel, scores):
         from_scores = kernel.from_scores
         return lambda x: from_scores(scores(x))
     product = scores.product
-    b = float(est.intercept_[0])
+    b = float(np.ravel(est.intercept_)[0])
 
     def score(x):  # X @ coef.T + intercept_, raveled: one value
         return product(x).item() + b

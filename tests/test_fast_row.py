@@ -230,3 +230,17 @@ def test_row_functions_are_rebuilt_after_pickling():
     again = pickle.loads(pickle.dumps(plan))
     assert again._rows == {}
     assert assert_same(pipe, again, X.iloc[[9]], "predict_proba")
+
+
+def test_string_labels_and_no_intercept():
+    X, y, y3, _ = frame()
+    names = np.array(["no", "yes"], dtype=object)[y]
+    pipes = [make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(X, names),
+             make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(fit_intercept=False)).fit(X, y3),
+             make_pipeline(SimpleImputer(), SGDClassifier(loss="log_loss", fit_intercept=False,
+                                                          random_state=0)).fit(X, y)]
+    for pipe in pipes:
+        plan = build_plan(pipe)
+        for i in range(0, 30, 3):
+            for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+                assert assert_same(pipe, plan, X.iloc[[i]], method)
