@@ -2,6 +2,11 @@
 
 Run: ``python -m benchmarks.bench_inference`` (or ``make bench``). ONNX Runtime is measured only when
 skl2onnx and onnxruntime are installed (the ``bench`` extra); otherwise its column reads "n/a".
+
+The single-row cases are timed in rounds: every case makes the same number of calls, in blocks
+taken in turns, so a change of load on the machine falls on all of them alike. "Fresh frame" cases
+get another one-row DataFrame than the previous call's (see ``_Fresh``), as a server building one per
+request does; the other cases call with the same row object each time, scikit-learn included.
 """
 
 import statistics
@@ -22,14 +27,36 @@ from ml_toolbox import UnifiedMLPipeline
 from ml_toolbox.fast import build_plan
 
 
-def _median_us(fn, n, clock=time.perf_counter):
-    fn()
-    times = []
-    for _ in range(n):
-        t0 = clock()
+def _rounds_median_us(cases, n, rounds=10, clock=time.perf_counter):
+    """Median microseconds per call of each case: ``n`` calls each, in ``rounds`` blocks in turns."""
+    times = {name: [] for name in cases}
+    for fn in cases.values():
         fn()
-        times.append(clock() - t0)
-    return statistics.median(times) * 1e6
+    per = max(1, n // rounds)
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            for _ in range(per):
+                t0 = clock()
+                fn()
+                times[name].append(clock() - t0)
+    return {name: statistics.median(values) * 1e6 for name, values in times.items()}
+
+
+class _Fresh:
+    """Another one-row frame than the last call's (same values, its own column Index) on each call.
+
+    Two frames built outside the timing take turns: every call meets a frame whose columns were
+    not the previous call's (no reuse of a checked Index), while the frame is warm in the CPU
+    cache, as one a server has just built for the request.
+    """
+
+    def __init__(self, row):
+        self.frames = [pd.DataFrame(row.to_numpy().copy(), columns=list(row.columns)) for _ in range(2)]
+        self.i = 0
+
+    def __call__(self):
+        self.i ^= 1
+        return self.frames[self.i]
 
 
 def _data(n_rows=2000, n_features=8, seed=0):
@@ -72,25 +99,43 @@ def main(n_calls=3000, console=None):
         a = np.where(np.isnan(a), stats, a)
         return ((a - mean) / scale) @ coef + icpt > 0
 
-    t_sk = _median_us(lambda: sk.predict(row), n_calls // 5)
-    t_plan = _median_us(lambda: plan.run(row, "predict", check_input=False), n_calls)
-    t_unified = _median_us(lambda: unified.predict(row), n_calls)
-    t_floor = _median_us(floor, n_calls)
     onnx = _onnx(sk, X.shape[1])
     x32 = row.to_numpy(dtype=np.float32)
-    t_onnx = _median_us(lambda: onnx(x32), n_calls) if onnx else None
+    ip = unified.inference_pipeline
+    fresh_sk, fresh_unified = _Fresh(row), _Fresh(row)
+    cases = {
+        "sk": lambda: sk.predict(row),
+        "unified": lambda: unified.predict(row),
+        "inference": lambda: ip.predict(row),
+        "plan": lambda: plan.run(row, "predict", check_input=False),
+        "floor": floor,
+        "sk fresh": lambda: sk.predict(fresh_sk()),
+        "unified fresh": lambda: unified.predict(fresh_unified()),
+    }
+    if onnx:
+        cases["onnx"] = lambda: onnx(x32)
+    t1 = _rounds_median_us(cases, n_calls)
+    t_sk, t_plan, t_unified, t_onnx = t1["sk"], t1["plan"], t1["unified"], t1.get("onnx")
     rows.append(("3 stages, 1 row: sklearn Pipeline.predict", t_sk, 1.0))
-    rows.append(("3 stages, 1 row: FastPlan.run", t_plan, t_sk / t_plan))
     rows.append(("3 stages, 1 row: UnifiedMLPipeline.predict (fast)", t_unified, t_sk / t_unified))
-    rows.append(("3 stages, 1 row: plain numpy floor", t_floor, t_sk / t_floor))
+    rows.append(("3 stages, 1 row: InferencePipeline.predict (fast)", t1["inference"],
+                 t_sk / t1["inference"]))
+    rows.append(("3 stages, 1 row: FastPlan.run", t_plan, t_sk / t_plan))
+    rows.append(("3 stages, 1 row: plain numpy floor", t1["floor"], t_sk / t1["floor"]))
     rows.append(("3 stages, 1 row: ONNX Runtime (float32 array)", t_onnx,
                  t_sk / t_onnx if t_onnx else None))
+    rows.append(("3 stages, fresh frame per call: sklearn", t1["sk fresh"], 1.0))
+    rows.append(("3 stages, fresh frame per call: UnifiedMLPipeline", t1["unified fresh"],
+                 t1["sk fresh"] / t1["unified fresh"]))
 
     # 2. 100k-row batch
     Xb, yb = _data(100_000, seed=1)
-    tb_sk = _median_us(lambda: sk.predict_proba(Xb), 5)
-    tb_plan = _median_us(lambda: plan.run(Xb, "predict_proba"), 5)
-    tb_chunk = _median_us(lambda: plan.run(Xb, "predict_proba", batch_size=20_000, n_jobs=2), 5)
+    tb = _rounds_median_us({
+        "sk": lambda: sk.predict_proba(Xb),
+        "plan": lambda: plan.run(Xb, "predict_proba"),
+        "chunked": lambda: plan.run(Xb, "predict_proba", batch_size=20_000, n_jobs=2),
+    }, 7, rounds=7)
+    tb_sk, tb_plan, tb_chunk = tb["sk"], tb["plan"], tb["chunked"]
     rows.append(("100k rows: sklearn predict_proba", tb_sk, 1.0))
     rows.append(("100k rows: FastPlan.run", tb_plan, tb_sk / tb_plan))
     rows.append(("100k rows: FastPlan.run batch_size=20k n_jobs=2", tb_chunk, tb_sk / tb_chunk))
@@ -100,8 +145,9 @@ def main(n_calls=3000, console=None):
                                                               RobustScaler)] * 2,
                         LogisticRegression()).fit(X, y)
     plan10 = build_plan(ten)
-    t10_sk = _median_us(lambda: ten.predict(row), n_calls // 10)
-    t10 = _median_us(lambda: plan10.run(row, "predict", check_input=False), n_calls)
+    t10 = _rounds_median_us({"sk": lambda: ten.predict(row),
+                             "plan": lambda: plan10.run(row, "predict", check_input=False)}, n_calls // 3)
+    t10_sk, t10 = t10["sk"], t10["plan"]
     rows.append(("10 stages, 1 row: sklearn (per stage)", t10_sk / 10, 1.0))
     rows.append(("10 stages, 1 row: FastPlan (per stage)", t10 / 10, t10_sk / t10))
 
@@ -109,8 +155,10 @@ def main(n_calls=3000, console=None):
     rf = make_pipeline(SimpleImputer(), StandardScaler(),
                        RandomForestClassifier(n_estimators=50, random_state=0)).fit(X, y)
     plan_rf = build_plan(rf)
-    trf_sk = _median_us(lambda: rf.predict_proba(row), n_calls // 20)
-    trf = _median_us(lambda: plan_rf.run(row, "predict_proba", check_input=False), n_calls // 20)
+    trf = _rounds_median_us({"sk": lambda: rf.predict_proba(row),
+                             "plan": lambda: plan_rf.run(row, "predict_proba", check_input=False)},
+                            n_calls // 20)
+    trf_sk, trf = trf["sk"], trf["plan"]
     rows.append(("random forest, 1 row: sklearn", trf_sk, 1.0))
     rows.append(("random forest, 1 row: FastPlan (forest falls back)", trf, trf_sk / trf))
 
@@ -122,7 +170,9 @@ def main(n_calls=3000, console=None):
         table.add_row(case, "n/a" if t is None else f"{t:,.1f}", "n/a" if ratio is None else f"{ratio:,.1f}")
     console.print(table)
     if t_onnx:
-        console.print(f"FastPlan vs ONNX Runtime: {t_onnx / t_plan:.2f}x (>1 means FastPlan is faster)")
+        console.print(f"vs ONNX Runtime (>1 means ml_toolbox is faster): UnifiedMLPipeline.predict "
+                      f"{t_onnx / t_unified:.2f}x, InferencePipeline.predict {t_onnx / t1['inference']:.2f}x, "
+                      f"FastPlan.run {t_onnx / t_plan:.2f}x")
     return rows
 
 

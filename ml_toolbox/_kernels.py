@@ -12,14 +12,22 @@ estimator's own method on that input, which gives scikit-learn's result or sciki
 :func:`make_kernel` builds the kernel of one fitted estimator for one method, or raises
 :class:`NoKernel` with the reason the estimator is not covered (the plan then falls back to the
 estimator itself).
+
+Most kernels also carry a single-row form, ``kernel.row`` (a :class:`RowKernel`), used by the plan's
+one-row path: it takes the row as a 1-D float64 vector whose values sklearn's ``check_array`` has
+already accepted *as far as* ``RowKernel.needs`` says, and skips every other check. The plan places
+the finiteness checks between the row kernels (see :func:`ml_toolbox.fast.compile_row`).
 """
 
+import math
 import numbers
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from scipy import special
 
-__all__ = ["Decline", "NoKernel", "make_kernel", "finite_or_decline"]
+__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
+           "row_without_inf", "row_pass", "program_function"]
 
 _FLOAT = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -76,6 +84,158 @@ def finite_or_decline(X, allow_nan):
         raise Decline("non-finite value")
 
 
+class RowKernel(NamedTuple):
+    """The single-row form of a kernel (private protocol between the kernels and the plan).
+
+    fn : callable
+        ``fn(x)`` on a 1-D float64 row vector: a new 1-D float64 vector (a transformer) or the
+        method's output (the last stage). It never writes into ``x``; raises :class:`Decline`.
+    needs : {"noinf", "finite"}
+        What sklearn's input check of this stage demands of ``x``: ``"noinf"`` (NaN allowed, as
+        ``ensure_all_finite="allow-nan"``) or ``"finite"``.
+    sticky : bool
+        Every non-finite value of ``x`` leaves a non-finite value in the output (elementwise ``+ - * /``
+        do: NaN and +-inf stay NaN or +-inf whatever the other operand; ``clip`` and matrix
+        products are not counted as such). Checks owed by earlier stages may then be made later.
+    keeps_refused : bool
+        The values this stage's check refuses stay non-finite in its output (true of sticky
+        stages, and of the imputer: it refuses +-inf and leaves them), so its own check may be
+        made later, on a later stage's input (default: ``sticky``).
+    out : {"finite", None}
+        What is known of the output when ``x`` met ``needs``: ``"finite"`` (the imputer fills NaN with
+        finite statistics) or nothing (arithmetic can overflow).
+    width : int
+        The number of values in the output (for a transformer).
+    floats : bool
+        The stage's check converts integer and boolean input to float64 (``dtype=FLOAT_DTYPES``).
+    program : tuple of (str, ndarray), optional
+        An elementwise stage as the operations scikit-learn applies, in order: ``("sub", a)``,
+        ``("div", a)``, ``("mul", a)``, ``("add", a)`` (``x op a`` per feature) and ``("fill", a)``
+        (NaN replaced by ``a``). ``fn`` is then made from it (:func:`program_function`), and the plan
+        may run consecutive programs in one pass over the row's Python floats (:func:`row_pass`).
+    """
+
+    fn: Optional[Callable]
+    needs: str
+    sticky: bool = False
+    out: Optional[str] = None
+    width: int = -1
+    floats: bool = False
+    keeps_refused: Optional[bool] = None
+    program: Optional[tuple] = None
+
+    @property
+    def defers(self):
+        return self.sticky if self.keeps_refused is None else self.keeps_refused
+
+
+def _row_sum(x):
+    # A float sum is non-finite when any term is (NaN and +-inf absorb every finite term), or when
+    # it overflows: a finite sum proves every value finite. For short rows Python's sum of the list
+    # is faster than a numpy reduction.
+    return sum(x.tolist()) if x.shape[0] <= 64 else float(np.add.reduce(x))
+
+
+def row_finite(x):
+    """Check of a 1-D float64 row: every value finite (``ensure_all_finite=True``)."""
+    if not math.isfinite(_row_sum(x)) and not np.isfinite(x).all():
+        raise Decline("non-finite value")
+    return x
+
+
+def row_without_inf(x):
+    """Check of a 1-D float64 row: no infinite value (``ensure_all_finite="allow-nan"``)."""
+    if not math.isfinite(_row_sum(x)) and np.isinf(x).any():
+        raise Decline("infinite value")
+    return x
+
+
+_UFUNCS = {"sub": np.subtract, "div": np.true_divide, "mul": np.multiply, "add": np.add}
+
+
+def program_function(program):
+    """The numpy form of an elementwise program on a 1-D row (a new array; ``x`` is not written)."""
+    program = tuple(program)
+
+    def fn(x):
+        z, own = x, False
+        for op, a in program:
+            if op == "fill":
+                mask = np.isnan(z)
+                if mask.any():
+                    z = np.where(mask, a, z)
+                    own = True
+            elif own:
+                _UFUNCS[op](z, a, out=z)
+            else:
+                z, own = _UFUNCS[op](z, a), True
+        return z if own else z.copy()
+
+    return fn
+
+
+# The same programs on the row's Python floats: + - * / on floats are the IEEE-754 double
+# operations numpy performs elementwise (correctly rounded, no fused multiply-add), so every value
+# is the same bit for bit; NaN tests as ``t != t``.
+_EXPRESSIONS = {"sub": "({} - {})", "div": "({} / {})", "mul": "({} * {})", "add": "({} + {})",
+                "fill": "({1} if (t := {0}) != t else t)"}
+
+
+def _list_finite(vs):  # the row pass calls this when the sum of the values is not finite
+    if not all(math.isfinite(v) for v in vs):
+        raise Decline("non-finite value")
+
+
+def _list_without_inf(vs):
+    if any(math.isinf(v) for v in vs):
+        raise Decline("infinite value")
+
+
+def row_pass(items):
+    """One pass over a short row's Python floats: programs' operations and checks, in order.
+
+    ``items`` are ``(op, a)`` of programs and ``("check", row_finite | row_without_inf)``. The
+    operations between two checks become one list comprehension, so each value goes through all of
+    them at once (``[((a0 if (t := v) != t else t) - a1) / a2 for v, a0, a1, a2 in zip(...)]`` for
+    an imputer then a standard scaler). The source is made from the fixed templates above; the
+    fitted values are arguments, never text. Returns ``fn(x) -> ndarray``.
+    """
+    list_checks = {row_finite: "_list_finite", row_without_inf: "_list_without_inf"}
+    lines, args, expr, names = [], [], "v", []
+
+    def flush():
+        nonlocal expr, names
+        if names:
+            lines.append(f"        vs = [{expr} for v, {', '.join(names)} in "
+                         f"zip(vs, {', '.join(names)})]")
+        expr, names = "v", []
+
+    for op, a in items:
+        if op == "check":
+            flush()
+            lines.append("        if not isfinite(sum(vs)):  # else every value is finite")
+            lines.append(f"            {list_checks[a]}(vs)")
+            continue
+        name = f"a{len(args)}"
+        args.append(a.tolist())
+        names.append(name)
+        expr = _EXPRESSIONS[op].format(expr, name)
+    flush()
+    params = ", ".join(f"a{i}" for i in range(len(args)))
+    source = "\n".join([f"def make({params}):", "    def fn(x):", "        vs = x.tolist()", *lines,
+                        "        return np.array(vs, dtype=np.float64)", "    return fn"])
+    namespace = {"np": np, "isfinite": math.isfinite, "_list_finite": _list_finite,
+                 "_list_without_inf": _list_without_inf}
+    exec(compile(source, "<ml_toolbox row pass>", "exec"), namespace)  # noqa: S102 - see above
+    fn = namespace["make"](*args)
+    fn.source = source
+    return fn
+
+
+def _f64(a):
+    return np.asarray(a).astype(np.float64)
+
+
 def _check_width(X, n):
     if X.ndim != 2 or X.shape[1] != n:
         raise Decline("number of features")
@@ -113,7 +273,16 @@ def _standard_scaler(est):
             X = X.copy(order="K")
         return X
 
+    program = ([("sub", _f64(mean))] if mean is not None else []) + \
+        ([("div", _f64(scale))] if scale is not None else [])
+    kernel.row = _program_row(program, n)
     return kernel
+
+
+def _program_row(program, n):
+    """The RowKernel of an elementwise scaler (sticky: ``+ - * /`` keep NaN and inf non-finite)."""
+    return RowKernel(program_function(program), "noinf", sticky=True, width=n, floats=True,
+                     program=tuple(program))
 
 
 def _minmax_scaler(est):
@@ -132,6 +301,18 @@ def _minmax_scaler(est):
             np.clip(X, np.asarray(lo, dtype=dt), np.asarray(hi, dtype=dt), out=X)
         return X
 
+    if est.clip:
+        lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+        def row(x):
+            z = x * scale
+            z += min_
+            np.clip(z, lo64, hi64, out=z)
+            return z
+
+        kernel.row = RowKernel(row, "noinf", width=n, floats=True)  # clip: not sticky
+    else:
+        kernel.row = _program_row([("mul", scale), ("add", min_)], n)
     return kernel
 
 
@@ -149,6 +330,17 @@ def _maxabs_scaler(est):
             np.clip(X, np.asarray(-1.0, dtype=dt), np.asarray(1.0, dtype=dt), out=X)
         return X
 
+    if est.clip:
+        lo64, hi64 = np.asarray(-1.0), np.asarray(1.0)
+
+        def row(x):
+            z = x / scale
+            np.clip(z, lo64, hi64, out=z)
+            return z
+
+        kernel.row = RowKernel(row, "noinf", width=n, floats=True)  # clip: not sticky
+    else:
+        kernel.row = _program_row([("div", scale)], n)
     return kernel
 
 
@@ -168,6 +360,9 @@ def _robust_scaler(est):
             X /= scale
         return X
 
+    program = ([("sub", _f64(center))] if center is not None else []) + \
+        ([("div", _f64(scale))] if scale is not None else [])
+    kernel.row = _program_row(program, n)
     return kernel
 
 
@@ -223,6 +418,15 @@ def _simple_imputer(est):
         np.copyto(X, vals, where=mask)
         return X
 
+    if object_fit:
+        return kernel
+    fill = _f64(values)
+
+    # X[mask] = statistics: only NaN replaced (+-inf stay, for the check that refuses them)
+    program = (("fill", fill),)
+    kernel.row = RowKernel(program_function(program), "noinf",
+                           out="finite" if np.isfinite(fill).all() else None, width=n,
+                           floats=float_strategy, keeps_refused=True, program=program)
     return kernel
 
 
@@ -304,6 +508,14 @@ def _pca(est):
             Xt /= scale
         return Xt
 
+    def row(x):
+        Xt = x.reshape(1, -1) @ comps_T  # (1, n): the matrix product sklearn computes
+        Xt -= mean_proj
+        if scale is not None:
+            Xt /= scale
+        return Xt.reshape(-1)
+
+    kernel.row = RowKernel(row, "finite", width=comps_T.shape[1], floats=True)
     return kernel
 
 
@@ -312,28 +524,81 @@ def _pca(est):
 
 
 def _linear_scores(est, *, classifier):
+    """``decision(X)`` with sklearn's checks, and ``scores(x)``: the (1, k) scores of a checked row."""
     coef = est.coef_
     intercept = est.intercept_
     n = est.n_features_in_
     coef_T = coef.T if coef.ndim == 2 else coef
 
-    def scores(X):
+    def decision(X):
         X = as_numeric(X)
         _check_width(X, n)
         finite_or_decline(X, allow_nan=False)
-        return X @ coef_T + intercept
-
-    def decision(X):
-        s = scores(X)
+        s = X @ coef_T + intercept
         if classifier and s.ndim > 1 and s.shape[1] == 1:
             return np.reshape(s, (-1,))
         return s
 
-    return decision
+    def product(x):
+        # (1, n) @ coef.T: for one row numpy's product depends on the stride of the last axis only,
+        # which the reshape of the row vector keeps (sklearn multiplies the (1, n) array it gets)
+        return x.reshape(1, -1) @ coef_T
+
+    def scores(x):
+        s = product(x)
+        s += intercept  # X @ coef.T + intercept_: the same additions, in place
+        return s
+
+    scores.product = product
+    return decision, scores
 
 
 def _classifier(est, method, *, proba_kind):
-    decision = _linear_scores(est, classifier=True)
+    decision, scores = _linear_scores(est, classifier=True)
+    kernel = _classifier_method(est, method, proba_kind, decision)
+    kernel.row = RowKernel(_classifier_row(est, method, kernel, scores), "finite")
+    return kernel
+
+
+def _classifier_row(est, method, kernel, scores):
+    """The row form of a linear classifier's ``method``: ``kernel``'s operations on one row.
+
+    For two classes the single score is finished in Python floats: ``+`` and ``-`` on float64 are
+    IEEE operations, the same in Python as in numpy; ``expit`` and ``log`` stay numpy/scipy calls
+    on arrays shaped as scikit-learn's.
+    """
+    classes = est.classes_
+    labels = [classes[i:i + 1] for i in range(len(classes))]  # take(classes, [i]), copied per call
+    if est.coef_.shape[0] != 1:
+        if method == "predict":
+            return lambda x: labels[int(np.argmax(scores(x)))].copy()
+        if method == "decision_function":
+            return scores
+        from_scores = kernel.from_scores
+        return lambda x: from_scores(scores(x))
+    product = scores.product
+    b = float(np.ravel(est.intercept_)[0])
+
+    def score(x):  # X @ coef.T + intercept_, raveled: one value
+        return product(x).item() + b
+
+    if method == "predict":  # (s > 0).astype(intp) indexes classes_
+        return lambda x: labels[score(x) > 0].copy()
+    if method == "decision_function":
+        return lambda x: np.array([score(x)])
+    if kernel.from_scores is not _proba_lr:
+        from_scores = kernel.from_scores
+        return lambda x: from_scores(np.array([score(x)]))
+
+    def proba(x):  # _predict_proba_lr: expit in place, then stack([1 - prob, prob], axis=1)
+        prob = special.expit(np.array([score(x)]))
+        p = prob.item()
+        return np.array([[1 - p, p]])
+
+    return proba
+
+
+def _classifier_method(est, method, proba_kind, decision):
     classes = est.classes_
     if method == "decision_function":
         return decision
@@ -350,48 +615,48 @@ def _classifier(est, method, *, proba_kind):
         return predict
     if method in ("predict_proba", "predict_log_proba"):
         if proba_kind == "softmax_or_lr":
-            if classes.size <= 2:
-                proba = _proba_lr(decision)
-            else:
-                proba = _softmax(decision)
+            from_scores = _proba_lr if classes.size <= 2 else _softmax
         elif proba_kind == "lr":
-            proba = _proba_lr(decision)
+            from_scores = _proba_lr
         else:
             raise NoKernel(f"{method} for this loss")
-        if method == "predict_proba":
-            return proba
-        return lambda X: np.log(proba(X))
+        if method == "predict_log_proba":
+            from_scores = _log_of(from_scores)
+
+        def proba(X):
+            return from_scores(decision(X))
+
+        proba.from_scores = from_scores
+        return proba
     raise NoKernel(f"method {method!r}")
 
 
-def _proba_lr(decision):
-    def proba(X):
-        prob = decision(X)
-        prob = special.expit(prob, out=prob)
-        if prob.ndim == 1:
-            return np.stack([1 - prob, prob], axis=1)
-        prob_sum = prob.sum(axis=1)
-        all_zero = prob_sum == 0
-        if np.any(all_zero):
-            prob[all_zero, :] = 1
-            prob_sum[all_zero] = prob.shape[1]
-        prob /= np.reshape(prob_sum, (prob.shape[0], -1))
-        return prob
-
-    return proba
+def _log_of(from_scores):
+    return lambda s: np.log(from_scores(s))
 
 
-def _softmax(decision):
-    def proba(X):
-        Z = decision(X)
-        max_prob = np.reshape(np.max(Z, axis=1), (-1, 1))
-        Z -= max_prob
-        np.exp(Z, out=Z)
-        sum_prob = np.reshape(np.sum(Z, axis=1), (-1, 1))
-        Z /= sum_prob
-        return Z
+def _proba_lr(prob):
+    """``_predict_proba_lr`` from the decision function's output (overwritten)."""
+    prob = special.expit(prob, out=prob)
+    if prob.ndim == 1:
+        return np.stack([1 - prob, prob], axis=1)
+    prob_sum = prob.sum(axis=1)
+    all_zero = prob_sum == 0
+    if np.any(all_zero):
+        prob[all_zero, :] = 1
+        prob_sum[all_zero] = prob.shape[1]
+    prob /= np.reshape(prob_sum, (prob.shape[0], -1))
+    return prob
 
-    return proba
+
+def _softmax(Z):
+    """``sklearn.utils.extmath.softmax(Z, copy=False)``."""
+    max_prob = np.reshape(np.max(Z, axis=1), (-1, 1))
+    Z -= max_prob
+    np.exp(Z, out=Z)
+    sum_prob = np.reshape(np.sum(Z, axis=1), (-1, 1))
+    Z /= sum_prob
+    return Z
 
 
 def _regressor(est, method, *, ravel):
@@ -401,16 +666,20 @@ def _regressor(est, method, *, ravel):
     coef_op = coef.T if (coef.ndim == 2 and ravel) else coef
     two_d = coef.ndim == 2
 
-    def predict(X):
-        X = as_numeric(X)
-        _check_width(X, n)
-        finite_or_decline(X, allow_nan=False)
+    def scores(X):
         if ravel:  # SGDRegressor: safe_sparse_dot(X, coef_.T) + intercept_, raveled
             return (X @ coef_op + intercept).ravel()
         if two_d:  # LinearModel._decision_function
             return X @ coef.T + intercept
         return X @ coef + intercept
 
+    def predict(X):
+        X = as_numeric(X)
+        _check_width(X, n)
+        finite_or_decline(X, allow_nan=False)
+        return scores(X)
+
+    predict.row = RowKernel(lambda x: scores(x.reshape(1, -1)), "finite")  # see _linear_scores
     return predict
 
 

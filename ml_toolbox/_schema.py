@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from pandas.api.types import pandas_dtype
 
 from .exceptions import InputSchemaError
 
-__all__ = ["InputSchema", "check_y_length", "shape_of"]
+__all__ = ["InputSchema", "check_y_length", "shape_of", "same_names"]
 
 
 def _dtype_family(dtype):
@@ -49,6 +50,34 @@ def _dtypes_of(X):
         except (TypeError, AttributeError):
             pass
     return X.dtypes.to_numpy()
+
+
+def same_names(columns, names, refs):
+    """Whether the column Index ``columns`` holds exactly ``names`` (a list), in that order.
+
+    pandas 3 keeps string column names in an Arrow array, and ``Index.tolist()`` costs several
+    microseconds there; comparing with an Arrow copy of ``names`` (made once per Arrow type and
+    kept in the dict ``refs``) costs one. Any other Index is compared as a list.
+    """
+    pa_array = getattr(getattr(columns, "_values", None), "_pa_array", None)
+    if pa_array is not None and len(pa_array) == len(names):
+        ref = refs.get(pa_array.type)
+        if ref is None:
+            import pyarrow as pa
+
+            try:
+                ref = pa.chunked_array([pa.array(names, type=pa_array.type)])
+            except (pa.ArrowException, TypeError, ValueError):  # names that are not strings
+                ref = False
+            refs[pa_array.type] = ref
+        if ref is not False and pa_array.equals(ref):
+            return True
+    return columns.tolist() == names
+
+
+def _name(owner):
+    """The owner's name for messages: a str as given, else the pipeline's ``owner``."""
+    return owner if isinstance(owner, str) else owner.owner
 
 
 def shape_of(X):
@@ -113,7 +142,7 @@ class InputSchema:
     """
 
     __slots__ = ("n_features", "columns", "dtypes", "_families", "_columns_list", "_dtype_objs",
-                 "_seen_columns")
+                 "_seen_columns", "_one_dtype", "_arrow_names")
 
     def __init__(self, n_features, columns=None, dtypes=None):
         self.n_features = int(n_features)
@@ -123,6 +152,11 @@ class InputSchema:
         self._columns_list = None if columns is None else list(self.columns)
         self._dtype_objs = None if dtypes is None else [_as_dtype(d) for d in dtypes]
         self._seen_columns = None  # the last Index object found equal (pandas Index is immutable)
+        self._arrow_names = {}
+        # every column of one numpy dtype: a frame held in one block of it has the right dtypes
+        objs = self._dtype_objs
+        self._one_dtype = objs[0] if objs and isinstance(objs[0], np.dtype) and all(
+            d == objs[0] for d in objs) else None
 
     @classmethod
     def from_data(cls, X, owner):
@@ -139,25 +173,44 @@ class InputSchema:
         return cls(shape[1])
 
     def check(self, X, owner):
-        """Check fitted-pipeline input; return X (reordered to the fit-time column order)."""
-        columns = getattr(X, "columns", None)
-        if self.columns is not None and columns is not None and hasattr(type(X), "dtypes"):
+        """Check fitted-pipeline input; return X (reordered to the fit-time column order).
+
+        ``owner`` names the pipeline in the messages: a str, or the pipeline itself (its
+        ``owner`` is then read only when there is something to say).
+        """
+        if self.columns is not None and (X.__class__ is pd.DataFrame or (
+                getattr(X, "columns", None) is not None and hasattr(type(X), "dtypes"))):
+            columns = X.columns
             if columns is not self._seen_columns:
-                if columns.tolist() != self._columns_list:
-                    X = self._align(X, columns, owner)
+                if not same_names(columns, self._columns_list, self._arrow_names):
+                    X = self._align(X, columns, _name(owner))
                 else:
                     self._seen_columns = columns
+            if self._in_one_block(X):
+                return X
             if not len(X.index):
-                _check_shape(X, owner)
+                _check_shape(X, _name(owner))
             if self._families is not None:
                 self._check_dtypes(X, owner)
             return X
+        owner = _name(owner)
         shape = _check_shape(X, owner)
         if shape[1] != self.n_features:
             raise InputSchemaError(
                 f"{owner}: X has {shape[1]} features, but {owner.split(' ')[0]} is expecting "
                 f"{self.n_features} features as input.")
         return X
+
+    def _in_one_block(self, X):
+        """A frame held in one numpy block of the (single) fit-time dtype, with rows: dtypes right."""
+        if self._one_dtype is None or X.__class__ is not pd.DataFrame:
+            return False
+        blocks = X._mgr.blocks
+        if len(blocks) != 1:
+            return False
+        values = blocks[0].values
+        return values.__class__ is np.ndarray and values.dtype == self._one_dtype and \
+            values.shape[0] == self.n_features and values.shape[1] > 0
 
     def _align(self, X, columns, owner):
         given = [c for c in columns]
@@ -178,6 +231,7 @@ class InputSchema:
         given = _dtypes_of(X)
         if given.tolist() == self._dtype_objs:
             return  # the common case: exactly the fit-time dtypes (list == compares identity first)
+        owner = _name(owner)
         for name, dtype, family, want in zip(self.columns, given, self._families, self.dtypes):
             if family != "object" and _dtype_family(dtype) != family:
                 raise InputSchemaError(

@@ -37,7 +37,9 @@ from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from ml_toolbox.exceptions import annotate
-from ml_toolbox._kernels import Decline, NoKernel, finite_or_decline, make_kernel
+from ml_toolbox._schema import same_names
+from ml_toolbox._kernels import (Decline, NoKernel, RowKernel, finite_or_decline, make_kernel,
+                                 row_finite, row_pass, row_without_inf)
 
 __all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "METHODS"]
 
@@ -326,6 +328,170 @@ def _column_transformer_kernel(ct, plan_name, stage_name):
 
 
 # --------------------------------------------------------------------------------------------------
+# the one-row path: one flat function per method
+
+
+_UNHANDLED = object()
+_F64 = np.dtype(np.float64)
+
+
+def _deferrable(rows, i):
+    """Whether stage ``i``'s check may wait for the "finite" check of a later stage's input.
+
+    It may when the values stage ``i`` refuses stay non-finite in its output and the stages after
+    it are sticky up to one that needs a finite input: such a value reaches that check as NaN or
+    +-inf, the check declines, and the row goes through scikit-learn, which raises at stage ``i``
+    as it always does.
+    """
+    if not rows[i].defers:
+        return False
+    for rk in rows[i + 1:]:
+        if rk.needs == "finite":
+            return True
+        if not rk.sticky:
+            return False
+    return False
+
+
+_SHORT_ROW = 64  # up to this many values, elementwise stages run on the row's Python floats
+
+
+def compile_row(rows, n_in):
+    """The checks and row kernels of one method, in order: a list of ``x -> x`` functions.
+
+    Stage ``k``'s input must meet ``rows[k].needs`` as scikit-learn would check it. A check is
+    placed before a stage unless what is known of its input already meets the need (an imputer's
+    output is finite) or the check can be deferred (:func:`_deferrable`). Consecutive elementwise
+    stages (and the checks between them) of a row of at most 64 values run in one pass over its
+    Python floats (:func:`ml_toolbox._kernels.row_pass`).
+
+    Parameters
+    ----------
+    rows : list of ml_toolbox._kernels.RowKernel
+    n_in : int
+        The number of values in the row.
+
+    Returns
+    -------
+    list of callable
+    """
+    items, known, width = [], None, n_in  # (check function or RowKernel, width of the row there)
+    for i, rk in enumerate(rows):
+        met = True
+        if rk.needs == "finite" and known != "finite":
+            items.append((row_finite, width))
+        elif rk.needs == "noinf" and known is None:
+            if _deferrable(rows, i):
+                met = False  # checked later: nothing is known of the output
+            else:
+                items.append((row_without_inf, width))
+        items.append((rk, width))
+        known = rk.out if met else None
+        width = rk.width
+    ops, run = [], []
+    for item, width in items + [(None, 0)]:
+        if not isinstance(item, RowKernel) or item.program is not None:
+            if item is not None:
+                run.append((item, width))
+                continue
+        ops.extend(_elementwise(run))
+        run = []
+        if item is not None:
+            ops.append(item.fn)
+    return ops
+
+
+def _elementwise(run):
+    """Functions for consecutive checks and elementwise stages: one Python pass for short rows."""
+    if not any(isinstance(item, RowKernel) for item, _ in run) or run[0][1] > _SHORT_ROW:
+        return [item.fn if isinstance(item, RowKernel) else item for item, _ in run]
+    flat = []
+    for item, _ in run:
+        if isinstance(item, RowKernel):
+            flat.extend(item.program)
+        else:
+            flat.append(("check", item))
+    return [row_pass(flat)]
+
+
+def _row_function(plan, steps):
+    """``run(X, check_input)`` for one-row DataFrames, or None when the plan has no row path.
+
+    The row is read from the DataFrame's blocks as the 1-D float64 vector scikit-learn's
+    ``check_array`` would make of it, then goes through :func:`compile_row`'s functions. Anything
+    else (another dtype, more rows, a check that fails) returns ``_UNHANDLED``: the caller then takes
+    the stage-by-stage path, which gives scikit-learn's result or error.
+    """
+    rows = [getattr(step.kernel, "row", None) for step in steps]
+    first = steps[0].est
+    names = getattr(first, "feature_names_in_", None)
+    if any(r is None for r in rows) or names is None or _is_column_transformer(first):
+        return None
+    width = len(names)
+    for step, rk in zip(steps, rows):  # the widths must chain, as the stage checks demand
+        if getattr(step.est, "n_features_in_", None) != width:
+            return None
+        width = rk.width
+    names_list = names.tolist()
+    n_in = len(names_list)
+    floats = rows[0].floats
+    ops = compile_row(rows, n_in)
+
+    arrow_names = {}
+
+    def run(X, check_input):
+        if check_input and X.columns is not plan._columns_ok:
+            if not same_names(X.columns, names_list, arrow_names):
+                return _UNHANDLED
+            plan._columns_ok = X.columns
+        blocks = X._mgr.blocks
+        if len(blocks) == 1:
+            blk = blocks[0]
+            v = blk.values
+            if v.__class__ is not np.ndarray or v.shape != (n_in, 1):
+                return _UNHANDLED
+            loc = blk.mgr_locs.indexer
+            if loc.__class__ is not slice or loc.start != 0 or loc.step != 1:
+                return _UNHANDLED  # columns in another order inside the block
+            x = v[:, 0]
+            if v.dtype != _F64:
+                if not floats or v.dtype.kind not in "iub":
+                    return _UNHANDLED
+                x = x.astype(_F64)
+        else:
+            x = _gather(blocks, n_in, floats)
+            if x is None:
+                return _UNHANDLED
+        try:
+            for op in ops:
+                x = op(x)
+        except Decline:
+            return _UNHANDLED
+        return x
+
+    return run
+
+
+def _gather(blocks, n_in, floats):
+    """The row of a several-block frame as ``np.asarray(frame)`` converts it (float64), or None."""
+    values = [blk.values for blk in blocks]
+    if any(v.__class__ is not np.ndarray or v.shape[1] != 1 for v in values) or \
+            sum(v.shape[0] for v in values) != n_in:
+        return None  # an extension array, more rows, or another number of columns
+    kinds = [v.dtype.kind for v in values]
+    if any(k not in "iubf" or k == "f" and v.dtype.itemsize > 8 for k, v in zip(kinds, values)):
+        return None
+    # the frame's common dtype is float64 when one column is float64 (numpy's result_type); else
+    # it is integer (a first stage converting to float64 gives these values) or float32 (declined)
+    if not any(v.dtype == _F64 for v in values) and not (floats and "f" not in kinds):
+        return None
+    x = np.empty(n_in)
+    for blk, v in zip(blocks, values):
+        x[blk.mgr_locs.indexer] = v[:, 0]
+    return x
+
+
+# --------------------------------------------------------------------------------------------------
 # the plan
 
 
@@ -370,6 +536,7 @@ class FastPlan:
         self.stages = list(stages)
         self.name = name
         self._compiled = {}
+        self._rows = {}
         self._columns_ok = None
 
     # -- pickling: the compiled kernels are derived state, rebuilt lazily
@@ -380,6 +547,7 @@ class FastPlan:
         self.stages = state["stages"]
         self.name = state["name"]
         self._compiled = {}
+        self._rows = {}
         self._columns_ok = None
 
     def __repr__(self):
@@ -451,12 +619,22 @@ class FastPlan:
             With ``batch_size``, draw a progress bar over the chunks when a person is watching
             (:func:`ml_toolbox.progress.track`; silent in CI and when 0).
         """
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise ValueError(
+                f"FastPlan {self.name!r}: batch_size must be a positive int or None, got {batch_size!r}"
+            )
+        if isinstance(X, pd.DataFrame):  # one row: the flat row function, when the plan has one
+            row = self._rows.get(method)
+            if row is None:
+                row = self._rows[method] = _row_function(self, self._steps(method)) or False
+            if row:
+                out = row(X, check_input)
+                if out is not _UNHANDLED:
+                    return out
         steps = self._steps(method)
         if batch_size is not None:
-            if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-                raise ValueError(
-                    f"FastPlan {self.name!r}: batch_size must be a positive int or None, got {batch_size!r}"
-                )
             n = X.shape[0]
             if n > batch_size:
                 if isinstance(X, pd.DataFrame):

@@ -115,9 +115,13 @@ class InferencePipeline(BasePipeline):
         if plan is None:
             return None
         stages = self.stages_
-        if any(s.timeout for s in stages):
-            return None
-        if self._retry_policy(parent) is not None or any(s.retry for s in stages):
+        retry = False
+        for stage in stages:
+            if stage.timeout:
+                return None
+            if stage.retry:
+                retry = True
+        if retry or self._retry_policy(parent) is not None:
             # Retry matters only for stages that can fail transiently (I/O in user code);
             # stages that run only scikit-learn's own code stay on the fast plan.
             from .retry import only_library_code
@@ -145,7 +149,7 @@ class InferencePipeline(BasePipeline):
         if "stages_" not in self.__dict__:
             check_is_fitted(self)
         if not checked:
-            X = self.input_schema_.check(X, self.owner)
+            X = self.input_schema_.check(X, self)
         plan = self._fast_plan_for(method, parent)
         runners = plugins = None
         if plan is not None:

@@ -426,7 +426,7 @@ class UnifiedMLPipeline(BaseEstimator):
             schema = self.__dict__["input_schema_"]
         except KeyError:
             self._require_fitted()
-        X = schema.check(X, self.owner)
+        X = schema.check(X, self)
         return self.inference_pipeline._run(X, method, parent=self, y=y, params=params,
                                             checked=True)
 
