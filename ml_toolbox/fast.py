@@ -414,14 +414,8 @@ def _elementwise(run):
     return [row_pass(flat)]
 
 
-def _row_function(plan, steps):
-    """``run(X, check_input)`` for one-row DataFrames, or None when the plan has no row path.
-
-    The row is read from the DataFrame's blocks as the 1-D float64 vector scikit-learn's
-    ``check_array`` would make of it, then goes through :func:`compile_row`'s functions. Anything
-    else (another dtype, more rows, a check that fails) returns ``_UNHANDLED``: the caller then takes
-    the stage-by-stage path, which gives scikit-learn's result or error.
-    """
+def _row_kernels(steps):
+    """The steps' row kernels and the row's width, or None when the steps have no row path."""
     rows = [getattr(step.kernel, "row", None) for step in steps]
     first = steps[0].est
     names = getattr(first, "feature_names_in_", None)
@@ -432,7 +426,43 @@ def _row_function(plan, steps):
         if getattr(step.est, "n_features_in_", None) != width:
             return None
         width = rk.width
-    names_list = names.tolist()
+    return rows, names.tolist()
+
+
+def _read_row(X, n_in, floats):
+    """The one-row DataFrame ``X`` as the 1-D float64 vector ``check_array`` would make of it,
+    read from its blocks; ``_UNHANDLED`` for any other layout or dtype."""
+    blocks = X._mgr.blocks
+    if len(blocks) == 1:
+        blk = blocks[0]
+        v = blk.values
+        if v.__class__ is not np.ndarray or v.shape != (n_in, 1):
+            return _UNHANDLED
+        loc = blk.mgr_locs.indexer
+        if loc.__class__ is not slice or loc.start != 0 or loc.step != 1:
+            return _UNHANDLED  # columns in another order inside the block
+        x = v[:, 0]
+        if v.dtype != _F64:
+            if not floats or v.dtype.kind not in "iub":
+                return _UNHANDLED
+            x = x.astype(_F64)
+        return x
+    x = _gather(blocks, n_in, floats)
+    return _UNHANDLED if x is None else x
+
+
+def _row_function(plan, steps):
+    """``run(X, check_input)`` for one-row DataFrames, or None when the plan has no row path.
+
+    The row is read from the DataFrame's blocks as the 1-D float64 vector scikit-learn's
+    ``check_array`` would make of it, then goes through :func:`compile_row`'s functions. Anything
+    else (another dtype, more rows, a check that fails) returns ``_UNHANDLED``: the caller then takes
+    the stage-by-stage path, which gives scikit-learn's result or error.
+    """
+    found = _row_kernels(steps)
+    if found is None:
+        return None
+    rows, names_list = found
     n_in = len(names_list)
     floats = rows[0].floats
     ops = compile_row(rows, n_in)
@@ -444,30 +474,70 @@ def _row_function(plan, steps):
             if not same_names(X.columns, names_list, arrow_names):
                 return _UNHANDLED
             plan._columns_ok = X.columns
-        blocks = X._mgr.blocks
-        if len(blocks) == 1:
-            blk = blocks[0]
-            v = blk.values
-            if v.__class__ is not np.ndarray or v.shape != (n_in, 1):
-                return _UNHANDLED
-            loc = blk.mgr_locs.indexer
-            if loc.__class__ is not slice or loc.start != 0 or loc.step != 1:
-                return _UNHANDLED  # columns in another order inside the block
-            x = v[:, 0]
-            if v.dtype != _F64:
-                if not floats or v.dtype.kind not in "iub":
-                    return _UNHANDLED
-                x = x.astype(_F64)
-        else:
-            x = _gather(blocks, n_in, floats)
-            if x is None:
-                return _UNHANDLED
+        x = _read_row(X, n_in, floats)
+        if x is _UNHANDLED:
+            return x
         try:
             for op in ops:
                 x = op(x)
         except Decline:
             return _UNHANDLED
         return x
+
+    return run
+
+
+def _row_stage_functions(plan, steps):
+    """Per-stage ``X -> output`` functions running each stage's row kernel on a one-row input.
+
+    What :meth:`FastPlan.stage_functions` gives an execution loop with plug-ins attached: every
+    stage on its own (checked as scikit-learn checks that stage's input: no check is deferred to a
+    later stage, so an error is raised by the stage that raises it in scikit-learn), its output
+    shaped as scikit-learn returns it: ``(1, n)`` between stages. Input of any other shape, or a row
+    a check declines, goes through the stage's general fast function (:class:`_Step`).
+    """
+    found = _row_kernels(steps)
+    general = [lambda X, first=[steps[0]]: plan._run(first, X, False), *steps[1:]]
+    if found is None:
+        return general
+    rows, names_list = found
+    n_in = len(names_list)
+    floats = rows[0].floats
+    last = len(steps) - 1
+    fns, width = [], n_in
+    for i, (step, rk) in enumerate(zip(steps, rows)):
+        ops = compile_row([rk], width)
+        width = rk.width
+        if len(ops) == 1:  # one function: checks and kernel fused into one pass
+            ops = ops[0]
+        fns.append(_row_stage(general[i], step, ops, i == 0, i == last, n_in, floats))
+    return fns
+
+
+def _row_stage(general, step, ops, first, last, n_in, floats):
+    """One stage of :func:`_row_stage_functions` (see there)."""
+    single = callable(ops)
+
+    def run(X):
+        if first:
+            if X.__class__ is not pd.DataFrame or X.shape[0] != 1:
+                return general(X)
+            x = _read_row(X, n_in, floats)
+            if x is _UNHANDLED:
+                return general(X)
+        elif X.__class__ is np.ndarray and X.shape[0] == 1 and X.ndim == 2 and X.dtype == _F64:
+            x = X[0]
+        else:
+            return general(X)
+        try:
+            if single:
+                x = ops(x)
+            else:
+                for op in ops:
+                    x = op(x)
+        except Decline:
+            return step.checked(X)  # scikit-learn's own method: its result, or its error
+        return x if last else x.reshape(1, -1)
 
     return run
 
@@ -537,6 +607,7 @@ class FastPlan:
         self.name = name
         self._compiled = {}
         self._rows = {}
+        self._stage_fns = {}
         self._columns_ok = None
 
     # -- pickling: the compiled kernels are derived state, rebuilt lazily
@@ -548,6 +619,7 @@ class FastPlan:
         self.name = state["name"]
         self._compiled = {}
         self._rows = {}
+        self._stage_fns = {}
         self._columns_ok = None
 
     def __repr__(self):
@@ -660,18 +732,17 @@ class FastPlan:
 
         An execution loop with plug-ins attached runs these instead of the stages' own methods,
         so hooks see every stage while the stages still run on their kernels (same numbers as
-        :meth:`run` without ``batch_size``). None when the plan's stages do not map one to one
-        onto the ``n_stages`` pipeline stages (a nested Pipeline was flattened).
+        :meth:`run` without ``batch_size``). A one-row input runs on each stage's row kernel,
+        checked as scikit-learn checks that stage's input, each output shaped as scikit-learn's
+        (see :func:`_row_stage_functions`). None when the plan's stages do not map one to one onto
+        the ``n_stages`` pipeline stages (a nested Pipeline was flattened).
         """
-        steps = self._steps(method)
-        if len(steps) != n_stages:
-            return None
-        first = [steps[0]]
-
-        def run_first(X):
-            return self._run(first, X, False)
-
-        return [run_first, *steps[1:]]
+        functions = self._stage_fns.get((method, n_stages))
+        if functions is None:  # compiled once per method, like the plan's other functions
+            steps = self._steps(method)
+            functions = self._stage_fns[method, n_stages] = (
+                _row_stage_functions(self, steps) if len(steps) == n_stages else False)
+        return functions or None
 
     def _run(self, steps, X, check_input):
         first = steps[0]

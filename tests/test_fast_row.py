@@ -120,6 +120,60 @@ def test_one_row_identical_or_same_error(values, which):
         assert_same(pipe, plan, X, method)
 
 
+def stage_by_stage(functions, X):
+    """Each stage's output, in order, then ("error", stage index, message) if a stage raises."""
+    outs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i, fn in enumerate(functions):
+            try:
+                X = fn(X)
+            except ValueError as exc:
+                return outs, ("error", i, str(exc))
+            outs.append(X)
+    return outs, None
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(VALUES, min_size=5, max_size=5), st.integers(0, 9))
+def test_stage_by_stage_row_path_identical_to_each_sklearn_step(values, which):
+    # What the execution loop runs when plug-ins are attached: every stage on its own row kernel.
+    # Each stage's output is scikit-learn's step output bit for bit, and a bad value is refused by
+    # the very stage scikit-learn refuses it at, with its message.
+    pipe, kind, plan = pipes()[which]
+    X = pd.DataFrame([values], columns=COLUMNS)
+    for method in methods(pipe, kind):
+        steps = [est for _, est in pipe.steps]
+        sk = [lambda Z, e=e: e.transform(Z) for e in steps[:-1]] + \
+            [lambda Z: getattr(steps[-1], method)(Z)]
+        want, want_error = stage_by_stage(sk, X)
+        got, got_error = stage_by_stage(plan.stage_functions(method, len(steps)), X)
+        assert got_error == want_error, (method, values)
+        assert len(got) == len(want) and all(identical(g, w) for g, w in zip(got, want)), \
+            (method, values, got, want)
+
+
+def test_stage_functions_take_the_row_path_and_are_compiled_once():
+    X, *_ = frame(seed=2)
+    pipe, kind, plan = pipes()[0]
+    functions = plan.stage_functions("predict_proba", 3)
+    assert plan.stage_functions("predict_proba", 3) is functions
+    assert plan.stage_functions("predict_proba", 2) is None  # stages do not map one to one
+    row = X.iloc[[4]]
+    calls = []
+    plan_steps = plan._steps("predict_proba")
+    for step in plan_steps:  # the general path must not be needed for a plain row
+        step.checked = lambda Z, step=step: calls.append(step.name)
+    try:
+        outs, error = stage_by_stage(functions, row)
+    finally:
+        for step in plan_steps:
+            del step.checked
+    assert error is None and not calls
+    assert identical(outs[-1], pipe.predict_proba(row))
+    assert [o.shape for o in outs] == [(1, 5), (1, 5), (1, 2)]
+
+
 def test_rows_of_the_training_data_take_the_row_path():
     X, *_ = frame(seed=1)
     for pipe, kind, plan in pipes():
