@@ -99,6 +99,7 @@ class InferencePipeline(BasePipeline):
 
     def _commit(self, state):
         self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.pop("_stage_flags_", None)
         self.__dict__.update(state)
         # -- fast inference path: the plan is rebuilt from the fitted stages here ------------
         # (owned by ml_toolbox.fast; kernels compile lazily, and are never pickled)
@@ -109,24 +110,26 @@ class InferencePipeline(BasePipeline):
         """The fast plan when it applies to this call (fast=True, a model, no stage timeout,
         retry only around library code). Plug-ins do not turn it off: with plug-ins attached
         the execution loop runs the plan stage by stage, calling their hooks around each."""
-        if not self.fast or method not in _FAST_METHODS or not self.has_model_:
+        if not self.fast or method not in _FAST_METHODS:
             return None
-        plan = self.__dict__.get("fast_plan_")
-        if plan is None:
+        d = self.__dict__
+        plan = d.get("fast_plan_")
+        if plan is None or not d.get("has_model_"):
             return None
-        stages = self.stages_
-        retry = False
-        for stage in stages:
-            if stage.timeout:
-                return None
-            if stage.retry:
-                retry = True
+        flags = d.get("_stage_flags_")
+        if flags is None:  # what the fitted stages ask for never changes: looked at once
+            stages = self.stages_
+            flags = d["_stage_flags_"] = (any(s.timeout for s in stages),
+                                          any(s.retry for s in stages))
+        timeout, retry = flags
+        if timeout:
+            return None
         if retry or self._retry_policy(parent) is not None:
             # Retry matters only for stages that can fail transiently (I/O in user code);
             # stages that run only scikit-learn's own code stay on the fast plan.
             from .retry import only_library_code
 
-            if not all(only_library_code(s) for s in stages):
+            if not all(only_library_code(s) for s in self.stages_):
                 return None
         return plan
 
@@ -155,8 +158,10 @@ class InferencePipeline(BasePipeline):
         if plan is not None:
             plugins = self._plugins(parent)
             if not plugins:
-                return plan.run(X, method, batch_size=self.batch_size, n_jobs=self.n_jobs,
-                                check_input=False, verbose=getattr(parent, "verbose", 0))
+                batch_size = self.batch_size
+                return plan.run(X, method, batch_size=batch_size, n_jobs=self.n_jobs,
+                                check_input=False,
+                                verbose=getattr(parent, "verbose", 0) if batch_size else 0)
             runners = plan.stage_functions(method, len(self.stages_))
         stages = self.stages_
         if method == "transform":

@@ -49,9 +49,11 @@ def _model_has(attr):
 
     def check(self):
         tp = self.__dict__.get("_training_pipeline")
-        if tp is not None and "stage_" in tp.__dict__ and "input_schema_" in self.__dict__:
-            getattr(tp.model_, attr)
-            return True
+        if tp is not None and "input_schema_" in self.__dict__:
+            model = tp.__dict__.get("model_")
+            if model is not None:  # fitted: the fitted model says (read directly: every call)
+                getattr(model, attr)
+                return True
         model = self.model
         if isinstance(model, PipelineStage):
             model = model.estimator
@@ -427,8 +429,10 @@ class UnifiedMLPipeline(BaseEstimator):
         except KeyError:
             self._require_fitted()
         X = schema.check(X, self)
-        return self.inference_pipeline._run(X, method, parent=self, y=y, params=params,
-                                            checked=True)
+        ip = self.__dict__.get("_inference_pipeline")
+        if ip is None or ip.fast is not self.fast_inference:
+            ip = self.inference_pipeline
+        return ip._run(X, method, parent=self, y=y, params=params, checked=True)
 
     @available_if(_model_has("predict"))
     def predict(self, X):
