@@ -245,7 +245,7 @@ class StageContext:
         """``(n_rows, n_cols, nbytes)`` of the output (a fitted model counts as no data)."""
         if self._summary_out is None:
             out = self.output
-            if type(out) is ndarray:
+            if type(out) is ndarray or type(out) is DataFrame:  # data (and no __getattr__ trip)
                 self._summary_out = data_summary(out)
             elif out is None or out is self.stage or hasattr(out, "fit"):
                 self._summary_out = (0, 0, 0)

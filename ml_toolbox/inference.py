@@ -99,7 +99,6 @@ class InferencePipeline(BasePipeline):
 
     def _commit(self, state):
         self.__dict__.pop("feature_names_in_", None)
-        self.__dict__.pop("_stage_flags_", None)
         self.__dict__.update(state)
         # -- fast inference path: the plan is rebuilt from the fitted stages here ------------
         # (owned by ml_toolbox.fast; kernels compile lazily, and are never pickled)
@@ -116,20 +115,19 @@ class InferencePipeline(BasePipeline):
         plan = d.get("fast_plan_")
         if plan is None or not d.get("has_model_"):
             return None
-        flags = d.get("_stage_flags_")
-        if flags is None:  # what the fitted stages ask for never changes: looked at once
-            stages = self.stages_
-            flags = d["_stage_flags_"] = (any(s.timeout for s in stages),
-                                          any(s.retry for s in stages))
-        timeout, retry = flags
-        if timeout:
-            return None
+        stages = d["stages_"]
+        retry = False
+        for stage in stages:  # read on every call: a fitted stage's timeout may be set later
+            if stage.timeout:
+                return None
+            if stage.retry:
+                retry = True
         if retry or self._retry_policy(parent) is not None:
             # Retry matters only for stages that can fail transiently (I/O in user code);
             # stages that run only scikit-learn's own code stay on the fast plan.
             from .retry import only_library_code
 
-            if not all(only_library_code(s) for s in self.stages_):
+            if not all(only_library_code(s) for s in stages):
                 return None
         return plan
 
