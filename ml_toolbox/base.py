@@ -250,6 +250,10 @@ class BasePipeline(BaseEstimator):
                     p.after_stage(ctx)
                 ran.append(ctx.stage)
                 X = output
+                # The data goes on to the next stage only, as without plug-ins: kept on every
+                # context until the run ends, intermediate arrays outlive their use (5% of a
+                # 100k-row batch predict, measured). The context keeps everything else.
+                ctx.X = ctx.output = None
         except BaseException as error:
             run.duration = time.perf_counter() - run.start
             run.status = "failed"

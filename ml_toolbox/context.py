@@ -123,7 +123,10 @@ class RunContext:
         The error that ended the execution, if any.
     stages : list of StageContext
         The stage runs of this execution so far (emptied once the ``after_run`` /
-        ``on_run_error`` hooks are done, so the data they reference is freed at once).
+        ``on_run_error`` hooks are done). A finished stage's data (``X``, ``output``) is
+        released as soon as its ``after_stage`` hooks have run, so that a pipeline with plug-ins
+        holds no more data at a time than one without: a plug-in that needs the data later keeps
+        what it needs in ``after_stage``.
     extra : dict
         Free room for plug-ins.
     """
@@ -187,7 +190,8 @@ class StageContext:
     status : str
         ``"running"``, ``"success"`` or ``"failed"``.
     output : object
-        What the stage returned (``after_stage`` only).
+        What the stage returned (``after_stage`` only; ``X`` and ``output`` are set to None once
+        the ``after_stage`` hooks have run).
     error : BaseException or None
         The error (``on_stage_error`` only).
     warnings : list of warnings.WarningMessage

@@ -356,6 +356,36 @@ def test_warnings_are_recorded_for_plugins_that_ask_and_still_shown(frame):
     assert catcher.seen == ["careful: noisy stage"]
 
 
+def test_plugins_do_not_keep_intermediate_data_alive(frame):
+    # With plug-ins attached a pipeline holds no more data at a time than without: each stage's
+    # input and output are released from its context once its after_stage hooks have run (the
+    # contexts keep the rest), so an intermediate array dies as soon as the next stage is done.
+    import weakref
+
+    X, y = frame
+
+    class Watcher(PipelinePlugin):
+        def __init__(self):
+            self.outputs, self.alive_at_end, self.seen = [], None, []
+
+        def after_stage(self, ctx):
+            self.seen.append((ctx.stage_name, ctx.X is not None, ctx.output is not None))
+            self.outputs.append(weakref.ref(ctx.output))
+
+        def after_run(self, run):
+            self.alive_at_end = [ref() is not None for ref in self.outputs]
+            self.released = [(c.X, c.output, c.status) for c in run.stages]
+
+    watcher = Watcher()
+    pipe = make_pipe(monitor=watcher).fit(X, y)
+    watcher.__init__()
+    expected = make_pipe().fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(pipe.predict_proba(X), expected)
+    assert watcher.seen == [("impute", True, True), ("scale", True, True), ("model", True, True)]
+    assert watcher.alive_at_end == [False, False, True]  # by the end only the result is alive
+    assert watcher.released == [(None, None, "success")] * 3
+
+
 # -- bad input ------------------------------------------------------------------------------
 def test_predict_before_fit(frame):
     X, _ = frame
