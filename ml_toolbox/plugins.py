@@ -8,7 +8,9 @@ run (``*_stage``, with a :class:`~ml_toolbox.context.StageContext`). ``on_stage_
 at the start of every attempt after the first.
 
 The execution loop (:meth:`ml_toolbox.base.BasePipeline._run_stages`) is the only caller. Plug-ins
-know nothing of each other, and stages know nothing of plug-ins.
+know nothing of each other, and stages know nothing of plug-ins. A stage's data (``ctx.X``,
+``ctx.output``) is there for its own hooks; the loop lets go of it once ``after_stage`` has run, so a
+plug-in that wants data later keeps (or copies) it then.
 
 Retry is not a hook but a policy: an object with ``call(attempt, ctx)`` that runs
 ``attempt()`` once or more (see :mod:`ml_toolbox.retry`).
