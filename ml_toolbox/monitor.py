@@ -719,7 +719,8 @@ class PipelineMonitor(PipelinePlugin):
                     summary_out = (shape[0], shape[1] if len(shape) > 1 else 1, out.nbytes)
                 else:
                     summary_out = ctx.output_summary
-                # kept only while the execution runs (the run's contexts hold the data anyway)
+                # kept until the next stage's record (it is that stage's input, alive anyway);
+                # dropped when the execution ends
                 metrics._last_output = (out, summary_out)
             else:
                 summary_out = _UNKNOWN
