@@ -34,6 +34,7 @@ from ml_toolbox.debugger import (
     pdb_entry,
 )
 from ml_toolbox.plugins import PipelinePlugin
+from ml_toolbox.retry import RetryConfig, RetryHandler
 
 # ------------------------------------------------------------------------------------------------
 # stubs: stages that record their calls, and a loop that follows the core's contract
@@ -117,21 +118,10 @@ class Model(BaseEstimator):
         return np.zeros(len(X))
 
 
-class Retry:
-    """The retry policy protocol: call(attempt, ctx), up to `times` attempts, no sleep."""
-
-    def __init__(self, times):
-        self.times = times
-
-    def call(self, attempt, ctx):
-        for i in range(1, self.times + 1):
-            ctx.attempt = i
-            try:
-                return attempt()
-            except Exception as exc:
-                ctx.last_error = exc
-                if i == self.times:
-                    raise
+def quick_retry(times):
+    """The project's retry handler: ``times`` attempts in all, immediately, without sleeping."""
+    return RetryHandler(RetryConfig(max_retries=times - 1, strategy="immediate"),
+                        sleep=lambda seconds: None)
 
 
 class Pipe:
@@ -411,9 +401,9 @@ def test_condition_sees_mode_and_attempt():
                             condition=lambda ctx: ctx.mode == "fit" and ctx.attempt == 2,
                             action=lambda ctx: seen.append((ctx.attempt, ctx.output.shape)))
     FAILURES_LEFT["flaky"] = 1
-    drive(debugger, [("flaky", Flaky())], np.zeros((3, 2)), retry=Retry(3))
+    drive(debugger, [("flaky", Flaky())], np.zeros((3, 2)), retry=quick_retry(3))
     FAILURES_LEFT["flaky"] = 0
-    drive(debugger, [("flaky", Flaky())], np.zeros((3, 2)), retry=Retry(3))
+    drive(debugger, [("flaky", Flaky())], np.zeros((3, 2)), retry=quick_retry(3))
     assert seen == [(2, (3, 2))]
 
 
@@ -625,7 +615,7 @@ def test_retried_attempts_appear_as_such():
     ticks = iter(range(100))
     debugger = PipelineDebugger(clock=lambda: float(next(ticks)))
     FAILURES_LEFT["flaky"] = 2
-    drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=Retry(3))
+    drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=quick_retry(3))
     trace = debugger.get_execution_trace()
     assert [(e.attempt, e.status) for e in trace] == [(1, "retried"), (2, "retried"),
                                                      (3, "success")]
@@ -650,7 +640,7 @@ def test_visualize_trace_renders_plain_text_when_rich_output_is_off():
     debugger = PipelineDebugger(rich_output=False)
     FAILURES_LEFT["flaky"] = 1
     drive(debugger, [("impute", Scale(1.0, "impute")), ("flaky", Flaky())], np.zeros((4, 3)),
-          retry=Retry(2))
+          retry=quick_retry(2))
     lines = debugger.visualize_trace().splitlines()
     assert lines[0].startswith("Execution trace: 3 stage runs in 1 pipeline run, ")
     assert lines[1].split() == ["#", "pipeline", "stage", "mode", "attempt", "input", "output",
@@ -667,7 +657,7 @@ def test_visualize_trace_renders_a_rich_tree_and_html():
     debugger = PipelineDebugger(clock=lambda: float(next(ticks)))
     drive(debugger, STEPS, numeric())
     FAILURES_LEFT["flaky"] = 1
-    drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=Retry(2), mode="transform")
+    drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=quick_retry(2), mode="transform")
     lines = debugger.visualize_trace(width=200).splitlines()
     assert lines[0].startswith("Execution trace: 4 stage runs in 2 pipeline runs")
     assert re.fullmatch(r"├── feature_pipeline  fit  \S+ [µm]?s  success", lines[1])
@@ -944,7 +934,7 @@ def test_retried_attempts_of_a_real_pipeline_appear_in_the_trace(cancer):
     debugger = PipelineDebugger(rich_output=False)
     FAILURES_LEFT["real"] = 1
     fp = FeaturePipeline([("impute", SimpleImputer()), ("flaky", FlakyTransformer("real"))],
-                         debugger=debugger, retry_handler=Retry(3))
+                         debugger=debugger, retry_handler=quick_retry(3))
     fp.fit(X)
     assert [(e.stage, e.attempt, e.status) for e in debugger.get_execution_trace()] == [
         ("impute", 1, "success"), ("flaky", 1, "retried"), ("flaky", 2, "success")]

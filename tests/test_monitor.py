@@ -32,6 +32,7 @@ from ml_toolbox import (FeaturePipeline, MLToolbox, PipelineMetrics, PipelineMon
 from ml_toolbox.context import RunContext, StageContext
 from ml_toolbox.monitor import FORMAT, FORMAT_VERSION, Anomaly, MonitorSink
 from ml_toolbox.plugins import PipelinePlugin
+from ml_toolbox.retry import RetryConfig, RetryHandler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,21 +113,10 @@ class Boom(BaseEstimator, TransformerMixin):
         return X
 
 
-class CountingRetry:
-    """A retry policy (the loop's protocol): try ``max_attempts`` times, no sleep."""
-
-    def __init__(self, max_attempts=3):
-        self.max_attempts = max_attempts
-
-    def call(self, attempt, ctx):
-        for n in range(1, self.max_attempts + 1):
-            ctx.attempt = n
-            try:
-                return attempt()
-            except ConnectionError as exc:
-                ctx.last_error = exc
-                if n == self.max_attempts:
-                    raise
+def quick_retry(max_attempts=3):
+    """The project's retry handler: ``max_attempts`` in all, immediately, without sleeping."""
+    return RetryHandler(RetryConfig(max_retries=max_attempts - 1, strategy="immediate"),
+                        sleep=lambda seconds: None)
 
 
 @pytest.fixture
@@ -834,7 +824,7 @@ def test_retry_attempts_through_a_pipeline(data):
     Flaky.calls = 0
     m = PipelineMonitor()
     pipe = FeaturePipeline([("load", Flaky(fails=2)), ("scale", StandardScaler())], monitor=m,
-                           retry_handler=CountingRetry(3))
+                           retry_handler=quick_retry(3))
     pipe.fit(X)
     load = m.history()[0].stage("load")
     assert load.attempts == 3 and load.retries == 2 and load.status == "success"
