@@ -19,6 +19,7 @@ from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from ml_toolbox.base import _attempt_function
 from ml_toolbox.context import RunContext, StageContext
 from ml_toolbox.preprocessing import AutoPreprocessor
 from ml_toolbox.retry import (
@@ -80,17 +81,8 @@ def make_ctx(template, X, y=None, *, mode="fit", fitting=True, name="load", pipe
 
 
 def loop_attempt(ctx, plugins=()):
-    """What the execution loop's attempt() does (see BRIEF: the contract)."""
-
-    def attempt():
-        if ctx.attempt > 1:
-            for plugin in plugins:
-                plugin.on_stage_retry(ctx, ctx.last_error)
-        if ctx.fitting:
-            ctx.stage = clone(ctx.template)
-        return ctx.stage.run(ctx.X, ctx.y, mode=ctx.mode)
-
-    return attempt
+    """The execution loop's own attempt() for this context (no runner, no extra arguments)."""
+    return _attempt_function(ctx, plugins, {})
 
 
 def run_stage(handler, errors, X=None, **ctx_kw):
