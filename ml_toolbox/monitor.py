@@ -37,6 +37,7 @@ from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
+from ml_toolbox.context import data_summary
 from ml_toolbox.plugins import PipelinePlugin
 
 __all__ = ["PipelineMonitor", "PipelineMetrics", "StageRecord", "Anomaly", "MonitorSink",
@@ -714,11 +715,9 @@ class PipelineMonitor(PipelinePlugin):
                 summary_in = ctx.input_summary
             if status == "success":
                 out = ctx.output
-                if type(out) is _ndarray and out.ndim:  # the usual output, sized inline
-                    shape = out.shape  # (as data_summary does it)
-                    summary_out = (shape[0], shape[1] if len(shape) > 1 else 1, out.nbytes)
-                else:
-                    summary_out = ctx.output_summary
+                # an array (the usual output) goes straight to data_summary; the context's
+                # property also tells a fitted model (no data) from data
+                summary_out = data_summary(out) if type(out) is _ndarray else ctx.output_summary
                 # kept until the next stage's record (it is that stage's input, alive anyway);
                 # dropped when the execution ends
                 metrics._last_output = (out, summary_out)
