@@ -9,7 +9,7 @@ import warnings
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import Bunch, get_tags
 
-from .context import RunContext, StageContext
+from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
 from .stage import PipelineStage
@@ -208,13 +208,16 @@ class BasePipeline(BaseEstimator):
         # Warnings are recorded once for the whole run (the warnings filters are process-wide
         # state, changed only when a plug-in asks); each stage takes those raised while it ran.
         recorder = None
+        before_stage = []  # before_stage is called on the plug-ins that define it (a monitor not)
+        observers = True  # whether every plug-in only observes (PipelinePlugin.observer)
         for p in plugins:
-            if p.captures_warnings:
+            if p.captures_warnings and recorder is None:
                 recorder = _WarningRecorder()
-                break
+            if type(p).before_stage is not _NO_BEFORE_STAGE:
+                before_stage.append(p)
+            if not p.observer:
+                observers = False
         caught = () if recorder is None else recorder.caught  # non-empty: a stage warned
-        # before_stage is called on the plug-ins that define it (a monitor does not)
-        before_stage = [p for p in plugins if type(p).before_stage is not _NO_BEFORE_STAGE]
         clock = time.perf_counter
         contexts = run.stages
         last = len(stages) - 1
@@ -223,8 +226,8 @@ class BasePipeline(BaseEstimator):
         try:
             for p in plugins:
                 p.before_run(run)
-            if timed is not None and not before_stage and policy is None \
-                    and _observers_only(plugins, stages):
+            if timed is not None and observers and not before_stage and policy is None \
+                    and _no_stage_policy(stages):
                 observed = _observed(run, timed, stages, X, y, modes, names, plugins, recorder)
             for i, template in enumerate(stages if observed is None else ()):
                 ctx = StageContext(run, template, names[i], i, modes[i], fitting, X, y)
@@ -291,7 +294,7 @@ class BasePipeline(BaseEstimator):
             # break it once the hooks are done, so the data is freed now, not at the next GC.
             contexts.clear()
         if observed is not None:
-            return observed, list(stages)
+            return observed, stages
         return X, ran
 
     def _attempt_stage(self, ctx, plugins, policy, runners, last, params):
@@ -324,12 +327,9 @@ class BasePipeline(BaseEstimator):
         return pipeline_rich(self)
 
 
-def _observers_only(plugins, stages):
-    """Whether the stages may run all at once, the hooks called afterwards: every plug-in is an
-    observer, and no stage has its own retry policy or a timeout."""
-    for p in plugins:
-        if not p.observer:
-            return False
+def _no_stage_policy(stages):
+    """Whether no stage has its own retry policy or a timeout (with observer plug-ins only, the
+    stages may then run all at once, the hooks called afterwards)."""
     for stage in stages:
         if stage.retry is not None or stage.timeout is not None:
             return False
@@ -338,10 +338,11 @@ def _observers_only(plugins, stages):
 
 def _observed(run, timed, stages, X, y, modes, names, plugins, recorder):
     """Run the stages through ``timed`` (one call, a clock reading between stages), then call
-    every plug-in's ``after_stage`` for each stage in order, with its context filled as the loop
-    fills it. Returns the last output, or None when ``timed`` declines the input or a warning
-    was raised (it could not be told which stage raised it): the caller then runs the stages one
-    by one, which raises it again."""
+    every plug-in's ``after_stage`` for each stage in order, with a context filled as the loop
+    fills it (:class:`~ml_toolbox.context._AtOnceStageContext`: the data between stages are made
+    arrays only if a plug-in reads them). Returns the last output, or None when ``timed``
+    declines the input or a warning was raised (it could not be told which stage raised it): the
+    caller then runs the stages one by one, which raises it again."""
     if recorder is not None and recorder.caught:
         recorder.take()  # raised by the before_run hooks: shown at the end, not recorded
     done = timed(X)
@@ -351,18 +352,22 @@ def _observed(run, timed, stages, X, y, modes, names, plugins, recorder):
         recorder.caught.clear()
         return None
     outputs, stamps = done
+    values = [X, *outputs]  # what the contexts read their X and output from
     contexts = run.stages
+    last = len(stages) - 1
+    summary = data_summary(X)
     for i, template in enumerate(stages):
-        ctx = StageContext(run, template, names[i], i, modes[i], False, X, y)
+        out = outputs[i]
+        summary_out = (1, len(out), 8 * len(out)) if i < last else data_summary(out)  # a row
+        ctx = _AtOnceStageContext(run, template, names[i], i, modes[i], y, stamps[i],
+                                  stamps[i + 1] - stamps[i], values, summary, summary_out)
         contexts.append(ctx)
-        ctx.start = start = stamps[i]
-        ctx.duration = stamps[i + 1] - start
-        ctx.status = "success"
-        ctx.output = X = outputs[i]
         for p in plugins:
             p.after_stage(ctx)
-        ctx.X = ctx.output = None  # as the loop does: the data goes on to the next stage only
-    return X
+        values[i] = None  # as the loop does: the data goes on to the next stage only
+        summary = summary_out
+    values[-1] = None
+    return outputs[-1]
 
 
 def _attempt_function(ctx, plugins, kwargs, runner=None):

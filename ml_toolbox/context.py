@@ -14,7 +14,8 @@ import itertools
 import time
 from time import perf_counter
 
-from numpy import ndarray
+from numpy import array as ndarray_of
+from numpy import float64, ndarray
 from pandas import DataFrame
 from sklearn.base import clone
 
@@ -43,6 +44,12 @@ def data_summary(X):
         ndim = len(shape)
         return ((shape[0] if ndim else 1), (shape[1] if ndim > 1 else 1), X.nbytes)
     if cls is DataFrame:  # the other common one: read off the blocks (numpy 2-D, extension 1-D)
+        blocks = X._mgr.blocks
+        if len(blocks) == 1:  # one dtype (a one-row prediction's frame, usually)
+            values = blocks[0].values
+            shape = values.shape
+            if len(shape) == 2:
+                return shape[1], shape[0], values.nbytes
         try:
             n_rows, n_cols, nbytes = None, 0, 0
             for block in X._mgr.blocks:
@@ -294,3 +301,63 @@ class StageContext:
     def __repr__(self):
         return (f"<StageContext {self.pipeline_name}/{self.stage_name} mode={self.mode!r} "
                 f"attempt={self.attempt} status={self.status!r}>")
+
+
+
+def row_output(row):
+    """A stage's one-row output as scikit-learn returns it: the ``(1, n)`` float64 array of
+    ``row``, a list of floats or a 1-D float64 array (see :func:`ml_toolbox.fast.compile_row`)."""
+    if row.__class__ is list:
+        return ndarray_of([row], float64)
+    return row.reshape(1, -1)
+
+
+def _at_once_value(values, k):
+    """``values[k]`` of an execution whose stages ran at once: ``values[0]`` its input,
+    ``values[i + 1]`` stage ``i``'s output. The outputs between stages are kept as the row itself
+    and made arrays (:func:`row_output`) the first time a plug-in reads them, once: a stage's
+    input stays the previous stage's output object."""
+    v = values[k]
+    if 0 < k < len(values) - 1 and v is not None and (v.__class__ is list or v.ndim == 1):
+        v = values[k] = row_output(v)
+    return v
+
+
+class _AtOnceStageContext(StageContext):
+    """A stage run of an execution whose stages ran at once, in one call, for observer plug-ins
+    (:attr:`ml_toolbox.plugins.PipelinePlugin.observer`; see :func:`ml_toolbox.base._observed`):
+    made once the stage has run, with its timings and data sizes. ``X`` and ``output`` are read
+    from the run's data (None once the stage's hooks have run, as for every stage run)."""
+
+    fitting = False
+    status = "success"
+
+    def __init__(self, run, template, stage_name, index, mode, y, start, duration, values,
+                 summary_in, summary_out):
+        self.run = run
+        self.stage = self.template = template
+        self.stage_name = stage_name
+        self.index = index
+        self.mode = mode
+        self.y = y
+        self.start = start
+        self.duration = duration
+        self._values = values
+        self._summary_in = summary_in
+        self._summary_out = summary_out
+
+    @property
+    def X(self):
+        return _at_once_value(self._values, self.index)
+
+    @X.setter
+    def X(self, value):
+        self._values[self.index] = value
+
+    @property
+    def output(self):
+        return _at_once_value(self._values, self.index + 1)
+
+    @output.setter
+    def output(self, value):
+        self._values[self.index + 1] = value

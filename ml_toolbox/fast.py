@@ -376,7 +376,13 @@ def compile_row(rows, n_in):
     -------
     list of callable
     """
-    items, known, width = [], None, n_in  # (check function or RowKernel, width of the row there)
+    return _functions(_placed_checks(rows, n_in))
+
+
+def _placed_checks(rows, n_in):
+    """:func:`compile_row`'s checks and row kernels in order, as ``(item, width)``: ``item`` a check
+    function or a RowKernel, ``width`` the number of values in the row there."""
+    items, known, width = [], None, n_in
     for i, rk in enumerate(rows):
         met = True
         if rk.needs == "finite" and known != "finite":
@@ -389,6 +395,11 @@ def compile_row(rows, n_in):
         items.append((rk, width))
         known = rk.out if met else None
         width = rk.width
+    return items
+
+
+def _functions(items):
+    """The ``x -> x`` functions of :func:`_placed_checks`' items (see :func:`compile_row`)."""
     ops, run = [], []
     for item, width in items + [(None, 0)]:
         if not isinstance(item, RowKernel) or item.program is not None:
@@ -528,20 +539,44 @@ def _stage_by_stage(steps):
 def _timed_row_function(steps):
     """``run(X) -> (outputs, stamps)`` for a one-row DataFrame, or None when the plan has no row path.
 
-    The stages run as :func:`_row_stage_functions` runs them (each on its row kernel, checked as
-    scikit-learn checks its input, nothing deferred; outputs shaped as scikit-learn's), one after
-    the other with only a clock reading between them: ``outputs[i]`` is stage ``i``'s output and
-    ``stamps[i]``, ``stamps[i + 1]`` (``time.perf_counter``) frame it. ``run`` returns None for any
-    other input or when a check declines (nothing is half-done: the kernels write nothing but their
-    outputs). What the execution loop runs when the plug-ins attached only observe
-    (:attr:`ml_toolbox.plugins.PipelinePlugin.observer`).
+    Each stage runs on its row kernel, one after the other with only a clock reading between them:
+    ``stamps[i]``, ``stamps[i + 1]`` (``time.perf_counter``) frame stage ``i``. ``outputs[-1]`` is
+    the last stage's output; the stages before it give their output as the row itself, a list of
+    floats or a 1-D float64 array (:func:`ml_toolbox.context.row_output` makes it the ``(1, n)``
+    array scikit-learn returns, the same bits, when someone asks for it). The checks are placed as the one-row path
+    places them (:func:`compile_row`: once, where a refused value is sure to be caught); a check
+    due before an elementwise stage's successor is made at the end of that stage's pass over the
+    row. ``run`` returns None for any other input or when a check declines (nothing is half-done:
+    the kernels write nothing but their outputs; the caller then runs the stages one by one, and
+    the stage scikit-learn refuses the row at raises). What the execution loop runs when the
+    plug-ins attached only observe (:attr:`ml_toolbox.plugins.PipelinePlugin.observer`).
     """
-    found = _stage_by_stage(steps)
+    found = _row_kernels(steps)
     if found is None:
         return None
-    stage_ops, n_in, floats = found
+    rows, names_list = found
+    n_in = len(names_list)
+    groups, checks = [], []  # per stage: the checks placed before its kernel, then the kernel
+    for item, width in _placed_checks(rows, n_in):
+        if isinstance(item, RowKernel):
+            groups.append(checks + [(item, width)])
+            checks = []
+        else:
+            checks.append((item, width))
+    for before, group in zip(groups, groups[1:]):
+        rk, width = before[-1]
+        if rk.program is not None and width <= _SHORT_ROW:  # that stage is one pass over floats
+            while not isinstance(group[0][0], RowKernel):
+                before.append(group.pop(0))
+    stage_ops = [_functions(group) for group in groups]
     last_ops = stage_ops.pop()
+    # an elementwise stage on a short row is one pass over the row's floats: consecutive ones
+    # hand each other the list of floats, not an array made and taken apart again
+    stages = [(ops[0].on_list, None) if len(ops) == 1 and hasattr(ops[0], "on_list") else
+              (None, ops) for ops in stage_ops]
+    floats = rows[0].floats
     clock = time.perf_counter
+    array = np.array
 
     def run(X):
         if X.__class__ is not pd.DataFrame:
@@ -552,11 +587,18 @@ def _timed_row_function(steps):
             return None
         outputs = []
         try:
-            for ops in stage_ops:
-                for op in ops:
-                    x = op(x)
-                outputs.append(x.reshape(1, -1))
+            for on_list, ops in stages:
+                if on_list is not None:
+                    x = on_list(x if x.__class__ is list else x.tolist())
+                else:
+                    if x.__class__ is list:
+                        x = array(x, _F64)
+                    for op in ops:
+                        x = op(x)
+                outputs.append(x)
                 stamps.append(clock())
+            if x.__class__ is list:
+                x = array(x, _F64)
             for op in last_ops:
                 x = op(x)
         except Decline:

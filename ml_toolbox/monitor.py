@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from ml_toolbox.context import data_summary
+from ml_toolbox.context import _AtOnceStageContext, data_summary
 from ml_toolbox.plugins import PipelinePlugin
 
 __all__ = ["PipelineMonitor", "PipelineMetrics", "StageRecord", "Anomaly", "MonitorSink",
@@ -714,17 +714,24 @@ class PipelineMonitor(PipelinePlugin):
     def after_stage(self, ctx, status="success", error=None):
         # The hot path of monitoring (single-row predict): attribute reads and one tuple, no
         # further call when the data are 2-D numpy arrays (``status``/``error``: on_stage_error's).
+        if ctx.__class__ is _AtOnceStageContext:
+            return  # stages that ran at once, sized by the loop: recorded together in after_run
         run = ctx.run
         metrics = run.extra.get(self)
         if metrics is None:
             metrics = self._metrics_of(run)
         try:
-            last = metrics._last_output
-            if last is not None and last[0] is ctx.X:
-                summary_in = last[1]  # the previous stage's output, sized already
-            else:
-                summary_in = ctx.input_summary
-            if status == "success":
+            # sizes known already (the loop sizes the stages it runs at once) are not asked again
+            summary_in = ctx._summary_in
+            if summary_in is None:
+                last = metrics._last_output
+                if last is not None and last[0] is ctx.X:
+                    summary_in = last[1]  # the previous stage's output, sized already
+                else:
+                    summary_in = ctx.input_summary
+            if status != "success":
+                summary_out = _UNKNOWN
+            elif (summary_out := ctx._summary_out) is None:
                 out = ctx.output
                 # an array (the usual output) is sized here; the context's property also tells a
                 # fitted model (no data) from data
@@ -736,8 +743,6 @@ class PipelineMonitor(PipelinePlugin):
                 # kept until the next stage's record (it is that stage's input, alive anyway);
                 # dropped when the execution ends
                 metrics._last_output = (out, summary_out)
-            else:
-                summary_out = _UNKNOWN
         except Exception:  # noqa: BLE001 - an object the context cannot size: unknown, not a crash
             logger.debug("cannot size the data of stage %r", ctx.stage_name, exc_info=True)
             summary_in, summary_out = _UNKNOWN, _UNKNOWN
@@ -752,6 +757,21 @@ class PipelineMonitor(PipelinePlugin):
             None if error is None else _error_text(error),
             tuple(extra.get(self, ())) if extra else (),
             tuple([_warning_text(w) for w in caught]) if caught else ())))
+
+    def _at_once(self, run, contexts):
+        """The records of stages that ran at once (one-row predictions with observers only, see
+        :func:`ml_toolbox.base._observed`): each succeeded, on its first attempt, sized by the
+        loop; a warning would have sent the stages one by one."""
+        start_time, start = run.start_time, run.start
+        records = []
+        for c in contexts:
+            rows_in, cols_in, bytes_in = c._summary_in
+            rows_out, cols_out, bytes_out = c._summary_out
+            records.append(_new_record(StageRecord, (
+                c.stage_name, c.index, c.mode, start_time + (c.start - start), c.duration,
+                "success", rows_in, cols_in, bytes_in, rows_out, cols_out, bytes_out, 1, None, (),
+                ())))
+        return records
 
     def on_stage_error(self, ctx, error):
         self.after_stage(ctx, "failed", error)
@@ -773,7 +793,10 @@ class PipelineMonitor(PipelinePlugin):
         metrics.status = status
         if error is not None:
             metrics.error = _error_text(error)
-        if len(metrics.stages) > 1:
+        contexts = run.stages
+        if contexts and contexts[0].__class__ is _AtOnceStageContext:
+            metrics.stages = self._at_once(run, contexts)
+        elif len(metrics.stages) > 1:
             metrics.stages.sort(key=_by_index)  # in order even when stages ran in parallel
         self._append(metrics)
         if self.sinks:

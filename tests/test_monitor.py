@@ -770,10 +770,11 @@ class SeesData(PipelinePlugin):
     observer = True
 
     def __init__(self):
-        self.seen = []
+        self.seen, self.contexts = [], []
 
     def after_stage(self, ctx):
         self.seen.append((ctx.stage_name, ctx.X, ctx.output))
+        self.contexts.append(ctx)
 
 
 def _without_times(metrics):
@@ -815,6 +816,10 @@ def test_observers_see_the_same_runs_whether_stages_run_at_once_or_one_by_one(da
     np.testing.assert_array_equal(o1, stages[1].estimator_.transform(o0))
     np.testing.assert_array_equal(o2, stages[2].estimator_.predict_proba(o1))
     assert o0.shape == (1, 5) and o1.shape == (1, 5) and o2.shape == (1, 2)
+    # and, as on the stage-by-stage path, a context kept after the run holds no data
+    assert all(c.X is None and c.output is None for c in sees.contexts)
+    assert [c.input_summary for c in sees.contexts] == [(1, 5, 40), (1, 5, 40), (1, 5, 40)]
+    assert sees.contexts[-1].output_summary == (1, 2, 16)
 
 
 def test_observers_get_the_failing_stage_from_the_stage_by_stage_path(data):
