@@ -191,26 +191,41 @@ def _list_without_inf(vs):
         raise Decline("infinite value")
 
 
+def _list_comprehension(group):
+    """``[expression for v, a0, ... in zip(vs, a0, ...)]`` of a row pass's operations."""
+    expr, names = "v", ", ".join(name for _, name in group)
+    for op, name in group:
+        expr = _EXPRESSIONS[op].format(expr, name)
+    return f"[{expr} for v, {names} in zip(vs, {names})]"
+
+
 def row_pass(items):
     """One pass over a short row's Python floats: programs' operations and checks, in order.
 
     ``items`` are ``(op, a)`` of programs and ``("check", row_finite | row_without_inf)``. The
     operations between two checks become one list comprehension, so each value goes through all of
     them at once (``[((a0 if (t := v) != t else t) - a1) / a2 for v, a0, a1, a2 in zip(...)]`` for
-    an imputer then a standard scaler). The source is made from the fixed templates above; the
+    an imputer then a standard scaler; a row whose sum is not NaN has no NaN to fill, and takes
+    ``[(v - a1) / a2 ...]``). The source is made from the fixed templates above; the
     fitted values are arguments, never text. Returns ``fn(x) -> ndarray``; ``fn.on_list`` is the same
     pass from a list of floats to a list of floats (stages run one after the other hand each other
     lists: see :func:`ml_toolbox.fast._timed_row_function`).
     """
     list_checks = {row_finite: "_list_finite", row_without_inf: "_list_without_inf"}
-    lines, args, expr, names = [], [], "v", []
+    lines, args, group = [], [], []  # group: (op, argument name) since the last check
 
     def flush():
-        nonlocal expr, names
-        if names:
-            lines.append(f"        vs = [{expr} for v, {', '.join(names)} in "
-                         f"zip(vs, {', '.join(names)})]")
-        expr, names = "v", []
+        if not group:
+            return
+        if group[0][0] == "fill":  # a row without NaN (most rows) skips it: it changes nothing
+            lines.append("        if (s := sum(vs)) != s:  # a NaN (or +inf and -inf)")
+            lines.append(f"            vs = {_list_comprehension(group)}")
+            if len(group) > 1:
+                lines.append("        else:")
+                lines.append(f"            vs = {_list_comprehension(group[1:])}")
+        else:
+            lines.append(f"        vs = {_list_comprehension(group)}")
+        group.clear()
 
     for op, a in items:
         if op == "check":
@@ -220,8 +235,7 @@ def row_pass(items):
             continue
         name = f"a{len(args)}"
         args.append(a.tolist())
-        names.append(name)
-        expr = _EXPRESSIONS[op].format(expr, name)
+        group.append((op, name))
     flush()
     params = ", ".join(f"a{i}" for i in range(len(args)))
     source = "\n".join([f"def make({params}):", "    def fn(x):", "        vs = x.tolist()", *lines,
