@@ -692,15 +692,16 @@ class PipelinePersistence:
         artifact = _FORMATS[format]
         try:
             os.mkdir(staging)
-            files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
+            files, pickler = self._write_artifact(obj, os.path.join(staging, artifact), format, compress)
             manifest = {
                 "name": name,
                 "kind": kind,
                 "format": format,
                 "compress": json_safe(compress) if format == "joblib" else 0,
                 "artifact": artifact,
+                **({"pickler": pickler} if pickler else {}),
                 "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                "files": files,
+                "files": {artifact: files},
                 "environment": environment(),
                 "params": _params_of(obj) if kind != "config" else {},
                 "metrics": metrics,
@@ -737,25 +738,15 @@ class PipelinePersistence:
         return number
 
     def _write_artifact(self, obj, path, format, compress):
+        """Write the artifact; return its size and digests, and the pickler that wrote it (joblib format)."""
         if format == "json":
             data = json.dumps(obj, indent=2, sort_keys=True).encode()
-            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256())
+            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256()), None
         if format == "skops":
             sio = _import_skops()
-            return _store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
-        import joblib
-
-        with open(path, "xb") as raw:
-            writer = _store_io.HashingWriter(raw, sha256=self._sha256())
-            try:
-                joblib.dump(obj, writer, compress=compress)
-            finally:
-                writer.close()  # no helper thread outlives a failed dump
-            digests = writer.digests()
-            if self.durable:
-                raw.flush()
-                os.fsync(raw.fileno())
-        return digests
+            return (_store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256()),
+                    None)
+        return _store_io.write_pickle_hashed(path, obj, compress, fsync=self.durable, sha256=self._sha256())
 
     def _clean_staging(self):
         """Remove what saves and deletes that died left in ``.tmp`` (and their lock files in ``.locks``).
@@ -881,6 +872,8 @@ class PipelinePersistence:
         try:
             data = self._verify_fd(fd, artifact, manifest["files"][manifest["artifact"]], algorithm)
             if fmt == "joblib":
+                if manifest.get("pickler") == "pickle":  # no large array in it: the C unpickler, in memory
+                    return _store_io.load_pickle(data, fd)
                 import joblib
 
                 if mmap_mode is not None:
