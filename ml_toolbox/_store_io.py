@@ -134,6 +134,12 @@ class HashingWriter:
             if self._sha is not None:
                 self._sha.close()
 
+    def discard(self):
+        """Drop what is pending, unwritten, and stop the SHA-256 helper thread: for a write given up."""
+        self._pending.clear()
+        if self._sha is not None:
+            self._sha.close()
+
     def digests(self):
         self._flush_pending()
         out = {"size": self.size, "xxh3_128": self._xxh.hexdigest()}
@@ -222,33 +228,47 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, sha256=True):
     digests, and which pickler wrote it ("pickle" or "joblib").
     """
     compression = _compression(compress)
-    with open(path, "xb") as raw:
-        pickler = "joblib"
+    raw = open(path, "xb")
+    try:
         if compression is not False:
             writer = HashingWriter(raw, sha256=sha256)
             try:
                 _pickle_small(obj, writer, compression)
-                pickler = "pickle"
             except Exception:  # large arrays, or something only joblib's pickler takes (or fails on: its error)
-                pass
-            finally:
-                writer.close()
-            if pickler == "joblib":
-                raw.seek(0)
-                raw.truncate()
-        if pickler == "joblib":
-            import joblib
+                writer.discard()  # what it holds (most often all that was pickled) never reaches the file
+                if raw.tell():  # a new file rather than a truncated one: ext4 writes a truncated file out on close
+                    raw.close()
+                    os.unlink(path)
+                    raw = open(path, "xb")
+            except BaseException:
+                writer.discard()
+                raise
+            else:
+                return _finish(raw, writer, fsync), "pickle"
+        import joblib
 
-            writer = HashingWriter(raw, sha256=sha256)
-            try:
-                joblib.dump(obj, writer, compress=compress)
-            finally:
-                writer.close()  # no helper thread outlives a failed dump
+        writer = HashingWriter(raw, sha256=sha256)
+        try:
+            joblib.dump(obj, writer, compress=compress)
+        except BaseException:
+            writer.discard()  # no helper thread outlives a failed dump
+            raise
+        return _finish(raw, writer, fsync), "joblib"
+    finally:
+        raw.close()
+
+
+def _finish(raw, writer, fsync):
+    """Write out what ``writer`` holds, fsync ``raw`` if asked, and return the size and digests."""
+    try:
         digests = writer.digests()
-        if fsync:
-            raw.flush()
-            os.fsync(raw.fileno())
-    return digests, pickler
+    except BaseException:
+        writer.discard()
+        raise
+    if fsync:
+        raw.flush()
+        os.fsync(raw.fileno())
+    return digests
 
 
 def load_pickle(data=None, fd=None):

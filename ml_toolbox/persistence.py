@@ -665,7 +665,10 @@ class PipelinePersistence:
             The version this one derives from (a number or an alias). Default: the latest version of
             ``name`` at save time, if any.
         format : {"joblib", "skops"}, default="joblib"
-            ``"skops"`` writes a skops.io artifact that loads without running code (see ``load``).
+            ``"skops"`` writes a skops.io artifact that loads without running code (see ``load``). A
+            joblib artifact is always a file ``joblib.load`` reads; an object holding no numpy array of
+            1 MiB or more (and under 64 MiB of arrays in all) is written by Python's C pickler, faster
+            than joblib's, and the manifest's ``pickler`` says which wrote it.
         compress : int or (str, int), optional
             joblib compression for this artifact (default: the store's ``compress``).
 
@@ -837,7 +840,9 @@ class PipelinePersistence:
         version : None, int or str
             None for the latest version, a version number, or an alias such as ``"production"``.
         mmap_mode : {None, "r", "r+", "c"}
-            Memory-map the numpy arrays of an uncompressed joblib artifact instead of reading them.
+            Memory-map the numpy arrays of an uncompressed joblib artifact instead of reading them. An
+            artifact whose manifest records ``pickler="pickle"`` (an object holding no array of 1 MiB or
+            more, written by the C pickler) has its arrays inside the pickle: it loads in memory.
         trusted : list of str, optional
             For skops artifacts: the types you trust beyond skops' defaults. Loading refuses any other
             type and lists them.
