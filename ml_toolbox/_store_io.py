@@ -164,8 +164,9 @@ class _HoldsLargeArrays(Exception):
 
 
 class _SmallObjectPickler(pickle.Pickler):
-    """The C pickler, stopping at the first array joblib's writer should write (large, mapped, or foreign
-    byte order, which joblib converts to the native one on load), or when the arrays pass the budget.
+    """The C pickler, stopping at the first array joblib's writer should write (large, mapped, read-only,
+    or in a foreign byte order, which joblib converts to the native one on load), or when the arrays
+    pass the budget: each array then loads as ``joblib.load`` of joblib's own file would give it.
 
     ``reducer_override`` sees each object once (the memo comes first) and never sees atoms (numbers,
     strings, bytes) or built-in containers: on a fitted pipeline a few dozen calls.
@@ -180,7 +181,8 @@ class _SmallObjectPickler(pickle.Pickler):
         if kind in _ARRAY_TYPES:
             nbytes = obj.nbytes
             self._budget -= nbytes
-            if nbytes >= _LARGE_ARRAY or self._budget < 0 or kind is np.memmap or not obj.dtype.isnative:
+            if (nbytes >= _LARGE_ARRAY or self._budget < 0 or kind is np.memmap or not obj.dtype.isnative
+                    or not obj.flags.writeable):  # protocol 5 would load it read-only; joblib, writable
                 raise _HoldsLargeArrays
         return NotImplemented
 

@@ -90,14 +90,20 @@ def test_many_small_arrays_past_the_budget_keep_joblibs_writer(store, monkeypatc
     assert all(isinstance(a, np.memmap) for a in store.load("past", mmap_mode="r"))
 
 
-def test_memmaps_and_foreign_byte_order_keep_joblibs_writer(store, tmp_path):
-    """joblib writes a memmap as a plain array and loads a foreign byte order as native: kept as it was."""
+def test_memmaps_read_only_arrays_and_foreign_byte_order_keep_joblibs_writer(store, tmp_path):
+    """joblib writes a memmap as a plain array, loads a read-only array writable and a foreign byte order
+    as native: kept as it was."""
     swapped = np.arange(5, dtype=">f8")
     store.save({"a": swapped}, "swapped")
     assert store.manifest("swapped")["pickler"] == "joblib"
     loaded = store.load("swapped")["a"]
     assert loaded.dtype == joblib.load(_artifact(store, "swapped"))["a"].dtype == np.dtype("<f8")
     np.testing.assert_array_equal(loaded, swapped)
+    frozen = np.arange(5.0)
+    frozen.flags.writeable = False
+    store.save({"a": frozen}, "frozen")
+    assert store.manifest("frozen")["pickler"] == "joblib"
+    assert store.load("frozen")["a"].flags.writeable == joblib.load(_artifact(store, "frozen"))["a"].flags.writeable
     mm = np.memmap(tmp_path / "m.dat", dtype=np.float64, mode="w+", shape=(4,))
     mm[:] = 2.0
     store.save({"m": mm}, "mapped")
