@@ -17,23 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from ml_toolbox import _store_io
 from ml_toolbox.persistence import IntegrityError, PipelinePersistence
 
+from test_persistence import LOADED, SideEffectOnLoad  # tests/ is on sys.path (pytest's rootdir)
+
 X, Y = make_classification(n_samples=80, n_features=5, random_state=0)
-LOADED = []
-
-
-def _record_load(tag):
-    LOADED.append(tag)
-    return tag
-
-
-class SideEffectOnLoad:
-    """Unpickling this runs _record_load: a stand-in for code a malicious pickle would run."""
-
-    def __init__(self, payload):
-        self.payload = payload
-
-    def __reduce__(self):
-        return (_record_load, (self.payload,))
 
 
 @pytest.fixture
