@@ -7,8 +7,8 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import json
 import io
+import json
 import mmap
 import os
 import pickle

@@ -170,3 +170,21 @@ def test_fallback_after_a_large_array_rewrites_the_file_from_the_start(store, fi
         for loaded in (store.load(name, verify="sha256"), joblib.load(_artifact(store, name))):
             np.testing.assert_array_equal(loaded["pipe"].predict(X), fitted.predict(X))
             np.testing.assert_array_equal(loaded["w"], obj["w"])
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_fallback_after_megabytes_already_written_starts_a_new_file(store, compress):
+    """12 MB of small arrays reach the file (and the SHA-256 thread) before the large one stops the C pickler."""
+    rng = np.random.default_rng(0)
+    obj = [rng.random(100_000) for _ in range(15)] + [rng.random(_store_io._LARGE_ARRAY // 8)]
+    store.save(obj, "late", compress=compress)
+    assert store.manifest("late")["pickler"] == "joblib"
+    data = _artifact(store, "late").read_bytes()
+    files = store.manifest("late")["files"]["artifact.joblib"]
+    assert files["size"] == len(data) and files["sha256"] == hashlib.sha256(data).hexdigest()
+    for loaded in (store.load("late", verify="sha256"), joblib.load(_artifact(store, "late"))):
+        for got, want in zip(loaded, obj, strict=True):
+            np.testing.assert_array_equal(got, want)
+    if not compress:
+        assert all(isinstance(a, np.memmap) for a in store.load("late", mmap_mode="r"))
+    assert list((store.path / ".tmp").iterdir()) == []
