@@ -665,7 +665,10 @@ class PipelinePersistence:
             The version this one derives from (a number or an alias). Default: the latest version of
             ``name`` at save time, if any.
         format : {"joblib", "skops"}, default="joblib"
-            ``"skops"`` writes a skops.io artifact that loads without running code (see ``load``).
+            ``"skops"`` writes a skops.io artifact that loads without running code (see ``load``). A
+            joblib artifact is always a file ``joblib.load`` reads; an object holding no numpy array of
+            1 MiB or more (and under 64 MiB of arrays in all) is written by Python's C pickler, faster
+            than joblib's, and the manifest's ``pickler`` says which wrote it.
         compress : int or (str, int), optional
             joblib compression for this artifact (default: the store's ``compress``).
 
@@ -692,15 +695,16 @@ class PipelinePersistence:
         artifact = _FORMATS[format]
         try:
             os.mkdir(staging)
-            files = {artifact: self._write_artifact(obj, os.path.join(staging, artifact), format, compress)}
+            files, pickler = self._write_artifact(obj, os.path.join(staging, artifact), format, compress)
             manifest = {
                 "name": name,
                 "kind": kind,
                 "format": format,
                 "compress": json_safe(compress) if format == "joblib" else 0,
                 "artifact": artifact,
+                **({"pickler": pickler} if pickler else {}),
                 "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                "files": files,
+                "files": {artifact: files},
                 "environment": environment(),
                 "params": _params_of(obj) if kind != "config" else {},
                 "metrics": metrics,
@@ -737,25 +741,15 @@ class PipelinePersistence:
         return number
 
     def _write_artifact(self, obj, path, format, compress):
+        """Write the artifact; return its size and digests, and the pickler that wrote it (joblib format)."""
         if format == "json":
             data = json.dumps(obj, indent=2, sort_keys=True).encode()
-            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256())
+            return _store_io.write_bytes_hashed(path, data, fsync=self.durable, sha256=self._sha256()), None
         if format == "skops":
             sio = _import_skops()
-            return _store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256())
-        import joblib
-
-        with open(path, "xb") as raw:
-            writer = _store_io.HashingWriter(raw, sha256=self._sha256())
-            try:
-                joblib.dump(obj, writer, compress=compress)
-            finally:
-                writer.close()  # no helper thread outlives a failed dump
-            digests = writer.digests()
-            if self.durable:
-                raw.flush()
-                os.fsync(raw.fileno())
-        return digests
+            return (_store_io.write_bytes_hashed(path, sio.dumps(obj), fsync=self.durable, sha256=self._sha256()),
+                    None)
+        return _store_io.write_pickle_hashed(path, obj, compress, fsync=self.durable, sha256=self._sha256())
 
     def _clean_staging(self):
         """Remove what saves and deletes that died left in ``.tmp`` (and their lock files in ``.locks``).
@@ -846,7 +840,9 @@ class PipelinePersistence:
         version : None, int or str
             None for the latest version, a version number, or an alias such as ``"production"``.
         mmap_mode : {None, "r", "r+", "c"}
-            Memory-map the numpy arrays of an uncompressed joblib artifact instead of reading them.
+            Memory-map the numpy arrays of an uncompressed joblib artifact instead of reading them. An
+            artifact whose manifest records ``pickler="pickle"`` (an object holding no array of 1 MiB or
+            more, written by the C pickler) has its arrays inside the pickle: it loads in memory.
         trusted : list of str, optional
             For skops artifacts: the types you trust beyond skops' defaults. Loading refuses any other
             type and lists them.
@@ -881,6 +877,8 @@ class PipelinePersistence:
         try:
             data = self._verify_fd(fd, artifact, manifest["files"][manifest["artifact"]], algorithm)
             if fmt == "joblib":
+                if manifest.get("pickler") == "pickle":  # no large array in it: the C unpickler, in memory
+                    return _store_io.load_pickle(data, fd)
                 import joblib
 
                 if mmap_mode is not None:
