@@ -406,7 +406,7 @@ class _WarningRecorder:
     __slots__ = ("_saved", "caught", "_taken")
 
     def __init__(self):
-        self._taken = []
+        self._taken = ()  # a list once a stage has taken warnings
         self.caught = caught = []
         if _LEAN_WARNINGS:
             module = warnings
@@ -426,7 +426,11 @@ class _WarningRecorder:
         caught = self.caught
         taken = caught[:]
         caught.clear()
-        self._taken += taken
+        if taken:
+            if self._taken:
+                self._taken += taken
+            else:
+                self._taken = list(taken)  # not ``taken``: that one is the stage's own
         return taken
 
     def close(self):
@@ -440,7 +444,9 @@ class _WarningRecorder:
             module._filters_mutated()
         else:
             saved.__exit__(None, None, None)
-        for w in self._taken + self.caught:  # still shown to the user, under the user's filters
+        if not (self._taken or self.caught):
+            return
+        for w in [*self._taken, *self.caught]:  # still shown to the user, under the user's filters
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 

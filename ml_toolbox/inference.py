@@ -230,10 +230,14 @@ class InferencePipeline(BasePipeline):
             if not d["has_model_"]:
                 raise AttributeError(f"{self.owner} has no model stage, so no {method}.")
             modes = ["transform"] * (len(stages) - 1) + [method]
-        out, _ = self._run_stages(stages, X, y, modes, fitting=False,
-                                  names=self.stage_names_[:len(stages)], parent=parent,
-                                  params=params, run_mode=method, runners=runners,
-                                  plugins=plugins, timed=timed)
+        names = self.stage_names_[:len(stages)]
+        if plugins:  # the fast plan with plug-ins attached: straight to the loop's plug-in path
+            out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,
+                                            self._retry_policy(parent), params, method, parent,
+                                            runners, timed)
+            return out
+        out, _ = self._run_stages(stages, X, y, modes, fitting=False, names=names, parent=parent,
+                                  params=params, run_mode=method)
         return out
 
     @available_if(_final_has("predict"))
