@@ -355,17 +355,17 @@ def _observed(run, timed, stages, X, y, modes, names, plugins, recorder):
     values = [X, *outputs]  # what the contexts read their X and output from
     contexts = run.stages
     last = len(stages) - 1
-    summary = data_summary(X)
+    sizes = [data_summary(X)]
+    run._at_once = (names, modes, stamps, sizes)  # the same, whole, for the monitor's after_run
     for i, template in enumerate(stages):
         out = outputs[i]
-        summary_out = (1, len(out), 8 * len(out)) if i < last else data_summary(out)  # a row
+        sizes.append((1, len(out), 8 * len(out)) if i < last else data_summary(out))  # a row
         ctx = _AtOnceStageContext(run, template, names[i], i, modes[i], y, stamps[i],
-                                  stamps[i + 1] - stamps[i], values, summary, summary_out)
+                                  stamps[i + 1] - stamps[i], values, sizes[i], sizes[i + 1])
         contexts.append(ctx)
         for p in plugins:
             p.after_stage(ctx)
         values[i] = None  # as the loop does: the data goes on to the next stage only
-        summary = summary_out
     values[-1] = None
     return outputs[-1]
 

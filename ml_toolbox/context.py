@@ -143,6 +143,9 @@ class RunContext:
     duration = None
     status = "running"
     error = None
+    # (stage names, modes, clock readings, data sizes) when the stages ran at once, in one call
+    # (ml_toolbox.base._observed): what the stage contexts tell, for a whole-run reader (the monitor)
+    _at_once = None
 
     def __init__(self, pipeline, pipeline_name, mode, stage_names):
         self.pipeline = pipeline

@@ -217,8 +217,26 @@ def _started(run):
     metrics.start_time = run.start_time
     metrics.duration = metrics.error = metrics._last_output = None
     metrics.status = "running"
-    metrics.stages = []
+    metrics._stages = []
+    metrics._at_once = None
     return metrics
+
+
+def _records_at_once(start_time, start, names, modes, stamps, sizes):
+    """The records of stages that ran at once (one-row predictions with observers only, see
+    :func:`ml_toolbox.base._observed`): stage ``i`` ran from ``stamps[i]`` to ``stamps[i + 1]``
+    (the run started at ``start``, ``start_time`` on the wall clock) on data of ``sizes[i]`` to
+    ``sizes[i + 1]``; each succeeded, on its first attempt (a warning would have sent the stages
+    one by one)."""
+    records = []
+    for i, name in enumerate(names):
+        began = stamps[i]
+        rows_in, cols_in, bytes_in = sizes[i]
+        rows_out, cols_out, bytes_out = sizes[i + 1]
+        records.append(_new_record(StageRecord, (
+            name, i, modes[i], start_time + (began - start), stamps[i + 1] - began, "success",
+            rows_in, cols_in, bytes_in, rows_out, cols_out, bytes_out, 1, None, (), ())))
+    return records
 
 
 class PipelineMetrics:
@@ -252,7 +270,7 @@ class PipelineMetrics:
     """
 
     __slots__ = ("pipeline_name", "mode", "run_id", "start_time", "duration", "status", "error",
-                 "stages", "_last_output")
+                 "_stages", "_at_once", "_last_output")
 
     def __init__(self, pipeline_name, mode, *, run_id=None, start_time=None, duration=None,
                  status="running", error=None, stages=()):
@@ -263,8 +281,23 @@ class PipelineMetrics:
         self.duration = duration
         self.status = status
         self.error = error
-        self.stages = list(stages)
+        self._stages = list(stages)
+        self._at_once = None  # the raw timings and sizes of stages that ran at once, until read
         self._last_output = None  # (object, summary) of the last stage output, while running
+
+    @property
+    def stages(self):
+        """list of StageRecord: the stage runs, in order."""
+        at_once = self._at_once
+        if at_once is not None:  # made when first read (see PipelineMonitor.after_run)
+            self._stages = _records_at_once(*at_once)
+            self._at_once = None
+        return self._stages
+
+    @stages.setter
+    def stages(self, records):
+        self._stages = records
+        self._at_once = None
 
     @property
     def failed(self):
@@ -751,27 +784,12 @@ class PipelineMonitor(PipelinePlugin):
             duration = time.perf_counter() - ctx.start
         extra = ctx._extra  # not ctx.extra: that would make a dict for nothing
         caught = ctx.warnings
-        metrics.stages.append(_new_record(StageRecord, (
+        metrics._stages.append(_new_record(StageRecord, (
             ctx.stage_name, ctx.index, ctx.mode, run.start_time + (ctx.start - run.start),
             duration, status, *summary_in, *summary_out, ctx.attempt,
             None if error is None else _error_text(error),
             tuple(extra.get(self, ())) if extra else (),
             tuple([_warning_text(w) for w in caught]) if caught else ())))
-
-    def _at_once(self, run, contexts):
-        """The records of stages that ran at once (one-row predictions with observers only, see
-        :func:`ml_toolbox.base._observed`): each succeeded, on its first attempt, sized by the
-        loop; a warning would have sent the stages one by one."""
-        start_time, start = run.start_time, run.start
-        records = []
-        for c in contexts:
-            rows_in, cols_in, bytes_in = c._summary_in
-            rows_out, cols_out, bytes_out = c._summary_out
-            records.append(_new_record(StageRecord, (
-                c.stage_name, c.index, c.mode, start_time + (c.start - start), c.duration,
-                "success", rows_in, cols_in, bytes_in, rows_out, cols_out, bytes_out, 1, None, (),
-                ())))
-        return records
 
     def on_stage_error(self, ctx, error):
         self.after_stage(ctx, "failed", error)
@@ -793,11 +811,11 @@ class PipelineMonitor(PipelinePlugin):
         metrics.status = status
         if error is not None:
             metrics.error = _error_text(error)
-        contexts = run.stages
-        if contexts and contexts[0].__class__ is _AtOnceStageContext:
-            metrics.stages = self._at_once(run, contexts)
-        elif len(metrics.stages) > 1:
-            metrics.stages.sort(key=_by_index)  # in order even when stages ran in parallel
+        at_once = run._at_once
+        if at_once is not None:  # the stages ran at once: their records are made when first read
+            metrics._at_once = (run.start_time, run.start, *at_once)
+        elif len(metrics._stages) > 1:
+            metrics._stages.sort(key=_by_index)  # in order even when stages ran in parallel
         self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=error is None)

@@ -823,6 +823,23 @@ def test_observers_see_the_same_runs_whether_stages_run_at_once_or_one_by_one(da
     assert sees.contexts[-1].output_summary == (1, 2, 16)
 
 
+def test_records_of_stages_run_at_once_survive_pickling_and_json_before_being_read(data):
+    # their records are made when first read: a copy made before (pickle, JSON) has them all
+    X, y = data
+    m = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=m).fit(X, y)
+    for i in range(3):
+        pipe.predict(X.iloc[[i]])
+    copy = pickle.loads(pickle.dumps(m))
+    back = PipelineMonitor.from_json(m.to_json())
+    runs = m.history("inference_pipeline")
+    assert [r.stages for r in copy.history("inference_pipeline")] == [r.stages for r in runs]
+    assert back.history("inference_pipeline") == runs
+    assert [[(s.stage_name, s.rows_in, s.cols_out, s.status) for s in r.stages] for r in runs] == \
+        [[("impute", 1, 5, "success"), ("scale", 1, 5, "success"), ("model", 1, 1, "success")]] * 3
+
+
 def test_observers_get_the_failing_stage_from_the_stage_by_stage_path(data):
     X, y = data
     m = PipelineMonitor()
