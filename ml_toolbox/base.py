@@ -130,7 +130,7 @@ class BasePipeline(BaseEstimator):
 
     # -- the execution loop -----------------------------------------------------------------
     def _run_stages(self, stages, X, y, modes, *, fitting, names, parent=None, params=None,
-                    run_mode=None, runners=None, plugins=None, timed=None):
+                    run_mode=None):
         """Run ``stages`` in order, feeding each the previous one's output.
 
         Parameters
@@ -152,16 +152,6 @@ class BasePipeline(BaseEstimator):
             Keyword arguments for the last stage's run (``sample_weight``, ``classes``...).
         run_mode : str, optional
             The execution's mode as plug-ins see it (default: the last stage's mode).
-        runners : list of callable, optional
-            Per-stage replacements ``X -> output`` for the stages' own methods (the fast
-            inference plan, stage by stage); the hooks run around them all the same.
-        plugins : tuple of PipelinePlugin, optional
-            The active plug-ins, when the caller has looked them up already
-            (default: :meth:`_plugins` of ``parent``).
-        timed : callable, optional
-            ``X -> (outputs, stamps)`` running all the stages at once, or None for an input it
-            does not handle (the fast inference plan's one-row function); used when every
-            plug-in is an observer (:attr:`~ml_toolbox.plugins.PipelinePlugin.observer`).
 
         Returns
         -------
@@ -170,8 +160,7 @@ class BasePipeline(BaseEstimator):
         ran : list of PipelineStage
             The stages as they ran (the fitted clones when ``fitting``).
         """
-        if plugins is None:
-            plugins = self._plugins(parent)
+        plugins = self._plugins(parent)
         policy = self._retry_policy(parent)
         last = len(stages) - 1
         if not plugins and policy is None and not any(s.retry or s.timeout is not None
@@ -196,10 +185,20 @@ class BasePipeline(BaseEstimator):
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
                                       params, run_mode or (modes[-1] if modes else "fit"),
-                                      parent, runners, timed)
+                                      parent)
 
     def _run_with_plugins(self, stages, X, y, modes, fitting, names, plugins, policy, params,
                           run_mode, parent=None, runners=None, timed=None):
+        """:meth:`_run_stages` with ``plugins`` (a non-empty tuple) and the retry ``policy``
+        looked up; the fast inference plan also gives
+
+        - ``runners``: per-stage replacements ``X -> output`` for the stages' own methods (its
+          row kernels, stage by stage); the hooks run around them all the same;
+        - ``timed``: ``X -> (outputs, stamps)`` running all the stages at once, or None for an
+          input it does not handle (its one-row function); used when every plug-in is an
+          observer (:attr:`~ml_toolbox.plugins.PipelinePlugin.observer`), nothing defines
+          ``before_stage`` and no retry policy or timeout applies (see :func:`_observed`).
+        """
         # Every line here runs for every stage of every execution with a plug-in, single-row
         # predictions included: what is decided once per run is decided before the stage loop.
         run = RunContext(self, self.name, run_mode, names)
@@ -353,13 +352,13 @@ def _observed(run, timed, stages, X, y, modes, names, plugins, recorder):
         return None
     outputs, stamps = done
     values = [X, *outputs]  # what the contexts read their X and output from
-    contexts = run.stages
-    last = len(stages) - 1
     sizes = [data_summary(X)]
-    run._at_once = (names, modes, stamps, sizes)  # the same, whole, for the monitor's after_run
+    for row in outputs[:-1]:  # the outputs between stages are rows of float64 values
+        sizes.append((1, len(row), 8 * len(row)))
+    sizes.append(data_summary(outputs[-1]))
+    run._at_once = (names, modes, stamps, sizes)  # what the contexts tell, whole (the monitor)
+    contexts = run.stages
     for i, template in enumerate(stages):
-        out = outputs[i]
-        sizes.append((1, len(out), 8 * len(out)) if i < last else data_summary(out))  # a row
         ctx = _AtOnceStageContext(run, template, names[i], i, modes[i], y, stamps[i],
                                   stamps[i + 1] - stamps[i], values, sizes[i], sizes[i + 1])
         contexts.append(ctx)

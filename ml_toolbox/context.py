@@ -306,7 +306,6 @@ class StageContext:
                 f"attempt={self.attempt} status={self.status!r}>")
 
 
-
 def row_output(row):
     """A stage's one-row output as scikit-learn returns it: the ``(1, n)`` float64 array of
     ``row``, a list of floats or a 1-D float64 array (see :func:`ml_toolbox.fast.compile_row`)."""

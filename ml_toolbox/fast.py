@@ -543,8 +543,9 @@ def _timed_row_function(steps):
     ``stamps[i]``, ``stamps[i + 1]`` (``time.perf_counter``) frame stage ``i``. ``outputs[-1]`` is
     the last stage's output; the stages before it give their output as the row itself, a list of
     floats or a 1-D float64 array (:func:`ml_toolbox.context.row_output` makes it the ``(1, n)``
-    array scikit-learn returns, the same bits, when someone asks for it). The checks are placed as the one-row path
-    places them (:func:`compile_row`: once, where a refused value is sure to be caught); a check
+    array scikit-learn returns, the same bits, when someone asks for it). The checks are placed as
+    the one-row path places them (:func:`compile_row`: once, where a refused value is sure to be
+    caught); a check
     due before an elementwise stage's successor is made at the end of that stage's pass over the
     row. ``run`` returns None for any other input or when a check declines (nothing is half-done:
     the kernels write nothing but their outputs; the caller then runs the stages one by one, and

@@ -840,6 +840,29 @@ def test_records_of_stages_run_at_once_survive_pickling_and_json_before_being_re
         [[("impute", 1, 5, "success"), ("scale", 1, 5, "success"), ("model", 1, 1, "success")]] * 3
 
 
+class RaisesAfterStage(PipelinePlugin):
+    observer = True
+
+    def after_stage(self, ctx):
+        if ctx.index == 1:
+            raise RuntimeError("observer broke")
+
+
+def test_an_observer_raising_after_stages_run_at_once_fails_the_run_and_the_monitor_records_it(data):
+    X, y = data
+    m = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=m).fit(X, y)
+    pipe.inference_pipeline.debugger = RaisesAfterStage()  # its hooks run before the monitor's
+    with pytest.raises(RuntimeError, match="observer broke"):
+        pipe.predict(X.iloc[[0]])
+    [r] = m.history("inference_pipeline")
+    # the three stages ran (at once) before the hooks: each is recorded as it ran
+    assert r.status == "failed" and "observer broke" in r.error
+    assert [(s.stage_name, s.status, s.rows_out) for s in r.stages] == [
+        ("impute", "success", 1), ("scale", "success", 1), ("model", "success", 1)]
+
+
 def test_observers_get_the_failing_stage_from_the_stage_by_stage_path(data):
     X, y = data
     m = PipelineMonitor()
