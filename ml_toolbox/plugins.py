@@ -40,7 +40,9 @@ class PipelinePlugin:
         its stage hooks neither change a run nor stop it. On the single-row fast inference path,
         when every plug-in attached is an observer, the loop runs the stages one after the other
         with nothing between them but a clock reading, then calls ``after_stage`` for each, in
-        order, with the same contexts (data, timings, warnings) as otherwise. The monitor is one.
+        order, with the same contexts (data, timings, warnings) as otherwise; their ``X`` and
+        ``output`` are made, as scikit-learn's steps return them, when first read. The monitor
+        is one.
 
     Examples
     --------
