@@ -427,7 +427,9 @@ def _elementwise(run):
 
 
 def _row_kernels(steps):
-    """The steps' row kernels and the row's width, or None when the steps have no row path."""
+    """``(rows, names, n_in, floats)``: the steps' row kernels, the fitted column names (a list),
+    the row's width and whether the first stage converts integer input to float64; or None when
+    the steps have no row path."""
     rows = [getattr(step.kernel, "row", None) for step in steps]
     first = steps[0].est
     names = getattr(first, "feature_names_in_", None)
@@ -438,7 +440,8 @@ def _row_kernels(steps):
         if getattr(step.est, "n_features_in_", None) != width:
             return None
         width = rk.width
-    return rows, names.tolist()
+    names = names.tolist()
+    return rows, names, len(names), rows[0].floats
 
 
 def _read_row(X, n_in, floats):
@@ -474,9 +477,7 @@ def _row_function(plan, steps):
     found = _row_kernels(steps)
     if found is None:
         return None
-    rows, names_list = found
-    n_in = len(names_list)
-    floats = rows[0].floats
+    rows, names_list, n_in, floats = found
     ops = compile_row(rows, n_in)
 
     arrow_names = {}
@@ -528,12 +529,12 @@ def _stage_by_stage(steps):
     found = _row_kernels(steps)
     if found is None:
         return None
-    rows, names_list = found
-    stage_ops, width = [], len(names_list)
+    rows, _, n_in, floats = found
+    stage_ops, width = [], n_in
     for rk in rows:
         stage_ops.append(compile_row([rk], width))
         width = rk.width
-    return stage_ops, len(names_list), rows[0].floats
+    return stage_ops, n_in, floats
 
 
 def _timed_row_function(steps):
@@ -545,9 +546,8 @@ def _timed_row_function(steps):
     floats or a 1-D float64 array (:func:`ml_toolbox.context.row_output` makes it the ``(1, n)``
     array scikit-learn returns, the same bits, when someone asks for it). The checks are placed as
     the one-row path places them (:func:`compile_row`: once, where a refused value is sure to be
-    caught); a check
-    due before an elementwise stage's successor is made at the end of that stage's pass over the
-    row. ``run`` returns None for any other input or when a check declines (nothing is half-done:
+    caught); a check due before an elementwise stage's successor is made at the end of that
+    stage's pass over the row. ``run`` returns None for any other input or when a check declines (nothing is half-done:
     the kernels write nothing but their outputs; the caller then runs the stages one by one, and
     the stage scikit-learn refuses the row at raises). What the execution loop runs when the
     plug-ins attached only observe (:attr:`ml_toolbox.plugins.PipelinePlugin.observer`).
@@ -555,8 +555,7 @@ def _timed_row_function(steps):
     found = _row_kernels(steps)
     if found is None:
         return None
-    rows, names_list = found
-    n_in = len(names_list)
+    rows, _, n_in, floats = found
     groups, checks = [], []  # per stage: the checks placed before its kernel, then the kernel
     for item, width in _placed_checks(rows, n_in):
         if isinstance(item, RowKernel):
@@ -575,7 +574,6 @@ def _timed_row_function(steps):
     # hand each other the list of floats, not an array made and taken apart again
     stages = [(ops[0].on_list, None) if len(ops) == 1 and hasattr(ops[0], "on_list") else
               (None, ops) for ops in stage_ops]
-    floats = rows[0].floats
     clock = time.perf_counter
     array = np.array
 
