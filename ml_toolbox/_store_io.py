@@ -290,11 +290,7 @@ def write_bytes_hashed(path, data, fsync=True, sha256=True):
     with open(path, "xb") as raw:
         writer = HashingWriter(raw, sha256=sha256)
         writer.write(data)
-        digests = writer.digests()  # also writes out what the writer still holds
-        if fsync:
-            raw.flush()
-            os.fsync(raw.fileno())
-    return digests
+        return _finish(raw, writer, fsync)
 
 
 def write_file(path, data, fsync=True):
