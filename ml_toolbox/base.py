@@ -103,6 +103,10 @@ class BasePipeline(BaseEstimator):
                 monitor = getattr(parent, "monitor", None)
             if getattr(parent, "verbose", 0):  # a progress bar while fitting, if someone watches
                 progress = parent._stage_progress()
+            recorder = parent.__dict__.get("_run_recorder")  # a tracked run (ml_toolbox.runs)
+            if recorder is not None:
+                return tuple([p for p in (debugger, monitor, progress, recorder)
+                              if p is not None and p.enabled])
         if progress is None:
             if debugger is None:  # the usual cases first: no plug-in, or a monitor alone
                 return (monitor,) if monitor is not None and monitor.enabled else ()
