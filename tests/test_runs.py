@@ -91,6 +91,19 @@ def test_same_data_same_fingerprint_other_data_other_fingerprint():
     assert fingerprint(X.to_numpy())["dtypes"] == "float64"
 
 
+def test_large_data_is_hashed_alongside_the_fit_and_recorded(tmp_path):
+    from ml_toolbox.runs._active import _HASH_ALONGSIDE, content_hash
+
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(_HASH_ALONGSIDE // 10 + 1, 10))
+    target = (big[:, 0] > 0).astype(int)
+    store = RunStore(tmp_path)
+    pipe = _pipe(store, model=LogisticRegression(max_iter=50)).fit(big, target)
+    run = store.get(pipe.run_id_)
+    assert run.data["hash"] == content_hash(big, target) == fingerprint(big, target)["hash"]
+    assert run.data["shape"] == list(big.shape)
+
+
 def test_epoch_metrics_are_recorded_per_step_with_progress(tmp_path):
     store = RunStore(tmp_path)
     pipe = _sgd(store, epochs=5).fit(X, Y)

@@ -81,11 +81,12 @@ def as_trackers(tracking, owner="tracking"):
     return out
 
 
-def fingerprint(X, y=None):
+def fingerprint(X, y=None, *, content=True):
     """A cheap fingerprint of training data: shape, column names and dtypes, and a content hash.
 
     The hash (xxh3-64) covers the data's bytes column by column (object columns through pandas'
-    own hashing), so the same data gives the same fingerprint in any process.
+    own hashing), so the same data gives the same fingerprint in any process. ``content=False``
+    leaves the hash out (see :func:`content_hash`).
 
     Examples
     --------
@@ -97,36 +98,71 @@ def fingerprint(X, y=None):
     import numpy as np
     import xxhash
 
-    h = xxhash.xxh3_64()
     out = {}
     try:
         if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame
             out["shape"] = [int(X.shape[0]), int(X.shape[1])]
             out["columns"] = [str(c) for c in X.columns[:1000]]
             out["dtypes"] = {str(c): str(t) for c, t in zip(X.columns[:1000], X.dtypes[:1000])}
+        else:
+            arr = X if hasattr(X, "dtype") and hasattr(X, "shape") else np.asarray(X, dtype=object)
+            out["shape"] = [int(s) for s in arr.shape]
+            out["dtypes"] = str(arr.dtype)
+        if y is not None:
+            y_arr = getattr(y, "to_numpy", lambda: np.asarray(y))()
+            out["y"] = {"shape": [int(s) for s in np.shape(y_arr)], "dtype": str(y_arr.dtype)}
+    except Exception as exc:  # noqa: BLE001 - data the fingerprint cannot read: say so, never fail
+        out["error"] = _error_text(exc)
+    if content:
+        out["hash"] = content_hash(X, y)
+    return out
+
+
+def content_hash(X, y=None):
+    """The xxh3-64 hex digest of the data's content (None when it cannot be read)."""
+    import numpy as np
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    try:
+        if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame, column by column
             for column in X.columns:
                 _hash_column(h, X[column])
         else:
             arr = X if hasattr(X, "dtype") and hasattr(X, "shape") else np.asarray(X, dtype=object)
             if hasattr(arr, "toarray") and not isinstance(arr, np.ndarray):  # scipy sparse
-                out["shape"] = [int(s) for s in arr.shape]
-                out["dtypes"] = str(arr.dtype)
                 for part in (arr.data, getattr(arr, "indices", None), getattr(arr, "indptr", None)):
                     if part is not None:
                         h.update(np.ascontiguousarray(part).tobytes())
             else:
-                out["shape"] = [int(s) for s in arr.shape]
-                out["dtypes"] = str(arr.dtype)
                 _hash_array(h, arr)
         if y is not None:
-            y_arr = getattr(y, "to_numpy", lambda: np.asarray(y))()
-            out["y"] = {"shape": [int(s) for s in np.shape(y_arr)], "dtype": str(y_arr.dtype)}
-            _hash_array(h, y_arr)
-        out["hash"] = h.hexdigest()
-    except Exception as exc:  # noqa: BLE001 - data the fingerprint cannot read: say so, never fail
-        out["hash"] = None
-        out["error"] = _error_text(exc)
-    return out
+            _hash_array(h, getattr(y, "to_numpy", lambda: np.asarray(y))())
+    except Exception:  # noqa: BLE001 - data the hash cannot read: no hash, never a failure
+        logger.debug("cannot hash the data", exc_info=True)
+        return None
+    return h.hexdigest()
+
+
+_HASH_ALONGSIDE = 500_000  # values from which the hash is computed alongside the fit, in a thread
+
+
+def _fingerprint_run(run, X, y):
+    """Fill ``run.data``: the cheap part now, the hash now (small data) or in a thread that runs
+    alongside the fit (large data; joined when the run ends)."""
+    run.data = fingerprint(X, y, content=False)
+    shape = run.data.get("shape") or [0]
+    size = 1
+    for n in shape:
+        size *= n
+    if size < _HASH_ALONGSIDE:
+        run.data["hash"] = content_hash(X, y)
+        return
+    def work():
+        run.data["hash"] = content_hash(X, y)
+
+    run._hashing = threading.Thread(target=work, name="ml_toolbox-run-hash", daemon=True)
+    run._hashing.start()
 
 
 def _hash_array(h, arr):
@@ -216,31 +252,47 @@ class ActiveRun:
         self.pid = os.getpid()
         self.host = socket.gethostname()
         self._cancel = threading.Event()
+        self._hooks = None  # (trackers, count, {hook: [(repr, bound method)]}), made once
+        self._hashing = None  # the thread hashing large training data, while it runs
         self._cpu0 = time.process_time()
         self._started = False
 
     # -- fan-out, each tracker on its own -----------------------------------------------------
-    def _call(self, hook, *args):
-        for tracker in self.trackers:
-            key = repr(tracker)
-            if key in self.tracker_errors:
-                continue  # failed once in this run: not asked again, not warned again
-            method = getattr(tracker, hook, None)
-            if method is None:
-                continue
-            try:
+    def _methods(self, hook):
+        """``[(tracker repr, bound method), ...]`` of the trackers still in the run (cached)."""
+        cache = self._hooks
+        if cache is None or cache[0] is not self.trackers or cache[1] != len(self.trackers):
+            cache = self._hooks = (self.trackers, len(self.trackers), {})
+        found = cache[2].get(hook)
+        if found is None:
+            found = []
+            for tracker in self.trackers:
+                method = getattr(tracker, hook, None)
+                if method is None:
+                    continue
                 if hook == "emit" and not isinstance(tracker, Tracker):
-                    method(*args[:1])  # a plain monitor sink: emit(metrics)
-                else:
-                    method(*args)
+                    method = _first_argument(method)  # a plain monitor sink: emit(metrics)
+                found.append((repr(tracker), method))
+            cache[2][hook] = found
+        return found
+
+    def _call(self, hook, *args):
+        for key, method in self._methods(hook):
+            try:
+                method(*args)
             except Exception as exc:  # noqa: BLE001 - a tracker never fails the pipeline
-                text = _error_text(exc)
-                self.tracker_errors[key] = text
-                logger.warning("tracker %s failed in %s of run %s", key, hook, self.id,
-                               exc_info=True)
-                warnings.warn(f"Tracker {key} failed ({hook}) on run {self.id[:12]} of "
-                              f"{self.name!r}: {text}. The pipeline goes on; this tracker "
-                              f"records nothing more of this run.", RuntimeWarning, stacklevel=3)
+                self._failed(key, hook, exc)
+
+    def _failed(self, key, hook, exc):
+        text = _error_text(exc)
+        self.tracker_errors[key] = text
+        hooks = self._hooks[2]  # not asked again, not warned again (new lists: a loop may run)
+        for name in list(hooks):
+            hooks[name] = [(k, m) for k, m in hooks[name] if k != key]
+        logger.warning("tracker %s failed in %s of run %s", key, hook, self.id, exc_info=True)
+        warnings.warn(f"Tracker {key} failed ({hook}) on run {self.id[:12]} of {self.name!r}: "
+                      f"{text}. The pipeline goes on; this tracker records nothing more of this "
+                      f"run.", RuntimeWarning, stacklevel=4)
 
     def start(self):
         if not self._started:
@@ -253,7 +305,14 @@ class ActiveRun:
     def log_metrics(self, metrics, step=None):
         """Send ``{name: value}`` measured at ``step`` to every tracker."""
         if metrics:
-            self._call("log_metrics", self, dict(metrics), step)
+            methods = self._hooks[2].get("log_metrics") if self._hooks is not None else None
+            if methods is None:
+                methods = self._methods("log_metrics")
+            for key, method in methods:
+                try:
+                    method(self, metrics, step)
+                except Exception as exc:  # noqa: BLE001 - a tracker never fails the pipeline
+                    self._failed(key, "log_metrics", exc)
 
     def emit(self, metrics):
         """The monitor-sink side: one finished pipeline execution of this run."""
@@ -280,6 +339,9 @@ class ActiveRun:
         return self._cancel.is_set()
 
     def finish(self, error=None, metrics=None):
+        hashing, self._hashing = self._hashing, None
+        if hashing is not None:
+            hashing.join()
         self.end_time = time.time()
         self.cpu_time = time.process_time() - self._cpu0
         self.peak_memory = _peak_memory()
@@ -304,6 +366,10 @@ class ActiveRun:
         return f"<ActiveRun {self.id[:12]} {self.name!r} {self.kind} status={self.status!r}>"
 
 
+def _first_argument(method):
+    return lambda metrics, run=None: method(metrics)
+
+
 class _RunRecorder(PipelineMonitor):
     """The plug-in a tracked run hands the execution loop: a monitor whose sink is the run.
 
@@ -317,7 +383,10 @@ class _RunRecorder(PipelineMonitor):
         super().__init__(history_size=1, capture_warnings=False, sink_errors="warn")
         self.run = run
         self.sinks.append(run)
-        self._n_stages = 0
+
+    def __reduce__(self):
+        # a pipeline pickled while its run is in progress carries no run: a disabled recorder
+        return (_detached_recorder, ())
 
     def before_stage(self, ctx):
         if self.run._cancel.is_set():
@@ -326,13 +395,18 @@ class _RunRecorder(PipelineMonitor):
 
     def after_stage(self, ctx, status="success", error=None):
         super().after_stage(ctx, status, error)
-        if status == "success" and self.run.kind != "epochs":
-            self._n_stages += 1
+        if self.run.progress is None:  # epoch training says more (set_progress per epoch)
+            self.run.progress_text = f"{ctx.pipeline_name}.{ctx.stage_name} ({ctx.mode}) done"
 
     def on_stage_error(self, ctx, error):
         if self.run.error_stage is None and not isinstance(error, RunCancelled):
             self.run.error_stage = f"{ctx.pipeline_name}.{ctx.stage_name}"
         super().on_stage_error(ctx, error)
+
+
+def _detached_recorder():
+    recorder = PipelineMonitor(enable_tracking=False)
+    return recorder
 
 
 def params_of(pipeline):
@@ -380,12 +454,13 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
         run.trackers = trackers
         run.kind = kind
         run.params = params_of(pipeline)
-        run.data = fingerprint(X, y) if X is not None else {}
         run.tags.update(tags or {})
+        run._hooks = None
     else:
-        run = ActiveRun(trackers, name=name, kind=kind, params=params_of(pipeline),
-                        data=fingerprint(X, y) if X is not None else {}, tags=tags,
+        run = ActiveRun(trackers, name=name, kind=kind, params=params_of(pipeline), tags=tags,
                         parent_id=None if parent is None else parent.id)
+    if X is not None:
+        _fingerprint_run(run, X, y)
     token = _CURRENT.set(run)
     recorder = _RunRecorder(run)
     holder = getattr(pipeline, "__dict__", {})

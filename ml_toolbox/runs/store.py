@@ -5,7 +5,9 @@ Writing never fails a pipeline: a store that is locked, read-only, full or corru
 run's record with one :class:`RunStoreWarning` naming the problem, and the pipeline's result is
 unchanged. Reading a store that cannot be read raises :class:`RunStoreError`. Metrics are buffered
 in memory and written in one transaction at the end of the run (and at most once a second while it
-runs, for ``runs active``), so logging a metric costs a list append.
+runs, for ``runs active``), so logging a metric costs a list append; each metric's values are
+written as one row per write (its steps and values as little-endian int64 / float64 arrays), not
+one row per value.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import threading
 import time
 import uuid
 import warnings
+
+import numpy as np
 
 from ml_toolbox.runs._tracker import Tracker
 
@@ -44,8 +48,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_name ON runs (name, start);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER, value REAL, time REAL);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, key, step);
+    run_id TEXT NOT NULL, key TEXT NOT NULL, chunk INTEGER NOT NULL, steps BLOB NOT NULL,
+    vals BLOB NOT NULL, time REAL);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, key, chunk);
 CREATE TABLE IF NOT EXISTS stages (
     run_id TEXT NOT NULL, pipeline TEXT, stage TEXT, mode TEXT, idx INTEGER, start REAL,
     duration REAL, status TEXT, rows_in INTEGER, cols_in INTEGER, bytes_in INTEGER,
@@ -388,8 +393,12 @@ class RunStore(Tracker):
                 warnings.warn(message, RunStoreWarning, stacklevel=4)
                 return False
 
+    @staticmethod
+    def _new_buffer():
+        return {"series": {}, "stages": [], "last": time.monotonic(), "chunk": 0}
+
     def start_run(self, run):
-        self._buffers[run.id] = {"metrics": [], "stages": [], "last": time.time()}
+        self._buffers[run.id] = self._new_buffer()
         now = time.time()
         self._write(run.id, "start", [(
             "INSERT OR REPLACE INTO runs (id, name, kind, status, start, heartbeat, progress, "
@@ -403,16 +412,20 @@ class RunStore(Tracker):
         buffer = self._buffers.get(run.id)
         if buffer is None:
             return
-        now = time.time()
-        rows = buffer["metrics"]
+        series = buffer["series"]
         for key, value in metrics.items():
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                continue
-            rows.append((run.id, str(key), step, value, now))
-        if now - buffer["last"] >= _FLUSH_EVERY:
-            self._flush(run, now)
+            if type(value) is not float:
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    continue
+            pair = series.get(key)
+            if pair is None:
+                pair = series[str(key)] = ([], [])
+            pair[0].append(step)
+            pair[1].append(value)
+        if time.monotonic() - buffer["last"] >= _FLUSH_EVERY:
+            self._flush(run)
 
     def emit(self, metrics, run=None):
         """Record one pipeline execution: within a run, its stages; alone (as a monitor sink), a
@@ -429,38 +442,53 @@ class RunStore(Tracker):
 
     def progress(self, run):
         buffer = self._buffers.get(run.id)
-        now = time.time()
-        if buffer is not None and now - buffer["last"] >= _FLUSH_EVERY:
-            self._flush(run, now)
+        if buffer is not None and time.monotonic() - buffer["last"] >= _FLUSH_EVERY:
+            self._flush(run)
 
-    def _flush(self, run, now):
+    @staticmethod
+    def _series_rows(run_id, buffer, now):
+        """The buffered metric values as rows (one per metric), emptying the buffer."""
+        chunk = buffer["chunk"]
+        buffer["chunk"] += 1
+        rows = [(run_id, key, chunk, *_pack(steps, values), now)
+                for key, (steps, values) in buffer["series"].items()]
+        buffer["series"] = {}
+        return rows
+
+    def _flush(self, run):
         buffer = self._buffers.get(run.id)
         if buffer is None:
             return
-        rows, stages = buffer["metrics"], buffer["stages"]
-        buffer["metrics"], buffer["stages"], buffer["last"] = [], [], now
+        now = time.time()
+        rows, stages = self._series_rows(run.id, buffer, now), buffer["stages"]
+        buffer["stages"], buffer["last"] = [], time.monotonic()
         statements = [("UPDATE runs SET heartbeat=?, progress=?, progress_text=? WHERE id=?",
                        (now, run.progress, run.progress_text, run.id))]
         if rows:
-            statements.append(("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows))
+            statements.append(("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows))
         if stages:
             statements.append(("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", stages))
         self._write(run.id, "progress", statements)
 
     def end_run(self, run):
-        buffer = self._buffers.pop(run.id, None) or {"metrics": [], "stages": []}
-        final = [(run.id, key, None, float(v), run.end_time) for key, v in run.metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        buffer = self._buffers.pop(run.id, None) or self._new_buffer()
+        series = buffer["series"]
+        for key, value in run.metrics.items():  # final values: step None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                pair = series.setdefault(key, ([], []))
+                pair[0].append(None)
+                pair[1].append(float(value))
         statements = [(
             "UPDATE runs SET status=?, end=?, heartbeat=?, progress=?, progress_text=?, error=?, "
             "error_stage=?, metrics=?, cpu_time=?, peak_memory=?, tracker_errors=?, params=?, "
-            "tags=? WHERE id=?",
+            "tags=?, data=? WHERE id=?",
             (run.status, run.end_time, run.end_time, run.progress, run.progress_text, run.error,
              run.error_stage, _dumps(run.metrics), run.cpu_time, run.peak_memory,
-             _dumps(run.tracker_errors), _dumps(run.params), _dumps(run.tags), run.id))]
-        rows = buffer["metrics"] + final
+             _dumps(run.tracker_errors), _dumps(run.params), _dumps(run.tags),
+             _dumps(run.data), run.id))]
+        rows = self._series_rows(run.id, buffer, run.end_time)
         if rows:
-            statements.append(("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows))
+            statements.append(("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", rows))
         if buffer["stages"]:
             statements.append(("INSERT INTO stages VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                buffer["stages"]))
@@ -676,6 +704,21 @@ class RunStore(Tracker):
             records = records[:int(limit)]
         return records
 
+    def show(self, name=None, **filters):
+        """A display of the runs (the most recent 50 unless ``limit=``): a table in a notebook,
+        rich in a terminal; ``filters`` as for :meth:`runs`."""
+        from ml_toolbox.runs.views import runs_table
+
+        filters.setdefault("limit", 50)
+        runs = self.runs(name, **filters)
+        return runs_table(runs, f"{len(runs)} runs in {self.file}")
+
+    def __rich__(self):
+        return self.show().__rich__()
+
+    def _repr_html_(self):
+        return self.show()._repr_html_()
+
     def history(self, name, *, since=None, limit=None):
         """The runs of pipeline ``name``, oldest first."""
         return list(reversed(self.runs(name, since=since, limit=limit, archived=None)))
@@ -698,12 +741,14 @@ class RunStore(Tracker):
             For a metric the run does not have, listing those it has.
         """
         full = self.resolve(run_id)
-        rows = self._read("SELECT step, value FROM metrics WHERE run_id=? AND key=? "
-                          "ORDER BY step IS NULL, step, time", (full, metric))
+        rows = self._read("SELECT steps, vals FROM metrics WHERE run_id=? AND key=? "
+                          "ORDER BY chunk", (full, metric))
         if not rows:
             raise RunNotFoundError(f"Run {full[:12]} has no metric {metric!r}. Its metrics: "
                                    f"{self.metric_names(full) or 'none'}.")
-        return [(s, v) for s, v in rows]
+        points = [p for steps, values in rows for p in _unpack(steps, values)]
+        stepped = sorted((p for p in points if p[0] is not None), key=lambda p: p[0])
+        return stepped + [p for p in points if p[0] is None]
 
     def stages(self, run_id):
         """The stage runs recorded in one run: dicts (pipeline, stage, mode, duration, ...)."""
@@ -832,15 +877,16 @@ class RunStore(Tracker):
         scored.sort(key=lambda p: p[0], reverse=direction == "max")
         return [r for _, r in scored[:top]] if top else [r for _, r in scored]
 
-    def compare(self, *run_ids):
-        """Parameters and metrics of several runs side by side (a :class:`RunComparison`)."""
+    def compare(self, *run_ids, only_differences=False):
+        """Parameters and metrics of several runs side by side (a :class:`RunComparison`);
+        cells that differ are highlighted (``only_differences``: only those rows)."""
         from ml_toolbox.runs.views import RunComparison
 
         if len(run_ids) == 1 and isinstance(run_ids[0], (list, tuple)):
             run_ids = tuple(run_ids[0])
         if len(run_ids) < 2:
             raise ValueError(f"compare needs at least two runs; got {len(run_ids)}.")
-        return RunComparison([self.get(i) for i in run_ids])
+        return RunComparison([self.get(i) for i in run_ids], only_differences=only_differences)
 
     def report(self, name, *, days=7):
         """P50/P95/P99 stage durations, success rate, throughput and trend over the last days."""
@@ -944,6 +990,21 @@ class RunStore(Tracker):
         location = getattr(store, "path", store)
         self._write_or_raise("version link", [("INSERT INTO versions VALUES (?, ?, ?, ?, ?)", (
             full, str(location), name, int(version), time.time()))])
+
+
+_NO_STEP = np.iinfo(np.int64).min  # how a final value's step (None) is written
+
+
+def _pack(steps, values):
+    """``(steps, values)`` of one metric as two little-endian arrays (int64 / float64 bytes)."""
+    steps = np.array([_NO_STEP if s is None else s for s in steps], dtype="<i8")
+    return steps.tobytes(), np.asarray(values, dtype="<f8").tobytes()
+
+
+def _unpack(steps, values):
+    steps = np.frombuffer(steps, dtype="<i8").tolist()
+    return [(None if s == _NO_STEP else s, v)
+            for s, v in zip(steps, np.frombuffer(values, dtype="<f8").tolist())]
 
 
 def _parse_tags(tag):

@@ -104,9 +104,8 @@ class MLflowTracker(MLflowSink, Tracker):
             self._runs[run.id] = mlflow_id
             params = [Param(_key(k)[:250], str(v)[:500]) for k, v in sorted(run.params.items())]
             data = run.data or {}
-            for key in ("hash", "shape"):
-                if data.get(key) is not None:
-                    params.append(Param(f"data.{key}", str(data[key])[:500]))
+            if data.get("shape") is not None:
+                params.append(Param("data.shape", str(data["shape"])))
             for start in range(0, len(params), 100):  # MLflow takes 100 parameters a batch
                 client.log_batch(mlflow_id, params=params[start:start + 100])
             env = [RunTag(f"env.{k}", str(v)) for k, v in (run.environment or {}).items()]
@@ -158,6 +157,8 @@ class MLflowTracker(MLflowSink, Tracker):
             del self._run_steps[key]
         batch = [Metric(_key(k), v, stamp, last) for k, v in _numbers(run.metrics).items()]
         tags = [RunTag("ml_toolbox.status", run.status)]
+        if (run.data or {}).get("hash"):  # known once the run ends (hashed alongside the fit)
+            tags.append(RunTag("ml_toolbox.data_hash", str(run.data["hash"])))
         if run.error:
             tags.append(RunTag("ml_toolbox.error", run.error[:5000]))
         if run.error_stage:

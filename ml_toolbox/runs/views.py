@@ -170,7 +170,7 @@ class RunComparison(RunTable):
         The parameter and metric names whose values differ between the runs.
     """
 
-    def __init__(self, runs):
+    def __init__(self, runs, only_differences=False):
         self.runs = list(runs)
         rows, marked, diffs = [], set(), []
         header = [["status", *[r.status for r in runs]], ["kind", *[fmt(r.kind) for r in runs]],
@@ -186,6 +186,8 @@ class RunComparison(RunTable):
                 if len(set(cells)) > 1:
                     diffs.append(f"{section}.{key}")
                     marked.update((len(rows), j + 1) for j in range(len(runs)))
+                elif only_differences:
+                    continue
                 rows.append([f"{section}.{key}", *cells])
         self.differences = diffs
         super().__init__("comparison of runs " + ", ".join(r.id[:12] for r in runs),
