@@ -188,6 +188,13 @@ def _hash_column(h, column):
         h.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
 
 
+def _cpu_seconds():
+    """CPU seconds (user + system) of this process so far: ``os.times`` (a plain syscall;
+    ``time.process_time`` costs milliseconds on some kernels once BLAS threads exist)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _peak_memory():
     try:
         import resource
@@ -254,7 +261,7 @@ class ActiveRun:
         self._cancel = threading.Event()
         self._hooks = None  # (trackers, count, {hook: [(repr, bound method)]}), made once
         self._hashing = None  # the thread hashing large training data, while it runs
-        self._cpu0 = time.process_time()
+        self._cpu0 = _cpu_seconds()
         self._started = False
 
     # -- fan-out, each tracker on its own -----------------------------------------------------
@@ -343,7 +350,7 @@ class ActiveRun:
         if hashing is not None:
             hashing.join()
         self.end_time = time.time()
-        self.cpu_time = time.process_time() - self._cpu0
+        self.cpu_time = _cpu_seconds() - self._cpu0
         self.peak_memory = _peak_memory()
         if metrics:
             from ml_toolbox.persistence import json_safe
@@ -450,7 +457,7 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     if prepared is not None:  # a background execution made its run ahead (its id is known)
         _PREPARED.set(None)
         run = prepared
-        run.start_time, run._cpu0 = time.time(), time.process_time()
+        run.start_time, run._cpu0 = time.time(), _cpu_seconds()
         run.trackers = trackers
         run.kind = kind
         run.params = params_of(pipeline)
