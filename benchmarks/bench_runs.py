@@ -17,29 +17,19 @@ from __future__ import annotations
 import tempfile
 import time
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks._timing import interleaved, interleaved_median, ratio_table
+from benchmarks.bench_monitor import make_data  # the same 100k x 20 DataFrame (1% missing)
 from ml_toolbox import UnifiedMLPipeline
 from ml_toolbox.runs import RunStore, track
 
-N_ROWS, N_COLS = 100_000, 20
 FIT_REPEATS = 7
 SINGLE_CALLS = 1500
 MLFLOW_CALLS = 100
 EPOCH_METRICS = 10_000
-
-
-def make_data(seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N_ROWS, N_COLS))
-    X[rng.random(X.shape) < 0.01] = np.nan
-    y = (np.nan_to_num(X[:, 0]) + 0.5 * np.nan_to_num(X[:, 1]) + rng.normal(size=N_ROWS) > 0)
-    return pd.DataFrame(X, columns=[f"x{i}" for i in range(N_COLS)]), y.astype(int)
 
 
 def pipeline(tracking=None):

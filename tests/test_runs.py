@@ -15,9 +15,11 @@ import time
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from rich.console import Console
 from sklearn.base import clone
 from sklearn.datasets import load_iris
@@ -89,6 +91,38 @@ def test_same_data_same_fingerprint_other_data_other_fingerprint():
     changed.iloc[3, 2] += 1e-9
     assert fingerprint(changed, Y)["hash"] != fingerprint(X, Y)["hash"]
     assert fingerprint(X.to_numpy())["dtypes"] == "float64"
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(st.sampled_from([np.float64, np.int32, np.float32]),
+                  hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+                  elements=st.integers(-1000, 1000)), st.data())
+def test_fingerprint_is_layout_independent_and_sees_every_value(arr, data):
+    frame = pd.DataFrame(arr)
+    same = fingerprint(np.asfortranarray(arr))["hash"]
+    assert fingerprint(arr)["hash"] == same
+    assert fingerprint(frame)["hash"] == fingerprint(pd.DataFrame(arr.copy(order="F")))["hash"]
+    i = data.draw(st.integers(0, arr.shape[0] - 1))
+    j = data.draw(st.integers(0, arr.shape[1] - 1))
+    changed = arr.copy()
+    changed[i, j] = changed[i, j] + 1 if changed[i, j] == changed[i, j] else 0
+    assert fingerprint(changed)["hash"] != same
+
+
+@settings(max_examples=6, deadline=None)
+@given(epochs=st.sampled_from([None, 2]), validation=st.sampled_from([None, 0.25]),
+       scoring=st.sampled_from([None, "accuracy", ["accuracy", "f1_macro"]]))
+def test_every_configuration_records_its_metrics_and_parameters(tmp_path_factory, epochs,
+                                                                 validation, scoring):
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    pipe = _pipe(store, model=SGDClassifier(loss="log_loss", random_state=0), epochs=epochs,
+                 validation=validation, scoring=scoring).fit(X, Y)
+    run = store.get(pipe.run_id_)
+    assert run.status == "success" and run.params["epochs"] == epochs
+    assert run.metrics == pytest.approx(pipe.metrics_)
+    assert set(store.metric_names(run.id)) == set(pipe.metrics_)
+    if epochs:
+        assert [s for s, _ in store.metric_history(run.id, "train_loss")] == [0, 1, None]
 
 
 def test_large_data_is_hashed_alongside_the_fit_and_recorded(tmp_path):

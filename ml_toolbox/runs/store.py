@@ -364,19 +364,7 @@ class RunStore(Tracker):
             return False
         with self._lock:
             try:
-                conn = self._connect(create=True)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, params in statements:
-                        if isinstance(params, list):
-                            conn.executemany(sql, params)
-                        else:
-                            conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                _transaction(self._connect(create=True), statements)
                 return True
             except (sqlite3.Error, OSError, RunStoreError) as exc:
                 self._drop_connection()
@@ -782,19 +770,7 @@ class RunStore(Tracker):
         """A write the user asked for by hand (note, archive): errors raise, they do not warn."""
         with self._lock:
             try:
-                conn = self._connect(create=False)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, params in statements:
-                        if isinstance(params, list):
-                            conn.executemany(sql, params)
-                        else:
-                            conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                _transaction(self._connect(create=False), statements)
             except sqlite3.Error as exc:
                 self._drop_connection()
                 raise RunStoreError(f"Run store {self.file!r} refused the {what}: it is "
@@ -990,6 +966,22 @@ class RunStore(Tracker):
         location = getattr(store, "path", store)
         self._write_or_raise("version link", [("INSERT INTO versions VALUES (?, ?, ?, ?, ?)", (
             full, str(location), name, int(version), time.time()))])
+
+
+def _transaction(conn, statements):
+    """Run ``[(sql, params or [params, ...]), ...]`` in one write transaction, all or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            if isinstance(params, list):
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 _NO_STEP = np.iinfo(np.int64).min  # how a final value's step (None) is written
