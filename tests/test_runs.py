@@ -417,7 +417,7 @@ def test_filters_compare_leaderboard_notes_tags_history(tmp_path):
 
 def test_report_and_anomalies_over_the_stored_history(tmp_path):
     store = RunStore(tmp_path)
-    delays = [0.0] * 7 + [0.3]
+    delays = [0.0] * 5 + [0.1] * 4 + [1.0]  # slower lately, and one run far outside the rest
 
     for delay in delays:
         def slow(X, delay=delay):
@@ -425,12 +425,12 @@ def test_report_and_anomalies_over_the_stored_history(tmp_path):
             return X
         _pipe(store, features=[("slow", FunctionTransformer(slow))], name="nightly").fit(X, Y)
     report = store.report("nightly", days=7)
-    assert report.n_runs == 8 and report.success_rate == 1.0
+    assert report.n_runs == 10 and report.success_rate == 1.0
     slow_fit = [s for s in report.stages if s["stage"] == "slow" and s["mode"] == "fit_transform"]
-    assert slow_fit[0]["p99"] >= 0.2 and slow_fit[0]["trend"] > 1
+    assert slow_fit[0]["p99"] >= 0.5 and slow_fit[0]["trend"] > 1
     found = store.anomalies("nightly", stage="slow")
     assert found and all(a.stage_name == "slow" for a in found)
-    assert max(a.duration for a in found) >= 0.3
+    assert max(a.duration for a in found) >= 1.0
 
 
 def test_archive_keeps_runs_queryable_and_marks_stale_ones(tmp_path):
