@@ -10,6 +10,8 @@ Plug-ins
     PipelinePlugin, StageContext, RunContext
 Persistence
     PipelinePersistence
+Serving
+    Router, RolloutPolicy, create_app (the HTTP app; the ``serve`` extra)
 Training lifecycle
     Callback, EarlyStopping, ModelCheckpoint, History, ProgressBar, Metric
 
@@ -42,6 +44,10 @@ _EXPORTS = {
     "RetryStrategy": "ml_toolbox.retry",
     # persistence
     "PipelinePersistence": "ml_toolbox.persistence",
+    # serving
+    "Router": "ml_toolbox.serving.router",
+    "RolloutPolicy": "ml_toolbox.serving.policy",
+    "create_app": "ml_toolbox.serving.http",
     # training lifecycle
     "Callback": "ml_toolbox.callbacks",
     "EarlyStopping": "ml_toolbox.callbacks",

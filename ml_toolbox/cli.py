@@ -15,6 +15,8 @@ Examples
     ml-toolbox --store models rollback churn production --reason "latency regression"
     ml-toolbox --store models prune --keep-last 5 --older-than 30d
     ml-toolbox --store models verify
+    ml-toolbox --store models serve --name churn --canary challenger --percent 10
+    ml-toolbox --store models rollout status churn --url http://127.0.0.1:8000
 """
 
 import argparse
@@ -104,6 +106,9 @@ def build_parser():
     p = sub.add_parser("verify", help="check sizes, SHA-256 digests and signatures without loading")
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=_version_arg)
+    from ml_toolbox.serving.cli import add_commands  # serve, rollout (ml_toolbox/serving)
+
+    _COMMANDS.update(add_commands(sub))
     return parser
 
 
