@@ -189,5 +189,10 @@ class KPIBoard:
         out["compared"] = compared
         out["feedback"] = len(y_true)
         for name, func in self._funcs.items():
-            out[name] = float(func(y_true, y_pred)) if y_true else None
+            out[name] = None
+            if y_true:
+                try:
+                    out[name] = float(func(y_true, y_pred))
+                except (ValueError, TypeError) as exc:  # e.g. f1 on three classes: say why, keep the rest
+                    out[f"{name}_error"] = str(exc)
         return out
