@@ -384,7 +384,7 @@ def test_feedback_health_metadata_metrics(client):
     assert client.post("/feedback", json={"request_id": "zzz", "y_true": [1]}).status_code == 404
     assert client.post("/feedback", json={"y_true": [1]}).status_code == 400
     assert client.get("/health").json() == {"status": "ready", "alias": "production", "version": 1,
-                                            "challenger": None}
+                                            "challenger": None, "in_flight": 0}
     meta = client.get("/metadata").json()
     assert meta["versions"] == [1, 2] and meta["aliases"] == {"production": 1}
     assert meta["columns"] == list(X.columns) and meta["schema"]["columns"] == list(X.columns)

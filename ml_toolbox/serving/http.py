@@ -11,6 +11,7 @@ import json
 import os
 import re
 from contextlib import asynccontextmanager
+from time import perf_counter
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,7 @@ def _jsonable(value):
     return value
 
 
-def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True):
+def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, offload="auto"):
     """A Starlette application serving ``router``.
 
     Parameters
@@ -141,6 +142,11 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True):
         Largest request body in bytes; a larger one answers 413.
     manage_router : bool
         Start the router when the server starts and stop it when the server stops.
+    offload : {"auto", True, False}
+        Where predictions run. A prediction of a few microseconds is cheapest on the event loop itself;
+        a slow one there would stop the server from accepting other requests. ``"auto"`` runs them on
+        the loop while the last one took under 1 ms, in a worker thread otherwise; ``True`` always in
+        a worker thread, ``False`` never.
 
     Returns
     -------
@@ -167,7 +173,13 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True):
 
     if not isinstance(router, Router):
         raise TypeError(f"create_app: router must be a Router; got {type(router).__name__}.")
+    from starlette.concurrency import run_in_threadpool
+
+    if offload not in ("auto", True, False):
+        raise ValueError(f"create_app: offload must be 'auto', True or False; got {offload!r}.")
     expected = None if token is None else f"Bearer {token}".encode()
+    slow = [offload is True]
+    in_flight = [0]
 
     def error(status, kind, message, **extra):
         return JSONResponse(dict({"error": kind, "message": message}, **extra), status_code=status)
@@ -216,14 +228,24 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True):
             X = parse_payload(payload, _columns_of(slot))
         except PayloadError as exc:
             return error(400, "BadInput", str(exc))
+        key = request.headers.get("x-request-key")
+        in_flight[0] += 1
         try:
-            answer = router.predict(X, method, request.headers.get("x-request-key"))
+            start = perf_counter()
+            if slow[0]:
+                answer = await run_in_threadpool(router.predict, X, method, key)
+            else:
+                answer = router.predict(X, method, key)
+            if offload == "auto":
+                slow[0] = perf_counter() - start > 0.001
         except NotReadyError as exc:
             return error(503, "NotReady", str(exc))
         except (ValueError, TypeError, KeyError) as exc:  # the input check's message, naming the column
             return error(400, type(exc).__name__, str(exc), stage=_stage_of(exc))
         except Exception as exc:  # noqa: BLE001 - a server error: its type and stage, never a traceback
             return error(500, type(exc).__name__, str(exc), stage=_stage_of(exc))
+        finally:
+            in_flight[0] -= 1
         return JSONResponse({"predictions": _jsonable(answer.predictions), "version": answer.version,
                              "alias": answer.alias, "request_id": answer.request_id},
                             headers={"X-Request-Id": answer.request_id})
@@ -259,7 +281,7 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True):
         if serving["champion"] is None:
             return JSONResponse({"status": "loading", "failures": router.failures[-5:]}, status_code=503)
         return JSONResponse({"status": "ready", "alias": router.alias, "version": serving["champion"],
-                             "challenger": serving["challenger"]})
+                             "challenger": serving["challenger"], "in_flight": in_flight[0]})
 
     async def metadata(request):
         refusal = denied(request)
