@@ -86,7 +86,8 @@ def spec_from_args(store, args):
             "mode": "shadow" if args.shadow else "canary",
             "share": None if args.percent is None else args.percent / 100.0, "policy": policy,
             "metrics": args.metric or None, "token": args.token or os.environ.get("ML_TOOLBOX_SERVE_TOKEN"),
-            "max_body": args.max_body, "poll_interval": args.poll_interval}
+            "max_body": args.max_body, "poll_interval": args.poll_interval,
+            "signing_key": getattr(args, "signing_key", None)}
 
 
 def _cmd_serve(store, args, out):

@@ -373,11 +373,15 @@ def _registry(router):
 
 def app_from_spec(spec):
     """Build the app from a plain spec (what ``ml-toolbox serve`` and its worker processes use):
-    ``{"store", "name", "alias", "challenger", "mode", "share", "policy": {...}, "token", "max_body"}``."""
+    ``{"store", "name", "alias", "challenger", "mode", "share", "policy": {...}, "token", "max_body",
+    "signing_key"}``."""
+    from ml_toolbox.persistence import PipelinePersistence
+
     from .policy import RolloutPolicy
 
     policy = spec.get("policy")
-    router = Router(spec["store"], spec["name"], spec.get("alias") or "production",
+    store = PipelinePersistence(spec["store"], signing_key=spec.get("signing_key"))
+    router = Router(store, spec["name"], spec.get("alias") or "production",
                     challenger=spec.get("challenger"), mode=spec.get("mode") or "canary", share=spec.get("share"),
                     policy=RolloutPolicy(**policy) if policy else None,
                     metrics=tuple(spec.get("metrics") or ("accuracy",)),
