@@ -408,3 +408,45 @@ def test_bearer_token_protects_every_endpoint(store):
             assert wrong.status_code == 401
         ok = client.post("/predict", json=_split(X.iloc[:1]), headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+# --------------------------------------------------------------------------------------- CLI
+def _serve_args(*argv):
+    from ml_toolbox.cli import build_parser
+
+    return build_parser().parse_args(["serve", "--name", "churn", *argv])
+
+
+def test_serve_command_defaults_and_spec(store):
+    from ml_toolbox.serving.cli import spec_from_args
+
+    args = _serve_args("--store", str(store.path))
+    assert args.host == "127.0.0.1" and args.port == 8000 and args.store == str(store.path)
+    spec = spec_from_args(store, args)
+    assert spec["alias"] == "production" and spec["challenger"] is None and spec["policy"] is None
+    spec = spec_from_args(store, _serve_args("--shadow", "challenger", "--percent", "20", "--rollback-rule",
+                                             "error_rate<=0.01", "--min-requests", "7", "--dry-run"))
+    assert spec["mode"] == "shadow" and spec["share"] == 0.2
+    assert spec["policy"] == {"promote": [], "rollback": ["error_rate<=0.01"], "min_requests": 7, "gates": None,
+                              "dry_run": True}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--promote-rule", "agreement>=0.9"], "rollout rules judge a challenger; give --canary ALIAS or --shadow ALIAS"),
+    (["--canary", "c", "--percent", "150"], "--percent must be between 0 and 100; got 150.0"),
+    (["--canary", "production"], "the challenger alias must differ from --alias 'production'"),
+    (["--canary", "c", "--rollback-rule", "p95"], "Cannot parse the rollout rule 'p95'"),
+    (["--workers", "0"], "--workers must be at least 1; got 0"),
+])
+def test_serve_command_refuses_bad_options(store, capsys, argv, message):
+    from ml_toolbox.cli import main
+
+    code = main(["--store", str(store.path), "serve", "--name", "churn", *argv])
+    assert code == 1 and message in capsys.readouterr().err.replace("\n", "")
+
+
+def test_a_policy_needs_one_worker():
+    from ml_toolbox.serving import serve
+
+    with pytest.raises(ValueError, match="a rollout policy needs workers=1"):
+        serve({"store": "x", "name": "churn", "policy": {"rollback": ["error_rate<=0.01"]}}, workers=2)
