@@ -149,7 +149,7 @@ def _mlflow_model(workdir, X, y):
         return None, f"mlflow is not installed ({exc}); install the bench extra"
     sk = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(X, y)
     path = os.path.join(workdir, "mlflow_model")
-    mlflow.sklearn.save_model(sk, path)
+    mlflow.sklearn.save_model(sk, path, serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
     return path, None
 
 
@@ -190,7 +190,7 @@ def _in_process(console, store):
     table = Table(title="Canary routing, in process (target: < 5 us per request)")
     for col in ("measurement", "us per request"):
         table.add_column(col, justify="right" if col != "measurement" else "left")
-    table.add_row("route by key (blake2b, sticky)", f"{keyed * 1e6:.2f}")
+    table.add_row("route by key (CRC-32 + murmur3 finaliser, sticky)", f"{keyed * 1e6:.2f}")
     table.add_row("route at random", f"{random_draw * 1e6:.2f}")
     table.add_row("Router.predict, 10% canary (both versions the same pipeline)", f"{min(with_canary) * 1e6:.2f}")
     table.add_row("Router.predict, no challenger", f"{min(without) * 1e6:.2f}")
