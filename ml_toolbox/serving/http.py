@@ -130,7 +130,31 @@ def _frame(rows, columns, index):
         values = np.array(rows, dtype=np.float64)  # all numbers: one block, as a fitted float frame holds it
     except (ValueError, TypeError):
         return pd.DataFrame(rows, columns=columns, index=index)
+    if index is None and isinstance(columns, pd.Index) and values.ndim == 2 and values.shape[1] == len(columns):
+        frame = _float_frame(values, columns)
+        if frame is not None:
+            return frame
     return pd.DataFrame(values, columns=columns, index=index)
+
+
+def _float_frame(values, columns):
+    """``pd.DataFrame(values, columns=columns)`` for a float64 2D array, built straight from its one block
+    (half the constructor's cost, which is most of a one-row request's parsing). None when this pandas'
+    internals differ; the caller then uses the constructor (a test holds both to the same frame)."""
+    try:
+        block = _new_block(values.T, _BlockPlacement(slice(0, values.shape[1])), ndim=2)
+        return pd.DataFrame._from_mgr(_BlockManager((block,), [columns, pd.RangeIndex(values.shape[0])]), axes=None)
+    except Exception:  # noqa: BLE001 - any change in pandas' internals: the public constructor
+        return None
+
+
+try:
+    from pandas._libs.internals import BlockPlacement as _BlockPlacement
+    from pandas.core.internals import BlockManager as _BlockManager
+    from pandas.core.internals.blocks import new_block as _new_block
+except ImportError:  # pragma: no cover - another pandas: always the public constructor
+    def _float_frame(values, columns):  # noqa: F811
+        return None
 
 
 def _stage_of(exc):
