@@ -257,13 +257,23 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
         except ValueError as exc:
             return None, error(400, "MalformedJSON", f"the body is not valid JSON: {exc}")
 
-    async def predict_with(request, method):
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
-        payload, refusal = await read_json(request)
-        if refusal is not None:
-            return refusal
+    def guarded(handler, body=False):
+        """The endpoint: the token checked first, then (``body``) the JSON body read and handed over."""
+
+        async def endpoint(request):
+            refusal = denied(request)
+            if refusal is not None:
+                return refusal
+            if not body:
+                return await handler(request)
+            payload, refusal = await read_json(request)
+            if refusal is not None:
+                return refusal
+            return await handler(request, payload)
+
+        return endpoint
+
+    async def predict_with(request, payload, method):
         slot = router._state.champion
         if slot is None:
             return error(503, "NotReady", f"no verified version of {router.name!r} is loaded yet")
@@ -293,19 +303,13 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
                              "alias": answer.alias, "request_id": answer.request_id},
                             headers={"X-Request-Id": answer.request_id})
 
-    async def predict(request):
-        return await predict_with(request, "predict")
+    async def predict(request, payload):
+        return await predict_with(request, payload, "predict")
 
-    async def predict_proba(request):
-        return await predict_with(request, "predict_proba")
+    async def predict_proba(request, payload):
+        return await predict_with(request, payload, "predict_proba")
 
-    async def feedback(request):
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
-        payload, refusal = await read_json(request)
-        if refusal is not None:
-            return refusal
+    async def feedback(request, payload):
         if not isinstance(payload, dict) or "request_id" not in payload or "y_true" not in payload:
             return error(400, "BadInput", "feedback needs a JSON object with 'request_id' and 'y_true'")
         try:
@@ -317,9 +321,6 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
         return JSONResponse({"request_id": payload["request_id"], "versions_scored": scored})
 
     async def health(request):
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
         serving = router.serving
         if serving["champion"] is None:
             return JSONResponse({"status": "loading", "failures": router.failures[-5:]}, status_code=503)
@@ -327,9 +328,6 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
                              "challenger": serving["challenger"], "in_flight": in_flight[0]})
 
     async def metadata(request):
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
         slot = router._state.champion
         return JSONResponse({
             "name": router.name, "alias": router.alias, "challenger_alias": router.challenger,
@@ -344,15 +342,9 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
     async def metrics(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def rollout(request):
-        refusal = denied(request)
-        if refusal is not None:
-            return refusal
         return Response(json.dumps(router.status(), default=str), media_type="application/json")
 
     @asynccontextmanager
@@ -365,11 +357,11 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
             if manage_router:
                 router.stop()
 
-    routes = [Route("/predict", predict, methods=["POST"]), Route("/predict_proba", predict_proba, methods=["POST"]),
-              Route("/invocations", predict, methods=["POST"]),  # MLflow's own path, for its clients
-              Route("/feedback", feedback, methods=["POST"]), Route("/health", health, methods=["GET"]),
-              Route("/metadata", metadata, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              Route("/rollout", rollout, methods=["GET"])]
+    posts = {"/predict": predict, "/predict_proba": predict_proba, "/feedback": feedback,
+             "/invocations": predict}  # (MLflow's own path, for its clients)
+    gets = {"/health": health, "/metadata": metadata, "/metrics": metrics, "/rollout": rollout}
+    routes = [Route(path, guarded(handler, body=True), methods=["POST"]) for path, handler in posts.items()]
+    routes += [Route(path, guarded(handler), methods=["GET"]) for path, handler in gets.items()]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

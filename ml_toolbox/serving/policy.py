@@ -7,29 +7,28 @@ champion alias serves), optionally shifted: ``p95_ms<=champion*1.2``, ``accuracy
 """
 
 import json
-import math
-import operator
 import re
 from dataclasses import dataclass, field
 
+from ml_toolbox.persistence import Gate, fmt_number
+
 __all__ = ["Rule", "RolloutPolicy", "Verdict", "evidence_of"]
 
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_RULE_RE = re.compile(r"^\s*(?P<kpi>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>>=|<=|==|>|<)\s*(?P<rhs>\S.*?)\s*$")
-_REL_RE = re.compile(r"^champion\s*(?:(?P<shift>[-+*])\s*(?P<amount>[0-9.eE+-]+))?$")
 _SHAPES = "'error_rate<=0.01', 'p95_ms<=champion*1.2', 'accuracy>=champion-0.01', 'agreement>=0.98'"
+_CHAMPION = re.compile(r"\bchampion\b")
+_CURRENT = re.compile(r"\bcurrent\b")
 #: Marks the alias-history reason of a decision taken by a policy; the evidence JSON follows it.
 EVIDENCE_MARK = " evidence="
 
 
 def _num(value):
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+    return fmt_number(value)
 
 
 @dataclass(frozen=True)
-class Rule:
-    """One rule on a KPI, absolute or relative to the champion.
+class Rule(Gate):
+    """One rule on a KPI, absolute or relative to the champion: a store gate (same grammar, same
+    arithmetic) whose ``current`` reads ``champion``, judged on live KPIs instead of saved metrics.
 
     Examples
     --------
@@ -40,20 +39,15 @@ class Rule:
     (False, 'error_rate=0.5 <= 0.01 fails')
     """
 
-    kpi: str
-    op: str
-    threshold: float | None = None
-    shift: str | None = None
-    amount: float = 0.0
-
     @property
-    def relative(self):
-        return self.threshold is None
+    def kpi(self):
+        return self.metric
 
     def __str__(self):
-        if not self.relative:
-            return f"{self.kpi}{self.op}{_num(self.threshold)}"
-        return f"{self.kpi}{self.op}champion" + (f"{self.shift}{_num(self.amount)}" if self.shift else "")
+        return _CURRENT.sub("champion", super().__str__())
+
+    def __repr__(self):
+        return f"Rule({str(self)!r})"
 
     @classmethod
     def parse(cls, spec):
@@ -63,51 +57,27 @@ class Rule:
         if not isinstance(spec, str):
             raise TypeError(f"A rollout rule is a string such as {_SHAPES}; got {spec!r} of type "
                             f"{type(spec).__name__}.")
-        match = _RULE_RE.match(spec)
-        if match is None:
-            raise ValueError(f"Cannot parse the rollout rule {spec!r}. Rules look like {_SHAPES}.")
+        if _CURRENT.search(spec):
+            raise ValueError(f"Cannot parse the rollout rule {spec!r}: compare with 'champion'. Rules look like {_SHAPES}.")
         try:
-            value = float(match["rhs"])
+            gate = Gate.parse(_CHAMPION.sub("current", spec))
         except ValueError:
-            rel = _REL_RE.match(match["rhs"])
-            if rel is None:
-                raise ValueError(f"Cannot parse the rollout rule {spec!r}. Rules look like {_SHAPES}.") from None
-            shift = rel["shift"]
-            try:
-                amount = float(rel["amount"]) if shift else 0.0
-            except ValueError:
-                raise ValueError(f"Cannot parse the rollout rule {spec!r}. Rules look like {_SHAPES}.") from None
-            return cls(match["kpi"], match["op"], None, shift, amount)
-        if math.isnan(value):
-            raise ValueError(f"The rollout rule {spec!r} has a NaN threshold.")
-        return cls(match["kpi"], match["op"], value)
-
-    def bound(self, champion_value):
-        if not self.relative:
-            return self.threshold
-        if self.shift == "+":
-            return champion_value + self.amount
-        if self.shift == "-":
-            return champion_value - self.amount
-        if self.shift == "*":
-            return champion_value * self.amount
-        return champion_value
+            raise ValueError(f"Cannot parse the rollout rule {spec!r}. Rules look like {_SHAPES}.") from None
+        return cls(gate.metric, gate.op, gate.threshold, gate.shift, gate.amount)
 
     def check(self, challenger, champion):
         """``(passed, explanation)``, or ``(None, explanation)`` when a KPI needed has no value yet."""
         value = challenger.get(self.kpi)
         if value is None:
             return None, f"{self.kpi}: no value yet"
+        ref = None
         if self.relative:
             ref = champion.get(self.kpi)
             if ref is None:
                 return None, f"{self.kpi}: the champion has no value yet"
-            bound = self.bound(ref)
-            where = f" (champion{self.shift}{_num(self.amount)})" if self.shift else " (champion)"
-        else:
-            bound, where = self.threshold, ""
-        passed = bool(_OPS[self.op](value, bound))
-        text = f"{self.kpi}={_num(value)} {self.op} {_num(bound)}{where}"
+        passed = Gate.check(self, value, ref)
+        where = "" if not self.relative else f" (champion{self.shift}{_num(self.amount)})" if self.shift else " (champion)"
+        text = f"{self.kpi}={_num(value)} {self.op} {_num(self.bound(ref))}{where}"
         return passed, text if passed else text + " fails"
 
 
