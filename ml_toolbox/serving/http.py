@@ -216,6 +216,7 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
 
     if not isinstance(router, Router):
         raise TypeError(f"create_app: router must be a Router; got {type(router).__name__}.")
+    from starlette.background import BackgroundTask
     from starlette.concurrency import run_in_threadpool
 
     if offload not in ("auto", True, False):
@@ -286,9 +287,9 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
         try:
             start = perf_counter()
             if slow[0]:
-                answer = await run_in_threadpool(router.predict, X, method, key)
+                answer = await run_in_threadpool(router.predict, X, method, key, True)
             else:
-                answer = router.predict(X, method, key)
+                answer = router.predict(X, method, key, True)
             if offload == "auto":
                 slow[0] = perf_counter() - start > 0.001
         except NotReadyError as exc:
@@ -299,9 +300,16 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
             return error(500, type(exc).__name__, str(exc), stage=_stage_of(exc))
         finally:
             in_flight[0] -= 1
+        later = None
+        if answer.offpath is not None:  # shadow / agreement work: queued once the response is sent
+
+            async def submit():
+                router.submit(answer)
+
+            later = BackgroundTask(submit)
         return JSONResponse({"predictions": _jsonable(answer.predictions), "version": answer.version,
                              "alias": answer.alias, "request_id": answer.request_id},
-                            headers={"X-Request-Id": answer.request_id})
+                            headers={"X-Request-Id": answer.request_id}, background=later)
 
     async def predict(request, payload):
         return await predict_with(request, payload, "predict")

@@ -59,6 +59,7 @@ class Answer:
     version: int
     alias: str
     request_id: str
+    offpath: Any = None  # with predict(..., defer=True): the shadow/agreement work, for submit()
 
 
 class Router:
@@ -304,7 +305,7 @@ class Router:
             return chal.alias, chal.version
         return state.champion.alias, state.champion.version
 
-    def predict(self, X, method="predict", key=None):
+    def predict(self, X, method="predict", key=None, defer=False):
         """Answer one request: an :class:`Answer` with the predictions and the version that made them.
 
         Parameters
@@ -313,6 +314,9 @@ class Router:
         method : {"predict", "predict_proba"}
         key : str, optional
             Canary stickiness: the same key always meets the same version.
+        defer : bool
+            Leave the off-path work (shadow, agreement) in ``answer.offpath`` for :meth:`submit`, to be
+            queued once the caller has its answer (the HTTP server does so after sending the response).
 
         Raises
         ------
@@ -347,12 +351,23 @@ class Router:
             raise
         self.kpis.record(slot.version, time.perf_counter() - start, True, request_id,
                          result if method == "predict" else None)
+        answer = Answer(result, slot.version, slot.alias, request_id)
         if other is not None:
-            if self._jobs.qsize() < self.max_pending:
-                self._jobs.put((other, slot, X, method, result, request_id))
-            else:
-                self.dropped += 1
-        return Answer(result, slot.version, slot.alias, request_id)
+            answer.offpath = (other, slot, X, method, result, request_id)
+            if not defer:
+                self.submit(answer)
+        return answer
+
+    def submit(self, answer):
+        """Queue the off-path work of an answer made with ``defer=True`` (dropped and counted when
+        ``max_pending`` jobs are already waiting)."""
+        job, answer.offpath = answer.offpath, None
+        if job is None:
+            return
+        if self._jobs.qsize() < self.max_pending:
+            self._jobs.put(job)
+        else:
+            self.dropped += 1
 
     def _work_loop(self):
         while True:
