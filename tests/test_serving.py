@@ -450,3 +450,12 @@ def test_a_policy_needs_one_worker():
 
     with pytest.raises(ValueError, match="a rollout policy needs workers=1"):
         serve({"store": "x", "name": "churn", "policy": {"rollback": ["error_rate<=0.01"]}}, workers=2)
+
+
+def test_a_chunked_body_over_the_limit_answers_413(client):
+    def chunks():
+        for _ in range(30):
+            yield b" " * 1000
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"

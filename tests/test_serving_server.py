@@ -200,3 +200,15 @@ def test_raising_challenger_in_canary_costs_at_most_its_share(tmp_path, capsys, 
     assert all(r.status_code == 200 and r.json()["version"] == 1 for r in after)
     print(out)
     assert code == 0 and "rollout rollback of version 2" in out and "error_rate" in out and "champion" in out
+
+
+def test_workers_serve_and_stop(tmp_path):
+    store = PipelinePersistence(tmp_path / "models")
+    store.save(_constant(2), "churn")
+    store.promote("churn", 1, "production")
+    with server(store, "--workers", "2") as (url, proc):
+        with httpx.Client(base_url=url, timeout=30) as c:
+            answers = [c.post("/predict", json=BODY).json() for _ in range(20)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+    assert all(a["predictions"] == [2] and a["version"] == 1 for a in answers)
