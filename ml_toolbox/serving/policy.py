@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ml_toolbox.persistence import Gate, fmt_number
+from ml_toolbox.persistence import Gate
 
 __all__ = ["Rule", "RolloutPolicy", "Verdict", "evidence_of"]
 
@@ -22,7 +22,9 @@ EVIDENCE_MARK = " evidence="
 
 
 def _num(value):
-    return fmt_number(value)
+    """Shortest exact text of a number: 0.85 -> '0.85', 1.0 -> '1'."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 @dataclass(frozen=True)
