@@ -33,6 +33,7 @@ import os
 import re
 import tempfile
 import time
+from typing import Any
 
 from ml_toolbox.persistence import GateError, PersistenceError, PipelinePersistence
 
@@ -116,8 +117,9 @@ def _is_missing(exc):
     return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
 
 
-def find_exported(name, version_number, digest, *, registered_model=None, client=None,
-                  tracking_uri=None, registry_uri=None):
+def find_exported(name: str, version_number: int, digest: str, *, registered_model: str | None = None,
+                  client: Any = None, tracking_uri: str | None = None,
+                  registry_uri: str | None = None) -> Any:
     """The MLflow model version exported from store version ``name``/``version_number`` with that
     ``digest``, or None.
 
@@ -149,8 +151,10 @@ def find_exported(name, version_number, digest, *, registered_model=None, client
     return None
 
 
-def export_version(store, name, version=None, *, registered_model=None, experiment=DEFAULT_EXPERIMENT,
-                   client=None, tracking_uri=None, registry_uri=None):
+def export_version(store: PipelinePersistence | str | os.PathLike, name: str,
+                   version: int | str | None = None, *, registered_model: str | None = None,
+                   experiment: str = DEFAULT_EXPERIMENT, client: Any = None,
+                   tracking_uri: str | None = None, registry_uri: str | None = None) -> Any:
     """Register version ``version`` of ``name`` in ``store`` as a version of an MLflow registered model.
 
     The version is loaded through the store (digests checked, and its signature when the store has a
@@ -204,9 +208,9 @@ def export_version(store, name, version=None, *, registered_model=None, experime
     >>> import mlflow                                                        # doctest: +SKIP
     >>> model = mlflow.sklearn.load_model("models:/churn/1")                 # doctest: +SKIP
     """
-    store = PipelinePersistence.from_location(store)
-    number = store.resolve(name, version)
-    manifest = store.manifest(name, number)
+    persistence = PipelinePersistence.from_location(store)
+    number = persistence.resolve(name, version)
+    manifest = persistence.manifest(name, number)
     registered = _registered_name(name, registered_model)
     kind = manifest.get("kind", "pipeline")
     if kind not in _EXPORTABLE_KINDS:
@@ -218,7 +222,7 @@ def export_version(store, name, version=None, *, registered_model=None, experime
     existing = find_exported(name, number, digest, registered_model=registered, client=client)
     if existing is not None:
         return existing
-    obj = store.load(name, number)  # verified (and signature-checked) before anything is written
+    obj = persistence.load(name, number)  # verified (and signature-checked) before anything is written
     if not hasattr(obj, "predict"):
         raise RegistrySyncError(
             f"Cannot export {name!r} version {number} to MLflow: its {type(obj).__name__} has no "
@@ -230,7 +234,8 @@ def export_version(store, name, version=None, *, registered_model=None, experime
 
     tags = {str(k): str(v) for k, v in (manifest.get("tags") or {}).items()}
     store_tags = {TAG_NAME: name, TAG_VERSION: str(number), TAG_DIGEST: digest,
-                  TAG_STORE: str(store.path), TAG_SIGNED: str(bool(manifest.get("signature"))).lower()}
+                  TAG_STORE: str(persistence.path),
+                  TAG_SIGNED: str(bool(manifest.get("signature"))).lower()}
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
     run = client.create_run(experiment_id, tags={**tags, **store_tags,
@@ -257,7 +262,7 @@ def export_version(store, name, version=None, *, registered_model=None, experime
             if not _is_missing(exc):
                 raise
             client.create_registered_model(registered, description=f"Exported from the ml_toolbox store "
-                                                                   f"{store.path}, name {name!r}.")
+                                                                   f"{persistence.path}, name {name!r}.")
         mv = client.create_model_version(
             registered, source=f"{run.info.artifact_uri}/model", run_id=run_id,
             tags={**tags, **store_tags}, description=manifest.get("message") or None)
@@ -276,9 +281,11 @@ def _check_mlflow_alias(alias):
             "sync the others.")
 
 
-def sync_aliases(store, name, *, direction, registered_model=None, aliases=None, gates=None,
-                 reason=None, experiment=DEFAULT_EXPERIMENT, client=None, tracking_uri=None,
-                 registry_uri=None):
+def sync_aliases(store: PipelinePersistence | str | os.PathLike, name: str, *, direction: str,
+                 registered_model: str | None = None, aliases: list[str] | str | None = None,
+                 gates: Any = None, reason: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                 client: Any = None, tracking_uri: str | None = None,
+                 registry_uri: str | None = None) -> dict:
     """Copy aliases between the store and an MLflow registered model, in the direction asked.
 
     ``direction="to_mlflow"``: each alias of ``name`` in the store points the MLflow alias of the
@@ -335,12 +342,12 @@ def sync_aliases(store, name, *, direction, registered_model=None, aliases=None,
     if direction == "to_mlflow" and (gates is not None or reason is not None):
         raise TypeError("gates= and reason= apply to direction='from_mlflow' only (they are the "
                         "store's; MLflow's registry has no gates).")
-    store = PipelinePersistence.from_location(store)
+    persistence = PipelinePersistence.from_location(store)
     registered = _registered_name(name, registered_model)
     client = _client(client, tracking_uri, registry_uri)
     if direction == "to_mlflow":
-        return _to_mlflow(store, name, registered, aliases, experiment, client)
-    return _from_mlflow(store, name, registered, aliases, gates, reason, client)
+        return _to_mlflow(persistence, name, registered, aliases, experiment, client)
+    return _from_mlflow(persistence, name, registered, aliases, gates, reason, client)
 
 
 def _pick(available, wanted, where):

@@ -1,4 +1,4 @@
-"""What makes a stage fitted on a Dask worker differ, in the last bits, from a serial fit (docs/orchestration.md).
+"""What makes a stage fitted on a Dask worker differ in the last bits from a serial fit (docs/orchestration.md).
 
 Measured, not assumed: a worker process runs BLAS with its own number of threads (Dask starts
 workers with one), and receives arrays as views into the bytes of a message, so their data can start
