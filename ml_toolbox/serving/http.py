@@ -103,7 +103,7 @@ def parse_payload(payload, columns=None):
         raise PayloadError(f"Cannot read '{kind}' as a table: {exc}") from exc
 
 
-_INDEXES = {}  # tuple of column names -> pd.Index: building an Index of strings costs ~0.1-0.7 ms (Arrow)
+_INDEXES: dict = {}  # tuple of column names -> pd.Index: building an Index of strings costs ~0.1-0.7 ms (Arrow)
 
 
 def _index(columns):
