@@ -907,14 +907,15 @@ def test_warnings_raised_by_hooks_are_shown_but_not_recorded_as_the_stages(data)
 
 
 def test_a_warning_on_the_at_once_path_sends_the_stages_one_by_one():
-    from ml_toolbox.base import _observed, _WarningRecorder
+    from ml_toolbox._warnings_recorder import WarningRecorder
+    from ml_toolbox.base import _observed
 
     def timed(X):
         warnings.warn("raised while the stages ran at once", UserWarning)
         return [X], [0.0, 1.0]
 
     run = RunContext(None, "p", "predict", ["a"])
-    recorder = _WarningRecorder()
+    recorder = WarningRecorder()
     try:
         assert _observed(run, timed, [None], np.zeros((1, 2)), None, ["predict"], ["a"], (),
                          recorder) is None
