@@ -442,14 +442,14 @@ class UnifiedMLPipeline(BaseEstimator):
     def _serve(self, X, method, y=None, params=None):
         """The inference path: one input check, then the inference pipeline's stages."""
         d = self.__dict__
-        schema = d.get("input_schema_")
-        if schema is None:
+        if "input_schema_" not in d:
             self._require_fitted()
-        X = schema.check(X, self)
         ip = d.get("_inference_pipeline")
         if ip is None or ip.fast is not self.fast_inference:
             ip = self.inference_pipeline
-        return ip._run(X, method, self, y, params, True)
+        published = ip._published()  # one read: a concurrent refit swaps it whole
+        X = published[3].check(X, self)
+        return ip._run(X, method, self, y, params, published)
 
     @available_if(_model_has("predict"))
     def predict(self, X):
