@@ -296,6 +296,24 @@ class BasePipeline(BaseEstimator):
             return observed, stages
         return X, ran
 
+    def _report_refused(self, mode, error, parent=None):
+        """Tell the observing plug-ins (a monitor) that an input was refused at the input check
+        before any stage ran: a failed run of ``mode`` with no stage and ``error`` as its reason.
+        """
+        plugins = [p for p in self._plugins(parent) if p.observer]
+        if not plugins:
+            return
+        run = RunContext(self, self.name, mode, ())
+        if parent is not None:
+            run.extra["parent"] = parent
+        for p in plugins:
+            p.before_run(run)
+        run.duration = time.perf_counter() - run.start
+        run.status = "failed"
+        run.error = error
+        for p in plugins:
+            p.on_run_error(run, error)
+
     def _attempt_stage(self, ctx, plugins, policy, runners, last, params):
         """Run ``ctx``'s stage the general way: a fresh clone when fitting, through the retry
         policy, within the stage's timeout; sets ``ctx.start``. Returns the stage's output."""

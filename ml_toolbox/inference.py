@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import BasePipeline
+from .exceptions import InputSchemaError
 from .fast import build_plan
 from .feature import FeaturePipeline
 from .training import MODEL_STAGE
@@ -229,7 +230,11 @@ class InferencePipeline(BasePipeline):
         published = checked if type(checked) is tuple else self._published()
         stages, names, has_model, schema, _ = published
         if checked is False:
-            X = schema.check(X, self)
+            try:
+                X = schema.check(X, self)
+            except InputSchemaError as error:  # a failed run, with its reason, for a monitor
+                self._report_refused(method, error, parent)
+                raise
         plan = self._fast_plan_for(method, parent, published)
         runners = plugins = timed = None
         if plan is not None:

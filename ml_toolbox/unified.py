@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import composite_input_tags, visual_block
-from .exceptions import describe_owner
+from .exceptions import InputSchemaError, describe_owner
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .stage import PipelineStage
@@ -448,7 +448,11 @@ class UnifiedMLPipeline(BaseEstimator):
         if ip is None or ip.fast is not self.fast_inference:
             ip = self.inference_pipeline
         published = ip._published()  # one read: a concurrent refit swaps it whole
-        X = published[3].check(X, self)
+        try:
+            X = published[3].check(X, self)
+        except InputSchemaError as error:  # a failed run, with its reason, for a monitor
+            ip._report_refused(method, error, self)
+            raise
         return ip._run(X, method, self, y, params, published)
 
     @available_if(_model_has("predict"))
