@@ -181,7 +181,7 @@ class BasePipeline(BaseEstimator):
                                                      else _NO_PARAMS))
                 return X, stages
             except Exception as error:
-                annotate(error, self.name, names[i], modes[i])
+                annotate(error, self.name, names[i], modes[i], parent)
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
                                       params, run_mode or (modes[-1] if modes else "fit"),
@@ -252,7 +252,7 @@ class BasePipeline(BaseEstimator):
                     ctx.error = error
                     if caught:
                         ctx.warnings = recorder.take()
-                    annotate(error, self.name, names[i], modes[i])
+                    annotate(error, self.name, names[i], modes[i], parent)
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     raise

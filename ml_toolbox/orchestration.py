@@ -790,7 +790,7 @@ def run_plan(pipeline, plan, stages, X, y, *, fitting, mode, run_mode, parent=No
                                     else clock() - ctx.start)
                     ctx.status = "failed"
                     ctx.error = error
-                    annotate(error, pipeline.name, ctx.stage_name, mode)
+                    annotate(error, pipeline.name, ctx.stage_name, mode, parent)
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     failures[ctx.stage_name] = error

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import composite_input_tags, visual_block
-from .exceptions import InputSchemaError, describe_owner
+from .exceptions import InputSchemaError, describe_owner, name_parent
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .stage import PipelineStage
@@ -453,7 +453,11 @@ class UnifiedMLPipeline(BaseEstimator):
         except InputSchemaError as error:  # a failed run, with its reason, for a monitor
             ip._report_refused(method, error, self)
             raise
-        return ip._run(X, method, self, y, params, published)
+        try:
+            return ip._run(X, method, self, y, params, published)
+        except Exception as error:  # a stage's note names this pipeline, the user's
+            name_parent(error, self)
+            raise
 
     @available_if(_model_has("predict"))
     def predict(self, X):

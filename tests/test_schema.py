@@ -107,3 +107,43 @@ def test_validate_on_a_frame_sorted_by_class():
     report = pipe.validate(X, y, n_rows=100)  # the first 100 rows are all 'x'
     assert report.n_rows == 100
     assert not hasattr(pipe, "input_schema_")
+
+
+# -- errors name the user's pipeline ----------------------------------------------------------
+class _Boom(StandardScaler):
+    def transform(self, X, copy=None):
+        if np.asarray(X)[0, 0] > 1e6:
+            raise ValueError("too big")
+        return super().transform(X, copy=copy)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("monitored", [False, True])
+@pytest.mark.parametrize("rows", [1, 4])
+def test_a_stage_error_at_predict_names_the_users_pipeline(fast, monitored, rows):
+    from ml_toolbox import PipelineMonitor
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=COLUMNS)
+    y = (X["age"] > 0).astype(int)
+    pipe = UnifiedMLPipeline(features=[("boom", _Boom())], model=LogisticRegression(),
+                             name="churn", fast_inference=fast,
+                             monitor=PipelineMonitor() if monitored else None).fit(X, y)
+    bad = X.iloc[:rows].copy()
+    bad.iloc[0, 0] = 1e9
+    with pytest.raises(ValueError, match="too big") as info:
+        pipe.predict(bad)
+    assert info.value.__notes__ == [
+        "[ml_toolbox] raised by stage 'boom' of pipeline 'churn' (its inference_pipeline) "
+        "during transform"]
+
+
+def test_a_stage_error_at_fit_names_the_users_pipeline():
+    X = pd.DataFrame({"age": [1.0, 2e9], "income": [1.0, 2.0], "score": [0.0, 1.0]})
+    pipe = UnifiedMLPipeline(features=[("boom", _Boom())], model=LogisticRegression(),
+                             name="churn")
+    with pytest.raises(ValueError, match="too big") as info:
+        pipe.fit(X.iloc[[1, 0]], [0, 1])
+    assert info.value.__notes__ == [
+        "[ml_toolbox] raised by stage 'boom' of pipeline 'churn' (its feature_pipeline) during "
+        "fit_transform"]
