@@ -615,7 +615,9 @@ class UnifiedMLPipeline(BaseEstimator):
         """Save this pipeline as a new version in a versioned store; returns the version number.
 
         ``store`` is a :class:`PipelinePersistence` or a directory path; ``options`` go to
-        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``).
+        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``,
+        ``plugins``). The plug-ins attached (monitor, debugger, retry handler) are left out of
+        the artifact unless ``plugins="keep"``: attach them again after loading.
         """
         from .persistence import PipelinePersistence
 
