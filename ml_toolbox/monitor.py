@@ -329,6 +329,16 @@ class PipelineMetrics:
         stages = [StageRecord.from_dict(s) for s in data.pop("stages")]
         return cls(data.pop("pipeline_name"), data.pop("mode"), stages=stages, **data)
 
+    # pickling and skops: the plain values of to_dict (slots and the raw timings of stages that
+    # ran at once are not a state skops can write)
+    def __getstate__(self):
+        return self.to_dict()
+
+    def __setstate__(self, state):
+        state = dict(state)
+        self.__init__(state.pop("pipeline_name"), state.pop("mode"),
+                      stages=[StageRecord.from_dict(s) for s in state.pop("stages")], **state)
+
     def __eq__(self, other):
         if not isinstance(other, PipelineMetrics):
             return NotImplemented
@@ -438,6 +448,12 @@ class _CallableSink:
 
     def emit(self, metrics):
         self.func(metrics)
+
+    def __getstate__(self):
+        return {"func": self.func}
+
+    def __setstate__(self, state):
+        self.func = state["func"]
 
     def __repr__(self):
         return f"<sink {getattr(self.func, '__qualname__', self.func)!r}>"

@@ -116,14 +116,18 @@ def test_keeping_plugins_names_the_one_that_cannot_be_saved(tmp_path, iris):
     assert PipelinePersistence(tmp_path).list_versions("churn") == []  # nothing half-saved
 
 
-def test_keeping_plugins_that_can_be_saved(tmp_path, iris):
+@pytest.mark.parametrize("format", ["joblib", "skops"])
+def test_keeping_plugins_that_can_be_saved(tmp_path, iris, format):
     X, y = iris
     monitor = PipelineMonitor()
     pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
                              model=LogisticRegression(max_iter=500), monitor=monitor).fit(X, y)
-    loaded = UnifiedMLPipeline.load(tmp_path, "p", pipe.save(tmp_path, "p", plugins="keep"))
+    pipe.predict(X.iloc[:1])  # stages run at once: their raw timings are saved as records
+    loaded = UnifiedMLPipeline.load(tmp_path, "p", pipe.save(tmp_path, "p", plugins="keep",
+                                                             format=format))
     assert isinstance(loaded.monitor, PipelineMonitor)
-    assert len(loaded.monitor.history()) == len(monitor.history())
+    assert loaded.monitor.history() == monitor.history()
+    assert loaded.monitor.get_pipeline_statistics() == monitor.get_pipeline_statistics()
 
 
 def test_a_wrong_plugins_value_is_refused(tmp_path, iris):
