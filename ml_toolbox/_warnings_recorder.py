@@ -96,7 +96,8 @@ def _dispatch(msg):
 
 
 def _install():
-    with _lock:
+    _lock.acquire()
+    try:
         _Installed.active += 1
         if _Installed.active > 1:
             return
@@ -104,28 +105,35 @@ def _install():
         if module._showwarnmsg_impl is not _dispatch:
             _Installed.impl = module._showwarnmsg_impl
             _Installed.showwarning = module.showwarning
-        if not any(f is _ALWAYS for f in module.filters):
-            module.filters.insert(0, _ALWAYS)
+        filters = module.filters
+        if not filters or filters[0] is not _ALWAYS:
+            filters.insert(0, _ALWAYS)
         module._showwarnmsg_impl = _dispatch
         module.showwarning = module._showwarning_orig
         module._filters_mutated()
+    finally:
+        _lock.release()
 
 
 def _uninstall():
-    with _lock:
+    _lock.acquire()
+    try:
         _Installed.active -= 1
         if _Installed.active > 0:
             return
         module = warnings
         filters = module.filters
-        for i in range(len(filters) - 1, -1, -1):
-            if filters[i] is _ALWAYS:
-                del filters[i]
+        if filters and filters[0] is _ALWAYS:
+            del filters[0]  # where it was put (the usual case: no scan)
+        else:  # moved by someone else's filter changes meanwhile: found by identity
+            filters[:] = [f for f in filters if f is not _ALWAYS]
         if module._showwarnmsg_impl is _dispatch:
             module._showwarnmsg_impl = _Installed.impl
         if module.showwarning is module._showwarning_orig and _Installed.showwarning is not None:
             module.showwarning = _Installed.showwarning
         module._filters_mutated()
+    finally:
+        _lock.release()
 
 
 class WarningRecorder:
