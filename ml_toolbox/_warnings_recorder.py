@@ -95,45 +95,33 @@ def _dispatch(msg):
     _show(msg, _Installed.impl, _Installed.showwarning)
 
 
-def _install():
-    _lock.acquire()
-    try:
-        _Installed.active += 1
-        if _Installed.active > 1:
-            return
-        module = warnings
-        if module._showwarnmsg_impl is not _dispatch:
-            _Installed.impl = module._showwarnmsg_impl
-            _Installed.showwarning = module.showwarning
-        filters = module.filters
-        if not filters or filters[0] is not _ALWAYS:
-            filters.insert(0, _ALWAYS)
-        module._showwarnmsg_impl = _dispatch
-        module.showwarning = module._showwarning_orig
-        module._filters_mutated()
-    finally:
-        _lock.release()
+def _install_locked():
+    """Put the filter and the dispatcher in place (the first run to record; ``_lock`` held)."""
+    module = warnings
+    if module._showwarnmsg_impl is not _dispatch:
+        _Installed.impl = module._showwarnmsg_impl
+        _Installed.showwarning = module.showwarning
+    filters = module.filters
+    if not filters or filters[0] is not _ALWAYS:
+        filters.insert(0, _ALWAYS)
+    module._showwarnmsg_impl = _dispatch
+    module.showwarning = module._showwarning_orig
+    module._filters_mutated()
 
 
-def _uninstall():
-    _lock.acquire()
-    try:
-        _Installed.active -= 1
-        if _Installed.active > 0:
-            return
-        module = warnings
-        filters = module.filters
-        if filters and filters[0] is _ALWAYS:
-            del filters[0]  # where it was put (the usual case: no scan)
-        else:  # moved by someone else's filter changes meanwhile: found by identity
-            filters[:] = [f for f in filters if f is not _ALWAYS]
-        if module._showwarnmsg_impl is _dispatch:
-            module._showwarnmsg_impl = _Installed.impl
-        if module.showwarning is module._showwarning_orig and _Installed.showwarning is not None:
-            module.showwarning = _Installed.showwarning
-        module._filters_mutated()
-    finally:
-        _lock.release()
+def _uninstall_locked():
+    """Put the user's state back (the last run to record has ended; ``_lock`` held)."""
+    module = warnings
+    filters = module.filters
+    if filters and filters[0] is _ALWAYS:
+        del filters[0]  # where it was put (the usual case: no scan)
+    else:  # moved by someone else's filter changes meanwhile: found by identity
+        filters[:] = [f for f in filters if f is not _ALWAYS]
+    if module._showwarnmsg_impl is _dispatch:
+        module._showwarnmsg_impl = _Installed.impl
+    if module.showwarning is module._showwarning_orig and _Installed.showwarning is not None:
+        module.showwarning = _Installed.showwarning
+    module._filters_mutated()
 
 
 class WarningRecorder:
@@ -148,11 +136,15 @@ class WarningRecorder:
     def __init__(self, show=True):
         self._show = show  # False: the caller shows them (e.g. from another process)
         self._taken = ()  # a list once a stage has taken warnings
-        self._manager = None
         self.caught = caught = []
         self._open = True
-        if _LEAN:
-            _install()
+        if _LEAN:  # (_install inlined: this runs for every monitored run, one-row ones included)
+            self._manager = None
+            _lock.acquire()
+            _Installed.active += 1
+            if _Installed.active == 1:
+                _install_locked()
+            _lock.release()
             self._token = _current.set(caught)
         else:  # an unusual warnings module: its own context manager (not thread-safe)
             self._token = None
@@ -185,7 +177,11 @@ class WarningRecorder:
                 _current.reset(self._token)
             except ValueError:  # closed in another context than it was opened in
                 _current.set(None)
-            _uninstall()
+            _lock.acquire()
+            _Installed.active -= 1
+            if not _Installed.active:
+                _uninstall_locked()
+            _lock.release()
         if not self._show or not (self._taken or self.caught):
             return
         for w in [*self._taken, *self.caught]:  # still shown to the user, under the user's filters
