@@ -646,7 +646,7 @@ class PipelinePersistence:
 
     # -------------------------------------------------------------------------------------- save
     def save(self, obj, name, *, metrics=None, tags=None, message=None, parent=None, format="joblib",
-             compress=None, kind="pipeline", plugins="drop"):
+             compress=None, kind="pipeline", plugins="drop", run_id=None):
         """Save ``obj`` as the next version of ``name`` and return the new version number.
 
         Parameters
@@ -676,6 +676,9 @@ class PipelinePersistence:
             The plug-ins attached to a pipeline (monitor, debugger, retry handler) are left out of
             the artifact; attach them again after loading. ``"keep"`` saves them too (an error
             names a plug-in that cannot be written). See :func:`ml_toolbox._artifact.for_save`.
+        run_id : str, optional
+            The run this version comes from (see :mod:`ml_toolbox.runs`), recorded in the manifest
+            as ``run_id``: the lineage run <-> version.
 
         Returns
         -------
@@ -718,6 +721,7 @@ class PipelinePersistence:
                 "tags": tags,
                 "schema": _schema_of(obj) if kind != "config" else None,
                 "message": message,
+                **({"run_id": str(run_id)} if run_id is not None else {}),
             }
             name_dir = os.path.join(self._root, name)
             with self._lock():
