@@ -131,6 +131,10 @@ def check_y_length(X_shape, y, owner):
             f"[{X_shape[0]}, {n_y}]")
 
 
+#: What a pipeline's ``extra_columns`` may say: refuse columns not seen at fit time, or drop them.
+EXTRA_COLUMNS = ("error", "ignore")
+
+
 class InputSchema:
     """What a pipeline saw at fit time: kind of container, width, column names and dtypes.
 
@@ -192,7 +196,7 @@ class InputSchema:
             columns = mgr.axes[0] if exact else X.columns  # (a DataFrame's columns, read directly)
             if columns is not self._seen_columns:
                 if not same_names(columns, self._columns_list, self._arrow_names):
-                    X = self._align(X, columns, _name(owner))
+                    X = self._align(X, columns, owner)
                     mgr = X._mgr if exact else None
                 else:
                     self._seen_columns = columns
@@ -221,19 +225,36 @@ class InputSchema:
         return X
 
     def _align(self, X, columns, owner):
-        given = [c for c in columns]
+        """X with the fit-time columns in the fit-time order, or an error naming what differs.
+
+        Extra columns are refused unless ``owner`` (the pipeline) has ``extra_columns="ignore"``;
+        duplicated names are always refused (which of the two would be the feature?).
+        """
+        policy = "error" if isinstance(owner, str) else getattr(owner, "extra_columns", "error")
+        owner = _name(owner)
+        if policy not in EXTRA_COLUMNS:
+            raise ValueError(f"{owner}: extra_columns must be one of {list(EXTRA_COLUMNS)}; got "
+                             f"{policy!r}.")
+        given = list(columns)
+        if len(set(given)) != len(given):
+            dup = sorted({str(c) for c in given if given.count(c) > 1})
+            raise InputSchemaError(f"{owner}: X has duplicated column names {dup}; column names "
+                                   "must be unique (as at fit time).")
+        known = set(self.columns)
         missing = [c for c in self.columns if c not in set(given)]
-        extra = [c for c in given if c not in set(self.columns)]
-        if missing or extra:
+        extra = [c for c in given if c not in known]
+        if missing or (extra and policy == "error"):
             parts = []
             if missing:
                 parts.append(f"missing column(s) {missing}")
             if extra:
                 parts.append(f"unexpected column(s) {extra}")
+            hint = " To drop columns not seen at fit time, pass extra_columns='ignore' to the " \
+                "pipeline." if extra and not missing else ""
             raise InputSchemaError(
                 f"{owner}: X does not have the columns seen at fit time: {' and '.join(parts)}. "
-                f"Expected the columns {list(self.columns)}.")
-        return X[self._columns_list]  # same columns, another order: reorder
+                f"Expected the columns {list(self.columns)}.{hint}")
+        return X[self._columns_list]  # same columns, another order (or extra ones): select
 
     def _check_dtypes(self, X, owner):
         given = _dtypes_of(X)

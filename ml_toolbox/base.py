@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import difflib
 import time
-import warnings
 
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import Bunch, get_tags
 
+from ._warnings_recorder import WarningRecorder
 from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
@@ -186,7 +186,7 @@ class BasePipeline(BaseEstimator):
                                                      else _NO_PARAMS))
                 return X, stages
             except Exception as error:
-                annotate(error, self.name, names[i], modes[i])
+                annotate(error, self.name, names[i], modes[i], parent)
                 raise
         return self._run_with_plugins(stages, X, y, modes, fitting, names, plugins, policy,
                                       params, run_mode or (modes[-1] if modes else "fit"),
@@ -209,14 +209,14 @@ class BasePipeline(BaseEstimator):
         run = RunContext(self, self.name, run_mode, names)
         if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
             run.extra["parent"] = parent
-        # Warnings are recorded once for the whole run (the warnings filters are process-wide
-        # state, changed only when a plug-in asks); each stage takes those raised while it ran.
+        # Warnings are recorded once for the whole run, in this context only (thread-safe: see
+        # ml_toolbox._warnings_recorder); each stage takes those raised while it ran.
         recorder = None
         before_stage = []  # before_stage is called on the plug-ins that define it (a monitor not)
         observers = True  # whether every plug-in only observes (PipelinePlugin.observer)
         for p in plugins:
             if p.captures_warnings and recorder is None:
-                recorder = _WarningRecorder()
+                recorder = WarningRecorder()
             if type(p).before_stage is not _NO_BEFORE_STAGE:
                 before_stage.append(p)
             if not p.observer:
@@ -257,7 +257,7 @@ class BasePipeline(BaseEstimator):
                     ctx.error = error
                     if caught:
                         ctx.warnings = recorder.take()
-                    annotate(error, self.name, names[i], modes[i])
+                    annotate(error, self.name, names[i], modes[i], parent)
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     raise
@@ -300,6 +300,24 @@ class BasePipeline(BaseEstimator):
         if observed is not None:
             return observed, stages
         return X, ran
+
+    def _report_refused(self, mode, error, parent=None):
+        """Tell the observing plug-ins (a monitor) that an input was refused at the input check
+        before any stage ran: a failed run of ``mode`` with no stage and ``error`` as its reason.
+        """
+        plugins = [p for p in self._plugins(parent) if p.observer]
+        if not plugins:
+            return
+        run = RunContext(self, self.name, mode, ())
+        if parent is not None:
+            run.extra["parent"] = parent
+        for p in plugins:
+            p.before_run(run)
+        run.duration = time.perf_counter() - run.start
+        run.status = "failed"
+        run.error = error
+        for p in plugins:
+            p.on_run_error(run, error)
 
     def _attempt_stage(self, ctx, plugins, policy, runners, last, params):
         """Run ``ctx``'s stage the general way: a fresh clone when fitting, through the retry
@@ -393,65 +411,6 @@ def _timed(attempt, timeout, owner, name):
     from .orchestration import stage_timeout_call
 
     return lambda: stage_timeout_call(attempt, timeout, owner, name)
-
-
-# Recording warnings without ``catch_warnings``' Python-level overhead (a few microseconds a run,
-# which a single-row predict feels): the same module state swapped, the same way, directly. Used
-# only where the warnings module has the internals catch_warnings itself uses; else catch_warnings.
-_LEAN_WARNINGS = all(hasattr(warnings, name) for name in (
-    "filters", "_filters_mutated", "_showwarnmsg_impl", "_showwarning_orig", "showwarning"))
-_ALWAYS = ("always", None, Warning, None, 0)  # what simplefilter("always") inserts
-
-
-class _WarningRecorder:
-    """Record warnings for one run: ``caught`` holds those not taken yet (a stage takes its own
-    with :meth:`take` when it ends); at close, all are shown again under the user's filters."""
-
-    __slots__ = ("_saved", "caught", "_taken")
-
-    def __init__(self):
-        self._taken = ()  # a list once a stage has taken warnings
-        self.caught = caught = []
-        if _LEAN_WARNINGS:
-            module = warnings
-            self._saved = (module.filters, module.showwarning, module._showwarnmsg_impl)
-            module.filters = [_ALWAYS, *module.filters]
-            module._filters_mutated()
-            module._showwarnmsg_impl = caught.append
-            module.showwarning = module._showwarning_orig
-        else:
-            manager = warnings.catch_warnings(record=True)
-            self._saved = manager
-            self.caught = manager.__enter__()
-            warnings.simplefilter("always")
-
-    def take(self):
-        """The warnings recorded since the last call, in order (a new list)."""
-        caught = self.caught
-        taken = caught[:]
-        caught.clear()
-        if taken:
-            if self._taken:
-                self._taken += taken
-            else:
-                self._taken = list(taken)  # not ``taken``: that one is the stage's own
-        return taken
-
-    def close(self):
-        saved = self._saved
-        if saved is None:
-            return
-        self._saved = None
-        if type(saved) is tuple:
-            module = warnings
-            module.filters, module.showwarning, module._showwarnmsg_impl = saved
-            module._filters_mutated()
-        else:
-            saved.__exit__(None, None, None)
-        if not (self._taken or self.caught):
-            return
-        for w in [*self._taken, *self.caught]:  # still shown to the user, under the user's filters
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 class StepsMixin:

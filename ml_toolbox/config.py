@@ -37,6 +37,7 @@ import os
 import re
 import time
 
+import numpy as np
 from sklearn.base import clone
 from sklearn.utils import Bunch
 
@@ -517,18 +518,69 @@ def to_config(pipeline, toolbox=None):
 
 
 # -- dry run ------------------------------------------------------------------------------------
-def _head(data, n):
+def _rows(data, rows):
     if data is None:
         return None
     if hasattr(data, "iloc"):
-        return data.iloc[:n]
-    return data[:n]
+        return data.iloc[rows]
+    return np.asarray(data)[rows] if not hasattr(data, "shape") else data[rows]
+
+
+def sample_rows(X, y, n, random_state=0):
+    """Positions of at most ``n`` rows of ``X`` for a dry run, in their original order.
+
+    All rows when there are ``n`` or fewer. Otherwise a seeded random sample, stratified by
+    ``y`` when ``y`` holds class labels (:func:`~ml_toolbox.toolbox.infer_task`'s rule): every
+    class keeps its share of the rows, and every class at least one row while ``n`` allows -- a
+    frame sorted by its target (penguins by species) gives a sample with all its classes, not
+    the first class only.
+    """
+    from sklearn.utils import check_random_state
+
+    from .toolbox import infer_task
+
+    n_total = len(X) if not hasattr(X, "shape") else X.shape[0]
+    if n_total <= n:
+        return np.arange(n_total)
+    rng = check_random_state(random_state)
+    labels = None
+    if y is not None:
+        try:
+            if infer_task(y).task == "classification" and len(np.shape(y)) == 1:
+                labels = np.asarray(y)
+        except (ValueError, TypeError):  # missing or odd labels: the fit says so, clearly
+            labels = None
+    if labels is None:
+        return np.sort(rng.choice(n_total, size=n, replace=False))
+    classes, inverse = np.unique(labels.astype(str) if labels.dtype == object else labels,
+                                 return_inverse=True)
+    groups = [np.flatnonzero(inverse == k) for k in range(len(classes))]
+    # one row per class first (as far as n goes, largest classes first), the rest in proportion
+    order = sorted(range(len(groups)), key=lambda k: -len(groups[k]))
+    take = np.zeros(len(groups), dtype=int)
+    for k in order[:n]:
+        take[k] = 1
+    left = n - take.sum()
+    if left > 0:
+        room = np.array([len(g) for g in groups]) - take
+        share = np.floor(left * room / room.sum()).astype(int)
+        take += share
+        left -= share.sum()
+        for k in sorted(range(len(groups)), key=lambda k: -(room[k] - share[k])):
+            if left <= 0:
+                break
+            if take[k] < len(groups[k]):
+                take[k] += 1
+                left -= 1
+    picked = [rng.choice(g, size=t, replace=False) for g, t in zip(groups, take) if t]
+    return np.sort(np.concatenate(picked))
 
 
 def dry_run(pipeline, X_sample, y_sample=None, *, n_rows=200, clock=time.perf_counter):
-    """Fit a copy of ``pipeline`` on the first ``n_rows`` rows and predict them: shape and type
-    errors surface in seconds, before a long fit. ``pipeline`` itself is not changed, and no
-    plug-in, cache or worker pool is involved.
+    """Fit a copy of ``pipeline`` on ``n_rows`` rows and predict them: shape and type errors
+    surface in seconds, before a long fit. ``pipeline`` itself is not changed, and no plug-in,
+    cache or worker pool is involved. The rows are a sample seeded by the pipeline's
+    ``random_state`` (0 when None), stratified by ``y`` for class labels (:func:`sample_rows`).
 
     Returns
     -------
@@ -545,8 +597,10 @@ def dry_run(pipeline, X_sample, y_sample=None, *, n_rows=200, clock=time.perf_co
 
     if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
         raise ValueError(f"{pipeline.owner}: n_rows must be a positive int, got {n_rows!r}.")
-    X = _head(X_sample, n_rows)
-    y = _head(y_sample, n_rows)
+    seed = getattr(pipeline, "random_state", None)
+    rows = sample_rows(X_sample, y_sample, n_rows, 0 if seed is None else seed)
+    X = _rows(X_sample, rows)
+    y = _rows(y_sample, rows)
     trial = clone(pipeline)
     for slot in ("monitor", "retry", "debugger", "tracking"):  # a dry run is not a run to record
         setattr(trial, slot, None)

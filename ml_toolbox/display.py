@@ -381,6 +381,9 @@ def _describe_unified(obj, model_stage):
         view.rows.append(StageRow(len(view.rows), model_stage, "chosen at fit by the toolbox",
                                   False))
     view.metrics = dict(obj.__dict__.get("metrics_", {}))
+    task = obj.__dict__.get("task_") if fitted and obj.model is None else None
+    if task is not None:  # the toolbox chose the model: say which kind, and why
+        view.facts.append(("task", f"{task} ({obj.__dict__.get('task_reason_')})"))
     fact = _schema_fact(obj)
     if fact:
         view.facts.append(fact)

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import BasePipeline
+from .exceptions import InputSchemaError
 from .fast import build_plan
 from .feature import FeaturePipeline
 from .training import MODEL_STAGE
@@ -72,6 +73,12 @@ def _final_has(attr):
         return True
 
     return check
+
+
+def _publication(state):
+    """The tuple :meth:`InferencePipeline._published` returns, made of a fitted state."""
+    return (state["stages_"], state["stage_names_"], state["has_model_"], state["input_schema_"],
+            state.get("fast_plan_"))
 
 
 class InferencePipeline(BasePipeline):
@@ -139,14 +146,30 @@ class InferencePipeline(BasePipeline):
         return state
 
     def _commit(self, state):
+        # -- fast inference path: the plan is built from the fitted stages here --------------
+        # (owned by ml_toolbox.fast; kernels compile lazily, and are never pickled)
+        state = dict(state)
+        state["fast_plan_"] = build_plan(
+            [(n, s.estimator_) for n, s in zip(state["stage_names_"], state["stages_"])],
+            name=self.name)
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(state)
-        # -- fast inference path: the plan is rebuilt from the fitted stages here ------------
-        # (owned by ml_toolbox.fast; kernels compile lazily, and are never pickled)
-        self.fast_plan_ = build_plan(
-            [(n, s.estimator_) for n, s in zip(self.stage_names_, self.stages_)], name=self.name)
+        # What every use reads, published in one store after everything is built: a predict
+        # running while another thread refits answers with the old model or the new one, never
+        # with a mix of the two (see _published).
+        self.__dict__["_published_"] = _publication(state)
 
-    def _fast_plan_for(self, method, parent):
+    def _published(self):
+        """``(stages, names, has_model, schema, plan)``: the fitted state as one object, read
+        once per use (a refit in another thread swaps it whole)."""
+        published = self.__dict__.get("_published_")
+        if published is None:  # fitted state set another way (an older artifact, by hand)
+            if "stages_" not in self.__dict__:
+                check_is_fitted(self)
+            published = _publication(self.__dict__)
+        return published
+
+    def _fast_plan_for(self, method, parent, published=None):
         """The fast plan when it applies to this call (fast=True, a model, no stage timeout,
         retry only around library code). Plug-ins do not turn it off: with plug-ins attached
         the execution loop runs the plan stage by stage, calling their hooks around each.
@@ -157,11 +180,11 @@ class InferencePipeline(BasePipeline):
         """
         if not self.fast or method not in _FAST_METHODS:
             return None
-        d = self.__dict__
-        plan = d.get("fast_plan_")
-        if plan is None or not d.get("has_model_"):
+        if published is None:
+            published = self._published()
+        stages, _, has_model, _, plan = published
+        if plan is None or not has_model:
             return None
-        stages = d["stages_"]
         retry = False
         for stage in stages:
             if stage.timeout:
@@ -197,16 +220,22 @@ class InferencePipeline(BasePipeline):
     def _run(self, X, method, parent=None, y=None, params=None, checked=False):
         """Check ``X`` once (unless ``checked``), then run every stage (the model in ``method``).
 
+        ``checked`` may be the :meth:`_published` state ``X`` was checked against (the caller
+        read it): the run then uses that very state.
+
         The one entry of every use, :class:`UnifiedMLPipeline`'s included (``parent`` is then that
         pipeline, whose plug-ins apply when this one has none). On the fast plan with no plug-in
         and no ``batch_size``, a one-row DataFrame goes straight to the plan's row function.
         """
-        d = self.__dict__
-        if "stages_" not in d:
-            check_is_fitted(self)
-        if not checked:
-            X = d["input_schema_"].check(X, self)
-        plan = self._fast_plan_for(method, parent)
+        published = checked if type(checked) is tuple else self._published()
+        stages, names, has_model, schema, _ = published
+        if checked is False:
+            try:
+                X = schema.check(X, self)
+            except InputSchemaError as error:  # a failed run, with its reason, for a monitor
+                self._report_refused(method, error, parent)
+                raise
+        plan = self._fast_plan_for(method, parent, published)
         runners = plugins = timed = None
         if plan is not None:
             plugins = self._plugins(parent)
@@ -216,21 +245,20 @@ class InferencePipeline(BasePipeline):
                     return plan._run_whole(X, method, False)
                 return plan.run(X, method, batch_size=batch_size, n_jobs=self.n_jobs,
                                 check_input=False, verbose=getattr(parent, "verbose", 0))
-            n_stages = len(d["stages_"])
+            n_stages = len(stages)
             runners = plan.stage_functions(method, n_stages)
             timed = plan.timed_row(method, n_stages)
-        stages = d["stages_"]
         if method == "transform":
-            if d["has_model_"]:
+            if has_model:
                 stages = stages[:-1]
             if not stages:
                 return X
             modes = ["transform"] * len(stages)
         else:
-            if not d["has_model_"]:
+            if not has_model:
                 raise AttributeError(f"{self.owner} has no model stage, so no {method}.")
             modes = ["transform"] * (len(stages) - 1) + [method]
-        names = self.stage_names_[:len(stages)]
+        names = names[:len(stages)]
         if plugins:  # the fast plan with plug-ins attached: straight to the loop's plug-in path
             out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,
                                             self._retry_policy(parent), params, method, parent,

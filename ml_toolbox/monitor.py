@@ -329,6 +329,16 @@ class PipelineMetrics:
         stages = [StageRecord.from_dict(s) for s in data.pop("stages")]
         return cls(data.pop("pipeline_name"), data.pop("mode"), stages=stages, **data)
 
+    # pickling and skops: the plain values of to_dict (slots and the raw timings of stages that
+    # ran at once are not a state skops can write)
+    def __getstate__(self):
+        return self.to_dict()
+
+    def __setstate__(self, state):
+        state = dict(state)
+        self.__init__(state.pop("pipeline_name"), state.pop("mode"),
+                      stages=[StageRecord.from_dict(s) for s in state.pop("stages")], **state)
+
     def __eq__(self, other):
         if not isinstance(other, PipelineMetrics):
             return NotImplemented
@@ -365,7 +375,8 @@ class Anomaly:
     Attributes
     ----------
     pipeline_name, stage_name, mode : str
-        Where it happened. The history compared against is that of the same stage in the same mode.
+        Where it happened. The history compared against is that of the same stage in the same
+        mode, on inputs of the same size bucket (``rows``).
     run_id : int
         The execution it belongs to.
     start_time, duration : float
@@ -379,6 +390,9 @@ class Anomaly:
         Size of the comparison group.
     reason : str
         A sentence saying why it was flagged.
+    rows : str
+        The size bucket compared within: ``"1 row"``, ``"2-10 rows"``, ``"11-100 rows"``, ...
+        (``"unknown rows"`` when the input size was not known).
     """
 
     pipeline_name: str
@@ -392,6 +406,7 @@ class Anomaly:
     score: float
     n_runs: int
     reason: str
+    rows: str = "unknown rows"
 
     def __str__(self):
         return self.reason
@@ -433,6 +448,12 @@ class _CallableSink:
 
     def emit(self, metrics):
         self.func(metrics)
+
+    def __getstate__(self):
+        return {"func": self.func}
+
+    def __setstate__(self, state):
+        self.func = state["func"]
 
     def __repr__(self):
         return f"<sink {getattr(self.func, '__qualname__', self.func)!r}>"
@@ -601,6 +622,23 @@ def _duration_stats(durations, failures):
             "max_duration": float(arr.max()), "total_duration": float(arr.sum())}
 
 
+def rows_bucket(rows):
+    """The size bucket anomalies compare within: ``"1 row"``, ``"2-10 rows"``, ``"11-100
+    rows"``, ``"101-1000 rows"``, ... (decades), ``"unknown rows"`` for None.
+
+    >>> rows_bucket(1), rows_bucket(7), rows_bucket(100), rows_bucket(100_000)
+    ('1 row', '2-10 rows', '11-100 rows', '10001-100000 rows')
+    """
+    if rows is None:
+        return "unknown rows"
+    if rows <= 1:
+        return f"{rows} row" if rows == 1 else f"{rows} rows"
+    top = 10
+    while top < rows:
+        top *= 10
+    return f"{top // 10 + 1}-{top} rows"
+
+
 def _mean(values):
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -626,6 +664,9 @@ class PipelineMonitor(PipelinePlugin):
     anomaly_min_ratio : float, default=2.0
         An anomalous run must also be at least this many times slower (or faster) than the median,
         so that tight, noise-free histories do not flag tiny differences. 1 disables it.
+    anomaly_min_excess : float, default=0.001
+        ... and at least this many seconds away from the median (1 ms by default), so that the
+        jitter of microsecond runs (a one-row predict) is never an anomaly. 0 disables it.
     sinks : list, optional
         Objects with ``emit(metrics)`` (e.g. :class:`MLflowSink`) or plain functions, called with
         each finished :class:`PipelineMetrics`.
@@ -666,14 +707,15 @@ class PipelineMonitor(PipelinePlugin):
     observer = True  # records what happened; its hooks change nothing
 
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
-                 anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0, sinks=None,
-                 sink_errors="warn"):
+                 anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0,
+                 anomaly_min_excess=1e-3, sinks=None, sink_errors="warn"):
         if not isinstance(history_size, (int, np.integer)) or isinstance(history_size, bool) \
                 or history_size < 1:
             raise ValueError(f"history_size must be a positive integer; got {history_size!r} "
                              f"({type(history_size).__name__})")
         _check_positive("anomaly_threshold", anomaly_threshold)
         _check_positive("anomaly_min_ratio", anomaly_min_ratio, minimum=1.0)
+        _check_non_negative("anomaly_min_excess", anomaly_min_excess)
         if not isinstance(anomaly_min_runs, (int, np.integer)) or anomaly_min_runs < 3:
             raise ValueError(f"anomaly_min_runs must be an integer >= 3; got {anomaly_min_runs!r}")
         if sink_errors not in ("warn", "raise"):
@@ -684,6 +726,7 @@ class PipelineMonitor(PipelinePlugin):
         self.anomaly_threshold = float(anomaly_threshold)
         self.anomaly_min_runs = int(anomaly_min_runs)
         self.anomaly_min_ratio = float(anomaly_min_ratio)
+        self.anomaly_min_excess = float(anomaly_min_excess)
         self.sink_errors = sink_errors
         self.sinks = []
         for sink in sinks or ():
@@ -975,8 +1018,9 @@ class PipelineMonitor(PipelinePlugin):
         out["stages"] = stages
         return out
 
-    def _groups(self, name=None, mode=None):
-        """(pipeline, stage, stage mode) -> [(execution, record)], in recorded order."""
+    def _groups(self, name=None, mode=None, by_rows=False):
+        """(pipeline, stage, stage mode) -> [(execution, record)], in recorded order; with
+        ``by_rows``, the rows bucket (see :func:`rows_bucket`) ends the key."""
         snapshot, _ = self._snapshot()
         groups = {}
         for pipe_name, items in self._select(snapshot, name).items():
@@ -984,18 +1028,27 @@ class PipelineMonitor(PipelinePlugin):
                 if mode is not None and m.mode != mode:
                     continue
                 for s in m.stages:
-                    groups.setdefault((pipe_name, s.stage_name, s.mode), []).append((m, s))
+                    key = (pipe_name, s.stage_name, s.mode)
+                    if by_rows:
+                        key += (rows_bucket(s.rows_in),)
+                    groups.setdefault(key, []).append((m, s))
         return groups
 
     def anomalies(self, name=None, *, stage=None, mode=None, threshold=None, min_runs=None,
-                  min_ratio=None):
-        """Stage runs far outside the history of the same stage in the same mode.
+                  min_ratio=None, min_excess=None):
+        """Stage runs far outside the history of comparable runs.
 
-        For each stage and mode with at least ``min_runs`` successful runs, a run is anomalous when
-        its robust z-score ``(duration - median) / (1.4826 * MAD)`` exceeds ``threshold`` in
-        absolute value (Iglewicz and Hoaglin's modified z-score) *and* it is at least ``min_ratio``
-        times slower (or faster) than the median. The MAD is floored at 1 % of the median, so a
-        history of identical durations still has a scale.
+        Runs are compared only with comparable runs: the same stage, in the same mode, on an
+        input of the same size bucket (1 row; 2-10 rows; 11-100; 101-1000; ... -- a full-batch
+        call is never judged against one-row calls). For each such group with at least
+        ``min_runs`` successful runs, a run is anomalous when all three hold:
+
+        - its robust z-score ``(duration - median) / (1.4826 * MAD)`` exceeds ``threshold`` in
+          absolute value (Iglewicz and Hoaglin's modified z-score; the MAD is floored at 1 % of
+          the median, so a history of identical durations still has a scale);
+        - it is at least ``min_ratio`` times slower (or faster) than the median;
+        - it is at least ``min_excess`` seconds away from the median (1 ms by default), so the
+          jitter of microsecond runs is never an anomaly.
 
         Parameters
         ----------
@@ -1005,9 +1058,9 @@ class PipelineMonitor(PipelinePlugin):
             Only this stage (``KeyError`` naming the recorded stages when unknown).
         mode : str, optional
             Only executions of this mode (the pipeline's mode: ``"fit"``, ``"predict"``, ...).
-        threshold, min_runs, min_ratio : optional
-            Override the monitor's ``anomaly_threshold``, ``anomaly_min_runs`` and
-            ``anomaly_min_ratio``.
+        threshold, min_runs, min_ratio, min_excess : optional
+            Override the monitor's ``anomaly_threshold``, ``anomaly_min_runs``,
+            ``anomaly_min_ratio`` and ``anomaly_min_excess``.
 
         Returns
         -------
@@ -1017,14 +1070,15 @@ class PipelineMonitor(PipelinePlugin):
         threshold = self.anomaly_threshold if threshold is None else float(threshold)
         min_runs = self.anomaly_min_runs if min_runs is None else int(min_runs)
         min_ratio = self.anomaly_min_ratio if min_ratio is None else float(min_ratio)
-        groups = self._groups(name, mode)
+        min_excess = self.anomaly_min_excess if min_excess is None else float(min_excess)
+        groups = self._groups(name, mode, by_rows=True)
         if stage is not None:
             known = sorted({key[1] for key in groups})
             if stage not in known:
                 raise KeyError(f"No stage named {stage!r} in the monitored history. "
                                f"Recorded stages: {known}")
         found = []
-        for (pipe_name, stage_name, stage_mode), pairs in groups.items():
+        for (pipe_name, stage_name, stage_mode, bucket), pairs in groups.items():
             if stage is not None and stage_name != stage:
                 continue
             pairs = [(m, s) for m, s in pairs if not s.failed]
@@ -1039,17 +1093,19 @@ class PipelineMonitor(PipelinePlugin):
                 if abs(score) <= threshold:
                     continue
                 ratio = d / median if median > 0 else math.inf
-                if 1 / min_ratio < ratio < min_ratio:
+                if 1 / min_ratio < ratio < min_ratio or abs(d - median) < min_excess:
                     continue
                 if score > 0:
                     how = f"{ratio:.1f}x slower than" if math.isfinite(ratio) else "slower than"
                 else:
                     how = f"{1 / ratio:.1f}x faster than" if ratio > 0 else "far faster than"
                 reason = (f"stage {stage_name!r} of {pipe_name!r} took {_fmt_seconds(d)} in "
-                          f"{stage_mode!r}, {how} its median {_fmt_seconds(median)} over "
-                          f"{len(pairs)} runs (robust z-score {score:+.1f}, threshold {threshold:g})")
+                          f"{stage_mode!r} on {bucket}, {how} its median {_fmt_seconds(median)} "
+                          f"over {len(pairs)} runs of that size (robust z-score {score:+.1f}, "
+                          f"threshold {threshold:g})")
                 found.append(Anomaly(pipe_name, stage_name, stage_mode, m.run_id, s.start_time,
-                                     float(d), median, mad, float(score), len(pairs), reason))
+                                     float(d), median, mad, float(score), len(pairs), reason,
+                                     bucket))
         found.sort(key=lambda a: a.start_time)
         return found
 
@@ -1083,7 +1139,8 @@ class PipelineMonitor(PipelinePlugin):
                 "settings": {"history_size": self.history_size,
                              "anomaly_threshold": self.anomaly_threshold,
                              "anomaly_min_runs": self.anomaly_min_runs,
-                             "anomaly_min_ratio": self.anomaly_min_ratio},
+                             "anomaly_min_ratio": self.anomaly_min_ratio,
+                             "anomaly_min_excess": self.anomaly_min_excess},
                 "executions": [m.to_dict() for m in self.history()]}
 
     def to_json(self, indent=None):
@@ -1131,7 +1188,7 @@ class PipelineMonitor(PipelinePlugin):
         executions, settings = _validate_export(data, source)
         options = {k: v for k, v in settings.items()
                    if k in ("history_size", "anomaly_threshold", "anomaly_min_runs",
-                            "anomaly_min_ratio") and k not in kwargs}
+                            "anomaly_min_ratio", "anomaly_min_excess") and k not in kwargs}
         try:
             cls(**options)  # the file's own settings, checked on their own
         except (TypeError, ValueError) as exc:
@@ -1344,6 +1401,13 @@ class PipelineMonitor(PipelinePlugin):
 
 
 _MARK_LABELS = ("failed run", "anomaly (circled)")
+
+
+def _check_non_negative(name, value):
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and value >= 0
+    if not ok:
+        raise ValueError(f"{name} must be a number >= 0 (seconds); got {value!r}")
 
 
 def _check_positive(name, value, minimum=0.0):

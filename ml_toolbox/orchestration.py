@@ -20,6 +20,7 @@ See ``docs/orchestration.md``.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import pickle
 import threading
@@ -36,6 +37,7 @@ from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._warnings_recorder import WarningRecorder
 from .context import RunContext, StageContext
 from .exceptions import annotate
 
@@ -534,7 +536,9 @@ def call_with_timeout(fn, timeout):
         except BaseException as error:  # handed to the caller
             box["error"] = error
 
-    thread = threading.Thread(target=target, name="ml_toolbox-stage", daemon=True)
+    # in a copy of the caller's context: warnings raised there reach the caller's recorder
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name="ml_toolbox-stage", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
@@ -586,14 +590,14 @@ def _run_one(stage, X, y, mode, fitting, params, limit, limit_text, name, owner,
         return run_stage, run_stage.run(X, y, mode, **params)
 
     try:
-        if capture:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    outcome.stage, outcome.output = call_with_timeout(work, limit)
-                finally:
-                    outcome.warnings = [(w.message, w.category, w.filename, w.lineno)
-                                        for w in caught]
+        if capture:  # (thread-safe: joblib's threads record at once; shown by the parent)
+            recorder = WarningRecorder(show=False)
+            try:
+                outcome.stage, outcome.output = call_with_timeout(work, limit)
+            finally:
+                recorder.close()
+                outcome.warnings = [(w.message, w.category, w.filename, w.lineno)
+                                    for w in recorder.caught]
         else:
             outcome.stage, outcome.output = call_with_timeout(work, limit)
     except _TimedOut:
@@ -786,7 +790,7 @@ def run_plan(pipeline, plan, stages, X, y, *, fitting, mode, run_mode, parent=No
                                     else clock() - ctx.start)
                     ctx.status = "failed"
                     ctx.error = error
-                    annotate(error, pipeline.name, ctx.stage_name, mode)
+                    annotate(error, pipeline.name, ctx.stage_name, mode, parent)
                     for p in plugins:
                         p.on_stage_error(ctx, error)
                     failures[ctx.stage_name] = error

@@ -40,6 +40,7 @@ import warnings
 import weakref
 from pathlib import Path
 
+from ml_toolbox._artifact import for_save, trusted_types
 from ml_toolbox import _store_io
 from ml_toolbox._store_gates import Gate, fmt_number, parse_gates
 
@@ -645,7 +646,7 @@ class PipelinePersistence:
 
     # -------------------------------------------------------------------------------------- save
     def save(self, obj, name, *, metrics=None, tags=None, message=None, parent=None, format="joblib",
-             compress=None, kind="pipeline", run_id=None):
+             compress=None, kind="pipeline", plugins="drop", run_id=None):
         """Save ``obj`` as the next version of ``name`` and return the new version number.
 
         Parameters
@@ -671,6 +672,10 @@ class PipelinePersistence:
             than joblib's, and the manifest's ``pickler`` says which wrote it.
         compress : int or (str, int), optional
             joblib compression for this artifact (default: the store's ``compress``).
+        plugins : {"drop", "keep"}, default="drop"
+            The plug-ins attached to a pipeline (monitor, debugger, retry handler) are left out of
+            the artifact; attach them again after loading. ``"keep"`` saves them too (an error
+            names a plug-in that cannot be written). See :func:`ml_toolbox._artifact.for_save`.
         run_id : str, optional
             The run this version comes from (see :mod:`ml_toolbox.runs`), recorded in the manifest
             as ``run_id``: the lineage run <-> version.
@@ -686,6 +691,8 @@ class PipelinePersistence:
             raise ValueError(f"format={format!r} is not supported; use 'joblib' or 'skops'.")
         if kind not in _KIND_GROUP:
             raise ValueError(f"kind={kind!r} is not one of {sorted(_KIND_GROUP)}.")
+        if format != "json":  # the model, not the session's plug-ins (ml_toolbox._artifact)
+            obj = for_save(obj, plugins, format)
         compress = self.compress if compress is None else compress
         if message is not None and not isinstance(message, str):
             raise TypeError(f"message must be a string; got {type(message).__name__}.")
@@ -848,7 +855,8 @@ class PipelinePersistence:
             artifact whose manifest records ``pickler="pickle"`` (an object holding no array of 1 MiB or
             more, written by the C pickler) has its arrays inside the pickle: it loads in memory.
         trusted : list of str, optional
-            For skops artifacts: the types you trust beyond skops' defaults. Loading refuses any other
+            For skops artifacts: the types you trust beyond skops' defaults and ml_toolbox's own
+            (every ``ml_toolbox.*`` type, and ``numpy.dtype``, are trusted). Loading refuses any other
             type and lists them.
         verify : {"auto", "sha256", "xxh3_128", "size"}
             Which digest to check. ``"auto"`` checks SHA-256 when the store has a signing key (the
@@ -899,14 +907,14 @@ class PipelinePersistence:
 
             return json.loads(data)
         sio = _import_skops()
-        untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in (trusted or ())]
+        accepted, untrusted = trusted_types(sio.get_untrusted_types(data=data), trusted)
         if untrusted:
             raise IntegrityError(
                 f"Version {number} of {name!r} (skops) holds types that are not trusted: {untrusted}. "
                 "Pass trusted=[...] with the ones you trust.",
                 str(artifact), expected="trusted types", found=untrusted,
             )
-        return sio.loads(data, trusted=list(trusted or ()) or None)
+        return sio.loads(data, trusted=accepted or None)
 
     def _sha256(self):
         return bool(self.sha256 or self._key)

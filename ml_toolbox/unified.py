@@ -13,11 +13,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import composite_input_tags, visual_block
-from .exceptions import describe_owner
+from .exceptions import InputSchemaError, describe_owner, name_parent
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .stage import PipelineStage
-from .toolbox import MLToolbox
+from .toolbox import MLToolbox, task_of
 from .training import MODEL_STAGE, TrainingPipeline, split_validation
 
 __all__ = ["UnifiedMLPipeline"]
@@ -101,6 +101,10 @@ class UnifiedMLPipeline(BaseEstimator):
         the validation split.
     fast_inference : bool, default=True
         Serve predictions through the fast inference path where it applies.
+    extra_columns : {"error", "ignore"}, default="error"
+        What a DataFrame given after fit may do with columns not seen at fit time (an ID column
+        in a serving frame): be refused, or be dropped. Missing, duplicated or retyped columns
+        are refused either way.
     name : str, default="unified_pipeline"
     verbose : int, default=0
         With 1, fitting draws a progress bar (a step per stage; epochs get their own bar) when a
@@ -120,6 +124,12 @@ class UnifiedMLPipeline(BaseEstimator):
         Only for DataFrame input.
     metrics_ : dict
         The training metrics (empty unless ``scoring`` / ``validation`` or ``execute``).
+    task_ : {"classification", "regression"} or None
+        The kind of model: as the toolbox chose it from the target (see
+        :func:`ml_toolbox.toolbox.infer_task`), or what the model given is.
+    task_reason_ : str or None
+        Why: e.g. ``"whole numbers with 214 distinct values in 442 rows (more than 20):
+        regression"``.
     run_id_ : str
         Only with ``tracking``: the id of the run of the last successful fit.
 
@@ -142,7 +152,7 @@ class UnifiedMLPipeline(BaseEstimator):
     def __init__(self, toolbox=None, *, features=None, model=None, monitor=None, retry=None,
                  debugger=None, scoring=None, validation=None, epochs=None, batch_size=None,
                  shuffle=True, random_state=None, callbacks=None, fast_inference=True,
-                 name="unified_pipeline", verbose=0, tracking=None):
+                 extra_columns="error", name="unified_pipeline", verbose=0, tracking=None):
         self.toolbox = toolbox
         self.features = features
         self.model = model
@@ -157,6 +167,7 @@ class UnifiedMLPipeline(BaseEstimator):
         self.random_state = random_state
         self.callbacks = callbacks
         self.fast_inference = fast_inference
+        self.extra_columns = extra_columns
         self.name = name
         self.verbose = verbose
         self.tracking = tracking
@@ -316,6 +327,9 @@ class UnifiedMLPipeline(BaseEstimator):
             tp_state = tp._fit_state(Xt, y, parent=self, model=model,
                                      compute_metrics=compute_metrics or X_val is not None,
                                      validation_data=validation_data, **fit_params)
+            task = task_of(model, self._toolbox(), y, self.model is None)
+            if task is not None:
+                tp_state["task_"], tp_state["task_reason_"] = task.task, task.reason
         return schema, fp_state, tp_state, Xt
 
     def _commit(self, schema, fp_state, tp_state):
@@ -330,6 +344,8 @@ class UnifiedMLPipeline(BaseEstimator):
         if schema.columns is not None:
             self.feature_names_in_ = np.asarray(schema.columns, dtype=object)
         self.metrics_ = dict(tp_state.get("metrics_", {})) if tp_state is not None else {}
+        state = tp_state or {}
+        self.task_, self.task_reason_ = state.get("task_"), state.get("task_reason_")
 
     def fit(self, X, y=None, **fit_params):
         """Fit the feature stages, then the model on their output. Returns self.
@@ -450,14 +466,22 @@ class UnifiedMLPipeline(BaseEstimator):
     def _serve(self, X, method, y=None, params=None):
         """The inference path: one input check, then the inference pipeline's stages."""
         d = self.__dict__
-        schema = d.get("input_schema_")
-        if schema is None:
+        if "input_schema_" not in d:
             self._require_fitted()
-        X = schema.check(X, self)
         ip = d.get("_inference_pipeline")
         if ip is None or ip.fast is not self.fast_inference:
             ip = self.inference_pipeline
-        return ip._run(X, method, self, y, params, True)
+        published = ip._published()  # one read: a concurrent refit swaps it whole
+        try:
+            X = published[3].check(X, self)
+        except InputSchemaError as error:  # a failed run, with its reason, for a monitor
+            ip._report_refused(method, error, self)
+            raise
+        try:
+            return ip._run(X, method, self, y, params, published)
+        except Exception as error:  # a stage's note names this pipeline, the user's
+            name_parent(error, self)
+            raise
 
     @available_if(_model_has("predict"))
     def predict(self, X):
@@ -488,7 +512,7 @@ class UnifiedMLPipeline(BaseEstimator):
     def transform(self, X):
         """The features of ``X``: the fitted feature stages' output."""
         self._require_fitted()
-        X = self.input_schema_.check(X, self.owner)
+        X = self.input_schema_.check(X, self)
         return self.feature_pipeline._transform(X, parent=self)
 
     def get_feature_names_out(self, input_features=None):
@@ -517,7 +541,8 @@ class UnifiedMLPipeline(BaseEstimator):
         mode : {"train", "predict", "predict_proba", "transform", "score"}, default="train"
             ``"train"`` (or ``"fit"``) fits and returns ``model`` (the fitted model), ``metrics``
             (training metrics, and validation metrics when ``validation`` is set) and
-            ``pipeline``; ``"predict"`` returns ``predictions``; ``"predict_proba"``
+            ``pipeline`` and ``task`` (``"classification"`` or ``"regression"``, see
+            ``task_``); ``"predict"`` returns ``predictions``; ``"predict_proba"``
             ``probabilities``; ``"transform"`` ``features``; ``"score"`` ``score``.
 
         Examples
@@ -534,7 +559,8 @@ class UnifiedMLPipeline(BaseEstimator):
                 schema, fp_state, tp_state, _ = self._fit_states(X, y, {}, True)
                 self._commit(schema, fp_state, tp_state)
             model = self.training_pipeline.model_ if tp_state is not None else None
-            return Bunch(model=model, metrics=dict(self.metrics_), pipeline=self)
+            return Bunch(model=model, metrics=dict(self.metrics_), pipeline=self,
+                         task=self.task_)
         if mode == "predict":
             return Bunch(predictions=self.predict(X))
         if mode == "predict_proba":
@@ -582,7 +608,11 @@ class UnifiedMLPipeline(BaseEstimator):
         return config
 
     def validate(self, X_sample, y_sample=None, *, n_rows=200):
-        """Dry run: fit a copy on the first ``n_rows`` rows and predict them.
+        """Dry run: fit a copy on ``n_rows`` rows and predict them.
+
+        The rows are a seeded sample (the pipeline's ``random_state``, 0 when None), stratified
+        by ``y_sample`` when it holds class labels, so a frame sorted by its target still gives
+        every class.
 
         Catches shape and type errors in seconds, before a long fit; this pipeline is not
         changed. Returns a :class:`~sklearn.utils.Bunch` (``n_rows``, ``duration``,
@@ -610,7 +640,9 @@ class UnifiedMLPipeline(BaseEstimator):
         """Save this pipeline as a new version in a versioned store; returns the version number.
 
         ``store`` is a :class:`PipelinePersistence` or a directory path; ``options`` go to
-        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``).
+        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``,
+        ``plugins``). The plug-ins attached (monitor, debugger, retry handler) are left out of
+        the artifact unless ``plugins="keep"``: attach them again after loading.
         """
         from .persistence import PipelinePersistence
 

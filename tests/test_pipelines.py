@@ -492,7 +492,8 @@ def test_stage_error_keeps_type_message_and_gets_a_note(frame):
     with pytest.raises(ValueError, match="^boom: the stage itself failed") as info:
         pipe.fit(X, y)
     assert info.value.__notes__ == [
-        "[ml_toolbox] raised by stage 'boom' of pipeline 'feature_pipeline' during fit_transform"]
+        "[ml_toolbox] raised by stage 'boom' of pipeline 'unified_pipeline' (its "
+        "feature_pipeline) during fit_transform"]
 
 
 def test_stage_error_with_plugins_is_reported_and_propagates(frame):

@@ -984,7 +984,8 @@ def test_exhausted_through_the_pipeline_keeps_type_and_notes():
     assert info.value.__notes__[0] == (
         "Retry: gave up on stage 'flaky' of 'feature_pipeline' after 3 attempts (max_retries=2; "
         "slept 3 s); this is the last attempt's error.")
-    assert "raised by stage 'flaky' of pipeline 'feature_pipeline'" in info.value.__notes__[1]
+    assert "raised by stage 'flaky' of pipeline 'unified_pipeline' (its feature_pipeline)" \
+        in info.value.__notes__[1]
     assert "stages_" not in pipe.feature_pipeline.__dict__  # nothing half-committed
 
 
