@@ -20,10 +20,12 @@ With no plug-in attached, fitting is scikit-learn's code, untouched.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 from sklearn import pipeline as _skpipeline
-from sklearn.base import clone
+from sklearn.base import _fit_context, clone
 from sklearn.utils.validation import check_memory
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils._user_interface import _print_elapsed_time
@@ -37,6 +39,46 @@ from .stage import PipelineStage
 __all__ = ["Pipeline", "make_pipeline"]
 
 _FAST_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+# scikit-learn 1.9's callbacks (set_callbacks): the root task of each fitting method, and the task
+# of its last step, named as scikit-learn's Pipeline names them; older versions have none.
+_ROOT_TASKS = {"fit": "fit", "fit_transform": "fit-transform", "fit_predict": "fit-predict"}
+_FINAL_TASKS = {"fit": "fit-final-estimator", "fit_transform": "fit-transform-final-estimator",
+                "fit_predict": "fit-predict-final-estimator"}
+
+
+class _NoCallbacks:
+    """The callback context of a scikit-learn without callbacks: every event does nothing."""
+
+    def subcontext(self, **kwargs):
+        return self
+
+    def call_on_fit_task_begin(self, **kwargs):
+        pass
+
+    call_on_fit_task_end = call_on_fit_task_begin
+
+    def propagate_callback_context(self, estimator):
+        return contextlib.nullcontext()
+
+
+def _callback_context(pipeline, method):
+    init = getattr(pipeline, "_init_callback_context", None)
+    if init is None:
+        return _NoCallbacks()
+    return init(task_name=_ROOT_TASKS[method], max_subtasks=len(pipeline.steps))
+
+
+def _fit_transform_one(transformer, X, y, weight, message_clsname="", message=None, params=None,
+                       *, caller, callback_ctx):
+    """scikit-learn's ``_fit_transform_one`` for one step, with its callback events (1.9)."""
+    with callback_ctx.propagate_callback_context(transformer):
+        callback_ctx.call_on_fit_task_begin(estimator=caller, X=X, y=y)
+        Xt, transformer = _skpipeline._fit_transform_one(transformer, X, y, weight,
+                                                         message_clsname, message, params)
+        callback_ctx.call_on_fit_task_end(estimator=caller, X=Xt, y=y)
+    return Xt, transformer
 
 
 def _final_has(attr):
@@ -218,34 +260,49 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         self._refresh_plan()
         return out
 
+    @_fit_context(prefer_skip_nested_validation=False)  # as scikit-learn's fit methods
     def _fit_with_plugins(self, method, X, y, params, plugins, policy):
         """``method`` (``"fit"``, ``"fit_transform"``, ``"fit_predict"``), step by step through
-        the execution loop: the same routing, caching and verbose lines as scikit-learn's."""
+        the execution loop: the same routing, caching, verbose lines and callback events
+        (scikit-learn 1.9's ``set_callbacks``) as scikit-learn's."""
+        callbacks = _callback_context(self, method)
+        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y)
         if not _routing_enabled() and self.transform_input is not None:
             raise ValueError(
                 "The `transform_input` parameter can only be set if metadata "
                 "routing is enabled. You can enable metadata routing using "
                 "`sklearn.set_config(enable_metadata_routing=True)`.")
-        self._validate_params()
         routed = self._check_method_params(method=method, props=params)
         self.steps = list(self.steps)
         self._validate_steps()
         memory = check_memory(self.memory)
-        fit_transform_one = memory.cache(_skpipeline._fit_transform_one)
+        fit_transform_one = memory.cache(_fit_transform_one, ignore=["caller", "callback_ctx"])
         last = len(self.steps) - 1
         names, views, runners, modes = [], [], [], []
+        seen = [X]  # what the last task's end event shows as X (scikit-learn's choice per method)
+        tasks = {}
+
+        def task(idx, task_name):  # one callback task per step, whatever the retries
+            sub = tasks.get(idx)
+            if sub is None:
+                sub = tasks[idx] = callbacks.subcontext(task_name=task_name)
+            return sub
 
         def transformer_runner(idx, name, transformer):
             def run(Xs):
+                sub = task(idx, f"fit-transform-{name}")
                 if transformer is None or transformer == "passthrough":
                     with _print_elapsed_time("Pipeline", self._log_message(idx)):
+                        sub.call_on_fit_task_begin(estimator=self, X=Xs, y=y)
+                        sub.call_on_fit_task_end(estimator=self, X=Xs, y=y)
                         return Xs
                 fitting = transformer if getattr(memory, "location", None) is None \
                     else clone(transformer)
                 step_params = self._get_metadata_for_step(
                     step_idx=idx, step_params=routed[name], all_params=params)
                 Xt, fitted = fit_transform_one(fitting, Xs, y, None, message_clsname="Pipeline",
-                                               message=self._log_message(idx), params=step_params)
+                                               message=self._log_message(idx), params=step_params,
+                                               caller=self, callback_ctx=sub)
                 self.steps[idx] = (name, fitted)
                 views[idx].__dict__["estimator_"] = fitted
                 return Xt
@@ -254,20 +311,29 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
         def final_runner(name, final):
             def run(Xt):
+                sub = task(last, _FINAL_TASKS[method])
                 with _print_elapsed_time("Pipeline", self._log_message(last)):
+                    seen[0] = Xt
                     if final is None or final == "passthrough":
+                        sub.call_on_fit_task_begin(estimator=self, X=Xt, y=y)
+                        sub.call_on_fit_task_end(estimator=self, X=Xt, y=y)
                         return Xt
-                    step_params = self._get_metadata_for_step(
-                        step_idx=last, step_params=routed[name], all_params=params)
-                    if method == "fit":
-                        final.fit(Xt, y, **step_params["fit"])
-                        return final
-                    if method == "fit_predict":
-                        return final.fit_predict(Xt, y, **step_params.get("fit_predict", {}))
-                    if hasattr(final, "fit_transform"):
-                        return final.fit_transform(Xt, y, **step_params["fit_transform"])
-                    return final.fit(Xt, y, **step_params["fit"]).transform(
-                        Xt, **step_params["transform"])
+                    with sub.propagate_callback_context(final):
+                        sub.call_on_fit_task_begin(estimator=self, X=Xt, y=y)
+                        step_params = self._get_metadata_for_step(
+                            step_idx=last, step_params=routed[name], all_params=params)
+                        if method == "fit":
+                            out = final.fit(Xt, y, **step_params["fit"])
+                        elif method == "fit_predict":
+                            out = final.fit_predict(Xt, y, **step_params.get("fit_predict", {}))
+                        elif hasattr(final, "fit_transform"):
+                            out = final.fit_transform(Xt, y, **step_params["fit_transform"])
+                        else:
+                            out = final.fit(Xt, y, **step_params["fit"]).transform(
+                                Xt, **step_params["transform"])
+                        seen[0] = out if method == "fit_transform" else Xt
+                        sub.call_on_fit_task_end(estimator=self, X=seen[0], y=y)
+                    return out
 
             return run
 
@@ -282,6 +348,7 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
                 modes.append(method)
         out, _ = self._run_with_plugins(views, X, y, modes, False, names, plugins, policy, None,
                                         method, None, runners)
+        callbacks.call_on_fit_task_end(estimator=self, X=seen[0], y=y)
         return out
 
     # -- using ------------------------------------------------------------------------------

@@ -266,32 +266,38 @@ def test_html_diagram_is_sklearns():
                 == re.findall(r"\d+ features", theirs._repr_html_()))
 
 
-@pytest.mark.skipif(not hasattr(SkPipeline, "set_callbacks"), reason="scikit-learn < 1.9 has no "
-                    "callbacks")
-def test_callbacks_see_the_same_events():
-    from sklearn.callback import ProgressBar  # noqa: F401 - the API exists
+class Recorder:
+    """A scikit-learn 1.9 fit callback recording (hook, task name, X's shape)."""
 
-    class Recorder:
-        def __init__(self):
-            self.events = []
+    def __init__(self):
+        self.events = []
 
-        def on_fit_begin(self, estimator):
-            self.events.append("begin")
+    def setup(self, estimator, context):
+        self.events.append(("setup", context.task_name))
 
-        def on_fit_task_end(self, estimator, context, **kwargs):
-            self.events.append(context.task_name)
-            return False
+    def on_fit_task_begin(self, estimator, context, *, X=None, y=None, metadata=None,
+                          fitted_estimator=None):
+        self.events.append(("begin", context.task_name, np.shape(X)))
 
-        def on_fit_end(self, estimator, context):
-            self.events.append("end")
+    def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None,
+                        fitted_estimator=None):
+        self.events.append(("end", context.task_name, np.shape(X)))
 
-    pytest.importorskip("sklearn.callback")
+    def teardown(self, estimator, context):
+        self.events.append(("teardown", context.task_name))
+
+
+@pytest.mark.skipif(not hasattr(SkPipeline, "set_callbacks"),
+                    reason="this scikit-learn has no callbacks (1.9 added them)")
+@pytest.mark.parametrize("method", ["fit", "fit_transform", "fit_predict"])
+@pytest.mark.parametrize("monitored", [False, True])
+def test_callbacks_see_the_same_events_as_with_sklearns_pipeline(method, monitored):
+    final = {"fit": LogisticRegression, "fit_transform": MinMaxScaler,
+             "fit_predict": lambda: KMeans(n_clusters=2, n_init=2, random_state=0)}[method]
     theirs, ours = Recorder(), Recorder()
-    try:
-        SkPipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).set_callbacks(
-            theirs).fit(X_NUM, Y_CLS)
-    except Exception as error:  # noqa: BLE001 - the protocol of this scikit-learn differs
-        pytest.skip(f"this recorder does not fit scikit-learn's callback protocol: {error}")
-    Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).set_callbacks(
-        ours).fit(X_NUM, Y_CLS)
-    assert ours.events == theirs.events and theirs.events
+    steps = lambda: [("scale", StandardScaler()), ("skip", "passthrough"),  # noqa: E731
+                     ("last", final())]
+    getattr(SkPipeline(steps()).set_callbacks(theirs), method)(X_NUM, Y_CLS)
+    pipe = Pipeline(steps(), monitor=PipelineMonitor() if monitored else None)
+    getattr(pipe.set_callbacks(ours), method)(X_NUM, Y_CLS)
+    assert theirs.events and ours.events == theirs.events
