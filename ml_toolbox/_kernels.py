@@ -721,7 +721,21 @@ def _check_dense_fit(est):
 
 
 def make_kernel(est, method):
-    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`."""
+    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`.
+
+    A kernel reads fitted attributes, some private to scikit-learn (``SimpleImputer._fill_dtype``);
+    when this scikit-learn version lacks one, there is no kernel: the estimator's own method runs.
+    """
+    try:
+        return _make_kernel(est, method)
+    except AttributeError as error:
+        import sklearn
+
+        raise NoKernel(f"scikit-learn {sklearn.__version__} lacks an attribute the kernel "
+                       f"reads ({error})") from None
+
+
+def _make_kernel(est, method):
     from sklearn import decomposition, impute, linear_model, preprocessing
 
     cls = type(est)

@@ -301,3 +301,25 @@ def test_callbacks_see_the_same_events_as_with_sklearns_pipeline(method, monitor
     pipe = Pipeline(steps(), monitor=PipelineMonitor() if monitored else None)
     getattr(pipe.set_callbacks(ours), method)(X_NUM, Y_CLS)
     assert theirs.events and ours.events == theirs.events
+
+
+def test_unified_pipeline_has_steps_indexing_and_slicing_over_the_whole_chain():
+    from ml_toolbox import UnifiedMLPipeline
+
+    monitor = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=monitor, name="u")
+    assert [n for n, _ in pipe.steps] == ["impute", "scale", "model"]
+    assert pipe["model"] is pipe.model and len(pipe) == 3 and bool(pipe)
+    pipe.fit(FRAME, Y_CLS)
+    assert pipe.named_steps["model"] is pipe.training_pipeline.model_
+    assert pipe[0] is pipe.feature_pipeline.stages_[0].estimator_
+    head = pipe[:-1]
+    assert isinstance(head, Pipeline) and head.monitor is monitor and head.name == "u"
+    np.testing.assert_array_equal(head.transform(FRAME), pipe.transform(FRAME))
+    np.testing.assert_array_equal(pipe[:].predict_proba(FRAME), pipe.predict_proba(FRAME))
+    with pytest.raises(KeyError, match="no step 'scaler'"):
+        pipe["scaler"]
+    with pytest.raises(ValueError, match="step of 1"):
+        pipe[::2]
+    assert [n for n, _ in UnifiedMLPipeline(features="passthrough", model=None).steps] == []
