@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import threading
 import time
 import warnings
 
+import numpy as np
+from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import Bunch, get_tags
 
@@ -14,7 +17,7 @@ from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
 from .stage import PipelineStage
 
-__all__ = ["BasePipeline", "close_match_hint"]
+__all__ = ["BasePipeline", "StageTimeoutError", "close_match_hint", "stage_timeout_call"]
 
 _NO_PARAMS = {}
 _NO_BEFORE_STAGE = PipelinePlugin.before_stage
@@ -384,10 +387,86 @@ def _attempt_function(ctx, plugins, kwargs, runner=None):
 
 
 def _timed(attempt, timeout, owner, name):
-    """``attempt`` given at most ``timeout`` seconds (see :mod:`ml_toolbox.orchestration`)."""
-    from .orchestration import stage_timeout_call
-
+    """``attempt`` given at most ``timeout`` seconds (:func:`stage_timeout_call`)."""
     return lambda: stage_timeout_call(attempt, timeout, owner, name)
+
+
+# -- per-stage timeouts (the loop runs a stage within its ``timeout``; orchestration too) ---------
+class StageTimeoutError(TimeoutError):
+    """A stage ran longer than its ``timeout`` (or than the pipeline's remaining ``timeout``).
+
+    Attributes
+    ----------
+    stage_name : str
+    limit : float
+        The limit, in seconds, that was exceeded.
+    """
+
+    def __init__(self, message, stage_name=None, limit=None):
+        super().__init__(message)
+        self.stage_name = stage_name
+        self.limit = limit
+
+    def __reduce__(self):
+        return type(self), (str(self), self.stage_name, self.limit)
+
+
+def check_timeout(timeout, where):
+    """``timeout`` must be None or a positive number of seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: timeout must be None or a positive number of seconds, got "
+                        f"{type(timeout).__name__}: {timeout!r}.")
+    if not timeout > 0 or timeout != timeout:
+        raise ValueError(f"{where}: timeout must be None or a positive number of seconds, got "
+                         f"{timeout!r}.")
+    return float(timeout)
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def call_with_timeout(fn, timeout):
+    """``fn()``, given at most ``timeout`` seconds; raises ``_TimedOut`` when it is over.
+
+    The call runs in a helper thread (carrying scikit-learn's configuration) and the caller
+    waits up to the limit. Python cannot stop a running thread: an overrun call finishes in the
+    background and its result is thrown away.
+    """
+    if timeout is None:
+        return fn()
+    box = {}
+    config = get_config()
+
+    def target():
+        try:
+            with config_context(**config):
+                box["value"] = fn()
+        except BaseException as error:  # handed to the caller
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="ml_toolbox-stage", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _TimedOut
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def stage_timeout_call(fn, timeout, owner, name):
+    """``fn()`` with the stage's ``timeout``; a :class:`StageTimeoutError` naming it when over."""
+    limit = check_timeout(timeout, f"{owner}: stage {name!r}")
+    try:
+        return call_with_timeout(fn, limit)
+    except _TimedOut:
+        raise StageTimeoutError(
+            f"{owner}: stage {name!r} exceeded its timeout of {limit:g} s and was stopped "
+            "waiting for it (it may still be running in its thread; see docs/orchestration.md, "
+            "'Timeouts').", name, limit) from None
 
 
 # Recording warnings without ``catch_warnings``' Python-level overhead (a few microseconds a run,
