@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, clone
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.pipeline import _VisualBlock  # (where it lives moved in 1.7; the pipeline has it)
 from sklearn.utils import Bunch, get_tags
 
 from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
@@ -57,15 +59,13 @@ def composite_input_tags(tags, parts):
 
 
 def visual_block(names, stages):
-    """A scikit-learn HTML-diagram block of ``stages`` in series (the estimators they wrap)."""
-    from sklearn.utils._repr_html.estimator import _VisualBlock
-
+    """The HTML-diagram block scikit-learn's Pipeline draws for these steps (the estimators the
+    ``stages`` wrap, fitted ones once fitted): its own code, so the diagrams are the same."""
     estimators = [s.__dict__.get("estimator_", s.estimator) if isinstance(s, PipelineStage) else s
                   for s in stages]
-    labels = [f"{name}: {type(est).__name__}" if est is not None else f"{name}: passthrough"
-              for name, est in zip(names, estimators)]
-    return _VisualBlock("serial", estimators, names=labels,
-                        name_details=[str(est) for est in estimators], dash_wrapped=False)
+    if not estimators:
+        return _VisualBlock("serial", [], names=[], name_details=[], dash_wrapped=False)
+    return SkPipeline(list(zip(names, estimators)))._sk_visual_block_()
 
 
 def _policy_for(stage, pipeline_policy):
