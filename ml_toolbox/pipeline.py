@@ -34,6 +34,7 @@ from sklearn.utils.metadata_routing import _routing_enabled
 from .base import BasePipeline
 from .fast import build_plan
 from .inference import available_if
+from .retry import only_library_code
 from .stage import PipelineStage
 
 __all__ = ["Pipeline", "make_pipeline"]
@@ -386,31 +387,37 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
     def _serve(self, X, method, params):
         """``method`` on ``X``: the fast plan, through the loop when plug-ins are attached, or
-        scikit-learn's own method (parameters given, routing on, other inputs, not ours to speed
-        up). Returns :data:`NotImplemented` for the latter."""
-        if params or not self.fast_inference or _routing_enabled():
+        scikit-learn's own method (parameters given, other inputs: not ours to speed up).
+        Returns :data:`NotImplemented` for the latter.
+
+        Metadata routing changes nothing when no parameter is given (every step gets none), so
+        it is not looked up: this is the path of every one-row prediction.
+        """
+        if params or not self.fast_inference:
             return NotImplemented
-        if not (isinstance(X, pd.DataFrame) or (isinstance(X, np.ndarray) and X.ndim == 2)):
-            return NotImplemented
+        kind = type(X)
+        if not (kind is pd.DataFrame or (kind is np.ndarray and X.ndim == 2)):
+            if not (isinstance(X, pd.DataFrame) or (isinstance(X, np.ndarray) and X.ndim == 2)):
+                return NotImplemented
         plan = self._plan()
         if plan is None:
             return NotImplemented
-        plugins, policy = self._active()
-        if not plugins and policy is None:
+        if self.monitor is None and self.debugger is None and self.retry is None:
             if method == "transform":  # (the one-row function flattens a transform's output)
                 return plan._run(plan._steps(method), X, True)
             return plan._run_whole(X, method, True)
+        plugins, policy = self._active()
+        if not plugins and policy is None:  # (attached, but disabled)
+            return plan._run(plan._steps(method), X, True)
         steps = plan.stages
-        if policy is not None:
-            from .retry import only_library_code
-
-            if not all(only_library_code(_stage_view(n, e)) for n, e in steps):
-                return NotImplemented
         names = [n for n, _ in steps]
         views = [_stage_view(n, e) for n, e in steps]
         modes = ["transform"] * (len(steps) - 1) + [method]
         runners = timed = None
-        if method != "transform":  # (the row functions flatten a transform's output)
+        # The plan's functions, unless a retry policy must see user code run (a stage that can
+        # fail transiently is retried by running its own method), or a transform (the row
+        # functions flatten its output).
+        if method != "transform" and (policy is None or all(only_library_code(v) for v in views)):
             runners = plan.stage_functions(method, len(steps))
             timed = plan.timed_row(method, len(steps))
         if runners is None:
