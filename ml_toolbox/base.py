@@ -528,6 +528,47 @@ class _WarningRecorder:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
+_STAGE_OWN = ("name", "kw_args", "retry", "depends_on", "timeout")
+
+
+def _step_params(obj):
+    """A step's parameters as its pipeline lists them under ``<step>__``: one path whatever the
+    step's type, so a :class:`PipelineStage` shows the estimator it wraps as a ``(name,
+    estimator)`` pair would (``pca__n_components``, not ``pca__estimator__n_components``), then
+    its own ``retry``, ``timeout``... where no parameter of the estimator has the name."""
+    if not isinstance(obj, PipelineStage):
+        return obj.get_params(deep=True)
+    est = obj.estimator
+    params = est.get_params(deep=True) if hasattr(est, "get_params") and \
+        not isinstance(est, type) else {}
+    own = obj.get_params(deep=False)
+    for key in _STAGE_OWN:
+        params.setdefault(key, own[key])
+    return params
+
+
+def _set_step_params(obj, params):
+    """:meth:`set_params` of one step with the names :func:`_step_params` lists (a
+    PipelineStage's ``estimator__...`` names are taken too)."""
+    if not isinstance(obj, PipelineStage):
+        obj.set_params(**params)
+        return
+    est = obj.estimator
+    est_names = set(est.get_params(deep=True)) if hasattr(est, "get_params") and \
+        not isinstance(est, type) else set()
+    own, inner = {}, {}
+    for key, value in params.items():
+        head = key.split("__", 1)[0]
+        if key in est_names or (head in est_names and head not in _STAGE_OWN):
+            inner[key] = value
+        else:
+            own[key] = value
+    if inner:
+        est.set_params(**inner)
+    if own:
+        obj.set_params(**own)
+
+
 class StepsMixin:
     """A pipeline whose ``steps`` parameter is a list of stages, as in ``sklearn.pipeline.Pipeline``.
 
@@ -613,7 +654,7 @@ class StepsMixin:
         for name, obj in items:
             out[name] = obj
             if hasattr(obj, "get_params") and not isinstance(obj, type):
-                for key, value in obj.get_params(deep=True).items():
+                for key, value in _step_params(obj).items():
                     out[f"{name}__{key}"] = value
         return out
 
@@ -652,7 +693,7 @@ class StepsMixin:
         if own:
             super().set_params(**own)
         for head, sub in nested.items():
-            items[head].set_params(**sub)
+            _set_step_params(items[head], sub)
         return self
 
     def _replace_step(self, name, value):

@@ -323,3 +323,23 @@ def test_unified_pipeline_has_steps_indexing_and_slicing_over_the_whole_chain():
     with pytest.raises(ValueError, match="step of 1"):
         pipe[::2]
     assert [n for n, _ in UnifiedMLPipeline(features="passthrough", model=None).steps] == []
+
+
+@settings(max_examples=15, deadline=None)
+@given(est=st.sampled_from([StandardScaler(), PCA(2), SimpleImputer(), MinMaxScaler(),
+                            CountVectorizer()]),
+       wrapped=st.booleans())
+def test_one_parameter_path_per_stage_whatever_the_stage_type(est, wrapped):
+    """``features__<stage>__<param>`` for a (name, estimator) pair and a PipelineStage alike."""
+    from ml_toolbox import PipelineStage, UnifiedMLPipeline
+
+    step = PipelineStage(clone(est), name="s") if wrapped else ("s", clone(est))
+    pipe = UnifiedMLPipeline(features=[step], model=LogisticRegression())
+    params = pipe.get_params()
+    for key, value in est.get_params().items():
+        got = params[f"features__s__{key}"]
+        assert got is value or got == value or (value != value and got != got)
+    assert not any("__estimator__" in key for key in params)
+    first = sorted(est.get_params())[0]
+    pipe.set_params(**{f"features__s__{first}": est.get_params()[first]})
+    assert pipe.get_params()[f"features__s__{first}"] == est.get_params()[first]
