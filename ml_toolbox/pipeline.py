@@ -39,7 +39,6 @@ from .stage import PipelineStage
 
 __all__ = ["Pipeline", "make_pipeline"]
 
-_FAST_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
 
 
 # scikit-learn 1.9's callbacks (set_callbacks): the root task of each fitting method, and the task

@@ -343,3 +343,32 @@ def test_one_parameter_path_per_stage_whatever_the_stage_type(est, wrapped):
     first = sorted(est.get_params())[0]
     pipe.set_params(**{f"features__s__{first}": est.get_params()[first]})
     assert pipe.get_params()[f"features__s__{first}"] == est.get_params()[first]
+
+
+class FlakyTransform(TransformerMixin, BaseEstimator):
+    """Its first ``transform`` call fails with a ConnectionError (a remote feature lookup)."""
+
+    calls = 0
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def transform(self, X):
+        type(self).calls += 1
+        if type(self).calls == 1:
+            raise ConnectionResetError("feature store: connection reset")
+        return np.asarray(X, dtype=float) + 1.0
+
+
+def test_retry_covers_predictions_of_user_code():
+    delays = []
+    handler = RetryHandler(RetryConfig(max_retries=2, sleep=delays.append))
+    pipe = Pipeline([("remote", FlakyTransform()), ("clf", LogisticRegression())])
+    FlakyTransform.calls = 1  # (fitting transforms too: no failure there)
+    pipe.fit(X_NUM, Y_CLS)
+    expected = pipe.predict(X_NUM[:3])
+    FlakyTransform.calls = 0
+    pipe.set_params(retry=handler)
+    np.testing.assert_array_equal(pipe.predict(X_NUM[:3]), expected)
+    assert len(delays) == 1 and handler.get_statistics("remote")["successes_after_retry"] == 1
