@@ -17,7 +17,7 @@ from sklearn.utils import Bunch, get_tags
 from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
-from .stage import PipelineStage
+from .stage import HTMLReprMixin, PipelineStage
 
 __all__ = ["BasePipeline", "StageTimeoutError", "close_match_hint", "stage_timeout_call"]
 
@@ -79,7 +79,7 @@ def _policy_for(stage, pipeline_policy):
     return as_policy(own)
 
 
-class BasePipeline(BaseEstimator):
+class BasePipeline(HTMLReprMixin, BaseEstimator):
     """What every ml_toolbox pipeline shares: plug-in slots and the execution loop.
 
     Subclasses define their own ``__init__`` (scikit-learn reads the parameters from it); they all

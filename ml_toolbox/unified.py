@@ -16,7 +16,7 @@ from .exceptions import describe_owner
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .pipeline import Pipeline
-from .stage import PipelineStage
+from .stage import HTMLReprMixin, PipelineStage
 from .toolbox import MLToolbox
 from .training import MODEL_STAGE, TrainingPipeline, split_validation
 
@@ -69,7 +69,7 @@ def _model_has(attr):
     return check
 
 
-class UnifiedMLPipeline(BaseEstimator):
+class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     """Feature, training and inference pipelines behind one scikit-learn estimator.
 
     Use it the scikit-learn way -- ``fit`` / ``predict`` / ``transform`` / ``score``, inside
