@@ -16,10 +16,11 @@ from ml_toolbox import (FeaturePipeline, InferencePipeline, PipelineStage, Train
                         UnifiedMLPipeline)
 from ml_toolbox.display import (PipelineView, StageRow, describe, format_seconds, pipeline_html,
                                 render_html, render_rich)
+from ml_toolbox._kernels import _KERNEL_VERSION_OK
 from ml_toolbox.plugins import PipelinePlugin
 
-# scikit-learn < 1.7's SimpleImputer lacks the _fill_dtype its kernel reads: it runs its own method
-_IMPUTER_KERNEL = hasattr(SimpleImputer().fit([[0.0]]), "_fill_dtype")
+# Kernels are checked against scikit-learn >= 1.8; older versions run every stage's own method
+_KERNELS = _KERNEL_VERSION_OK
 
 
 def rich_text(obj, width=120):
@@ -106,10 +107,10 @@ def test_fitted_unified_view_has_features_metrics_and_fast_path(iris):
     assert list(view.metrics) == ["train_accuracy"]
     facts = dict(view.facts)
     assert facts["input"] == "4 features (DataFrame columns, checked at every call)"
-    if _IMPUTER_KERNEL:
+    if _KERNELS:
         assert facts["fast inference"] == "on: 3 of 3 stage(s) on numpy kernels"
     else:
-        assert facts["fast inference"] == ("on: 2 of 3 stage(s) on numpy kernels, the others "
+        assert facts["fast inference"] == ("on: 0 of 3 stage(s) on numpy kernels, the others "
                                            "through their own methods")
     assert facts["plug-ins"] == "none"
 
@@ -151,8 +152,8 @@ def test_monitor_timings_for_fit_and_predict(iris):
     assert view.hint is None
     assert dict(view.facts)["plug-ins"] == "monitor"
     assert dict(view.facts)["fast inference"] == (
-        ("on: 3 of 3 stage(s) on numpy kernels" if _IMPUTER_KERNEL else
-         "on: 2 of 3 stage(s) on numpy kernels, the others through their own methods")
+        ("on: 3 of 3 stage(s) on numpy kernels" if _KERNELS else
+         "on: 0 of 3 stage(s) on numpy kernels, the others through their own methods")
         + " (stage by stage, so the plug-ins see every stage)")
     text = rich_text(pipe)
     assert re.search(r"impute\s+SimpleImputer\s+yes\s+4\s+4\s+2\.1 ms\s+40 µs", text), text
