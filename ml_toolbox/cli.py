@@ -104,6 +104,9 @@ def build_parser():
     p = sub.add_parser("verify", help="check sizes, SHA-256 digests and signatures without loading")
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=_version_arg)
+    from ml_toolbox.runs.cli import add_parser as add_runs_parser  # the run store: its own module
+
+    add_runs_parser(sub)
     return parser
 
 
@@ -145,7 +148,7 @@ def _cmd_show(store, args, out):
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     aliases = [a for a, v in store.aliases(args.name).items() if v == manifest["version"]]
-    for key in ("version", "created", "kind", "object_type", "format", "compress", "parent", "message"):
+    for key in ("version", "created", "kind", "object_type", "format", "compress", "parent", "message", "run_id"):
         table.add_row(key, _fmt(manifest.get(key)))
     table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
     table.add_row("signed", "yes" if manifest.get("signature") else "no")
@@ -265,6 +268,10 @@ def main(argv=None, *, console=None, error_console=None):
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        if args.command == "runs":
+            from ml_toolbox.runs.cli import run as run_runs_command
+
+            return run_runs_command(args, out, err)
         store = _open_store(args)
         return _COMMANDS[args.command](store, args, out)
     except SystemExit as exc:  # --help

@@ -645,7 +645,7 @@ class PipelinePersistence:
 
     # -------------------------------------------------------------------------------------- save
     def save(self, obj, name, *, metrics=None, tags=None, message=None, parent=None, format="joblib",
-             compress=None, kind="pipeline"):
+             compress=None, kind="pipeline", run_id=None):
         """Save ``obj`` as the next version of ``name`` and return the new version number.
 
         Parameters
@@ -671,6 +671,9 @@ class PipelinePersistence:
             than joblib's, and the manifest's ``pickler`` says which wrote it.
         compress : int or (str, int), optional
             joblib compression for this artifact (default: the store's ``compress``).
+        run_id : str, optional
+            The run this version comes from (see :mod:`ml_toolbox.runs`), recorded in the manifest
+            as ``run_id``: the lineage run <-> version.
 
         Returns
         -------
@@ -711,6 +714,7 @@ class PipelinePersistence:
                 "tags": tags,
                 "schema": _schema_of(obj) if kind != "config" else None,
                 "message": message,
+                **({"run_id": str(run_id)} if run_id is not None else {}),
             }
             name_dir = os.path.join(self._root, name)
             with self._lock():
