@@ -22,6 +22,8 @@ from ml_toolbox.plugins import PipelinePlugin
 # Kernels are checked against scikit-learn >= 1.8; older versions run every stage's own method
 _KERNELS = _KERNEL_VERSION_OK
 
+from _versions import needs_kernels
+
 
 def rich_text(obj, width=120):
     console = Console(file=io.StringIO(), width=width, color_system=None)
@@ -115,6 +117,7 @@ def test_fitted_unified_view_has_features_metrics_and_fast_path(iris):
     assert facts["plug-ins"] == "none"
 
 
+@needs_kernels
 def test_fast_fact_names_stages_off_the_kernels(iris):
     from sklearn.tree import DecisionTreeClassifier
 
@@ -242,6 +245,7 @@ def test_training_pipeline_without_model_still_renders():
     assert "TrainingPipeline 'training_pipeline' · not fitted" in text
 
 
+@needs_kernels
 def test_inference_pipeline_displays(iris):
     X, y = iris
     ip = InferencePipeline(FeaturePipeline([("scale", StandardScaler())]),
