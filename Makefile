@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test test-oldest bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ demo: $(VENV)/.installed-base
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+# The suite on the oldest versions setup.cfg declares: every floor pinned exactly (.ci/floors.py),
+# on the oldest Python python_requires allows, in a virtual environment of its own.
+PYTHON_OLDEST ?= python3.11
+OLDEST        ?= .venv-oldest
+
+$(OLDEST)/.installed: setup.cfg pyproject.toml .ci/floors.py
+	$(PYTHON_OLDEST) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(PYTHON_OLDEST) .ci/floors.py test > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST)/constraints.txt -e ".[test]"
+	touch $@
+
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -x -q -p no:cacheprovider
+
 bench: $(VENV)/.installed-bench
 	COLUMNS=$${COLUMNS:-200} $(BIN)/python -m benchmarks $(BENCH)
 
@@ -33,4 +48,4 @@ docs: $(VENV)/.installed-base
 	$(BIN)/python -m ml_toolbox._apidoc
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(OLDEST) build *.egg-info .pytest_cache

@@ -4,7 +4,7 @@ The public names, grouped. Each is imported on first use, so ``import ml_toolbox
 optional extras (matplotlib, dask, mlflow, skops) load only when a feature needs them.
 
 Pipelines
-    PipelineStage, FeaturePipeline, TrainingPipeline, InferencePipeline, UnifiedMLPipeline, MLToolbox
+    Pipeline, make_pipeline (drop-ins for scikit-learn's), PipelineStage, FeaturePipeline, TrainingPipeline, InferencePipeline, UnifiedMLPipeline, MLToolbox
 Plug-ins
     PipelineMonitor, PipelineMetrics, PipelineDebugger, RetryHandler, RetryConfig, RetryStrategy,
     PipelinePlugin, StageContext, RunContext
@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # pipelines
+    "Pipeline": "ml_toolbox.pipeline",
+    "make_pipeline": "ml_toolbox.pipeline",
     "PipelineStage": "ml_toolbox.stage",
     "BasePipeline": "ml_toolbox.base",
     "FeaturePipeline": "ml_toolbox.feature",

@@ -24,6 +24,7 @@ import numbers
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
+import sklearn
 from scipy import special
 
 __all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
@@ -720,8 +721,30 @@ def _check_dense_fit(est):
         raise NoKernel("sparse coef_ (sparsified model)")
 
 
+_KERNEL_VERSION_OK = tuple(int(p) for p in sklearn.__version__.split(".")[:2]
+                           if p.isdigit()) >= (1, 8)
+
+
 def make_kernel(est, method):
-    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`."""
+    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`.
+
+    A kernel reads fitted attributes, some private to scikit-learn (``SimpleImputer._fill_dtype``);
+    when this scikit-learn version lacks one, there is no kernel: the estimator's own method runs.
+    Kernels repeat scikit-learn's floating-point operations in its order, which changes between
+    versions: they are checked bit for bit against scikit-learn 1.8 and later only, and older
+    versions run every estimator's own method.
+    """
+    if not _KERNEL_VERSION_OK:
+        raise NoKernel(f"kernels are checked against scikit-learn >= 1.8; this is "
+                       f"{sklearn.__version__}")
+    try:
+        return _make_kernel(est, method)
+    except AttributeError as error:
+        raise NoKernel(f"scikit-learn {sklearn.__version__} lacks an attribute the kernel "
+                       f"reads ({error})") from None
+
+
+def _make_kernel(est, method):
     from sklearn import decomposition, impute, linear_model, preprocessing
 
     cls = type(est)

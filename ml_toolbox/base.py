@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import threading
 import time
 
+import numpy as np
+from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, clone
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.pipeline import _VisualBlock  # (where it lives moved in 1.7; the pipeline has it)
 from sklearn.utils import Bunch, get_tags
 
 from ._warnings_recorder import WarningRecorder
 from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
-from .stage import PipelineStage
+from .stage import HTMLReprMixin, PipelineStage
 
-__all__ = ["BasePipeline", "close_match_hint"]
+__all__ = ["BasePipeline", "StageTimeoutError", "close_match_hint", "stage_timeout_call"]
 
 _NO_PARAMS = {}
 _NO_BEFORE_STAGE = PipelinePlugin.before_stage
@@ -54,15 +60,13 @@ def composite_input_tags(tags, parts):
 
 
 def visual_block(names, stages):
-    """A scikit-learn HTML-diagram block of ``stages`` in series (the estimators they wrap)."""
-    from sklearn.utils._repr_html.estimator import _VisualBlock
-
+    """The HTML-diagram block scikit-learn's Pipeline draws for these steps (the estimators the
+    ``stages`` wrap, fitted ones once fitted): its own code, so the diagrams are the same."""
     estimators = [s.__dict__.get("estimator_", s.estimator) if isinstance(s, PipelineStage) else s
                   for s in stages]
-    labels = [f"{name}: {type(est).__name__}" if est is not None else f"{name}: passthrough"
-              for name, est in zip(names, estimators)]
-    return _VisualBlock("serial", estimators, names=labels,
-                        name_details=[str(est) for est in estimators], dash_wrapped=False)
+    if not estimators:
+        return _VisualBlock("serial", [], names=[], name_details=[], dash_wrapped=False)
+    return SkPipeline(list(zip(names, estimators)))._sk_visual_block_()
 
 
 def _policy_for(stage, pipeline_policy):
@@ -76,7 +80,7 @@ def _policy_for(stage, pipeline_policy):
     return as_policy(own)
 
 
-class BasePipeline(BaseEstimator):
+class BasePipeline(HTMLReprMixin, BaseEstimator):
     """What every ml_toolbox pipeline shares: plug-in slots and the execution loop.
 
     Subclasses define their own ``__init__`` (scikit-learn reads the parameters from it); they all
@@ -407,10 +411,129 @@ def _attempt_function(ctx, plugins, kwargs, runner=None):
 
 
 def _timed(attempt, timeout, owner, name):
-    """``attempt`` given at most ``timeout`` seconds (see :mod:`ml_toolbox.orchestration`)."""
-    from .orchestration import stage_timeout_call
-
+    """``attempt`` given at most ``timeout`` seconds (:func:`stage_timeout_call`)."""
     return lambda: stage_timeout_call(attempt, timeout, owner, name)
+
+
+# -- per-stage timeouts (the loop runs a stage within its ``timeout``; orchestration too) ---------
+class StageTimeoutError(TimeoutError):
+    """A stage ran longer than its ``timeout`` (or than the pipeline's remaining ``timeout``).
+
+    Attributes
+    ----------
+    stage_name : str
+    limit : float
+        The limit, in seconds, that was exceeded.
+    """
+
+    def __init__(self, message, stage_name=None, limit=None):
+        super().__init__(message)
+        self.stage_name = stage_name
+        self.limit = limit
+
+    def __reduce__(self):
+        return type(self), (str(self), self.stage_name, self.limit)
+
+
+def check_timeout(timeout, where):
+    """``timeout`` must be None or a positive number of seconds."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: timeout must be None or a positive number of seconds, got "
+                        f"{type(timeout).__name__}: {timeout!r}.")
+    if not timeout > 0 or timeout != timeout:
+        raise ValueError(f"{where}: timeout must be None or a positive number of seconds, got "
+                         f"{timeout!r}.")
+    return float(timeout)
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def call_with_timeout(fn, timeout):
+    """``fn()``, given at most ``timeout`` seconds; raises ``_TimedOut`` when it is over.
+
+    The call runs in a helper thread (carrying scikit-learn's configuration) and the caller
+    waits up to the limit. Python cannot stop a running thread: an overrun call finishes in the
+    background and its result is thrown away.
+    """
+    if timeout is None:
+        return fn()
+    box = {}
+    config = get_config()
+
+    def target():
+        try:
+            with config_context(**config):
+                box["value"] = fn()
+        except BaseException as error:  # handed to the caller
+            box["error"] = error
+
+    # in a copy of the caller's context: warnings raised there reach the caller's recorder
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name="ml_toolbox-stage", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _TimedOut
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def stage_timeout_call(fn, timeout, owner, name):
+    """``fn()`` with the stage's ``timeout``; a :class:`StageTimeoutError` naming it when over."""
+    limit = check_timeout(timeout, f"{owner}: stage {name!r}")
+    try:
+        return call_with_timeout(fn, limit)
+    except _TimedOut:
+        raise StageTimeoutError(
+            f"{owner}: stage {name!r} exceeded its timeout of {limit:g} s and was stopped "
+            "waiting for it (it may still be running in its thread; see docs/orchestration.md, "
+            "'Timeouts').", name, limit) from None
+
+
+_STAGE_OWN = ("name", "kw_args", "retry", "depends_on", "timeout")
+
+
+def _step_params(obj):
+    """A step's parameters as its pipeline lists them under ``<step>__``: one path whatever the
+    step's type, so a :class:`PipelineStage` shows the estimator it wraps as a ``(name,
+    estimator)`` pair would (``pca__n_components``, not ``pca__estimator__n_components``), then
+    its own ``retry``, ``timeout``... where no parameter of the estimator has the name."""
+    if not isinstance(obj, PipelineStage):
+        return obj.get_params(deep=True)
+    est = obj.estimator
+    params = est.get_params(deep=True) if hasattr(est, "get_params") and \
+        not isinstance(est, type) else {}
+    own = obj.get_params(deep=False)
+    for key in _STAGE_OWN:
+        params.setdefault(key, own[key])
+    return params
+
+
+def _set_step_params(obj, params):
+    """:meth:`set_params` of one step with the names :func:`_step_params` lists (a
+    PipelineStage's ``estimator__...`` names are taken too)."""
+    if not isinstance(obj, PipelineStage):
+        obj.set_params(**params)
+        return
+    est = obj.estimator
+    est_names = set(est.get_params(deep=True)) if hasattr(est, "get_params") and \
+        not isinstance(est, type) else set()
+    own, inner = {}, {}
+    for key, value in params.items():
+        head = key.split("__", 1)[0]
+        if key in est_names or (head in est_names and head not in _STAGE_OWN):
+            inner[key] = value
+        else:
+            own[key] = value
+    if inner:
+        est.set_params(**inner)
+    if own:
+        obj.set_params(**own)
 
 
 class StepsMixin:
@@ -498,7 +621,7 @@ class StepsMixin:
         for name, obj in items:
             out[name] = obj
             if hasattr(obj, "get_params") and not isinstance(obj, type):
-                for key, value in obj.get_params(deep=True).items():
+                for key, value in _step_params(obj).items():
                     out[f"{name}__{key}"] = value
         return out
 
@@ -537,7 +660,7 @@ class StepsMixin:
         if own:
             super().set_params(**own)
         for head, sub in nested.items():
-            items[head].set_params(**sub)
+            _set_step_params(items[head], sub)
         return self
 
     def _replace_step(self, name, value):

@@ -20,10 +20,8 @@ See ``docs/orchestration.md``.
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import pickle
-import threading
 import time
 import traceback
 import warnings
@@ -33,11 +31,12 @@ import joblib
 import numpy as np
 import xxhash
 from sklearn import __version__ as _SKLEARN_VERSION
-from sklearn import config_context, get_config
+from sklearn import get_config
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._warnings_recorder import WarningRecorder
+from .base import StageTimeoutError, _TimedOut, call_with_timeout, check_timeout, stage_timeout_call
 from .context import RunContext, StageContext
 from .exceptions import annotate
 
@@ -53,25 +52,6 @@ FAILURE_STRATEGIES = ("fail_fast", "continue")
 class PipelineGraphError(ValueError):
     """The stages' ``depends_on`` do not form a valid graph: a cycle, a missing stage, a stage
     depending on itself. Raised before any stage runs."""
-
-
-class StageTimeoutError(TimeoutError):
-    """A stage ran longer than its ``timeout`` (or than the pipeline's remaining ``timeout``).
-
-    Attributes
-    ----------
-    stage_name : str
-    limit : float
-        The limit, in seconds, that was exceeded.
-    """
-
-    def __init__(self, message, stage_name=None, limit=None):
-        super().__init__(message)
-        self.stage_name = stage_name
-        self.limit = limit
-
-    def __reduce__(self):
-        return type(self), (str(self), self.stage_name, self.limit)
 
 
 _GROUP_CLASSES = {}
@@ -156,19 +136,6 @@ def check_n_jobs(n_jobs, owner):
     if n_jobs == 0:
         raise ValueError(f"{owner}: n_jobs must be None or a non-zero int (-1: all cores), got 0.")
     return int(n_jobs)
-
-
-def check_timeout(timeout, where):
-    """``timeout`` must be None or a positive number of seconds."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: timeout must be None or a positive number of seconds, got "
-                        f"{type(timeout).__name__}: {timeout!r}.")
-    if not timeout > 0 or timeout != timeout:
-        raise ValueError(f"{where}: timeout must be None or a positive number of seconds, got "
-                         f"{timeout!r}.")
-    return float(timeout)
 
 
 def check_failure_strategy(strategy, owner):
@@ -510,54 +477,6 @@ def stage_key(stage, input_keys, mode):
     """The cache key of one stage run: what it computes and what it reads."""
     return xxhash.xxh3_128(f"{_stage_identity(stage)}|{mode}|{'|'.join(input_keys)}"
                            .encode()).hexdigest()
-
-
-# -- timeouts -----------------------------------------------------------------------------------
-class _TimedOut(Exception):
-    pass
-
-
-def call_with_timeout(fn, timeout):
-    """``fn()``, given at most ``timeout`` seconds; raises ``_TimedOut`` when it is over.
-
-    The call runs in a helper thread (carrying scikit-learn's configuration) and the caller
-    waits up to the limit. Python cannot stop a running thread: an overrun call finishes in the
-    background and its result is thrown away.
-    """
-    if timeout is None:
-        return fn()
-    box = {}
-    config = get_config()
-
-    def target():
-        try:
-            with config_context(**config):
-                box["value"] = fn()
-        except BaseException as error:  # handed to the caller
-            box["error"] = error
-
-    # in a copy of the caller's context: warnings raised there reach the caller's recorder
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
-                              name="ml_toolbox-stage", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise _TimedOut
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def stage_timeout_call(fn, timeout, owner, name):
-    """``fn()`` with the stage's ``timeout``; a :class:`StageTimeoutError` naming it when over."""
-    limit = check_timeout(timeout, f"{owner}: stage {name!r}")
-    try:
-        return call_with_timeout(fn, limit)
-    except _TimedOut:
-        raise StageTimeoutError(
-            f"{owner}: stage {name!r} exceeded its timeout of {limit:g} s and was stopped "
-            "waiting for it (it may still be running in its thread; see docs/orchestration.md, "
-            "'Timeouts').", name, limit) from None
 
 
 # -- one stage run, wherever it runs ------------------------------------------------------------

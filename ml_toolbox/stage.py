@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from sklearn import get_config
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import FunctionTransformer
@@ -14,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import StageDefinitionError
 
-__all__ = ["PipelineStage", "default_stage_name"]
+__all__ = ["PipelineStage", "default_stage_name", "HTMLReprMixin"]
 
 _INFERENCE_MODES = frozenset({"transform", "predict", "predict_proba", "predict_log_proba",
                               "decision_function"})
@@ -57,7 +58,21 @@ def _wrapped_has(attr):
     return check
 
 
-class PipelineStage(BaseEstimator):
+class HTMLReprMixin:
+    """Show ``_html_repr()`` in notebooks with every supported scikit-learn: 1.7 and later call
+    that hook themselves; 1.6 calls ``estimator_html_repr`` from these two methods."""
+
+    def _repr_html_inner(self):
+        return self._html_repr()
+
+    def _repr_mimebundle_(self, **kwargs):
+        output = {"text/plain": repr(self)}
+        if get_config()["display"] == "diagram":
+            output["text/html"] = self._html_repr()
+        return output
+
+
+class PipelineStage(HTMLReprMixin, BaseEstimator):
     """One named step of a pipeline: a scikit-learn estimator, or a plain function.
 
     A stage is an estimator itself (``fit``, ``transform``, ``predict`` ... pass through to what it

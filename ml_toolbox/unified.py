@@ -16,7 +16,8 @@ from .base import composite_input_tags, visual_block
 from .exceptions import InputSchemaError, describe_owner, name_parent
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
-from .stage import PipelineStage
+from .pipeline import Pipeline
+from .stage import HTMLReprMixin, PipelineStage
 from .toolbox import MLToolbox, task_of
 from .training import MODEL_STAGE, TrainingPipeline, split_validation
 
@@ -69,7 +70,7 @@ def _model_has(attr):
     return check
 
 
-class UnifiedMLPipeline(BaseEstimator):
+class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     """Feature, training and inference pipelines behind one scikit-learn estimator.
 
     Use it the scikit-learn way -- ``fit`` / ``predict`` / ``transform`` / ``score``, inside
@@ -254,6 +255,76 @@ class UnifiedMLPipeline(BaseEstimator):
                 for slot in _PLUGIN_SLOTS:
                     setattr(holder, slot, getattr(old, slot))
         return new
+
+    # -- the whole chain, as scikit-learn's Pipeline shows it --------------------------------
+    @property
+    def steps(self):
+        """``[(name, estimator), ...]``: the feature stages, then ``("model", model)``.
+
+        The fitted estimators once fitted, else the estimators given (a model still to be chosen
+        by the toolbox, ``model=None``, is not listed until fit). Read-only: the parameters are
+        ``features`` and ``model``.
+        """
+        fitted = "input_schema_" in self.__dict__
+        fp = self.feature_pipeline
+        if fitted and "stages_" in fp.__dict__:
+            names, stages = fp.stage_names_, fp.stages_
+        else:
+            names, stages = fp._templates()
+        out = [(name, stage.__dict__.get("estimator_", stage.estimator) if fitted
+                else stage.estimator) for name, stage in zip(names, stages)]
+        tp = self.__dict__.get("_training_pipeline")
+        if fitted and tp is not None and "stage_" in tp.__dict__:
+            out.append((MODEL_STAGE, tp.model_))
+        elif not fitted and self.model is not None and not isinstance(self.model, str):
+            model = self.model
+            out.append((MODEL_STAGE, model.estimator if isinstance(model, PipelineStage)
+                        else model))
+        return out
+
+    @property
+    def named_steps(self):
+        """A :class:`~sklearn.utils.Bunch` of :attr:`steps` by name (``pipe.named_steps.model``)."""
+        return Bunch(**dict(self.steps))
+
+    def __len__(self):
+        """The number of steps (feature stages and the model)."""
+        return len(self.steps)
+
+    def __bool__(self):
+        return True  # a pipeline is an object, never "empty" in a condition
+
+    def __getitem__(self, ind):
+        """A step's estimator by position or name, or a slice of the chain as a
+        :class:`ml_toolbox.Pipeline` sharing the (fitted) estimators, as scikit-learn slices.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from ml_toolbox import UnifiedMLPipeline
+        >>> X, y = load_iris(return_X_y=True)
+        >>> pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
+        ...                          model=LogisticRegression()).fit(X, y)
+        >>> [name for name, _ in pipe.steps], type(pipe[-1]).__name__, len(pipe)
+        (['scale', 'model'], 'LogisticRegression', 2)
+        >>> bool((pipe[:-1].transform(X) == pipe.transform(X)).all())
+        True
+        """
+        steps = self.steps
+        if isinstance(ind, slice):
+            if ind.step not in (1, None):
+                raise ValueError("Pipeline slicing only supports a step of 1")
+            return Pipeline(steps[ind], monitor=self.monitor, retry=self.retry,
+                            debugger=self.debugger, fast_inference=self.fast_inference,
+                            name=self.name)
+        if isinstance(ind, str):
+            names = [name for name, _ in steps]
+            if ind not in names:
+                raise KeyError(f"{self.owner} has no step {ind!r}. Steps: {names}.")
+            return steps[names.index(ind)][1]
+        return steps[ind][1]
 
     # -- parameters -------------------------------------------------------------------------
     def get_params(self, deep=True):

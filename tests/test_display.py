@@ -16,7 +16,13 @@ from ml_toolbox import (FeaturePipeline, InferencePipeline, PipelineStage, Train
                         UnifiedMLPipeline)
 from ml_toolbox.display import (PipelineView, StageRow, describe, format_seconds, pipeline_html,
                                 render_html, render_rich)
+from ml_toolbox._kernels import _KERNEL_VERSION_OK
 from ml_toolbox.plugins import PipelinePlugin
+
+# Kernels are checked against scikit-learn >= 1.8; older versions run every stage's own method
+_KERNELS = _KERNEL_VERSION_OK
+
+from _versions import needs_kernels
 
 
 def rich_text(obj, width=120):
@@ -103,10 +109,15 @@ def test_fitted_unified_view_has_features_metrics_and_fast_path(iris):
     assert list(view.metrics) == ["train_accuracy"]
     facts = dict(view.facts)
     assert facts["input"] == "4 features (DataFrame columns, checked at every call)"
-    assert facts["fast inference"] == "on: 3 of 3 stage(s) on numpy kernels"
+    if _KERNELS:
+        assert facts["fast inference"] == "on: 3 of 3 stage(s) on numpy kernels"
+    else:
+        assert facts["fast inference"] == ("on: 0 of 3 stage(s) on numpy kernels, the others "
+                                           "through their own methods")
     assert facts["plug-ins"] == "none"
 
 
+@needs_kernels
 def test_fast_fact_names_stages_off_the_kernels(iris):
     from sklearn.tree import DecisionTreeClassifier
 
@@ -143,8 +154,10 @@ def test_monitor_timings_for_fit_and_predict(iris):
     assert view.run_totals["last fit"] == pytest.approx(0.0021 + 0.0005 + 1.5)
     assert view.hint is None
     assert dict(view.facts)["plug-ins"] == "monitor"
-    assert dict(view.facts)["fast inference"] == \
-        "on: 3 of 3 stage(s) on numpy kernels (stage by stage, so the plug-ins see every stage)"
+    assert dict(view.facts)["fast inference"] == (
+        ("on: 3 of 3 stage(s) on numpy kernels" if _KERNELS else
+         "on: 0 of 3 stage(s) on numpy kernels, the others through their own methods")
+        + " (stage by stage, so the plug-ins see every stage)")
     text = rich_text(pipe)
     assert re.search(r"impute\s+SimpleImputer\s+yes\s+4\s+4\s+2\.1 ms\s+40 µs", text), text
     assert re.search(r"model\s+LogisticRegression\s+yes\s+4\s+—\s+1\.5 s\s+200 µs", text), text
@@ -232,6 +245,7 @@ def test_training_pipeline_without_model_still_renders():
     assert "TrainingPipeline 'training_pipeline' · not fitted" in text
 
 
+@needs_kernels
 def test_inference_pipeline_displays(iris):
     X, y = iris
     ip = InferencePipeline(FeaturePipeline([("scale", StandardScaler())]),

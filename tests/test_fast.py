@@ -29,6 +29,8 @@ from ml_toolbox.fast import FastPlan, PlanExplanation, build_plan
 CLASSIFICATION = ["load_iris", "load_wine", "load_breast_cancer", "load_digits"]
 REGRESSION = ["load_diabetes", "load_linnerud"]  # linnerud: 3 targets (multi-output regression)
 
+from _versions import needs_kernels
+
 
 def identical(a, b):
     return isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
@@ -65,6 +67,7 @@ def classifier_pipelines():
     ]
 
 
+@needs_kernels
 @pytest.mark.parametrize("as_frame", [True, False], ids=["frame", "array"])
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_classifiers_identical_on_sklearn_datasets(name, as_frame):
@@ -81,6 +84,7 @@ def test_classifiers_identical_on_sklearn_datasets(name, as_frame):
         assert all(r.path == "kernel" for r in plan.explain("predict"))
 
 
+@needs_kernels
 @pytest.mark.parametrize("as_frame", [True, False], ids=["frame", "array"])
 @pytest.mark.parametrize("name", REGRESSION)
 def test_regressors_identical_on_sklearn_datasets(name, as_frame):
@@ -126,6 +130,7 @@ def mixed_pipelines(remainder):
                           PCA(n_components=2, whiten=True), LogisticRegression())]
 
 
+@needs_kernels
 @pytest.mark.parametrize("remainder", ["drop", "passthrough"])
 def test_column_transformer_with_missing_and_categories(remainder):
     df, y = make_mixed()
@@ -189,6 +194,7 @@ def test_float32_and_integer_input_keep_sklearn_dtypes():
         check_same(build_plan(pipe), pipe, Xc, ["predict"])
 
 
+@needs_kernels
 def test_fallback_stage_and_explain():
     X, y = datasets.load_iris(return_X_y=True, as_frame=True)
     pipe = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0))
@@ -286,6 +292,7 @@ def test_nested_pipeline_steps_are_flattened():
 # -- through the ml_toolbox pipelines ---------------------------------------------------------
 
 
+@needs_kernels
 def test_unified_pipeline_predicts_like_sklearn_and_can_switch_off(tmp_path):
     X, y = datasets.load_breast_cancer(return_X_y=True, as_frame=True)
     features = [("impute", SimpleImputer()), ("scale", StandardScaler())]
@@ -356,6 +363,7 @@ def test_plugin_attached_runs_the_plan_stage_by_stage():
     assert monitor.stages[-2:] == ["scale", "model"]  # and the plug-in saw every stage
 
 
+@needs_kernels
 def test_plugins_see_every_stage_while_the_stages_run_on_kernels():
     from sklearn.datasets import load_breast_cancer
     from sklearn.impute import SimpleImputer

@@ -22,6 +22,10 @@ from ml_toolbox.fast import _UNHANDLED, build_plan, compile_row
 
 COLUMNS = [f"f{i}" for i in range(5)]
 
+from _versions import needs_kernels
+
+pytestmark = needs_kernels
+
 
 def identical(a, b):
     return isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
