@@ -41,7 +41,7 @@ _EXPORTS = {
     "RetryConfig": "ml_toolbox.retry",
     "RetryStrategy": "ml_toolbox.retry",
     # persistence
-    "PipelinePersistence": "ml_toolbox.persistence",
+    "PipelinePersistence": "ml_toolbox.store",
     # training lifecycle
     "Callback": "ml_toolbox.callbacks",
     "EarlyStopping": "ml_toolbox.callbacks",

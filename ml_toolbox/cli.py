@@ -24,9 +24,9 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from ml_toolbox._store_views import fmt as _fmt
-from ml_toolbox._store_views import history_rows, store_rows, version_rows
-from ml_toolbox._store_views import table as view_table
+from ml_toolbox.store.views import fmt as _fmt
+from ml_toolbox.store.views import history_rows, store_rows, version_rows
+from ml_toolbox.store.views import table as view_table
 from ml_toolbox.persistence import (
     AliasedVersionError,
     GateError,
@@ -150,7 +150,8 @@ def _cmd_show(store, args, out):
     table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
     table.add_row("signed", "yes" if manifest.get("signature") else "no")
     for filename, info in manifest["files"].items():
-        table.add_row(f"file {filename}", f"{info['size']} bytes, sha256 {info['sha256']}")
+        digests = ", ".join(f"{a} {info[a]}" for a in ("blake3", "sha256", "xxh3_128") if a in info)
+        table.add_row(f"file {filename}", f"{info['size']} bytes, {digests}")
     for section in ("metrics", "tags", "environment", "params", "schema"):
         values = manifest.get(section) or {}
         if isinstance(values, dict):
