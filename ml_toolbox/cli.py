@@ -66,6 +66,10 @@ def build_parser():
                         help="the store directory (default: $ML_TOOLBOX_STORE)")
     parser.add_argument("--signing-key", default=None,
                         help="HMAC key; default $ML_TOOLBOX_SIGNING_KEY. With a key, unsigned versions fail verify.")
+    parser.add_argument("--no-pickle", action="store_true",
+                        help="refuse every pickle (joblib) artifact, whatever its manifest says: verify reports them")
+    parser.add_argument("--formats", default=None, metavar="LIST",
+                        help="comma-separated artifact formats allowed (joblib,skops); others are refused")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -101,7 +105,7 @@ def build_parser():
     p.add_argument("--keep-last", type=int)
     p.add_argument("--older-than", help="age such as 30d, 12h, 45m")
     p.add_argument("--dry-run", action="store_true")
-    p = sub.add_parser("verify", help="check sizes, SHA-256 digests and signatures without loading")
+    p = sub.add_parser("verify", help="check sizes, digests, signatures and alias histories without loading")
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=_version_arg)
     return parser
@@ -115,7 +119,9 @@ def _open_store(args):
         raise StoreError(f"The store {args.store!r} is {kind}.")
     if not os.path.isfile(os.path.join(args.store, "ml_toolbox_store.json")):
         raise StoreError(f"{args.store!r} is not an ml_toolbox store (no ml_toolbox_store.json).")
-    return PipelinePersistence(args.store, signing_key=args.signing_key)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None
+    return PipelinePersistence(args.store, signing_key=args.signing_key, allow_pickle=not args.no_pickle,
+                               formats=formats)
 
 
 def _cmd_list(store, args, out):

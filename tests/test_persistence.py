@@ -161,6 +161,9 @@ def test_durable_fsyncs_and_the_default_stays_atomic(tmp_path, fitted, monkeypat
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
     durable = PipelinePersistence(tmp_path / "a", durable=True)
     calls.clear()
+    durable.save(fitted, "churn")  # the name's first version: its .kind marker too, and its directory
+    assert ".kind." in calls[1] and calls[2] == str(durable.path / "churn") and len(calls) == 6
+    calls.clear()
     durable.save(fitted, "churn")
     # the artifact and manifest, the staging directory (before its rename) and the name's directory (after)
     assert len(calls) == 4 and calls[-1] == str(durable.path / "churn")

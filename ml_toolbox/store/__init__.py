@@ -11,9 +11,11 @@ model" section of docs/persistence.md). The store reaches its files through a sm
 
 from ml_toolbox.store._store import (
     AliasedVersionError,
+    FormatRefusedError,
     GateError,
     IntegrityError,
     InvalidNameError,
+    MalformedFileError,
     PersistenceError,
     PipelinePersistence,
     SignatureError,
@@ -37,5 +39,7 @@ __all__ = [
     "SignatureError",
     "GateError",
     "AliasedVersionError",
+    "FormatRefusedError",
+    "MalformedFileError",
     "VersionMismatchWarning",
 ]

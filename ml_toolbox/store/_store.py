@@ -25,6 +25,7 @@ Layout of a store::
             aliases.json           current aliases, their rollback stacks and the audited history
 """
 
+import contextlib
 import datetime as _dt
 import errno
 import io
@@ -43,8 +44,10 @@ import warnings
 import weakref
 from pathlib import Path
 
+from ml_toolbox.store import _aliases
 from ml_toolbox.store import _io as _store_io
 from ml_toolbox.store import _verify
+from ml_toolbox.store.backend import LocalBackend
 from ml_toolbox.store.gates import Gate, fmt_number, parse_gates
 
 __all__ = [
@@ -65,7 +68,7 @@ STORE_MARKER = "ml_toolbox_store.json"
 _SMALL_FILE = 4 * 1024 * 1024  # artifacts up to this size are read once into memory, checked, then loaded
 STORE_FORMAT = 1
 SIGNING_KEY_ENV = "ML_TOOLBOX_SIGNING_KEY"
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")  # always fullmatch: "churn\n" is refused
 _VERSION_DIR_RE = re.compile(r"^v(\d+)$")
 _TOMBSTONE_RE = re.compile(r"^v(\d+)\.deleted$")
 _FORMATS = {"joblib": "artifact.joblib", "skops": "artifact.skops", "json": "artifact.json"}
@@ -75,6 +78,7 @@ _KIND_GROUP = {"pipeline": "object", "model": "object", "object": "object", "sta
 from ml_toolbox.store.errors import (  # noqa: E402 - the store's errors, one module of their own
     AliasedVersionError,
     FormatRefusedError,
+    MalformedFileError,
     GateError,
     IntegrityError,
     InvalidNameError,
@@ -261,7 +265,7 @@ def _expand(estimator, path, out, depth):
 def _check_name(name, what="name"):
     if not isinstance(name, str):
         raise InvalidNameError(f"The {what} must be a string; got {name!r} of type {type(name).__name__}.")
-    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or not _NAME_RE.match(name):
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"Invalid {what} {name!r}: use 1-128 letters, digits, '_', '-' or '.', starting with a letter, "
             "a digit or '_' (no path separators, not empty, not '..')."
@@ -418,6 +422,7 @@ class PipelinePersistence:
         self._owner_lock = threading.Lock()
         self._key = _signing_key(signing_key)
         self._clock = clock or _utcnow
+        self._backend = LocalBackend(self._root)
         self._open()
 
     # ------------------------------------------------------------------------------ construction
@@ -442,6 +447,7 @@ class PipelinePersistence:
         marker = path / STORE_MARKER
         if path.is_dir():
             if marker.is_file():
+                self._mark_signed()
                 return
             entries = [p for p in os.listdir(path) if not p.startswith(".")]
             if entries:
@@ -459,12 +465,26 @@ class PipelinePersistence:
         self._require_writable()
         path.mkdir(parents=True, exist_ok=True)
         (path / ".tmp").mkdir(exist_ok=True)
-        if not marker.exists():
-            _store_io.atomic_write_json(
-                str(marker),
-                {"format": "ml_toolbox.store", "format_version": STORE_FORMAT, "created": _iso(self._clock())},
-                str(path / ".tmp") if (path / ".tmp").is_dir() else str(path),
-            )
+        self._backend.create(STORE_MARKER, _alias_bytes(
+            {"format": "ml_toolbox.store", "format_version": STORE_FORMAT, "created": _iso(self._clock()),
+             **({"signed": True} if self._key else {})}))
+        self._mark_signed()
+
+    def _mark_signed(self):
+        """With a key, record in the store's marker that it is signed: from then on, store objects without
+        the key refuse to move aliases or delete versions (best effort on a read-only store)."""
+        if not self._key:
+            return
+        path = os.path.join(self._root, STORE_MARKER)
+        data, tag = self._backend.read(STORE_MARKER)
+        marker = _parse_json(data, path, dict)
+        if marker.get("signed") is True:
+            return
+        marker["signed"] = True
+        try:
+            self._backend.compare_and_swap(STORE_MARKER, _alias_bytes(marker), tag)
+        except StoreError:  # a read-only store: nobody can move its aliases anyway
+            pass
 
     def _require_writable(self):
         if os.access(self._root, os.W_OK | os.X_OK):  # the usual case: one system call
@@ -488,8 +508,22 @@ class PipelinePersistence:
         return f"PipelinePersistence(storage_dir={str(self.path)!r}{signed})"
 
     # --------------------------------------------------------------------------------- low level
+    @contextlib.contextmanager
     def _lock(self):
-        return _store_io.file_lock(os.path.join(self._root, ".lock"))
+        """The store's lock, held while a version number is reserved or a ref moves. A store that cannot
+        be written (a read-only file system, no permission) is a StoreError here, before anything changes."""
+        path = os.path.join(self._root, ".lock")
+        try:
+            lock = _store_io.acquire_lock(path)
+        except OSError as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"The store at {self._root!r} cannot be written ({path!r}: {exc.strerror or exc}); "
+                             "saves, promotions, rollbacks, deletions and pruning need a writable store.") from exc
+        try:
+            yield lock
+        finally:
+            lock.release()
 
     def _tmp(self):
         """The staging directory's path (a str), created again if something removed it."""
@@ -539,7 +573,7 @@ class PipelinePersistence:
         """Every name in the store that holds at least one version, sorted."""
         out = []
         for entry in sorted(os.listdir(self.path)):
-            if entry.startswith(".") or entry == STORE_MARKER or not _NAME_RE.match(entry):
+            if entry.startswith(".") or entry == STORE_MARKER or not _NAME_RE.fullmatch(entry):
                 continue
             if (self.path / entry).is_dir() and self.list_versions(entry):
                 out.append(entry)
@@ -576,19 +610,26 @@ class PipelinePersistence:
         """
         previous = self._kinds.get(name)
         if previous is None:
-            marker = os.path.join(self._root, name, ".kind")
+            key = f"{name}/.kind"
             try:
-                with open(marker) as f:
-                    previous = f.read().strip()
-                self._kinds[name] = previous
+                previous = self._backend.read(key)[0].decode("utf-8", "replace").strip()
             except FileNotFoundError:
+                previous = None
+            marked = previous in _KIND_GROUP
+            if not marked:  # none yet (or an empty one an older release left): the versions say
+                stale = previous is not None
                 versions = self.list_versions(name)
                 previous = self.manifest(name, versions[-1]).get("kind", "pipeline") if versions else None
-                if record:
-                    os.makedirs(os.path.dirname(marker), exist_ok=True)
-                    with open(marker, "w") as f:
-                        f.write(previous or kind)
-                    self._kinds[name] = previous or kind
+                if record:  # written atomically (temporary file, fsync, link): never seen empty
+                    if stale:
+                        self._backend.write(key, (previous or kind).encode(), durable=self.durable)
+                    elif not self._backend.create(key, (previous or kind).encode(), durable=self.durable):
+                        self._kinds.pop(name, None)
+                        return self._check_kind(name, kind, record)  # another process wrote it first
+                    previous = previous or kind
+                    marked = True
+            if marked:  # remembered once a marker holds it (never an empty or missing one)
+                self._kinds[name] = previous
         if previous is not None and _KIND_GROUP.get(previous) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} holds {previous} versions; save this {kind} under another name.")
 
@@ -632,11 +673,15 @@ class PipelinePersistence:
     def _read_manifest(self, name, number):
         path = os.path.join(self._vdir(name, number), "manifest.json")
         try:
-            return json.loads(_store_io.read_file(path))
+            data = self._backend.read(f"{name}/v{number:06d}/manifest.json")[0]
         except FileNotFoundError:
             raise self._missing(name, number) from None
-        except ValueError as exc:
-            raise IntegrityError(f"The manifest {path!r} is not valid JSON: {exc}.", path) from exc
+        manifest = _parse_json(data, path, dict)
+        for field, kind in (("files", dict), ("artifact", str)):
+            if not isinstance(manifest.get(field), kind):
+                raise MalformedFileError(f"The manifest {path!r} is malformed: its {field!r} is not a JSON "
+                                         f"{'object' if kind is dict else 'string'}.", path)
+        return manifest
 
     def manifests(self, name):
         """The manifests of every version under ``name``, oldest first."""
@@ -671,7 +716,8 @@ class PipelinePersistence:
         compress : int or (str, int), optional
             joblib compression for this artifact (default: the store's ``compress``).
         run_id : str, optional
-            The run that produced this version (recorded in the manifest as ``run_id``, and signed).
+            The run this version comes from (see :mod:`ml_toolbox.runs`), recorded in the manifest as
+            ``run_id`` (and signed with it): the lineage run <-> version.
 
         Returns
         -------
@@ -687,8 +733,6 @@ class PipelinePersistence:
                 f"Refusing to save {name!r} with format={format!r}: this store's policy allows "
                 f"{sorted(self._allowed) or ['json only']} (allow_pickle={self.allow_pickle!r}, "
                 f"formats={self.formats!r}). Save with format='skops'.", None, sorted(self._allowed), format)
-        if run_id is not None and not isinstance(run_id, str):
-            raise TypeError(f"run_id must be a string; got {type(run_id).__name__}.")
         if kind not in _KIND_GROUP:
             raise ValueError(f"kind={kind!r} is not one of {sorted(_KIND_GROUP)}.")
         compress = self.compress if compress is None else compress
@@ -719,7 +763,7 @@ class PipelinePersistence:
                 "tags": tags,
                 "schema": _schema_of(obj) if kind != "config" else None,
                 "message": message,
-                **({"run_id": run_id} if run_id is not None else {}),
+                **({"run_id": str(run_id)} if run_id is not None else {}),
             }
             name_dir = os.path.join(self._root, name)
             with self._lock():
@@ -744,6 +788,12 @@ class PipelinePersistence:
                     os.rename(staging, target)
                 if self.durable:
                     _store_io.fsync_dir(name_dir)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, PersistenceError) or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise StoreError(f"The store at {self._root!r} cannot be written ({exc.filename!r}: {exc.strerror}); "
+                             f"version of {name!r} not saved.") from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -973,8 +1023,10 @@ class PipelinePersistence:
         try:
             return _store_io.open_fd(path, write=write)
         except FileNotFoundError:
-            raise IntegrityError(f"{path!r} is missing: version {number} of {name!r} is incomplete or was "
-                                 "deleted while loading.", path, "a file", None) from None
+            if not os.path.isdir(os.path.dirname(path)):  # the version was deleted (another process) meanwhile
+                raise self._missing(name, number) from None
+            raise IntegrityError(f"{path!r} is missing: version {number} of {name!r} is incomplete.",
+                                 path, "a file", None) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"{path!r} is a symlink; the store never follows one. Refusing to load it.") from None
@@ -1079,6 +1131,7 @@ class PipelinePersistence:
             for number in versions:
                 try:
                     manifest = self._verified_manifest(each, number)
+                    self._check_format(each, number, manifest, None, None)  # the format policy too
                     directory = self._vdir(each, number)
                     files = manifest.get("files")
                     if not isinstance(files, dict) or manifest.get("artifact") not in files:
@@ -1107,22 +1160,89 @@ class PipelinePersistence:
     def _aliases_path(self, name):
         return self.path / name / "aliases.json"
 
-    def _read_aliases(self, name):
+    def _read_aliases(self, name, tagged=False):
+        """The name's alias file, checked: ``{"aliases": {alias: {"stack": [...]}}, "history": [...]}``.
 
+        Its history is a chain (each event records the digest of the one before it) and, with a signing
+        key, each event is signed over that digest; the aliases are then what replaying the verified
+        history gives. A malformed file is a StoreError naming it; a broken chain, an unsigned or
+        altered event, or aliases that disagree with the history is a SignatureError.
+        """
+        key = f"{name}/aliases.json"
+        path = os.path.join(self._root, name, "aliases.json")
         try:
-            with open(self._aliases_path(name), "rb") as f:
-                return json.loads(f.read())
+            data, tag = self._backend.read(key)
         except FileNotFoundError:
-            return {"aliases": {}, "history": []}
+            payload, tag = {"aliases": {}, "history": []}, None
+        else:
+            payload = _aliases.parse(_parse_json(data, path, dict), path)
+            _aliases.check(payload, path, name, self._key)
+        return (payload, tag) if tagged else payload
 
-    def _write_aliases(self, name, payload):
-        _store_io.atomic_write_json(str(self._aliases_path(name)), payload, str(self._tmp()))
+    def _write_aliases(self, name, payload, tag):
+        """Write the alias file if nobody changed it since it was read (compare-and-swap on its tag)."""
+        if not self._backend.compare_and_swap(f"{name}/aliases.json", _alias_bytes(payload), tag):
+            raise StoreError(f"{os.path.join(self._root, name, 'aliases.json')!r} changed while this move was "
+                             "decided; nothing was written. Try again.")
+
+    def _move_alias(self, name, alias, event, stack):
+        """Append ``event`` (chained, and signed with a key) and set ``alias``'s stack; under the lock."""
+        self._require_key(f"move the alias {alias!r} of {name!r}")
+        payload, tag = self._read_aliases(name, tagged=True)
+        _aliases.append(payload, name, event, self._key)
+        payload["aliases"].setdefault(alias, {})["stack"] = stack
+        self._write_aliases(name, payload, tag)
+
+    def _require_key(self, what):
+        """A store marked as signed refuses its writes of refs without the key (they could not be signed)."""
+        if self._key is None and self._signed_store():
+            raise SignatureError(
+                f"Refusing to {what}: the store {self._root!r} is signed, and this store object has no signing "
+                f"key (pass signing_key= or set ${SIGNING_KEY_ENV}).", self._root, "a signing key", None)
+
+    def _signed_store(self):
+        try:
+            data, _ = self._backend.read(STORE_MARKER)
+            return bool(_parse_json(data, os.path.join(self._root, STORE_MARKER), dict).get("signed"))
+        except FileNotFoundError:
+            return False
 
     def aliases(self, name):
         """Current aliases of ``name``: a dict alias -> version number."""
         _check_name(name)
         return {alias: entry["stack"][-1] for alias, entry in self._read_aliases(name)["aliases"].items()
                 if entry["stack"]}
+
+    def sign_aliases(self, name, *, reason=None):
+        """Sign the alias history of ``name`` as it stands, with this store's key; return the aliases.
+
+        For a history written before the store had a key (loads by alias, promote and rollback refuse an
+        unsigned one): its events are kept, unsigned, under ``unsigned_history``, and a new signed chain
+        starts with one ``adopt`` event per alias, recording its current stack. Check the aliases first
+        (``store.aliases(name)`` reads them without the key's check only on a store object without it).
+        """
+        _check_name(name)
+        if not self._key:
+            raise SignatureError(f"sign_aliases needs a signing key; the store object for {self._root!r} has none.",
+                                 self._root, "a signing key", None)
+        with self._lock():
+            path = os.path.join(self._root, name, "aliases.json")
+            try:
+                data, tag = self._backend.read(f"{name}/aliases.json")
+            except FileNotFoundError:
+                return {}
+            payload = _aliases.parse(_parse_json(data, path, dict), path)
+            old = payload["history"]
+            payload["unsigned_history"] = payload.get("unsigned_history", []) + old
+            payload["history"] = []
+            for alias, entry in sorted(payload["aliases"].items()):
+                if entry["stack"]:
+                    _aliases.append(payload, name, {
+                        "when": _iso(self._clock()), "alias": alias, "action": "adopt", "from": None,
+                        "to": entry["stack"][-1], "stack": list(entry["stack"]), "reason": reason, "gates": [],
+                    }, self._key)
+            self._write_aliases(name, payload, tag)
+        return self.aliases(name)
 
     def show(self, name=None):
         """A display of the store (its names) or of one name (its versions and alias history).
@@ -1195,6 +1315,7 @@ class PipelinePersistence:
             Naming every failed gate; the alias is left unchanged.
         """
         _check_name(alias, "alias")
+        self._require_key(f"promote {name!r} version {version!r} to {alias!r}")
         if alias.isdigit() or alias == "latest":
             raise InvalidNameError(f"Invalid alias {alias!r}: an alias cannot be a number or 'latest'.")
         number = self.resolve(name, version)
@@ -1207,29 +1328,36 @@ class PipelinePersistence:
                 )
             if not self.durable:  # an alias only ever points at a version on disk for good
                 self._make_durable(name, number)
-            payload = self._read_aliases(name)
-            entry = payload["aliases"].setdefault(alias, {"stack": []})
-            previous = entry["stack"][-1] if entry["stack"] else None
-            entry["stack"].append(number)
-            payload["history"].append({
+            stack = list(self._read_aliases(name)["aliases"].get(alias, {}).get("stack", []))
+            previous = stack[-1] if stack else None
+            self._move_alias(name, alias, {
                 "when": _iso(self._clock()), "alias": alias, "action": "promote", "from": previous,
                 "to": number, "reason": reason, "gates": [str(g) for g in parse_gates(gates)],
-            })
-            self._write_aliases(name, payload)
+            }, stack + [number])
         return number
 
     def _make_durable(self, name, number):
         """fsync a version saved with ``durable=False``: its files, its directory, the name's directory."""
         directory = self._vdir(name, number)
-        for entry in os.listdir(directory):
-            with open(os.path.join(directory, entry), "rb") as f:
-                os.fsync(f.fileno())
+        self._check_inside(directory)
+        try:
+            entries = os.listdir(directory)
+        except FileNotFoundError:
+            raise self._missing(name, number) from None
+        for entry in entries:
+            fd = self._open_artifact(os.path.join(directory, entry), name, number)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         _store_io.fsync_dir(directory)
         _store_io.fsync_dir(os.path.dirname(directory))
 
     def rollback(self, name, alias, *, reason=None):
         """Move ``alias`` back one step (to the version it pointed at before); return that version."""
         _check_name(name)
+        _check_name(alias, "alias")
+        self._require_key(f"roll back the alias {alias!r} of {name!r}")
         with self._lock():
             payload = self._read_aliases(name)
             entry = payload["aliases"].get(alias)
@@ -1246,12 +1374,10 @@ class PipelinePersistence:
                     f"Cannot roll back {alias!r} of {name!r}: version {current} is the first version it held "
                     "(nothing to roll back to)."
                 )
-            entry["stack"] = stack
-            payload["history"].append({
+            self._move_alias(name, alias, {
                 "when": _iso(self._clock()), "alias": alias, "action": "rollback", "from": current,
                 "to": stack[-1], "reason": reason, "gates": [],
-            })
-            self._write_aliases(name, payload)
+            }, stack)
         return stack[-1]
 
     # ---------------------------------------------------------------------------------- compare
@@ -1272,6 +1398,7 @@ class PipelinePersistence:
 
     def delete_version(self, name, version):
         """Delete one version (refused while an alias points at it). Its number is never reused."""
+        self._require_key(f"delete {name!r} version {version!r}")
         number = self.resolve(name, version)
         with self._lock():
             protected = self._protected(name)
@@ -1285,11 +1412,18 @@ class PipelinePersistence:
 
     def _delete_locked(self, name, number):
         name_dir = os.path.join(self._root, name)
-        tombstone = os.path.join(name_dir, f"v{number:06d}.deleted")
-        with open(tombstone, "w") as f:
-            json.dump({"deleted": _iso(self._clock())}, f)
+        self._check_inside(self._vdir(name, number))
+        if not os.path.isdir(self._vdir(name, number)):  # deleted by another process since it was resolved
+            raise self._missing(name, number)
+        # the tombstone replaces whatever is at its name (a planted symlink itself, never what it points at)
+        self._backend.write(f"{name}/v{number:06d}.deleted", json.dumps({"deleted": _iso(self._clock())}).encode())
         trash = os.path.join(self._tmp(), f"deleted-{uuid.uuid4().hex}")
-        os.rename(self._vdir(name, number), trash)
+        try:
+            os.rename(self._vdir(name, number), trash)
+        except FileNotFoundError:
+            raise self._missing(name, number) from None
+        except OSError as exc:
+            raise StoreError(f"Cannot delete {self._vdir(name, number)!r}: {exc.strerror}.") from exc
         _store_io.fsync_dir(name_dir)
         shutil.rmtree(trash, ignore_errors=True)
         # Only the highest number ever used matters for the next one: a tombstone below another tombstone
@@ -1312,6 +1446,8 @@ class PipelinePersistence:
         """
         if keep_last is None and older_than is None:
             raise ValueError("prune needs keep_last=..., older_than=..., or both.")
+        if not dry_run:
+            self._require_key("prune versions")
         if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, numbers.Integral)
                                       or keep_last < 0):
             raise ValueError(f"keep_last must be a non-negative integer; got {keep_last!r}.")
@@ -1383,6 +1519,22 @@ class PipelinePersistence:
         if _KIND_GROUP.get(found) != _KIND_GROUP[kind]:
             raise ValueError(f"{name!r} version {number} holds a {found}, not a {kind}.")
         return self.load(name, number, **kwargs)
+
+
+def _parse_json(data, path, kind=None):
+    """A store file's JSON, or a StoreError naming the file (not JSON, too deep, or not a ``kind``)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedFileError(f"The store file {path!r} is malformed: not valid JSON ({exc}).", path) from None
+    if kind is not None and not isinstance(value, kind):
+        raise MalformedFileError(f"The store file {path!r} is malformed: expected a JSON {kind.__name__}, found "
+                                 f"{type(value).__name__}.", path)
+    return value
+
+
+def _alias_bytes(payload):
+    return json.dumps(payload, indent=2, sort_keys=True).encode()
 
 
 _MANIFEST_ENCODER = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) makes one per call

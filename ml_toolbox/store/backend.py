@@ -104,6 +104,12 @@ class LocalBackend(StoreBackend):
     def __repr__(self):
         return f"LocalBackend({self.root!r})"
 
+    def __getstate__(self):  # a copy (pickled, or in another process) has its own thread lock
+        return {"root": self.root, "tmp": self.tmp}
+
+    def __setstate__(self, state):
+        self.__init__(state["root"], state["tmp"])
+
     # ------------------------------------------------------------------------------------ paths
     def local_path(self, key):
         parts = key.split("/")

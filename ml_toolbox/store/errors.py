@@ -44,6 +44,15 @@ class SignatureError(IntegrityError):
     """A version that is unsigned, or signed with another key, while the store requires a signature."""
 
 
+class MalformedFileError(StoreError, IntegrityError):
+    """A store file (manifest, alias file, marker) that is not what the store writes: not JSON, or not
+    the structure expected. Both a StoreError and an IntegrityError; the message names the file."""
+
+    def __init__(self, message, path=None):
+        StoreError.__init__(self, message)
+        self.path, self.expected, self.found = path, None, None
+
+
 class FormatRefusedError(IntegrityError):
     """A version whose manifest asks for a format the store's or the load's policy refuses (a pickle
     under ``allow_pickle=False``, or a format outside ``formats=``): nothing was deserialised."""
