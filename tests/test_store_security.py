@@ -513,3 +513,18 @@ def _console():
     from rich.console import Console
 
     return Console(file=io.StringIO(), width=200)
+
+
+@pytest.mark.parametrize("planted", ["name", ".tmp"])
+def test_a_save_never_writes_through_a_planted_directory_symlink(tmp_path, planted):
+    store = PipelinePersistence(tmp_path / "s")
+    store.save({"a": 1}, "other")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = store.path / ("m" if planted == "name" else ".tmp")
+    if link.exists():
+        link.rmdir()
+    os.symlink(outside, link)
+    with pytest.raises(StoreError, match="symlink"):
+        store.save({"a": 2}, "m")
+    assert os.listdir(outside) == []

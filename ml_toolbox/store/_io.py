@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import io
 import json
-import mmap
 import os
 import pickle
 import queue
@@ -352,14 +351,14 @@ def _finish(raw, writer, fsync):
     return digests
 
 
-def load_pickle(data=None, fd=None):
-    """Unpickle an artifact written by the C pickler, with the C unpickler: from ``data`` (its bytes)
-    or else from the open file ``fd``; a compressed one through joblib's decompressor file objects."""
-    if data is not None and data[:1] == pickle.PROTO:  # uncompressed (no joblib container starts so)
+def load_pickle(data):
+    """Unpickle an artifact written by the C pickler, with the C unpickler, from ``data`` (its verified
+    bytes, in memory); a compressed one through joblib's decompressor file objects."""
+    if data[:1] == pickle.PROTO:  # uncompressed (no joblib container starts so)
         return pickle.loads(data)
     from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 
-    with (io.BytesIO(data) if data is not None else open(fd, "rb", closefd=False)) as f:
+    with io.BytesIO(data) as f:
         with _validate_fileobject_and_memmap(f, "") as (fobj, _):
             return pickle.load(fobj)
 
@@ -442,18 +441,6 @@ def fsync_dir(path):
         pass
     finally:
         os.close(fd)
-
-
-def atomic_write_json(path, payload, tmp_dir):
-    """Replace ``path`` with ``payload`` as JSON: write a temp file in ``tmp_dir``, fsync, rename."""
-    data = json.dumps(payload, indent=2, sort_keys=True).encode()
-    tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
 
 
 class LockBusy(Exception):

@@ -7,22 +7,24 @@ and a message. Aliases (``production``, ``staging``, any name) point at versions
 recorded with when, from which version to which, and why.
 
 .. warning::
-   A joblib artifact is a pickle: loading it can run arbitrary code. Load only from a store you trust.
-   The digests catch corruption and truncation; a signing key (``signing_key=`` or the environment
-   variable ``ML_TOOLBOX_SIGNING_KEY``) makes loads refuse anything not signed with that key. For
-   artifacts from elsewhere, save with ``format="skops"`` and load with skops' trusted-types check.
+   A joblib artifact is a pickle: loading it can run arbitrary code. Load only from a store you trust,
+   or sign it. The digests catch corruption and truncation; a signing key (``signing_key=`` or the
+   environment variable ``ML_TOOLBOX_SIGNING_KEY``) makes loads refuse any version or alias history not
+   signed with that key. ``allow_pickle=False`` never unpickles: save with ``format="skops"``.
 
 Layout of a store::
 
     <storage_dir>/
-        ml_toolbox_store.json      marks the directory as a store (format version)
-        .lock                      flock'ed while a version number is reserved or an alias moves
+        ml_toolbox_store.json      marks the directory as a store (format version; signed or not)
+        .lock                      locked (filelock) while a version number is reserved or an alias moves
+        .cas.lock                  the local backend's compare-and-swap lock
         .tmp/                      staging directories of saves in progress (<token>-<id>)
-        .locks/<token>             flock'ed by the live store object whose staging directories bear it
+        .locks/<token>             locked by the live store object whose staging directories bear it
         <name>/
+            .kind                  what the name holds, written once (atomically)
             v000001/manifest.json  v000001/artifact.joblib
             v000002.deleted        tombstone: version numbers are never reused
-            aliases.json           current aliases, their rollback stacks and the audited history
+            aliases.json           current aliases, their rollback stacks and the chained, signed history
 """
 
 import contextlib
@@ -48,24 +50,11 @@ from ml_toolbox.store import _aliases
 from ml_toolbox.store import _io as _store_io
 from ml_toolbox.store import _verify
 from ml_toolbox.store.backend import LocalBackend
-from ml_toolbox.store.gates import Gate, fmt_number, parse_gates
+from ml_toolbox.store.gates import fmt_number, parse_gates
 
-__all__ = [
-    "PipelinePersistence",
-    "Gate",
-    "PersistenceError",
-    "StoreError",
-    "InvalidNameError",
-    "VersionNotFoundError",
-    "IntegrityError",
-    "SignatureError",
-    "GateError",
-    "AliasedVersionError",
-    "VersionMismatchWarning",
-]
+__all__ = ["PipelinePersistence"]  # the package (ml_toolbox.store) exports the errors and the rest
 
 STORE_MARKER = "ml_toolbox_store.json"
-_SMALL_FILE = 4 * 1024 * 1024  # artifacts up to this size are read once into memory, checked, then loaded
 STORE_FORMAT = 1
 SIGNING_KEY_ENV = "ML_TOOLBOX_SIGNING_KEY"
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")  # always fullmatch: "churn\n" is refused
@@ -357,8 +346,10 @@ class PipelinePersistence:
         joblib compression for new artifacts (``0`` is fastest and allows ``mmap_mode`` loads; ``3`` or
         ``("lz4", 3)`` trade speed for size). Compressed artifacts cannot be memory-mapped.
     signing_key : str or bytes, optional
-        HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save is signed and
-        every load refuses an unsigned or wrongly signed version.
+        HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save and every
+        alias move is signed, every load refuses an unsigned or wrongly signed version or alias history,
+        and the store is marked as signed: store objects without the key then refuse to promote, roll
+        back, delete or prune. An empty key is an error.
     durable : bool, default=False
         ``True`` fsyncs every file and directory of a new version before ``save`` returns, so the
         version survives a power cut or a kernel crash that follows at once (this costs a few
@@ -368,11 +359,18 @@ class PipelinePersistence:
         of a save can leave that version damaged (or missing); a damaged version is refused at load by
         its size and digest checks, never loaded wrong. Whatever this setting, alias moves are always
         fsynced, and ``promote`` first fsyncs the version it points the alias at.
-    sha256 : bool, default=True
-        Record each file's SHA-256 (computed while writing, in a helper thread for large artifacts).
-        Always on with a signing key, whose signature covers it. ``False`` records only size and
-        xxh3-128, which is all an unsigned load checks: the fastest saves of large artifacts (SHA-256
-        runs at about 1.5 GB/s, slower than writing to the page cache).
+    digest : {"blake3", "sha256"}, default="blake3"
+        The cryptographic digest recorded for every file of a new version, computed while it is
+        written (BLAKE3 runs at several GB/s, on several threads for large blocks). Versions recorded
+        with SHA-256 (or, by earlier releases, xxh3-128) are still verified.
+    sha256 : bool, default=False
+        Also record SHA-256 next to BLAKE3 (in a helper thread for large artifacts).
+    allow_pickle : bool, default=True
+        ``False`` refuses to save or load any pickle (joblib) artifact, whatever its manifest says: a
+        skops version whose manifest was rewritten to ask for a pickle is refused, not run.
+    formats : tuple of str, optional
+        The artifact formats allowed (``("joblib", "skops")`` when None); ``("skops",)`` is the same
+        policy as ``allow_pickle=False``. Configurations (JSON) are always allowed.
     clock : callable, optional
         Returns the current aware ``datetime``; inject one in tests (``created`` times, ``prune``).
 
@@ -746,6 +744,7 @@ class PipelinePersistence:
         staging = os.path.join(self._root, ".tmp", f"{self._staging_token()}-{os.urandom(16).hex()}")
         artifact = _FORMATS[format]
         try:
+            self._check_inside(os.path.join(staging, artifact))  # no symlinked .tmp
             os.mkdir(staging)
             files, pickler = self._write_artifact(obj, os.path.join(staging, artifact), format, compress)
             manifest = {
@@ -781,6 +780,7 @@ class PipelinePersistence:
                 if self.durable:
                     _store_io.fsync_dir(staging)
                 target = os.path.join(name_dir, f"v{number:06d}")
+                self._check_inside(os.path.join(target, "manifest.json"))  # no symlinked name directory
                 try:
                     os.rename(staging, target)
                 except FileNotFoundError:  # the name's first version (or its directory was removed)
