@@ -528,3 +528,51 @@ def test_a_save_never_writes_through_a_planted_directory_symlink(tmp_path, plant
     with pytest.raises(StoreError, match="symlink"):
         store.save({"a": 2}, "m")
     assert os.listdir(outside) == []
+
+
+# ------------------------------------------------- the verified loader returns what joblib.load returns
+_DTYPES = ["<f8", ">f8", "<i4", ">i2", "u1", "?", "<c16", "<M8[s]", "S3", "U2", [("a", "<i4"), ("b", ">f4")], "O"]
+
+
+@st.composite
+def _arrays(draw):
+    dtype = np.dtype(draw(st.sampled_from(_DTYPES)))
+    shape = draw(st.lists(st.integers(0, 5), max_size=3).map(tuple))
+    size = int(np.prod(shape)) if shape else 1
+    raw = np.arange(size * max(dtype.itemsize, 1), dtype=np.uint8).tobytes()[: size * dtype.itemsize]
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape) if dtype != object \
+        else np.array([str(i) for i in range(size)], dtype=object).reshape(shape)
+    if draw(st.booleans()) and array.ndim > 1:
+        array = np.asfortranarray(array)
+    return array.copy(order="K") if dtype != object else array
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, on purpose
+@settings(max_examples=30, deadline=None)
+@given(arrays=st.lists(_arrays(), min_size=1, max_size=4), big=st.booleans(),
+       mmap_mode=st.sampled_from([None, "r", "c"]))
+def test_verified_loads_return_what_joblib_load_returns(tmp_path_factory, arrays, big, mmap_mode):
+    import joblib
+
+    from ml_toolbox.store import _io
+
+    store = PipelinePersistence(tmp_path_factory.mktemp("v"))
+    obj = {"arrays": arrays, "matrix": np.asmatrix(np.eye(2)), "text": "x"}
+    if big:  # one array over the C pickler's limit: joblib's pickler writes them all, with their ranges
+        obj["big"] = np.arange(_io._LARGE_ARRAY // 8 + 1, dtype=np.float64)
+    store.save(obj, "m")
+    path = _artifact(store, "m")
+    mapped = store.manifest("m")["pickler"] == "joblib"  # the C pickler's arrays load in memory (as joblib's)
+    expected = joblib.load(path, mmap_mode=mmap_mode if mapped else None)
+    got = store.load("m", mmap_mode=mmap_mode)
+    assert type(got["matrix"]) is np.matrix and got["text"] == "x"
+    for mine, theirs in zip(got["arrays"] + [got.get("big")], expected["arrays"] + [expected.get("big")]):
+        if theirs is None:
+            continue
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        assert mine.flags.f_contiguous == theirs.flags.f_contiguous or mine.ndim < 2 or 0 in mine.shape
+        assert mine.flags.writeable == theirs.flags.writeable
+        if mine.dtype == object:
+            assert mine.tolist() == theirs.tolist()
+        else:
+            assert mine.tobytes() == theirs.tobytes()

@@ -208,11 +208,14 @@ def load_joblib(memory, size, path, *, mapping=None, regions=None, mmap_mode=Non
                 array = array.reshape(wrapper.shape[::-1]).transpose()
             else:
                 array = array.reshape(wrapper.shape)
-            if mapped and (mmap_mode is None or not wrapper.allow_mmap):
+            in_map = mapping is not None and mmap_mode is not None and wrapper.allow_mmap
+            if mapped and not in_map:
                 array = array.copy()
-            if mapped:
+            if in_map:  # what joblib returns for a mapped array: a np.memmap, read-only under "r"
                 array = array.view(np.memmap)
                 array.filename, array.offset, array.mode = path, offset, mmap_mode
+                if not nbytes and mmap_mode == "r":
+                    array.flags.writeable = False
             elif self.ensure_native_byte_order:
                 array = _ensure_native_byte_order(array)
             if wrapper.subclass not in (np.ndarray, np.memmap):
