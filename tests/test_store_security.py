@@ -576,3 +576,30 @@ def test_verified_loads_return_what_joblib_load_returns(tmp_path_factory, arrays
             assert mine.tolist() == theirs.tolist()
         else:
             assert mine.tobytes() == theirs.tobytes()
+
+
+def test_versions_saved_before_blake3_and_array_ranges_still_load_and_verify(tmp_path):
+    import hashlib
+
+    import xxhash
+
+    store = PipelinePersistence(tmp_path / "s")
+    w = np.arange(200_000, dtype=np.float64)
+    store.save({"w": w}, "m")
+    path, manifest_path = _artifact(store, "m"), _manifest_path(store, "m")
+    data = path.read_bytes()
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["artifact.joblib"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                            "xxh3_128": xxhash.xxh3_128(data).hexdigest()}  # an earlier release's
+    manifest_path.write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(store.load("m")["w"], w)  # checked with xxh3-128, the fastest recorded
+    in_memory = store.load("m", mmap_mode="r")["w"]  # no ranges recorded: verified, in memory
+    np.testing.assert_array_equal(in_memory, w)
+    trusted = store.load("m", mmap_mode="r", verify="size")["w"]  # a trusted store: mapped by joblib
+    assert isinstance(trusted, np.memmap)
+    assert store.verify("m") == [("m", 1, None)]
+    path.write_bytes(data[:-8] + b"\1" * 8)
+    for verify in ("auto", "sha256", "xxh3_128"):
+        with pytest.raises(IntegrityError, match="failed its (xxh3_128|sha256) check"):
+            store.load("m", verify=verify)
+    assert "failed its sha256 check" in store.verify("m")[0][2]
