@@ -10,6 +10,8 @@ Plug-ins
     PipelinePlugin, StageContext, RunContext
 Persistence
     PipelinePersistence
+Runs (see ml_toolbox.runs: also submit, track, RunFuture...)
+    RunStore, RunRecord, Tracker, MLflowTracker, TensorBoardTracker
 Training lifecycle
     Callback, EarlyStopping, ModelCheckpoint, History, ProgressBar, Metric
 
@@ -42,6 +44,12 @@ _EXPORTS = {
     "RetryStrategy": "ml_toolbox.retry",
     # persistence
     "PipelinePersistence": "ml_toolbox.store",
+    # runs
+    "RunStore": "ml_toolbox.runs.store",
+    "RunRecord": "ml_toolbox.runs.store",
+    "Tracker": "ml_toolbox.runs._tracker",
+    "MLflowTracker": "ml_toolbox.runs.trackers",
+    "TensorBoardTracker": "ml_toolbox.runs.trackers",
     # training lifecycle
     "Callback": "ml_toolbox.callbacks",
     "EarlyStopping": "ml_toolbox.callbacks",

@@ -42,7 +42,7 @@ by hand. Every name below is importable as `from ml_toolbox import NAME` (and fr
 """
 
 HELPER_MODULES = ("ml_toolbox.exceptions", "ml_toolbox.display", "ml_toolbox.progress",
-                  "ml_toolbox.fast")
+                  "ml_toolbox.fast", "ml_toolbox.runs")
 
 _LIST_SECTIONS = ("Parameters", "Other Parameters", "Attributes", "Returns", "Yields", "Raises",
                   "Warns", "Receives")
@@ -269,7 +269,8 @@ def build():
                 raise
             continue
         items = [(n, getattr(mod, n)) for n in getattr(mod, "__all__", [])
-                 if (inspect.isclass(getattr(mod, n)) or inspect.isfunction(getattr(mod, n)))
+                 if n not in names  # documented above already
+                 and (inspect.isclass(getattr(mod, n)) or inspect.isfunction(getattr(mod, n)))
                  and getattr(getattr(mod, n), "__module__", module).startswith("ml_toolbox")]
         if items:
             helpers.append((module, mod, items))

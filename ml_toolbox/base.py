@@ -103,6 +103,11 @@ class BasePipeline(BaseEstimator):
                 monitor = getattr(parent, "monitor", None)
             if getattr(parent, "verbose", 0):  # a progress bar while fitting, if someone watches
                 progress = parent._stage_progress()
+            # a tracked run in progress: ml_toolbox.runs.track puts its recorder there
+            recorder = getattr(parent, "__dict__", _NO_PARAMS).get("_run_recorder")
+            if recorder is not None:
+                return tuple([p for p in (debugger, monitor, progress, recorder)
+                              if p is not None and p.enabled])
         if progress is None:
             if debugger is None:  # the usual cases first: no plug-in, or a monitor alone
                 return (monitor,) if monitor is not None and monitor.enabled else ()

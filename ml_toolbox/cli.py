@@ -59,6 +59,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _COMMANDS.update(add_store_commands(sub))  # list, show, ..., verify (ml_toolbox/store/commands.py)
+    from ml_toolbox.runs.cli import add_parser as add_runs_parser  # the run store: its own module
+
+    add_runs_parser(sub)
     return parser
 
 
@@ -88,6 +91,10 @@ def main(argv=None, *, console=None, error_console=None):
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        if args.command == "runs":
+            from ml_toolbox.runs.cli import run as run_runs_command
+
+            return run_runs_command(args, out, err)
         store = _open_store(args)
         return _COMMANDS[args.command](store, args, out)
     except SystemExit as exc:  # --help

@@ -548,7 +548,7 @@ def dry_run(pipeline, X_sample, y_sample=None, *, n_rows=200, clock=time.perf_co
     X = _head(X_sample, n_rows)
     y = _head(y_sample, n_rows)
     trial = clone(pipeline)
-    for slot in ("monitor", "retry", "debugger"):
+    for slot in ("monitor", "retry", "debugger", "tracking"):  # a dry run is not a run to record
         setattr(trial, slot, None)
     if isinstance(trial.features, FeaturePipeline):
         trial.features = copy.copy(trial.features)

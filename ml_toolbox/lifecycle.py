@@ -39,6 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _num_samples, check_consistent_length
 
 from ml_toolbox.callbacks import Callback, History, Metric, MetricLog, ProgressBar
+from ml_toolbox.runs._current import CURRENT as _current_run
 from ml_toolbox.training import _split_params, _take
 from ml_toolbox.training import split_validation as _split_validation
 
@@ -295,8 +296,13 @@ def _hook_name(hook):
 
 
 # -- the monitor -----------------------------------------------------------------------------------
-def _send_to_monitor(pipeline, log, epoch):
-    """Hand the tracked metrics of an epoch (or of the run, epoch None) to the pipeline's monitor."""
+def _send_to_monitor(pipeline, log, epoch, epochs=None):
+    """Hand the tracked metrics of an epoch (or of the run, epoch None) to the pipeline's monitor,
+    and to the tracked run in progress, if any (:mod:`ml_toolbox.runs`)."""
+    if epoch is not None and _current_run.get() is not None:
+        from ml_toolbox.runs._active import log_epoch
+
+        log_epoch(log.tracked, epoch, epochs)
     monitor = getattr(pipeline, "monitor", None)
     if monitor is None or not getattr(monitor, "enabled", True):
         return
@@ -442,7 +448,7 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
             stoppers = [type(cb).__name__ for cb, r in zip(epoch_started, results) if r is True]
             if stoppers and not run.stop_requested:
                 run.stop(f"{stoppers[0]}.on_epoch_end returned True at epoch {epoch}")
-            _send_to_monitor(tp, log, epoch)
+            _send_to_monitor(tp, log, epoch, epochs)
             if logger.isEnabledFor(logging.INFO):
                 logger.info("%s epoch %d/%d (%.3fs): %s", owner, epoch + 1, epochs,
                             time.perf_counter() - t0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -104,6 +105,11 @@ class UnifiedMLPipeline(BaseEstimator):
     verbose : int, default=0
         With 1, fitting draws a progress bar (a step per stage; epochs get their own bar) when a
         person is watching -- a terminal or a notebook, not CI; 0 is silent.
+    tracking : tracker, str or list, default=None
+        Record every ``fit``, ``execute`` and ``partial_fit`` as a run: a
+        :class:`~ml_toolbox.runs.RunStore` (or its directory), an ``MLflowTracker``, a
+        ``TensorBoardTracker``, or a list of them (see the runs guide). A failing tracker never
+        fails the fit.
 
     Attributes
     ----------
@@ -114,6 +120,8 @@ class UnifiedMLPipeline(BaseEstimator):
         Only for DataFrame input.
     metrics_ : dict
         The training metrics (empty unless ``scoring`` / ``validation`` or ``execute``).
+    run_id_ : str
+        Only with ``tracking``: the id of the run of the last successful fit.
 
     Examples
     --------
@@ -134,7 +142,7 @@ class UnifiedMLPipeline(BaseEstimator):
     def __init__(self, toolbox=None, *, features=None, model=None, monitor=None, retry=None,
                  debugger=None, scoring=None, validation=None, epochs=None, batch_size=None,
                  shuffle=True, random_state=None, callbacks=None, fast_inference=True,
-                 name="unified_pipeline", verbose=0):
+                 name="unified_pipeline", verbose=0, tracking=None):
         self.toolbox = toolbox
         self.features = features
         self.model = model
@@ -151,6 +159,7 @@ class UnifiedMLPipeline(BaseEstimator):
         self.fast_inference = fast_inference
         self.name = name
         self.verbose = verbose
+        self.tracking = tracking
 
     @property
     def owner(self):
@@ -305,7 +314,7 @@ class UnifiedMLPipeline(BaseEstimator):
                                        names=fp_state["stage_names_"])
                 validation_data = (Xt_val, y_val)
             tp_state = tp._fit_state(Xt, y, parent=self, model=model,
-                                     compute_metrics=compute_metrics,
+                                     compute_metrics=compute_metrics or X_val is not None,
                                      validation_data=validation_data, **fit_params)
         return schema, fp_state, tp_state, Xt
 
@@ -328,14 +337,16 @@ class UnifiedMLPipeline(BaseEstimator):
         ``fit_params`` (e.g. ``sample_weight``) go to the model's ``fit``. A failed fit leaves
         a previously fitted pipeline exactly as it was.
         """
-        schema, fp_state, tp_state, _ = self._fit_states(X, y, fit_params, False)
-        self._commit(schema, fp_state, tp_state)
+        with self._tracked("fit", X, y):
+            schema, fp_state, tp_state, _ = self._fit_states(X, y, fit_params, False)
+            self._commit(schema, fp_state, tp_state)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, and return the features of ``X`` computed while fitting."""
-        schema, fp_state, tp_state, Xt = self._fit_states(X, y, fit_params, False)
-        self._commit(schema, fp_state, tp_state)
+        with self._tracked("fit", X, y):
+            schema, fp_state, tp_state, Xt = self._fit_states(X, y, fit_params, False)
+            self._commit(schema, fp_state, tp_state)
         return Xt
 
     @available_if(_model_has("partial_fit"))
@@ -347,6 +358,10 @@ class UnifiedMLPipeline(BaseEstimator):
         ``partial_fit`` runs (``classes`` is passed on, as classifiers need on the first call).
         Nothing changes unless the whole update succeeds.
         """
+        with self._tracked("partial_fit", X, y):
+            return self._partial_fit(X, y, classes, **params)
+
+    def _partial_fit(self, X, y, classes, **params):
         owner = self.owner
         fitted = "input_schema_" in self.__dict__
         if fitted:
@@ -399,6 +414,15 @@ class UnifiedMLPipeline(BaseEstimator):
         self._commit(schema, {"stages_": stages, "stage_names_": names},
                      {"stage_": model_stage, "metrics_": {}})
         return self
+
+    def _tracked(self, kind, X, y):
+        """The run around a fit when ``tracking`` is set (see :mod:`ml_toolbox.runs`), else
+        nothing; sets ``run_id_`` once the fit succeeded."""
+        if self.tracking is None:
+            return contextlib.nullcontext()
+        from .runs._active import tracked_fit
+
+        return tracked_fit(self, kind, X, y)
 
     # -- using ------------------------------------------------------------------------------
     def _require_fitted(self):
@@ -506,8 +530,9 @@ class UnifiedMLPipeline(BaseEstimator):
         ('LogisticRegression', ['train_score'])
         """
         if mode in ("train", "fit"):
-            schema, fp_state, tp_state, _ = self._fit_states(X, y, {}, True)
-            self._commit(schema, fp_state, tp_state)
+            with self._tracked("execute", X, y):
+                schema, fp_state, tp_state, _ = self._fit_states(X, y, {}, True)
+                self._commit(schema, fp_state, tp_state)
             model = self.training_pipeline.model_ if tp_state is not None else None
             return Bunch(model=model, metrics=dict(self.metrics_), pipeline=self)
         if mode == "predict":
@@ -589,9 +614,16 @@ class UnifiedMLPipeline(BaseEstimator):
         """
         from .persistence import PipelinePersistence
 
-        return PipelinePersistence.from_location(store).save(self, name, metrics=metrics,
-                                                             tags=tags, message=message,
-                                                             **options)
+        store = PipelinePersistence.from_location(store)
+        run_id = self.__dict__.get("run_id_")
+        if run_id is not None and "run_id" not in options:
+            options["run_id"] = run_id
+        version = store.save(self, name, metrics=metrics, tags=tags, message=message, **options)
+        if run_id is not None and self.tracking is not None:
+            from .runs._active import link_saved_version
+
+            link_saved_version(self, run_id, store, name, version)
+        return version
 
     @classmethod
     def load(cls, store, name, version=None, **options):

@@ -12,7 +12,7 @@ import pytest
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 
 
-@pytest.mark.parametrize("page", ["inference.md", "orchestration.md", "monitoring.md"])
+@pytest.mark.parametrize("page", ["inference.md", "orchestration.md", "monitoring.md", "runs.md"])
 def test_guide_blocks_run_in_order(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
