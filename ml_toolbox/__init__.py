@@ -47,7 +47,7 @@ _EXPORTS = {
     "RetryConfig": "ml_toolbox.retry",
     "RetryStrategy": "ml_toolbox.retry",
     # persistence
-    "PipelinePersistence": "ml_toolbox.persistence",
+    "PipelinePersistence": "ml_toolbox.store",
     # runs
     "RunStore": "ml_toolbox.runs.store",
     "RunRecord": "ml_toolbox.runs.store",

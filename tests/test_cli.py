@@ -51,7 +51,7 @@ def test_show_by_number_and_alias(store, capsys):
     store.promote("churn", 2, "production")
     code, out, _ = run(capsys, "--store", str(store.path), "show", "churn", "production")
     assert code == 0
-    assert "churn version 2" in out and "metrics.accuracy" in out and "params.C" in out and "sha256" in out
+    assert "churn version 2" in out and "metrics.accuracy" in out and "params.C" in out and "blake3" in out
     code, out, _ = run(capsys, "--store", str(store.path), "--json", "show", "churn", "1")
     assert json.loads(out)["message"] == "baseline"
 

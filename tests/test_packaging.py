@@ -72,16 +72,12 @@ def _store_works_without_fcntl():
 
 
 def test_operating_system_classifiers_are_true():
-    """POSIX is declared while the store needs fcntl; Windows or "OS Independent" only once it does not.
-
-    The day the store works without fcntl, this test fails until the classifiers say so.
-    """
+    """What is declared is what is tested: POSIX / Linux, where CI runs. The store itself no longer
+    needs fcntl (checked here, as on Windows), but no CI runs another system, so none is claimed."""
     declared = {c for c in _classifiers() if c.startswith("Operating System ::")}
     assert "Operating System :: POSIX :: Linux" in declared  # what CI runs on
-    if _store_works_without_fcntl():
-        pytest.fail("The store now works without fcntl: declare the operating systems it supports "
-                    f"(today {sorted(declared)}).")
-    assert not {c for c in declared if "Windows" in c or "OS Independent" in c}
+    assert _store_works_without_fcntl()
+    assert not {c for c in declared if "Windows" in c or "OS Independent" in c or "MacOS" in c}
 
 
 def test_package_ships_py_typed():

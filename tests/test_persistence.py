@@ -15,6 +15,7 @@ import textwrap
 import time
 import warnings
 
+import blake3
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from ml_toolbox import _store_io
+from ml_toolbox.store import _io as _store_io
 from ml_toolbox.persistence import (
     AliasedVersionError,
     Gate,
@@ -137,7 +138,7 @@ def test_manifest_records_everything(store):
     artifact = _artifact(store, "m", 1).read_bytes()
     files = manifest["files"]["artifact.joblib"]
     assert files["size"] == len(artifact)
-    assert files["sha256"] == hashlib.sha256(artifact).hexdigest()
+    assert files["blake3"] == blake3.blake3(artifact).hexdigest()
     assert manifest["version"] == 1 and manifest["parent"] is None
     assert store.manifest("m", 2)["parent"] == 1  # default lineage: the latest version at save time
     assert manifest["environment"] == environment()
@@ -159,6 +160,9 @@ def test_durable_fsyncs_and_the_default_stays_atomic(tmp_path, fitted, monkeypat
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
     durable = PipelinePersistence(tmp_path / "a", durable=True)
+    calls.clear()
+    durable.save(fitted, "churn")  # the name's first version: its .kind marker too, and its directory
+    assert ".kind." in calls[1] and calls[2] == str(durable.path / "churn") and len(calls) == 6
     calls.clear()
     durable.save(fitted, "churn")
     # the artifact and manifest, the staging directory (before its rename) and the name's directory (after)
@@ -183,19 +187,26 @@ def test_durable_fsyncs_and_the_default_stays_atomic(tmp_path, fitted, monkeypat
     assert os.path.basename(calls[4]).startswith(".aliases.json.") and calls[5] == str(fast.path / "churn")
 
 
-def test_sha256_false_records_only_the_fast_digest(tmp_path):
-    fast = PipelinePersistence(tmp_path / "s", sha256=False)
-    fast.save({"w": np.arange(10)}, "w")
-    assert set(fast.manifest("w")["files"]["artifact.joblib"]) == {"size", "xxh3_128"}
-    np.testing.assert_array_equal(fast.load("w")["w"], np.arange(10))
-    assert fast.verify() == [("w", 1, None)]
-    path = _artifact(fast, "w", 1)
-    msg = f"{str(path)!r} was saved without a sha256 digest (sha256=False); check it with verify='xxh3_128'."
+def test_digest_is_blake3_by_default_and_sha256_selectable(tmp_path):
+    store = PipelinePersistence(tmp_path / "s")
+    store.save({"w": np.arange(10)}, "w")
+    assert set(store.manifest("w")["files"]["artifact.joblib"]) == {"size", "blake3"}
+    np.testing.assert_array_equal(store.load("w")["w"], np.arange(10))
+    assert store.verify() == [("w", 1, None)]
+    path = _artifact(store, "w", 1)
+    msg = f"{str(path)!r} was saved without a sha256 digest; it records ['blake3']."
     with pytest.raises(ValueError, match=re.escape(msg)):
-        fast.load("w", verify="sha256")
-    signed = PipelinePersistence(tmp_path / "s", sha256=False, signing_key="k")
-    signed.save({"w": 1}, "w")
-    assert "sha256" in signed.manifest("w", 2)["files"]["artifact.joblib"]  # a signature needs it
+        store.load("w", verify="sha256")
+    both = PipelinePersistence(tmp_path / "s", sha256=True)
+    both.save({"w": 1}, "w")
+    assert set(both.manifest("w", 2)["files"]["artifact.joblib"]) == {"size", "blake3", "sha256"}
+    assert both.load("w", 2, verify="sha256") == {"w": 1} == both.load("w", 2, verify="blake3")
+    only = PipelinePersistence(tmp_path / "s", digest="sha256", signing_key="k")
+    only.save({"w": 2}, "w")
+    assert set(only.manifest("w", 3)["files"]["artifact.joblib"]) == {"size", "sha256"}
+    assert only.load("w", 3) == {"w": 2} and only.verify("w", 3) == [("w", 3, None)]
+    with pytest.raises(ValueError, match=re.escape("digest='md5' is not one of ['blake3', 'sha256']")):
+        PipelinePersistence(tmp_path / "s", digest="md5")
 
 
 def test_explicit_parent_by_alias(store, fitted):
@@ -211,10 +222,14 @@ def test_large_artifact_hash_computed_while_writing_matches_file(store):
     store.save(big, "big")
     data = _artifact(store, "big", 1).read_bytes()
     files = store.manifest("big", 1)["files"]["artifact.joblib"]
-    assert files["sha256"] == hashlib.sha256(data).hexdigest()
+    assert files["blake3"] == blake3.blake3(data).hexdigest()
     assert files["size"] == len(data)
     np.testing.assert_array_equal(store.load("big")["array"], big["array"])
-    np.testing.assert_array_equal(store.load("big", verify="sha256")["array"], big["array"])
+    both = PipelinePersistence(store.path, sha256=True)  # SHA-256 in its helper thread, as the bytes pass
+    both.save(big, "big")
+    data = _artifact(store, "big", 2).read_bytes()
+    assert both.manifest("big", 2)["files"]["artifact.joblib"]["sha256"] == hashlib.sha256(data).hexdigest()
+    np.testing.assert_array_equal(both.load("big", 2, verify="sha256")["array"], big["array"])
 
 
 def test_compression_and_mmap(store, tmp_path):
@@ -247,15 +262,13 @@ def test_tampered_artifact_refused_before_anything_is_deserialised(store):
     data = bytearray(path.read_bytes())
     data[data.index(b"xxxx")] = ord("y")  # same size, different content
     path.write_bytes(bytes(data))
-    expected = store.manifest("evil", 1)["files"]["artifact.joblib"]["xxh3_128"]
-    with pytest.raises(IntegrityError, match=re.escape(f"{str(path)!r} failed its xxh3_128 check: expected {expected}, found ")) as info:
+    expected = store.manifest("evil", 1)["files"]["artifact.joblib"]["blake3"]
+    with pytest.raises(IntegrityError, match=re.escape(f"{str(path)!r} failed its blake3 check: expected {expected}, found ")) as info:
         store.load("evil")
     assert info.value.path == str(path) and info.value.expected == expected
     assert isinstance(info.value, ValueError)
-    with pytest.raises(IntegrityError, match="failed its sha256 check"):
-        store.load("evil", verify="sha256")
     assert LOADED == []  # the tampered pickle never ran
-    assert store.verify("evil")[0][2].startswith(f"{str(path)!r} failed its sha256 check")
+    assert store.verify("evil")[0][2].startswith(f"{str(path)!r} failed its blake3 check")
 
 
 def test_tampered_large_artifact_refused_before_anything_is_deserialised(store):
@@ -270,10 +283,10 @@ def test_tampered_large_artifact_refused_before_anything_is_deserialised(store):
     assert len(data) > 4 * 1024 * 1024
     data[-100] ^= 1  # the array's last bytes, read after the side effect would have run
     path.write_bytes(bytes(data))
-    for verify in ("auto", "sha256"):
-        with pytest.raises(IntegrityError, match="failed its (xxh3_128|sha256) check"):
+    for verify in ("auto", "blake3"):
+        with pytest.raises(IntegrityError, match="failed its blake3 check"):
             store.load("evil", verify=verify)
-    with pytest.raises(IntegrityError, match="failed its xxh3_128 check"):
+    with pytest.raises(IntegrityError, match="failed its blake3 check"):
         store.load("evil", mmap_mode="r")
     assert LOADED == []  # the tampered pickle never ran
 
@@ -294,27 +307,29 @@ def test_missing_artifact_refused(store, fitted):
     path.unlink()
     with pytest.raises(IntegrityError, match=re.escape(f"{str(path)!r} is missing: version 1 of 'churn' is incomplete")):
         store.load("churn")
-    assert store.verify("churn")[0][2] == f"{str(path)!r} is missing."
+    assert store.verify("churn")[0][2].startswith(f"{str(path)!r} is missing")
 
 
 def test_verify_param_checked(store, fitted):
     store.save(fitted, "churn")
-    with pytest.raises(ValueError, match=re.escape("verify='md5' is not one of 'auto', 'sha256', 'xxh3_128', 'size'.")):
+    with pytest.raises(ValueError, match=re.escape("verify='md5' is not one of 'auto', 'blake3', 'sha256', 'xxh3_128', 'size'.")):
         store.load("churn", verify="md5")
     store.save({"w": np.zeros(1000)}, "arr")
     path = _artifact(store, "arr", 1)
     data = bytearray(path.read_bytes())
     data[len(data) - 4000] = 1  # inside the array's bytes
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="failed its xxh3_128 check"):
+    with pytest.raises(IntegrityError, match="failed its blake3 check"):
         store.load("arr", mmap_mode="r")
     assert store.load("arr", mmap_mode="r", verify="size")["w"].any()  # sizes only: trusted stores
     path.write_bytes(bytes(data[:-1]))
     with pytest.raises(IntegrityError, match="is truncated"):
         store.load("arr", verify="size")
     signed = PipelinePersistence(store.path, signing_key="k")
-    with pytest.raises(ValueError, match=re.escape("verify='size' skips the content check, which a store with a signing key does not allow.")):
-        signed.load("churn", verify="size")
+    for weak in ("size", "xxh3_128"):  # no non-cryptographic check under a key
+        with pytest.raises(ValueError, match=re.escape(f"verify={weak!r} is not a cryptographic check, which a store "
+                                                       "with a signing key requires")):
+            signed.load("churn", verify=weak)
 
 
 def test_signing_key_signs_and_refuses_unsigned_or_wrong(tmp_path, fitted, monkeypatch):
@@ -338,14 +353,14 @@ def test_signing_key_signs_and_refuses_unsigned_or_wrong(tmp_path, fitted, monke
     assert [r[2] is None for r in from_env.verify("churn")] == [False, False]
 
 
-def test_signed_store_checks_sha256_of_artifact(tmp_path, fitted):
+def test_signed_store_checks_the_cryptographic_digest_of_artifact(tmp_path, fitted):
     store = PipelinePersistence(tmp_path / "s", signing_key=b"k")
     store.save(fitted, "churn")
     path = _artifact(store, "churn", 1)
     data = bytearray(path.read_bytes())
     data[-3] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="failed its sha256 check"):
+    with pytest.raises(IntegrityError, match="failed its blake3 check"):
         store.load("churn")
 
 
@@ -772,8 +787,8 @@ def test_leftovers_of_dead_writers_are_cleaned(store, fitted):
     assert store.list_versions("churn") == [1]
 
 
-@pytest.mark.parametrize("sha256", [True, False])
-def test_hashing_writer_digests_exactly_the_bytes_written(tmp_path, sha256):
+@pytest.mark.parametrize("algorithms", [("blake3",), ("blake3", "sha256"), ("sha256",), ("xxh3_128",)])
+def test_hashing_writer_digests_exactly_the_bytes_written(tmp_path, algorithms):
     import xxhash
 
     rng = np.random.default_rng(0)
@@ -781,15 +796,15 @@ def test_hashing_writer_digests_exactly_the_bytes_written(tmp_path, sha256):
     pieces += [rng.bytes(n) for n in (70_000, 2_000_000, 5, 9_000_000, 300)]  # ... large ones pass through
     expected = b"".join(bytes(p) for p in pieces)
     with open(tmp_path / "f", "xb") as raw:
-        writer = _store_io.HashingWriter(raw, sha256=sha256)
+        writer = _store_io.HashingWriter(raw, algorithms)
         for piece in pieces:
             position = writer.tell()
             assert writer.write(piece) == len(bytes(piece)) and writer.tell() == position + len(bytes(piece))
         digests = writer.digests()
     assert (tmp_path / "f").read_bytes() == expected
     assert digests["size"] == len(expected)
-    assert digests["xxh3_128"] == xxhash.xxh3_128(expected).hexdigest()
-    assert digests.get("sha256") == (hashlib.sha256(expected).hexdigest() if sha256 else None)
+    reference = {"blake3": blake3.blake3, "sha256": hashlib.sha256, "xxh3_128": xxhash.xxh3_128}
+    assert digests == {"size": len(expected), **{a: reference[a](expected).hexdigest() for a in algorithms}}
 
 
 def test_staging_directories_are_kept_while_their_owner_lives(tmp_path, fitted):
@@ -808,7 +823,7 @@ def test_staging_directories_are_kept_while_their_owner_lives(tmp_path, fitted):
         assert sorted(os.listdir(tmp)) == ["live0000-1"]
         assert "dead0000" not in os.listdir(locks) and "live0000" in os.listdir(locks)
     finally:
-        os.close(live)
+        live.release()
     store.save(fitted, "churn")
     assert os.listdir(tmp) == []
     other = PipelinePersistence(tmp_path / "s")

@@ -1,22 +1,54 @@
 """Private I/O helpers of the versioned store: hashing file wrappers, atomic files, locks.
 
-Nothing here is public; :mod:`ml_toolbox.persistence` is the user-facing module.
+Nothing here is public; :mod:`ml_toolbox.store` is the user-facing package.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import io
 import json
-import mmap
 import os
 import pickle
 import queue
 import threading
 
+import blake3
+import filelock
 import numpy as np
 import xxhash
+
+# The digests a manifest may record. BLAKE3 (cryptographic, releases the GIL, hashes large buffers on
+# several threads) is the default of new manifests; SHA-256 is still verified, and selectable;
+# xxh3-128 (not cryptographic) is only ever checked on unsigned versions that recorded nothing else.
+CRYPTOGRAPHIC = ("blake3", "sha256")
+ALGORITHMS = ("blake3", "sha256", "xxh3_128")
+
+
+class _Blake3:
+    """``blake3.blake3`` hashing large buffers on several threads (it releases the GIL)."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self):
+        self._hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+    def update(self, data):
+        self._hash.update(data)
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+
+def new_hash(algorithm):
+    """A fresh hash object (``update``/``hexdigest``) for one of :data:`ALGORITHMS`."""
+    if algorithm == "blake3":
+        return _Blake3()
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm == "xxh3_128":
+        return xxhash.xxh3_128()
+    raise ValueError(f"Unknown digest {algorithm!r}; expected one of {ALGORITHMS}.")
 
 # Writes larger than this hand their SHA-256 to a helper thread (hashlib releases the GIL), so the
 # digest is computed while joblib keeps pickling; smaller artifacts are hashed inline.
@@ -75,20 +107,27 @@ class _Sha256Feeder:
 
 
 class HashingWriter:
-    """A write-only binary file object that feeds every byte to xxh3-128 and SHA-256 as it is written.
+    """A write-only binary file object that feeds every byte to its digests as it is written.
 
     joblib (and pickle) write through it; nothing is read back for hashing. pickle hands over many
     small pieces (frames, opcodes, small arrays): they are gathered into blocks of ``_BLOCK`` bytes, so
     the hashes and the file see a few large updates instead of thousands of calls. Large writes (joblib's
-    array chunks) pass straight through, after whatever is pending.
+    array chunks) pass straight through, after whatever is pending. BLAKE3 hashes inline (on several
+    threads for large blocks); SHA-256 in a helper thread for large artifacts (:class:`_Sha256Feeder`).
+
+    Parameters
+    ----------
+    raw : binary file
+    algorithms : tuple of str
+        The digests to compute, among :data:`ALGORITHMS`.
     """
 
     _BLOCK = 1024 * 1024
 
-    def __init__(self, raw, sha256=True):
+    def __init__(self, raw, algorithms=("blake3",)):
         self._raw = raw
-        self._xxh = xxhash.xxh3_128()
-        self._sha = _Sha256Feeder() if sha256 else None
+        self._hashes = {a: (_Sha256Feeder() if a == "sha256" else new_hash(a)) for a in algorithms}
+        self._updates = [h.update for h in self._hashes.values()]
         self._pending = bytearray()
         self.size = 0
 
@@ -105,9 +144,8 @@ class HashingWriter:
         return n
 
     def _feed(self, data):
-        self._xxh.update(data)
-        if self._sha is not None:
-            self._sha.update(data)
+        for update in self._updates:
+            update(data)
         self._raw.write(data)
 
     def _flush_pending(self):
@@ -131,20 +169,23 @@ class HashingWriter:
         try:
             self._flush_pending()
         finally:
-            if self._sha is not None:
-                self._sha.close()
+            self._stop()
+
+    def _stop(self):
+        for h in self._hashes.values():
+            if isinstance(h, _Sha256Feeder):
+                h.close()
 
     def discard(self):
         """Drop what is pending, unwritten, and stop the SHA-256 helper thread: for a write given up."""
         self._pending.clear()
-        if self._sha is not None:
-            self._sha.close()
+        self._stop()
 
     def digests(self):
         self._flush_pending()
-        out = {"size": self.size, "xxh3_128": self._xxh.hexdigest()}
-        if self._sha is not None:
-            out["sha256"] = self._sha.hexdigest()
+        out = {"size": self.size}
+        for algorithm, h in self._hashes.items():
+            out[algorithm] = h.hexdigest()
         return out
 
 
@@ -222,18 +263,42 @@ def _pickle_small(obj, writer, compression):
         _SmallObjectPickler(f, protocol).dump(obj)
 
 
-def write_pickle_hashed(path, obj, compress=0, fsync=True, sha256=True):
+def _region_pickler():
+    """joblib's NumpyPickler, noting where each array's raw data lies in the file (see ``regions``)."""
+    from joblib.numpy_pickle import NumpyPickler
+
+    class _RegionPickler(NumpyPickler):
+        """Writes exactly what ``joblib.dump`` writes, and records ``regions``: the ``[start, end)``
+        byte ranges of raw array data (everything else in the file is pickle). A memory-mapped load
+        copies the pickle ranges into private memory and verifies them there, and maps only these."""
+
+        def __init__(self, fp):
+            super().__init__(fp)
+            self.regions = []
+
+        def save(self, obj):
+            raw = type(obj) in _ARRAY_TYPES and not obj.dtype.hasobject and obj.nbytes
+            super().save(obj)
+            if raw:  # joblib wrote the array's bytes straight after its wrapper: they end here
+                end = self.file_handle.tell()
+                self.regions.append([end - obj.nbytes, end])
+
+    return _RegionPickler
+
+
+def write_pickle_hashed(path, obj, compress=0, fsync=True, algorithms=("blake3",)):
     """Write ``obj`` as a joblib artifact at ``path`` (a new file), hashing as it is written.
 
     The C pickler writes it when it holds no large numpy array (see ``_LARGE_ARRAY``); otherwise, and
-    whenever the C pickler fails, ``joblib.dump`` writes it from the start. Returns the file's size and
-    digests, and which pickler wrote it ("pickle" or "joblib").
+    whenever the C pickler fails, joblib's pickler writes it from the start (uncompressed: recording
+    where each array's raw bytes lie, as ``regions``). Returns the file's size and digests (with
+    ``regions`` when recorded), and which pickler wrote it ("pickle" or "joblib").
     """
     compression = _compression(compress)
-    raw = open(path, "xb")
+    raw = open_new(path)
     try:
         if compression is not False:
-            writer = HashingWriter(raw, sha256=sha256)
+            writer = HashingWriter(raw, algorithms)
             try:
                 _pickle_small(obj, writer, compression)
             except Exception:  # large arrays, or something only joblib's pickler takes (or fails on: its error)
@@ -241,7 +306,7 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, sha256=True):
                 if raw.tell():  # a new file rather than a truncated one: ext4 writes a truncated file out on close
                     raw.close()
                     os.unlink(path)
-                    raw = open(path, "xb")
+                    raw = open_new(path)
             except BaseException:
                 writer.discard()
                 raise
@@ -249,15 +314,28 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, sha256=True):
                 return _finish(raw, writer, fsync), "pickle"
         import joblib
 
-        writer = HashingWriter(raw, sha256=sha256)
+        writer = HashingWriter(raw, algorithms)
         try:
-            joblib.dump(obj, writer, compress=compress)
+            if compression is None:  # what joblib.dump does with a file object, noting the array ranges
+                pickler = _region_pickler()(writer)
+                pickler.dump(obj)
+            else:
+                joblib.dump(obj, writer, compress=compress)
         except BaseException:
             writer.discard()  # no helper thread outlives a failed dump
             raise
-        return _finish(raw, writer, fsync), "joblib"
+        digests = _finish(raw, writer, fsync)
+        if compression is None:
+            digests["regions"] = pickler.regions
+        return digests, "joblib"
     finally:
         raw.close()
+
+
+def open_new(path):
+    """A new file at ``path`` for writing (refused if anything, a symlink included, is there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o666)
+    return open(fd, "wb")
 
 
 def _finish(raw, writer, fsync):
@@ -273,22 +351,22 @@ def _finish(raw, writer, fsync):
     return digests
 
 
-def load_pickle(data=None, fd=None):
-    """Unpickle an artifact written by the C pickler, with the C unpickler: from ``data`` (its bytes)
-    or else from the open file ``fd``; a compressed one through joblib's decompressor file objects."""
-    if data is not None and data[:1] == pickle.PROTO:  # uncompressed (no joblib container starts so)
+def load_pickle(data):
+    """Unpickle an artifact written by the C pickler, with the C unpickler, from ``data`` (its verified
+    bytes, in memory); a compressed one through joblib's decompressor file objects."""
+    if data[:1] == pickle.PROTO:  # uncompressed (no joblib container starts so)
         return pickle.loads(data)
     from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 
-    with (io.BytesIO(data) if data is not None else open(fd, "rb", closefd=False)) as f:
+    with io.BytesIO(data) as f:
         with _validate_fileobject_and_memmap(f, "") as (fobj, _):
             return pickle.load(fobj)
 
 
-def write_bytes_hashed(path, data, fsync=True, sha256=True):
+def write_bytes_hashed(path, data, fsync=True, algorithms=("blake3",)):
     """Write ``data`` to a new file at ``path``, fsync it (if asked) and return its size and digests."""
-    with open(path, "xb") as raw:
-        writer = HashingWriter(raw, sha256=sha256)
+    with open_new(path) as raw:
+        writer = HashingWriter(raw, algorithms)
         writer.write(data)
         return _finish(raw, writer, fsync)
 
@@ -298,7 +376,7 @@ def write_file(path, data, fsync=True):
 
     Plain ``os`` calls (open, write, close): no buffered file object for one small write.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o666)
     try:
         view = memoryview(data)
         while view:
@@ -310,28 +388,23 @@ def write_file(path, data, fsync=True):
 
 
 def digest_bytes(data, algorithm):
-    h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
+    h = new_hash(algorithm)
     h.update(data)
     return h.hexdigest()
 
 
-def digest_fd(fd, algorithm, size):
-    """Digest an open file's first ``size`` bytes through a read-only memory map (one pass, no copy)."""
-    h = xxhash.xxh3_128() if algorithm == "xxh3_128" else hashlib.sha256()
-    if size:
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-            if hasattr(mmap, "MADV_WILLNEED"):  # map (and read ahead) the whole file up front: fewer faults
-                view.madvise(mmap.MADV_WILLNEED)
-            h.update(view)
-    return h.hexdigest()
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a symlink planted in the store is never followed
+_O_RDONLY = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | getattr(os, "O_BINARY", 0)
 
 
-_O_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+def open_fd(path, write=False):
+    """``os.open`` for reading (and writing, for ``mmap_mode="r+"``) that refuses a symlink.
 
-
-def open_fd(path):
-    """``os.open`` for reading: a plain descriptor, no buffered file object (raises FileNotFoundError)."""
-    return os.open(path, _O_RDONLY)
+    Raises FileNotFoundError when missing, and a StoreSymlinkError-worthy ``OSError`` (ELOOP) for a
+    symlink; callers turn both into the store's errors.
+    """
+    return os.open(path, (_O_RDONLY & ~os.O_RDONLY) | (os.O_RDWR if write else os.O_RDONLY))
 
 
 def read_fd(fd, size=None):
@@ -370,62 +443,48 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def atomic_write_json(path, payload, tmp_dir):
-    """Replace ``path`` with ``payload`` as JSON: write a temp file in ``tmp_dir``, fsync, rename."""
-    data = json.dumps(payload, indent=2, sort_keys=True).encode()
-    tmp = os.path.join(tmp_dir, f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
+class LockBusy(Exception):
+    """A non-blocking lock attempt found the lock held (by a live process)."""
 
 
 def acquire_lock(path, *, blocking=True):
-    """Open ``path`` (created if missing), take an exclusive ``fcntl.flock`` on it and return the fd.
+    """Take an exclusive lock on the file at ``path`` (created if missing); return the lock object.
 
-    The lock is released when the fd is closed, or when the process dies (even by SIGKILL). A lock file
-    may be unlinked by its holder (or by a cleaner that found it orphaned) while another process waits
-    on it: the lock would then guard nothing, so once locked, the file at ``path`` must still be the one
-    locked, or it is opened again.
+    :class:`filelock.FileLock`: ``fcntl.flock`` on Unix, ``msvcrt`` locking on Windows, released when
+    the lock is released or the process dies (even by SIGKILL). Non-blocking, a held lock raises
+    :class:`LockBusy`. Lock files that others may wait on are never unlinked (``.lock``); a store
+    object's staging lock is unlinked only by its owner or by a cleaner holding it.
     """
-    flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, flags)
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if same:
-            return fd
-        os.close(fd)
+    lock = filelock.FileLock(path, timeout=-1 if blocking else 0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockBusy(path) from None
+    return lock
 
 
 @contextlib.contextmanager
 def file_lock(path, *, blocking=True):
     """Hold :func:`acquire_lock` on ``path`` for the ``with`` block."""
-    fd = acquire_lock(path, blocking=blocking)
+    lock = acquire_lock(path, blocking=blocking)
     try:
-        yield fd
+        yield lock
     finally:
-        os.close(fd)
+        lock.release()
 
 
-def release_owner_lock(path, fd, pid):
-    """Drop a store object's staging lock: unlink it (in the process that made it), close the fd."""
-    if os.getpid() == pid:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+def release_owner_lock(path, lock, pid):
+    """Drop a store object's staging lock: release and unlink it, in the process that made it (a
+    forked child leaves its parent's lock alone: releasing an inherited ``flock`` would release it for
+    the parent too)."""
+    if os.getpid() != pid:
+        return
     try:
-        os.close(fd)
+        os.unlink(path)
+    except OSError:
+        pass
+    try:
+        lock.release(force=True)
     except OSError:  # pragma: no cover
         pass
 

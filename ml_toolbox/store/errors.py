@@ -1,0 +1,74 @@
+"""The errors (and the warning) the versioned store raises; every one names the file, version or
+name at fault."""
+
+
+class PersistenceError(Exception):
+    """Base class of every error raised by the store."""
+
+
+class StoreError(PersistenceError, OSError):
+    """The store is unusable: its path is a file or a directory that is not a store, it is read-only (every
+    write operation), or one of its files is malformed or a symlink (the message names the file)."""
+
+
+class InvalidNameError(PersistenceError, ValueError):
+    """A model or alias name that cannot be stored (empty, path separators, '..', odd characters)."""
+
+
+class VersionNotFoundError(PersistenceError, LookupError):
+    """A name, version or alias that does not exist; the message lists what does."""
+
+    def __str__(self):  # LookupError would not quote, but keep the plain message anyway
+        return str(self.args[0]) if self.args else ""
+
+
+class IntegrityError(PersistenceError, ValueError):
+    """An artifact whose size or digest differs from its manifest (tampered or truncated).
+
+    Attributes
+    ----------
+    path : str
+        The file that failed the check.
+    expected, found : object
+        What the manifest records and what was read.
+    """
+
+    def __init__(self, message, path=None, expected=None, found=None):
+        super().__init__(message)
+        self.path = path
+        self.expected = expected
+        self.found = found
+
+
+class SignatureError(IntegrityError):
+    """A version that is unsigned, or signed with another key, while the store requires a signature."""
+
+
+class MalformedFileError(StoreError, IntegrityError):
+    """A store file (manifest, alias file, marker) that is not what the store writes: not JSON, or not
+    the structure expected. Both a StoreError and an IntegrityError; the message names the file."""
+
+    def __init__(self, message, path=None):
+        StoreError.__init__(self, message)
+        self.path, self.expected, self.found = path, None, None
+
+
+class FormatRefusedError(IntegrityError):
+    """A version whose manifest asks for a format the store's or the load's policy refuses (a pickle
+    under ``allow_pickle=False``, or a format outside ``formats=``): nothing was deserialised."""
+
+
+class GateError(PersistenceError, ValueError):
+    """``promote`` refused: at least one quality gate failed. ``failed`` lists the failed gates' messages."""
+
+    def __init__(self, message, failed=()):
+        super().__init__(message)
+        self.failed = list(failed)
+
+
+class AliasedVersionError(PersistenceError, ValueError):
+    """``delete_version`` refused: an alias points at the version."""
+
+
+class VersionMismatchWarning(UserWarning):
+    """A version saved under other library versions than the ones running now."""
