@@ -40,6 +40,9 @@ TREE_ENGINE_ENV = "ML_TOOLBOX_TREE_ENGINE"
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _BATCH = 256  # from this many rows on, the numpy engine lets scikit-learn's compiled loops traverse
+# one row: every node's decision at once when n_nodes <= _ALL_NODES * depth (a numpy call on n
+# nodes costs about as much as _ALL_NODES times fewer calls of the level by level walk)
+_ALL_NODES = 2000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,6 +99,7 @@ class Forest:
         self.cat_right = cat_right
         self.n_columns = int(self.column.max()) + 1 if self.column.size else 1
         self.n_trees = self.roots.shape[0]
+        self._ids = ids
 
     @property
     def n_nodes(self):
@@ -109,6 +113,24 @@ class Forest:
             self.nan_right
         has_nan = bool(np.isnan(X).any())
         cats = self.cat_slot is not None
+        if n == 1 and self.n_nodes <= _ALL_NODES * max(1, self.depth):
+            # a small ensemble: every node's decision for this row at once (a few numpy calls on
+            # arrays of n_nodes), then one lookup per level
+            x = X[0]
+            xf = x[feature]
+            right = xf > threshold
+            if has_nan:
+                nan = np.isnan(xf)
+                right |= nan & nan_right
+            if cats:
+                self._categorical(self._ids, xf, right)
+            step = np.where(right, self.right, self.left)
+            node = self.roots
+            for level in range(self.depth):
+                node = step[node]
+                if level & 3 == 3 and self.is_leaf[node].all():
+                    break
+            return node.reshape(1, -1)
         if n == 1:
             x = X[0]
             node = self.roots.copy()

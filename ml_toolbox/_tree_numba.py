@@ -66,8 +66,11 @@ def engine(forest):
     empty_cat = np.zeros(0, dtype=np.intp)
     cat_slot = forest.cat_slot if forest.cat_slot is not None else empty_cat
     cat_right = forest.cat_right if forest.cat_right is not None else np.zeros((0, 256), dtype=bool)
-    args = (forest.feature, forest.threshold, forest.left, forest.right, forest.nan_right,
-            forest.roots, forest.values, forest.column, cat_slot, cat_right)
+    # int32 node ids and features: a smaller footprint in the cache for the walk's random reads
+    i32 = np.int32
+    args = (forest.feature.astype(i32), forest.threshold, forest.left.astype(i32),
+            forest.right.astype(i32), forest.nan_right, forest.roots.astype(i32), forest.values,
+            forest.column, cat_slot.astype(i32), cat_right)
     no_init = np.zeros(n_cols)
 
     def raw(X, init, large=None):
