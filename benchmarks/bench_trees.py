@@ -11,8 +11,6 @@ of nodes (leaves included) one row visits across all trees: the work any engine 
 """
 
 import os
-import statistics
-import time
 import warnings
 
 import numpy as np
@@ -22,23 +20,9 @@ from rich.table import Table
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
+from benchmarks.bench_inference import _rounds_median_us as _median_us
 from ml_toolbox._tree_kernels import TREE_ENGINE_ENV, numba_available
 from ml_toolbox.fast import build_plan
-
-
-def _median_us(cases, n, rounds=10, clock=time.perf_counter):
-    """Median microseconds per call of each case: ``n`` calls each, in ``rounds`` blocks in turns."""
-    times = {name: [] for name in cases}
-    for fn in cases.values():
-        fn()
-    per = max(1, n // rounds)
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            for _ in range(per):
-                t0 = clock()
-                fn()
-                times[name].append(clock() - t0)
-    return {name: statistics.median(values) * 1e6 for name, values in times.items()}
 
 
 def _plan(est, engine):

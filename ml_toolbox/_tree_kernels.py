@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from ml_toolbox._kernels import Decline, NoKernel, RowKernel, _check_width
+from ml_toolbox._kernels import Decline, NoKernel, RowKernel, _check_width, finite_or_decline
 
 __all__ = ["Forest", "make_tree_kernel", "numba_available", "TREE_ENGINE_ENV"]
 
@@ -109,58 +109,44 @@ class Forest:
     def leaves(self, X):
         """The leaf each tree reaches for each row of ``X`` (already checked and cast): ``(n, T)``."""
         n = X.shape[0]
-        feature, threshold, children, nan_right = self.feature, self.threshold, self.children, \
-            self.nan_right
         has_nan = bool(np.isnan(X).any())
-        cats = self.cat_slot is not None
         if n == 1 and self.n_nodes <= _ALL_NODES * max(1, self.depth):
             # a small ensemble: every node's decision for this row at once (a few numpy calls on
             # arrays of n_nodes), then one lookup per level
-            x = X[0]
-            xf = x[feature]
-            right = xf > threshold
-            if has_nan:
-                nan = np.isnan(xf)
-                right |= nan & nan_right
-            if cats:
-                self._categorical(self._ids, xf, right)
-            step = np.where(right, self.right, self.left)
+            step = self._decide(self._ids, X[0][self.feature], has_nan, self.right, self.left)
             node = self.roots
             for level in range(self.depth):
                 node = step[node]
                 if level & 3 == 3 and self.is_leaf[node].all():
                     break
             return node.reshape(1, -1)
+        # all trees of all rows, one level per step
         if n == 1:
             x = X[0]
             node = self.roots.copy()
-            for level in range(self.depth):
-                v = x[feature[node]]
-                right = v > threshold[node]
-                if has_nan:
-                    nan = np.isnan(v)
-                    if nan.any():
-                        right |= nan & nan_right[node]
-                if cats:
-                    self._categorical(node, v, right)
-                node = children[2 * node + right]
-                if level & 3 == 3 and self.is_leaf[node].all():
-                    break
-            return node.reshape(1, -1)
-        node = np.repeat(self.roots.reshape(1, -1), n, axis=0)
-        rows = np.arange(n).reshape(-1, 1)
+            values = lambda node: x[self.feature[node]]  # noqa: E731
+        else:
+            node = np.repeat(self.roots.reshape(1, -1), n, axis=0)
+            rows = np.arange(n).reshape(-1, 1)
+            values = lambda node: X[rows, self.feature[node]]  # noqa: E731
         for level in range(self.depth):
-            v = X[rows, feature[node]]
-            right = v > threshold[node]
-            if has_nan:
-                nan = np.isnan(v)
-                right |= nan & nan_right[node]
-            if cats:
-                self._categorical(node, v, right)
-            node = children[2 * node + right]
+            node = self._decide(node, values(node), has_nan)
             if level & 3 == 3 and self.is_leaf[node].all():
                 break
-        return node
+        return node.reshape(1, -1) if n == 1 else node
+
+    def _decide(self, node, v, has_nan, right_of=None, left_of=None):
+        """The next node after ``node`` for the values ``v`` it compares (``right_of``/``left_of``:
+        the next node of every node at once, given ``node`` is all nodes in order)."""
+        right = v > self.threshold[node] if right_of is None else v > self.threshold
+        if has_nan:
+            nan = np.isnan(v)
+            right |= nan & (self.nan_right[node] if right_of is None else self.nan_right)
+        if self.cat_slot is not None:
+            self._categorical(node, v, right)
+        if right_of is not None:
+            return np.where(right, right_of, left_of)
+        return self.children[2 * node + right]
 
     def _categorical(self, node, v, right):
         slot = self.cat_slot[node]
@@ -180,11 +166,7 @@ class Forest:
         count = np.zeros(n, dtype=np.intp)
         for _ in range(self.depth + 1):
             count += (~self.is_leaf[node]).sum(axis=1)
-            v = X[rows, self.feature[node]]
-            right = (v > self.threshold[node]) | (np.isnan(v) & self.nan_right[node])
-            if self.cat_slot is not None:
-                self._categorical(node, v, right)
-            node = self.children[2 * node + right]
+            node = self._decide(node, X[rows, self.feature[node]], True)
         return count + self.n_trees
 
     def gather(self, leaves):
@@ -355,19 +337,8 @@ def _as_float32(X, allow_nan):
     if X.dtype.kind not in "fiub" or X.dtype.itemsize > 8:
         raise Decline(f"dtype {X.dtype}")
     X32 = X if X.dtype == _F32 else X.astype(np.float32)
-    _finite(X32, allow_nan)
+    finite_or_decline(X32, allow_nan)
     return X32
-
-
-def _finite(X, allow_nan):
-    s = np.add.reduce(X, axis=None) if X.size else 0.0
-    if np.isfinite(s):
-        return
-    if allow_nan:
-        if np.isinf(X).any():
-            raise Decline("infinite value")
-    elif not np.isfinite(X).all():
-        raise Decline("non-finite value")
 
 
 def _as_float64(X):
