@@ -5,7 +5,8 @@ Run: ``python -m benchmarks trees`` (or ``make bench BENCH=trees``). Two models 
 ``RandomForestClassifier(n_estimators=100)`` (unlimited depth). For each, one DataFrame row through
 ``predict_proba``: scikit-learn, the fast plan with the compiled engine (numba, the ``trees`` extra),
 the fast plan with the pure numpy engine (``ML_TOOLBOX_TREE_ENGINE=numpy``), and ONNX Runtime on a
-float32 array where skl2onnx converts the model; then a 100k-row numpy batch. All cases of a table
+float32 array where skl2onnx converts the model, all limited to one thread (scikit-learn's OpenMP
+threads only add cost to one row); then a 100k-row numpy batch with default threads. All cases of a table
 are timed in turns within one run, so the ratios hold on a loaded machine. "nodes/row" is the number
 of nodes (leaves included) one row visits across all trees: the work any engine must do.
 """
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from threadpoolctl import threadpool_limits
 
 from benchmarks.bench_inference import _rounds_median_us as _median_us
 from ml_toolbox._tree_kernels import TREE_ENGINE_ENV, numba_available
@@ -60,7 +62,7 @@ def _data(n, seed):
     return pd.DataFrame(X, columns=[f"f{i}" for i in range(20)]), y
 
 
-def main(n_calls=2000, console=None):
+def main(n_calls=600, console=None):
     console = console or Console()
     warnings.simplefilter("ignore")
     X, y = _data(20_000, 0)
@@ -94,14 +96,15 @@ def main(n_calls=2000, console=None):
         if onnx:
             cases["onnx"] = lambda onnx=onnx: onnx(x32)
         calls = n_calls if "Hist" in label else n_calls // 4
-        t = _median_us(cases, calls)
+        with threadpool_limits(1):  # one row: scikit-learn's OpenMP threads only cost (its best)
+            t = _median_us(cases, calls)
         # a numpy batch (the plan hands a DataFrame batch's first stage to scikit-learn itself):
         # the model stage's fast step, as the plan runs it on an array
         batch = {"sklearn": lambda est=est: est.predict_proba(Xb),
                  "numpy": lambda pure=pure: pure._steps("predict_proba")[0](Xb)}
         if compiled:
             batch["numba"] = lambda fast=fast: fast._steps("predict_proba")[0](Xb)
-        tb = _median_us(batch, 5, rounds=5)
+        tb = _median_us(batch, 3, rounds=3)
         results.append((label, forest, visited, t, tb, onnx_state))
 
     table = Table(title="tree ensembles, predict_proba (median microseconds per call; "
