@@ -181,17 +181,18 @@ class Forest:
 def _tree_by_tree(forest, apply, X, init):
     """``init`` plus each tree's leaf values (``apply[t](X)``: tree t's local leaf ids), tree by
     tree as scikit-learn adds them (``init`` None: a single tree's values)."""
-    values, roots, column = forest.values, forest.roots, forest.column
+    bounds = np.append(forest.roots, forest.n_nodes)
+    local = [forest.values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # each tree's own rows
     if init is None:
-        return values[apply[0](X) + roots[0]]
+        return local[0][apply[0](X)]
     out = np.empty((X.shape[0], init.shape[0]))
     out[:] = init
-    if values.shape[1] > 1:  # a forest classifier: each tree adds its class fractions
-        for t, fn in enumerate(apply):
-            out += values[fn(X) + roots[t]]
+    if forest.values.shape[1] > 1:  # a forest classifier: each tree adds its class fractions
+        for values, fn in zip(local, apply):
+            out += values[fn(X)]
     else:
-        for t, fn in enumerate(apply):
-            out[:, column[t]] += values[fn(X) + roots[t], 0]
+        for values, fn, c in zip(local, apply, forest.column):
+            out[:, c] += values[fn(X), 0]
     return out
 
 
@@ -451,7 +452,7 @@ def _tree_model(est, method, kind, classifier):
         return _as_float32(X, allow_nan)
 
     def large(X32, init):  # sklearn's own compiled traversal, tree by tree, the same sums
-        return _tree_by_tree(forest, [lambda X, t=t: t.apply(X) for t in tree_objs], X32, init)
+        return _tree_by_tree(forest, [t.apply for t in tree_objs], X32, init)
 
     if kind == "tree":
         def out(X32):  # tree_.predict: the leaf's value itself, no sum
@@ -503,7 +504,7 @@ def _gradient_boosting(est, method, kind, classifier):
         return _as_float32(X, False)
 
     def large(X32, init_row):
-        return _tree_by_tree(forest, [lambda X, t=t: t.apply(X) for t in tree_objs], X32, init_row)
+        return _tree_by_tree(forest, [t.apply for t in tree_objs], X32, init_row)
 
     def raw_predict(X32):
         return raw(X32, init, large)

@@ -42,7 +42,7 @@ def _walk(X, feature, threshold, left, right, nan_right, roots, values, column, 
                     if v < 0:
                         go_right = nan_right[node]
                     else:
-                        go_right = cat_right[cat_slot[node], np.intp(v)]
+                        go_right = cat_right[np.uint32(cat_slot[node]), np.uint32(v)]
                 else:
                     go_right = not (v <= threshold[node])
                 node = right[node] if go_right else left[node]
@@ -66,11 +66,12 @@ def engine(forest):
     empty_cat = np.zeros(0, dtype=np.intp)
     cat_slot = forest.cat_slot if forest.cat_slot is not None else empty_cat
     cat_right = forest.cat_right if forest.cat_right is not None else np.zeros((0, 256), dtype=bool)
-    # int32 node ids and features: a smaller footprint in the cache for the walk's random reads
-    i32 = np.int32
-    args = (forest.feature.astype(i32), forest.threshold, forest.left.astype(i32),
-            forest.right.astype(i32), forest.nan_right, forest.roots.astype(i32), forest.values,
-            forest.column, cat_slot.astype(i32), cat_right)
+    # uint32 node ids and features: a smaller footprint in the cache for the walk's random reads,
+    # and unsigned indices need no wraparound test for negative values
+    u32 = np.uint32
+    args = (forest.feature.astype(u32), forest.threshold, forest.left.astype(u32),
+            forest.right.astype(u32), forest.nan_right, forest.roots.astype(u32), forest.values,
+            forest.column.astype(u32), cat_slot.astype(np.int32), cat_right)
     no_init = np.zeros(n_cols)
 
     def raw(X, init, large=None):
