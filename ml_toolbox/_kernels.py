@@ -777,4 +777,8 @@ def _make_kernel(est, method):
     if cls is linear_model.SGDRegressor:
         _check_dense_fit(est)
         return _regressor(est, method, ravel=True)
+    from ml_toolbox._tree_kernels import covers, make_tree_kernel  # trees, forests, boosting
+
+    if covers(est):
+        return make_tree_kernel(est, method)
     raise NoKernel(f"no kernel for {cls.__name__}")

@@ -195,7 +195,7 @@ class _Step:
                 raise NoKernel("nested Pipeline outside a ColumnTransformer")
             else:
                 self.kernel = make_kernel(est, method)
-            self.reason = _kernel_reason(est, method)
+            self.reason = getattr(self.kernel, "reason", None) or _kernel_reason(est, method)
         except NoKernel as exc:
             self.reason = str(exc)
 

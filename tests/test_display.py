@@ -119,11 +119,11 @@ def test_fitted_unified_view_has_features_metrics_and_fast_path(iris):
 
 @needs_kernels
 def test_fast_fact_names_stages_off_the_kernels(iris):
-    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.neighbors import KNeighborsClassifier
 
     X, y = iris
     pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
-                             model=DecisionTreeClassifier(random_state=0)).fit(X, y)
+                             model=KNeighborsClassifier()).fit(X, y)
     assert dict(describe(pipe).facts)["fast inference"] == \
         "on: 1 of 2 stage(s) on numpy kernels, the others through their own methods"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn import datasets
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (LinearRegression, LogisticRegression, Ridge, SGDClassifier,
                                   SGDRegressor)
@@ -197,16 +197,16 @@ def test_float32_and_integer_input_keep_sklearn_dtypes():
 @needs_kernels
 def test_fallback_stage_and_explain():
     X, y = datasets.load_iris(return_X_y=True, as_frame=True)
-    pipe = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=5, random_state=0))
+    pipe = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=3))
     pipe.fit(X, y)
     plan = build_plan(pipe)
     check_same(plan, pipe, X, ["predict", "predict_proba"])
     report = plan.explain("predict_proba")
     assert isinstance(report, PlanExplanation)
     assert [(r.stage, r.path) for r in report] == [("standardscaler", "kernel"),
-                                                    ("randomforestclassifier", "fallback")]
-    assert report[1].reason == "no kernel for RandomForestClassifier"
-    assert "randomforestclassifier  RandomForestClassifier  fallback" in str(report)
+                                                    ("kneighborsclassifier", "fallback")]
+    assert report[1].reason == "no kernel for KNeighborsClassifier"
+    assert "kneighborsclassifier  KNeighborsClassifier  fallback" in str(report)
     sparse_ohe = make_pipeline(OneHotEncoder(), LogisticRegression())
     df, y2 = make_mixed()
     sparse_ohe.fit(df[["plan", "city"]].fillna("none"), y2)
