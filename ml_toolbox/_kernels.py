@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 from scipy import special
 
-__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
+__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "register_kernel", "unregister_kernel", "finite_or_decline", "row_finite",
            "row_without_inf", "row_pass", "program_function"]
 
 _FLOAT = (np.dtype(np.float64), np.dtype(np.float32))
@@ -448,16 +448,19 @@ def _simple_imputer(est):
     return kernel
 
 
-def _one_hot_encoder(est):
-    if est.sparse_output:
+def _one_hot_encoder(est, densified=False):
+    """One-hot kernel; ``densified``: the sparse output is made dense by the caller (a
+    ColumnTransformer with dense output calls ``toarray()`` on it: the same values and dtype)."""
+    if est.sparse_output and not densified:
         raise NoKernel("sparse_output=True (the kernel writes dense arrays)")
     if est.drop is not None:
         raise NoKernel(f"drop={est.drop!r}")
     if getattr(est, "_infrequent_enabled", False):
         raise NoKernel("infrequent categories are grouped")
-    if est.handle_unknown not in ("error", "ignore"):
+    if est.handle_unknown not in ("error", "ignore", "infrequent_if_exist"):
         raise NoKernel(f"handle_unknown={est.handle_unknown!r}")
-    ignore = est.handle_unknown == "ignore"
+    # without infrequent categories, "infrequent_if_exist" treats unknown categories as "ignore"
+    ignore = est.handle_unknown != "error"
     lookups, nan_index, offsets = [], [], []
     offset = 0
     for cats in est.categories_:
@@ -720,18 +723,50 @@ def _check_dense_fit(est):
         raise NoKernel("sparse coef_ (sparsified model)")
 
 
-def make_kernel(est, method):
-    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`."""
+_FACTORIES = {}
+
+
+def register_kernel(cls, factory):
+    """Register ``factory(est, method) -> kernel`` for fitted estimators of exactly type ``cls``.
+
+    The factory raises :class:`NoKernel` (with the reason) for a configuration or method it does
+    not reproduce exactly. A registered factory is tried before the built-in ones. Returns the
+    factory it replaces (or None), so a test can put it back with :func:`unregister_kernel`.
+    """
+    previous = _FACTORIES.get(cls)
+    _FACTORIES[cls] = factory
+    return previous
+
+
+def unregister_kernel(cls, previous=None):
+    """Remove the factory registered for ``cls`` (or put ``previous`` back)."""
+    if previous is None:
+        _FACTORIES.pop(cls, None)
+    else:
+        _FACTORIES[cls] = previous
+
+
+def make_kernel(est, method, *, densified=False):
+    """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`.
+
+    ``densified``: the caller makes a sparse output dense (a ColumnTransformer with dense output).
+    """
     from sklearn import decomposition, impute, linear_model, preprocessing
 
     cls = type(est)
+    factory = _FACTORIES.get(cls)
+    if factory is not None:
+        return factory(est, method)
+    if cls is preprocessing.OneHotEncoder:
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _one_hot_encoder(est, densified)
     transformers = {
         preprocessing.StandardScaler: _standard_scaler,
         preprocessing.MinMaxScaler: _minmax_scaler,
         preprocessing.MaxAbsScaler: _maxabs_scaler,
         preprocessing.RobustScaler: _robust_scaler,
         impute.SimpleImputer: _simple_imputer,
-        preprocessing.OneHotEncoder: _one_hot_encoder,
         decomposition.PCA: _pca,
     }
     if cls in transformers:
