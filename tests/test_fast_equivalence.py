@@ -26,6 +26,7 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (FunctionTransformer, KBinsDiscretizer, MaxAbsScaler,
                                    MinMaxScaler, OneHotEncoder, OrdinalEncoder,
@@ -130,7 +131,7 @@ def categorical_steps(draw):
         else:
             steps.append(OrdinalEncoder())
     else:
-        steps.append(TargetEncoder(random_state=0))
+        steps.append(TargetEncoder(cv=KFold(3, shuffle=True, random_state=0)))
     return steps
 
 
