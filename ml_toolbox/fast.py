@@ -300,12 +300,29 @@ class _Tally:
         pending = self.local.__dict__.setdefault("pending", [])
         pending.append(f"stage {stage!r}: {reason}")
 
+    def begin(self):
+        """A call observed by plug-ins starts on this thread (see :meth:`FastPlan.current_path`)."""
+        local = self.local.__dict__
+        local.pop("pending", None)
+        local["active"] = True
+
+    def current(self, static):
+        """The path of this thread's call so far: None outside an observed call, ``"kernel"``,
+        or ``"fallback: <reasons>"``."""
+        local = self.local.__dict__
+        if not local.get("active"):
+            return None
+        reasons = (*static, *dict.fromkeys(local.get("pending") or ()))
+        return "fallback: " + "; ".join(reasons) if reasons else "kernel"
+
     def discard(self):
         """Forget the reasons noted by this thread (a call that is not counted)."""
         self.local.__dict__.pop("pending", None)
 
     def count(self, method, static=()):
-        pending = self.local.__dict__.pop("pending", None)
+        local = self.local.__dict__
+        local.pop("active", None)
+        pending = local.pop("pending", None)
         with self.lock:
             if not (static or pending):
                 self.fast[method] = self.fast.get(method, 0) + 1
@@ -968,6 +985,17 @@ class FastPlan:
     def reset_counts(self):
         """Set the call counts of :meth:`path_counts` back to zero."""
         self._tally.reset()
+
+    def current_path(self, method):
+        """How the call of ``method`` running on this thread has gone so far, when the execution
+        loop runs it with plug-ins attached: ``"kernel"`` (every stage on its kernel) or
+        ``"fallback: stage 'x': reason; ..."``; None when no such call is running. What the
+        monitor records per execution (``PipelineMetrics.fast_path``)."""
+        static = self._static.get(method)
+        return None if static is None else self._tally.current(static)
+
+    def _begin(self):
+        self._tally.begin()
 
     def _count(self, method):
         """File the call that just ended (its declines were noted by this thread)."""

@@ -232,6 +232,7 @@ class InferencePipeline(BasePipeline):
             modes = ["transform"] * (len(stages) - 1) + [method]
         names = self.stage_names_[:len(stages)]
         if plugins:  # the fast plan with plug-ins attached: straight to the loop's plug-in path
+            plan._begin()
             try:
                 out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,
                                                 self._retry_policy(parent), params, method,

@@ -253,3 +253,27 @@ def test_counts_are_exact_under_threads():
     assert counts["fast"] == 300 and counts["fallback"] == 100, counts
     assert sum(counts["reasons"].values()) == 100
     assert all(re.match(r"stage '\w+': (infinite|non-finite) value", r) for r in counts["reasons"])
+
+
+def test_the_monitor_says_per_execution_which_path_and_why():
+    X = pd.DataFrame({"a": np.arange(8.0), "b": np.arange(8.0) % 3})
+    y = np.arange(8) % 2
+    monitor = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=monitor, name="churn").fit(X, y)
+    pipe.predict(X.iloc[[0]])
+    pipe.predict_proba(X.iloc[[1]])
+    with pytest.raises(ValueError):
+        pipe.predict(X.iloc[[0]].assign(a=np.inf))  # the imputer declines; sklearn raises
+    runs = [m for m in monitor.history() if m.fast_path is not None]
+    assert [m.fast_path for m in runs][:2] == ["kernel", "kernel"]
+    assert runs[2].fast_path.startswith("fallback: stage 'impute': ")
+    name = runs[0].pipeline_name
+    stats = monitor.get_pipeline_statistics(name)["fast_path"]
+    assert stats["fast"] == 2 and stats["fallback"] == 1
+    assert list(stats["reasons"]) == [runs[2].fast_path[len("fallback: "):]]
+    assert runs[2].to_dict()["fast_path"] == runs[2].fast_path
+    # and the plan's own counts agree
+    plan = pipe.inference_pipeline.fast_plan_
+    assert plan.path_counts("predict")["fallback"] == 1
+    assert plan.path_counts("predict_proba") == {"fast": 1, "fallback": 0, "reasons": {}}
