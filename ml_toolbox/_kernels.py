@@ -437,6 +437,7 @@ def _simple_imputer(est):
         return X
 
     if object_fit:
+        kernel.object_fill = values.tolist()  # for a row of Python objects (see fast.py)
         return kernel
     fill = _f64(values)
 
@@ -479,33 +480,37 @@ def _one_hot_encoder(est, densified=False):
     out_dtype = est.dtype
     n_feat = len(lookups)
 
+    def ones(row):
+        """The output positions set to 1 for one row (a list of its values), in order."""
+        hot = []
+        for k in range(n_feat):
+            v = row[k]
+            try:
+                j = lookups[k].get(v)
+            except TypeError as exc:  # unhashable
+                raise Decline("unhashable value") from exc
+            if j is None:
+                if v is not None and not isinstance(v, str) and v != v and nan_index[k] is not None:
+                    j = nan_index[k]
+                elif ignore:
+                    continue
+                else:
+                    raise Decline("unknown category")
+            hot.append(j)
+        return hot
+
     def kernel(X):
         _check_width(X, n)
         if X.dtype.kind not in "iufOUb":
             raise Decline(f"dtype {X.dtype}")
         if X.dtype.kind == "f" and np.isinf(X).any():
             raise Decline("infinite value")
-        n_rows = X.shape[0]
-        out = np.zeros((n_rows, n_out), dtype=out_dtype)
-        rows = X.tolist()
-        for i, row in enumerate(rows):
-            out_row = out[i]
-            for k in range(n_feat):
-                v = row[k]
-                try:
-                    j = lookups[k].get(v)
-                except TypeError as exc:  # unhashable
-                    raise Decline("unhashable value") from exc
-                if j is None:
-                    if v is not None and not isinstance(v, str) and v != v and nan_index[k] is not None:
-                        j = nan_index[k]
-                    elif ignore:
-                        continue
-                    else:
-                        raise Decline("unknown category")
-                out_row[j] = 1
+        out = np.zeros((X.shape[0], n_out), dtype=out_dtype)
+        for i, row in enumerate(X.tolist()):
+            out[i, ones(row)] = 1
         return out
 
+    kernel.ones, kernel.n_out, kernel.out_dtype = ones, n_out, np.dtype(out_dtype)
     return kernel
 
 

@@ -453,10 +453,22 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
         parts.append((idx, columns, _inner_steps(name, trans, plan_name, stage_name, tally,
                                                  densified=True)))
 
+    compiled = {}  # the row functions of the dtypes met (one, for a model serving one source)
+
     def kernel(X):
         if X.__class__ is _Row:
             if len(X.values) != n_in:
                 raise Decline("width")
+            # keyed by the dtype objects' ids (hashing a pandas dtype costs more than the row);
+            # the entry holds the dtypes, so no id is reused while it is cached
+            key = tuple(map(id, X.dtypes))
+            entry = compiled.get(key)
+            if entry is None:
+                entry = (_compile_ct_row(parts, X.dtypes) or False, list(X.dtypes))
+                if len(compiled) < 8:
+                    compiled[key] = entry
+            if entry[0]:
+                return entry[0](X.values)
             one = True
         else:
             if X.__class__ is not np.ndarray or X.ndim != 2 or X.shape[1] != n_in or names_in is not None:
@@ -484,6 +496,101 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
     kernel.parts = parts
     kernel.takes_row = True
     return kernel
+
+
+def _compile_ct_row(parts, dtypes):
+    """A ColumnTransformer's one-row function on the row's values (a list, as :class:`_Row` reads
+    them), or None when a part is not of the two kinds it knows:
+
+    - numeric: float64 columns (integer and boolean ones too when the first stage converts to
+      float) through elementwise stages (imputer, scalers): one pass over the row's Python floats
+      with the checks scikit-learn makes (:func:`compile_row`);
+    - categorical: object or string columns through an imputer fitted on objects (NaN filled)
+      then a one-hot encoder: the positions of the ones.
+
+    The parts' outputs are float64, written into one (1, n) array in the order of ``np.hstack``.
+    Anything the kernels would decline raises :class:`Decline` here too.
+    """
+    writers, offset = [], 0
+    for idx, _columns, steps in parts:
+        dts = [dtypes[i] for i in idx]
+        writer = None
+        if steps is None:
+            if all(d == _F64 for d in dts):
+                writer = _copy_writer(idx, offset)
+                width = len(idx)
+        elif all(getattr(st.kernel, "row", None) is not None
+                 and st.kernel.row.program is not None for st in steps):
+            rows = [st.kernel.row for st in steps]
+            kinds = [d.kind if isinstance(d, np.dtype) else "?" for d in dts]
+            numeric = all(k in "biu" or d == _F64 for k, d in zip(kinds, dts))
+            if numeric and ("f" in kinds or rows[0].floats) and len(idx) <= _SHORT_ROW:
+                fns = compile_row(rows, len(idx))
+                if len(fns) == 1 and hasattr(fns[0], "on_list"):
+                    writer = _program_writer(idx, offset, fns[0].on_list)
+                    width = rows[-1].width
+        else:
+            writer, width = _categorical_writer(idx, offset, steps, dts)
+        if writer is None:
+            return None
+        writers.append(writer)
+        offset += width
+    total = offset
+    zeros = np.zeros
+
+    def run(values):
+        out = zeros(total)
+        for write in writers:
+            write(values, out)
+        return out.reshape(1, -1)
+
+    return run
+
+
+def _copy_writer(idx, offset):
+    def write(values, out):
+        for k, i in enumerate(idx):
+            out[offset + k] = values[i]
+
+    return write
+
+
+def _program_writer(idx, offset, on_list):
+    def write(values, out):
+        vs = on_list([float(values[i]) for i in idx])
+        out[offset:offset + len(vs)] = vs
+
+    return write
+
+
+def _categorical_writer(idx, offset, steps, dts):
+    """``(write, width)`` of an [object imputer,] one-hot part, or ``(None, 0)``."""
+    if not all(isinstance(d, np.dtype) and d.kind == "O" or _is_string(d) for d in dts):
+        return None, 0
+    kernels = [st.kernel for st in steps]
+    fills = None
+    if len(kernels) == 2 and hasattr(kernels[0], "object_fill"):
+        fills = kernels[0].object_fill
+        kernels = kernels[1:]
+    if len(kernels) != 1 or not hasattr(kernels[0], "ones") or kernels[0].out_dtype != _F64:
+        return None, 0
+    ones = kernels[0].ones
+
+    def write(values, out):
+        row = [values[i] for i in idx]
+        if fills is not None:  # SimpleImputer on objects: X != X marks the missing values
+            for k, v in enumerate(row):
+                missing = v != v
+                if missing.__class__ is not bool:
+                    if not isinstance(missing, np.bool_):
+                        raise Decline("elementwise comparison")
+                    missing = bool(missing)
+                if missing:
+                    row[k] = fills[k]
+        for j in ones(row):
+            out[offset + j] = 1.0
+
+    return write, kernels[0].n_out
 
 
 def _feature_union_kernel(fu, plan_name, stage_name, tally=None):
@@ -669,7 +776,7 @@ def _row_function(plan, steps):
     """
     found = _row_kernels(steps)
     if found is None:
-        return None
+        return _column_row_function(plan, steps)
     rows, names_list, n_in, floats = found
     ops = compile_row(rows, n_in)
 
@@ -684,6 +791,40 @@ def _row_function(plan, steps):
         if x is _UNHANDLED:
             return x
         try:
+            for op in ops:
+                x = op(x)
+        except Decline:
+            return _UNHANDLED
+        return x
+
+    return run
+
+
+def _column_row_function(plan, steps):
+    """:func:`_row_function` for a plan whose first stage is a ColumnTransformer-like kernel
+    (it reads the row's columns of any dtype, see :func:`_compile_ct_row`) and whose other stages
+    have row kernels: the first stage's (1, n) output goes on as a row vector. None otherwise."""
+    first = steps[0]
+    names = getattr(first.est, "feature_names_in_", None)
+    rows = [getattr(step.kernel, "row", None) for step in steps[1:]]
+    if not getattr(first.kernel, "takes_row", False) or names is None or any(r is None for r in rows):
+        return None
+    names_list, n_in, kernel = names.tolist(), len(names), first.kernel
+    arrow_names = {}
+    compiled = {}
+
+    def run(X, check_input):
+        if X.shape != (1, n_in):
+            return _UNHANDLED
+        if check_input and X.columns is not plan._columns_ok:
+            if not same_names(X.columns, names_list, arrow_names):
+                return _UNHANDLED
+            plan._columns_ok = X.columns
+        try:
+            x = kernel(_Row(X))[0]
+            ops = compiled.get(x.shape[0])
+            if ops is None:
+                ops = compiled[x.shape[0]] = compile_row(rows, x.shape[0]) if rows else []
             for op in ops:
                 x = op(x)
         except Decline:
@@ -1070,6 +1211,8 @@ class FastPlan:
                 out = row(X, check_input)
                 if out is not _UNHANDLED:
                     self._tally.count(method)
+                    if method == "transform":  # the row's features, shaped as sklearn's (1, n)
+                        return out.reshape(1, -1)
                     return out
         return self._run(self._steps(method), X, check_input)
 

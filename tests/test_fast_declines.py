@@ -277,3 +277,20 @@ def test_the_monitor_says_per_execution_which_path_and_why():
     plan = pipe.inference_pipeline.fast_plan_
     assert plan.path_counts("predict")["fallback"] == 1
     assert plan.path_counts("predict_proba") == {"fast": 1, "fallback": 0, "reasons": {}}
+
+
+@pytest.mark.parametrize("first", ["chain", "column_transformer"])
+def test_one_row_transform_is_shaped_as_sklearns(first):
+    X = pd.DataFrame({"a": [1.0, 2.0, np.nan], "b": [3.0, 4.0, 5.0], "c": ["x", "y", None]})
+    if first == "chain":
+        X = X[["a", "b"]]
+        pipe = make_pipeline(SimpleImputer(), StandardScaler()).fit(X)
+    else:
+        pipe = make_pipeline(ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["a", "b"]),
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["c"]),
+        ])).fit(X)
+    plan = build_plan(pipe)
+    for i in range(3):
+        assert identical(plan.run(X.iloc[[i]], "transform"), pipe.transform(X.iloc[[i]]))
+    assert plan.path_counts("transform")["fast"] == 3
