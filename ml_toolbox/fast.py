@@ -28,6 +28,7 @@ True
 ['kernel', 'kernel', 'kernel']
 """
 
+import itertools
 import threading
 import time
 from typing import NamedTuple
@@ -287,7 +288,7 @@ class _Tally:
     plan was built) and those that declined this input. Thread-safe.
     """
 
-    __slots__ = ("lock", "local", "fast", "fallback", "reasons")
+    __slots__ = ("lock", "local", "fast", "fallback", "reasons", "hits", "counters")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -295,6 +296,18 @@ class _Tally:
         self.fast = {}
         self.fallback = {}
         self.reasons = {}
+        # one-row calls that took the row function whole: counted without a lock (the next() of
+        # an itertools.count is atomic), ``hits[method]()`` being that count's __next__
+        self.hits = {}
+        self.counters = {}
+
+    def hit(self, method):
+        """The counter of ``method``'s whole-row calls (made on first use)."""
+        with self.lock:
+            if method not in self.hits:
+                self.counters[method] = counter = itertools.count()
+                self.hits[method] = counter.__next__
+            return self.hits[method]
 
     def declined(self, stage, reason):
         pending = self.local.__dict__.setdefault("pending", [])
@@ -334,7 +347,10 @@ class _Tally:
 
     def counts(self, method):
         with self.lock:
-            return {"fast": self.fast.get(method, 0), "fallback": self.fallback.get(method, 0),
+            counter = self.counters.get(method)
+            hits = int(repr(counter)[len("count("):-1]) if counter is not None else 0
+            return {"fast": self.fast.get(method, 0) + hits,
+                    "fallback": self.fallback.get(method, 0),
                     "reasons": dict(self.reasons.get(method, {}))}
 
     def reset(self):
@@ -342,6 +358,9 @@ class _Tally:
             self.fast.clear()
             self.fallback.clear()
             self.reasons.clear()
+            for method in list(self.hits):
+                self.counters[method] = counter = itertools.count()
+                self.hits[method] = counter.__next__
 
 
 def _kernel_reason(est, method):
@@ -1210,7 +1229,8 @@ class FastPlan:
             if row:
                 out = row(X, check_input)
                 if out is not _UNHANDLED:
-                    self._tally.count(method)
+                    hit = self._tally.hits.get(method)
+                    (hit or self._tally.hit(method))()
                     if method == "transform":  # the row's features, shaped as sklearn's (1, n)
                         return out.reshape(1, -1)
                     return out
