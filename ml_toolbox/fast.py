@@ -802,21 +802,35 @@ def _row_function(plan, steps):
     arrow_names = {}
 
     def run(X, check_input):
-        if check_input and X.columns is not plan._columns_ok:
-            if not same_names(X.columns, names_list, arrow_names):
-                return _UNHANDLED
-            plan._columns_ok = X.columns
+        if check_input and not _names_ok(plan, X, names_list, arrow_names):
+            return _UNHANDLED
         x = _read_row(X, n_in, floats)
         if x is _UNHANDLED:
             return x
-        try:
-            for op in ops:
-                x = op(x)
-        except Decline:
-            return _UNHANDLED
-        return x
+        return _through(ops, x)
 
     return run
+
+
+def _through(ops, x):
+    """``x`` through the row functions ``ops``, or ``_UNHANDLED`` when one declines."""
+    try:
+        for op in ops:
+            x = op(x)
+    except Decline:
+        return _UNHANDLED
+    return x
+
+
+def _names_ok(plan, X, names_list, arrow_names):
+    """Whether the frame's columns are the fitted ones (the last Index found so is remembered:
+    an Index is immutable, the same object has the same names)."""
+    if X.columns is plan._columns_ok:
+        return True
+    if not same_names(X.columns, names_list, arrow_names):
+        return False
+    plan._columns_ok = X.columns
+    return True
 
 
 def _column_row_function(plan, steps):
@@ -835,20 +849,16 @@ def _column_row_function(plan, steps):
     def run(X, check_input):
         if X.shape != (1, n_in):
             return _UNHANDLED
-        if check_input and X.columns is not plan._columns_ok:
-            if not same_names(X.columns, names_list, arrow_names):
-                return _UNHANDLED
-            plan._columns_ok = X.columns
+        if check_input and not _names_ok(plan, X, names_list, arrow_names):
+            return _UNHANDLED
         try:
             x = kernel(_Row(X))[0]
-            ops = compiled.get(x.shape[0])
-            if ops is None:
-                ops = compiled[x.shape[0]] = compile_row(rows, x.shape[0]) if rows else []
-            for op in ops:
-                x = op(x)
         except Decline:
             return _UNHANDLED
-        return x
+        ops = compiled.get(x.shape[0])
+        if ops is None:
+            ops = compiled[x.shape[0]] = compile_row(rows, x.shape[0]) if rows else []
+        return _through(ops, x)
 
     return run
 
