@@ -449,6 +449,63 @@ def _simple_imputer(est):
     return kernel
 
 
+def _category_positions(categories):
+    """``(positions, n)``: ``positions(row)`` gives, per feature of a row (a list of values), the
+    position of its category among all features' categories laid end to end (None for an unknown
+    value), as scikit-learn's encoders find it: NaN (float NaN of any kind) matches a NaN category,
+    None matches None. ``n`` is the number of categories in all."""
+    lookups, nan_index = [], []
+    offset = 0
+    for cats in categories:
+        table, nan_at = {}, None
+        for j, c in enumerate(cats.tolist()):
+            if _is_nan_marker(c):
+                nan_at = offset + j
+            else:
+                table[c] = offset + j
+        lookups.append(table)
+        nan_index.append(nan_at)
+        offset += len(cats)
+    features = list(zip(lookups, nan_index))
+
+    def positions(row):
+        out = []
+        for (table, nan_at), v in zip(features, row):
+            try:
+                j = table.get(v)
+            except TypeError as exc:  # unhashable
+                raise Decline("unhashable value") from exc
+            if j is None and nan_at is not None and v is not None and not isinstance(v, str) \
+                    and v != v:
+                j = nan_at
+            out.append(j)
+        return out
+
+    return positions, offset
+
+
+def _target_encoder(est):
+    """``TargetEncoder.transform`` (binary or continuous targets): each value's fitted encoding,
+    ``target_mean_`` for an unknown one. The encodings are copied, not computed: exact."""
+    if est.target_type_ not in ("binary", "continuous"):
+        raise NoKernel(f"target_type_={est.target_type_!r}")
+    positions, _ = _category_positions(est.categories_)
+    values = [float(v) for enc in est.encodings_ for v in enc.tolist()]
+    mean = float(est.target_mean_)
+    n = est.n_features_in_
+
+    def kernel(X):
+        _check_width(X, n)
+        if X.dtype.kind not in "iufOUb":
+            raise Decline(f"dtype {X.dtype}")
+        if X.dtype.kind == "f" and np.isinf(X).any():
+            raise Decline("infinite value")
+        out = [[mean if j is None else values[j] for j in positions(row)] for row in X.tolist()]
+        return np.array(out, dtype=np.float64).reshape(X.shape[0], n)
+
+    return kernel
+
+
 def _one_hot_encoder(est, densified=False):
     """One-hot kernel; ``densified``: the sparse output is made dense by the caller (a
     ColumnTransformer with dense output calls ``toarray()`` on it: the same values and dtype)."""
@@ -462,40 +519,18 @@ def _one_hot_encoder(est, densified=False):
         raise NoKernel(f"handle_unknown={est.handle_unknown!r}")
     # without infrequent categories, "infrequent_if_exist" treats unknown categories as "ignore"
     ignore = est.handle_unknown != "error"
-    lookups, nan_index, offsets = [], [], []
-    offset = 0
-    for cats in est.categories_:
-        table, nan_at = {}, None
-        for j, c in enumerate(cats.tolist()):
-            if _is_nan_marker(c):
-                nan_at = offset + j
-            else:
-                table[c] = offset + j
-        lookups.append(table)
-        nan_index.append(nan_at)
-        offsets.append(offset)
-        offset += len(cats)
-    n_out = offset
+    positions, n_out = _category_positions(est.categories_)
     n = est.n_features_in_
     out_dtype = est.dtype
-    n_feat = len(lookups)
 
     def ones(row):
         """The output positions set to 1 for one row (a list of its values), in order."""
         hot = []
-        for k in range(n_feat):
-            v = row[k]
-            try:
-                j = lookups[k].get(v)
-            except TypeError as exc:  # unhashable
-                raise Decline("unhashable value") from exc
+        for j in positions(row):
             if j is None:
-                if v is not None and not isinstance(v, str) and v != v and nan_index[k] is not None:
-                    j = nan_index[k]
-                elif ignore:
-                    continue
-                else:
+                if not ignore:
                     raise Decline("unknown category")
+                continue
             hot.append(j)
         return hot
 
@@ -766,6 +801,10 @@ def make_kernel(est, method, *, densified=False):
         if method != "transform":
             raise NoKernel(f"method {method!r}")
         return _one_hot_encoder(est, densified)
+    if cls is preprocessing.TargetEncoder:
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _target_encoder(est)
     transformers = {
         preprocessing.StandardScaler: _standard_scaler,
         preprocessing.MinMaxScaler: _minmax_scaler,

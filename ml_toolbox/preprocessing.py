@@ -134,9 +134,9 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
       hundreds of one-hot columns.
 
     The work is done by a scikit-learn :class:`~sklearn.compose.ColumnTransformer`, kept in
-    ``column_transformer_``. With numeric and low-cardinality columns only, the fast inference
-    path runs it on kernels (see the inference guide); datetime and high-cardinality columns make
-    it decline to scikit-learn's own methods (same results).
+    ``column_transformer_``. The fast inference path runs it on kernels (see the inference guide)
+    unless it has datetime columns, ordinal-encoded columns or a multiclass target encoding: it
+    then runs scikit-learn's own methods (same results).
 
     Parameters
     ----------

@@ -294,3 +294,29 @@ def test_one_row_transform_is_shaped_as_sklearns(first):
     for i in range(3):
         assert identical(plan.run(X.iloc[[i]], "transform"), pipe.transform(X.iloc[[i]]))
     assert plan.path_counts("transform")["fast"] == 3
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_target_encoder_kernel_copies_the_fitted_encodings(regression):
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import TargetEncoder
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"name": pd.Series(rng.choice(["a", "b", "c", None], 80), dtype=object),
+                      "code": rng.choice([1.0, 2.0, np.nan], 80)})
+    y = rng.normal(size=80) if regression else rng.integers(0, 2, 80)
+
+    def make():
+        return make_pipeline(TargetEncoder(cv=KFold(4, shuffle=True, random_state=0)),
+                             Ridge() if regression else LogisticRegression())
+
+    ours = UnifiedMLPipeline(features=[("te", make()[0])], model=make()[-1]).fit(X, y)
+    ref = make().fit(X, y)
+    plan = ours.inference_pipeline.fast_plan_
+    assert plan.explain()[0].path == "kernel"
+    test = pd.DataFrame({"name": pd.Series(["a", None, "zzz", np.nan], dtype=object),
+                         "code": [2.0, np.nan, 7.0, 1.0]})
+    for rows in ([0], [1], [2], [3], [0, 1, 2, 3]):
+        assert identical(ours.predict(test.iloc[rows]), ref.predict(test.iloc[rows]))
+        assert identical(build_plan(ref[:-1]).run(test.iloc[rows], "transform"),
+                         ref[:-1].transform(test.iloc[rows]))
