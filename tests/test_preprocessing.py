@@ -151,3 +151,18 @@ def test_default_toolbox_pipeline_is_on_kernels_and_identical(weather):
             assert got.dtype == want.dtype and np.array_equal(got, want)
     assert plan.path_counts("predict_proba")["fast"] == 4
     assert isinstance(model, LogisticRegression)
+
+
+def test_target_encoded_name_column_stays_on_kernels_and_identical(cars):
+    X, y = cars
+    X = X.drop(columns="Year")
+    ours = UnifiedMLPipeline(features=[("preprocessing", AutoPreprocessor())],
+                             model=Ridge()).fit(X, y)
+    ref = make_pipeline(AutoPreprocessor(), Ridge()).fit(X, y)
+    plan = ours.inference_pipeline.fast_plan_
+    assert all(r.path == "kernel" for r in plan.explain()), plan.explain()
+    unseen = X.iloc[[3]].assign(Name="a car nobody made")
+    for batch in [X.iloc[[i]] for i in range(0, 390, 37)] + [unseen, X.iloc[:40]]:
+        got, want = ours.predict(batch), ref.predict(batch)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert plan.path_counts()["fallback"] == 0
