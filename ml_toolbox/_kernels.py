@@ -449,6 +449,15 @@ def _simple_imputer(est):
     return kernel
 
 
+def _check_categories_input(X, n):
+    """What an encoder's kernel takes: ``n`` columns of numbers, strings or objects, no infinity."""
+    _check_width(X, n)
+    if X.dtype.kind not in "iufOUb":
+        raise Decline(f"dtype {X.dtype}")
+    if X.dtype.kind == "f" and np.isinf(X).any():
+        raise Decline("infinite value")
+
+
 def _category_positions(categories):
     """``(positions, n)``: ``positions(row)`` gives, per feature of a row (a list of values), the
     position of its category among all features' categories laid end to end (None for an unknown
@@ -495,11 +504,7 @@ def _target_encoder(est):
     n = est.n_features_in_
 
     def kernel(X):
-        _check_width(X, n)
-        if X.dtype.kind not in "iufOUb":
-            raise Decline(f"dtype {X.dtype}")
-        if X.dtype.kind == "f" and np.isinf(X).any():
-            raise Decline("infinite value")
+        _check_categories_input(X, n)
         out = [[mean if j is None else values[j] for j in positions(row)] for row in X.tolist()]
         return np.array(out, dtype=np.float64).reshape(X.shape[0], n)
 
@@ -535,11 +540,7 @@ def _one_hot_encoder(est, densified=False):
         return hot
 
     def kernel(X):
-        _check_width(X, n)
-        if X.dtype.kind not in "iufOUb":
-            raise Decline(f"dtype {X.dtype}")
-        if X.dtype.kind == "f" and np.isinf(X).any():
-            raise Decline("infinite value")
+        _check_categories_input(X, n)
         out = np.zeros((X.shape[0], n_out), dtype=out_dtype)
         for i, row in enumerate(X.tolist()):
             out[i, ones(row)] = 1
