@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test test-oldest bench docs clean
+.PHONY: demo test test-long test-oldest bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# The generated equivalence suites with their long hypothesis profile (CI runs a bounded one).
+test-long: $(VENV)/.installed-test
+	ML_TOOLBOX_LONG=1 $(BIN)/python -m pytest -q tests/test_fast_equivalence.py
 
 # The suite on the oldest versions setup.cfg declares: every floor pinned exactly (.ci/floors.py),
 # on the oldest Python python_requires allows, in a virtual environment of its own.

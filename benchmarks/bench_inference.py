@@ -162,6 +162,12 @@ def main(n_calls=3000, console=None):
     rows.append(("random forest, 1 row: sklearn", trf_sk, 1.0))
     rows.append(("random forest, 1 row: FastPlan (tree kernel)", trf, trf_sk / trf))
 
+    # 5. the toolbox's default pipeline (AutoPreprocessor + the model it chooses) on a mixed frame
+    rows.extend(_toolbox_default(n_calls))
+
+    # 6. a configuration the fast path declines at build time: the cost of declining
+    rows.extend(_declined(X, y, row, n_calls))
+
     table = Table(title="fast inference (median microseconds per call)")
     table.add_column("case")
     table.add_column("us", justify="right")
@@ -174,6 +180,89 @@ def main(n_calls=3000, console=None):
                       f"{t_onnx / t_unified:.2f}x, InferencePipeline.predict {t_onnx / t1['inference']:.2f}x, "
                       f"FastPlan.run {t_onnx / t_plan:.2f}x")
     return rows
+
+
+def _mixed(n_rows=2000, seed=0):
+    """Six numeric columns with NaN, two string columns (one with missing values)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({f"f{i}": rng.normal(size=n_rows) for i in range(6)})
+    X = X.mask(rng.random(X.shape) < 0.05)
+    X["city"] = pd.Series(rng.choice(["paris", "lyon", "nice", "lille"], n_rows)).mask(
+        pd.Series(rng.random(n_rows) < 0.1))
+    X["plan"] = rng.choice(["basic", "pro", "team"], n_rows)
+    y = (X["f0"].fillna(0) + (X["plan"] == "pro") > 0.5).astype(int).to_numpy()
+    return X, y
+
+
+def _onnx_column_transformer(pipe, X):
+    """ONNX Runtime on the same fitted ColumnTransformer + model (one input per column), or None."""
+    try:
+        import onnxruntime as rt
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    except ImportError:
+        return None
+    types = [(c, StringTensorType([None, 1]) if X[c].dtype.kind not in "biuf" else
+              FloatTensorType([None, 1])) for c in X.columns]
+    try:
+        onx = to_onnx(pipe, initial_types=types, options={"zipmap": False})
+    except Exception as exc:  # noqa: BLE001 - a converter that cannot: say so in the table
+        Console().print(f"skl2onnx cannot convert the toolbox pipeline: {exc}")
+        return None
+    sess = rt.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda feeds: sess.run(None, feeds)
+
+
+def _toolbox_default(n_calls):
+    from ml_toolbox import MLToolbox
+    from ml_toolbox.preprocessing import AutoPreprocessor
+
+    X, y = _mixed()
+    row = X.iloc[[3]]
+    unified = UnifiedMLPipeline(MLToolbox()).fit(X, y)
+    model = unified.inference_pipeline.stages_[-1].estimator_
+    sk = make_pipeline(AutoPreprocessor(), type(model)(**model.get_params())).fit(X, y)
+    assert np.array_equal(unified.predict_proba(row), sk.predict_proba(row))
+    fresh = _Fresh(row)  # its own columns per call, each column's dtype kept
+    fresh.frames = [pd.DataFrame({c: row[c].to_numpy().copy() for c in row.columns},
+                                 index=row.index.copy()) for _ in range(2)]
+    cases = {"sk": lambda: sk.predict(row), "unified": lambda: unified.predict(row),
+             "unified fresh": lambda: unified.predict(fresh())}
+    onnx = _onnx_column_transformer(make_pipeline(sk[0].column_transformer_, sk[-1]), X)
+    if onnx:
+        feeds = {c: (row[[c]].to_numpy(dtype=np.float32) if X[c].dtype.kind in "biuf" else
+                     row[[c]].astype(object).fillna("").to_numpy()) for c in X.columns}
+        cases["onnx"] = lambda: onnx(feeds)
+    t = _rounds_median_us(cases, n_calls // 3)
+    out = [("toolbox default, mixed frame, 1 row: sklearn Pipeline", t["sk"], 1.0),
+           ("toolbox default, mixed frame, 1 row: UnifiedMLPipeline(MLToolbox())", t["unified"],
+            t["sk"] / t["unified"]),
+           ("toolbox default, fresh frame per call: UnifiedMLPipeline", t["unified fresh"],
+            t["sk"] / t["unified fresh"]),
+           ("toolbox default, 1 row: ONNX Runtime (same steps, skl2onnx)", t.get("onnx"),
+            t["sk"] / t["onnx"] if "onnx" in t else None)]
+    if "onnx" in t:
+        Console().print(f"toolbox default vs ONNX Runtime (>1 means ml_toolbox is faster): "
+                        f"UnifiedMLPipeline.predict {t['onnx'] / t['unified']:.2f}x")
+    return out
+
+
+def _declined(X, y, row, n_calls):
+    """A ColumnTransformer with a FunctionTransformer part: no kernel, the plan runs sklearn."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import FunctionTransformer
+
+    ct = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), list(X.columns[:6])),
+                            ("log", make_pipeline(SimpleImputer(), FunctionTransformer(np.abs)),
+                             list(X.columns[6:]))])
+    sk = make_pipeline(ct, LogisticRegression()).fit(X, y)
+    plan = build_plan(sk)
+    assert plan.explain()[0].path == "fallback"
+    t = _rounds_median_us({"sk": lambda: sk.predict(row),
+                           "plan": lambda: plan.run(row, "predict")}, n_calls // 3)
+    return [("declined ColumnTransformer, 1 row: sklearn", t["sk"], 1.0),
+            ("declined ColumnTransformer, 1 row: FastPlan.run (declines)", t["plan"],
+             t["sk"] / t["plan"])]
 
 
 if __name__ == "__main__":

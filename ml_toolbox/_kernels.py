@@ -27,8 +27,8 @@ import numpy as np
 import sklearn
 from scipy import special
 
-__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "finite_or_decline", "row_finite",
-           "row_without_inf", "row_pass", "program_function"]
+__all__ = ["Decline", "NoKernel", "RowKernel", "make_kernel", "register_kernel", "unregister_kernel",
+           "finite_or_decline", "row_finite", "row_without_inf", "row_pass", "program_function"]
 
 _FLOAT = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -438,6 +438,7 @@ def _simple_imputer(est):
         return X
 
     if object_fit:
+        kernel.object_fill = values.tolist()  # for a row of Python objects (see fast.py)
         return kernel
     fill = _f64(values)
 
@@ -449,19 +450,23 @@ def _simple_imputer(est):
     return kernel
 
 
-def _one_hot_encoder(est):
-    if est.sparse_output:
-        raise NoKernel("sparse_output=True (the kernel writes dense arrays)")
-    if est.drop is not None:
-        raise NoKernel(f"drop={est.drop!r}")
-    if getattr(est, "_infrequent_enabled", False):
-        raise NoKernel("infrequent categories are grouped")
-    if est.handle_unknown not in ("error", "ignore"):
-        raise NoKernel(f"handle_unknown={est.handle_unknown!r}")
-    ignore = est.handle_unknown == "ignore"
-    lookups, nan_index, offsets = [], [], []
+def _check_categories_input(X, n):
+    """What an encoder's kernel takes: ``n`` columns of numbers, strings or objects, no infinity."""
+    _check_width(X, n)
+    if X.dtype.kind not in "iufOUb":
+        raise Decline(f"dtype {X.dtype}")
+    if X.dtype.kind == "f" and np.isinf(X).any():
+        raise Decline("infinite value")
+
+
+def _category_positions(categories):
+    """``(positions, n)``: ``positions(row)`` gives, per feature of a row (a list of values), the
+    position of its category among all features' categories laid end to end (None for an unknown
+    value), as scikit-learn's encoders find it: NaN (float NaN of any kind) matches a NaN category,
+    None matches None. ``n`` is the number of categories in all."""
+    lookups, nan_index = [], []
     offset = 0
-    for cats in est.categories_:
+    for cats in categories:
         table, nan_at = {}, None
         for j, c in enumerate(cats.tolist()):
             if _is_nan_marker(c):
@@ -470,40 +475,79 @@ def _one_hot_encoder(est):
                 table[c] = offset + j
         lookups.append(table)
         nan_index.append(nan_at)
-        offsets.append(offset)
         offset += len(cats)
-    n_out = offset
-    n = est.n_features_in_
-    out_dtype = est.dtype
-    n_feat = len(lookups)
+    features = list(zip(lookups, nan_index))
 
-    def kernel(X):
-        _check_width(X, n)
-        if X.dtype.kind not in "iufOUb":
-            raise Decline(f"dtype {X.dtype}")
-        if X.dtype.kind == "f" and np.isinf(X).any():
-            raise Decline("infinite value")
-        n_rows = X.shape[0]
-        out = np.zeros((n_rows, n_out), dtype=out_dtype)
-        rows = X.tolist()
-        for i, row in enumerate(rows):
-            out_row = out[i]
-            for k in range(n_feat):
-                v = row[k]
-                try:
-                    j = lookups[k].get(v)
-                except TypeError as exc:  # unhashable
-                    raise Decline("unhashable value") from exc
-                if j is None:
-                    if v is not None and not isinstance(v, str) and v != v and nan_index[k] is not None:
-                        j = nan_index[k]
-                    elif ignore:
-                        continue
-                    else:
-                        raise Decline("unknown category")
-                out_row[j] = 1
+    def positions(row):
+        out = []
+        for (table, nan_at), v in zip(features, row):
+            try:
+                j = table.get(v)
+            except TypeError as exc:  # unhashable
+                raise Decline("unhashable value") from exc
+            if j is None and nan_at is not None and v is not None and not isinstance(v, str) \
+                    and v != v:
+                j = nan_at
+            out.append(j)
         return out
 
+    return positions, offset
+
+
+def _target_encoder(est):
+    """``TargetEncoder.transform`` (binary or continuous targets): each value's fitted encoding,
+    ``target_mean_`` for an unknown one. The encodings are copied, not computed: exact."""
+    if est.target_type_ not in ("binary", "continuous"):
+        raise NoKernel(f"target_type_={est.target_type_!r}")
+    positions, _ = _category_positions(est.categories_)
+    values = [float(v) for enc in est.encodings_ for v in enc.tolist()]
+    mean = float(est.target_mean_)
+    n = est.n_features_in_
+
+    def kernel(X):
+        _check_categories_input(X, n)
+        out = [[mean if j is None else values[j] for j in positions(row)] for row in X.tolist()]
+        return np.array(out, dtype=np.float64).reshape(X.shape[0], n)
+
+    return kernel
+
+
+def _one_hot_encoder(est, densified=False):
+    """One-hot kernel; ``densified``: the sparse output is made dense by the caller (a
+    ColumnTransformer with dense output calls ``toarray()`` on it: the same values and dtype)."""
+    if est.sparse_output and not densified:
+        raise NoKernel("sparse_output=True (the kernel writes dense arrays)")
+    if est.drop is not None:
+        raise NoKernel(f"drop={est.drop!r}")
+    if getattr(est, "_infrequent_enabled", False):
+        raise NoKernel("infrequent categories are grouped")
+    if est.handle_unknown not in ("error", "ignore", "infrequent_if_exist"):
+        raise NoKernel(f"handle_unknown={est.handle_unknown!r}")
+    # without infrequent categories, "infrequent_if_exist" treats unknown categories as "ignore"
+    ignore = est.handle_unknown != "error"
+    positions, n_out = _category_positions(est.categories_)
+    n = est.n_features_in_
+    out_dtype = est.dtype
+
+    def ones(row):
+        """The output positions set to 1 for one row (a list of its values), in order."""
+        hot = []
+        for j in positions(row):
+            if j is None:
+                if not ignore:
+                    raise Decline("unknown category")
+                continue
+            hot.append(j)
+        return hot
+
+    def kernel(X):
+        _check_categories_input(X, n)
+        out = np.zeros((X.shape[0], n_out), dtype=out_dtype)
+        for i, row in enumerate(X.tolist()):
+            out[i, ones(row)] = 1
+        return out
+
+    kernel.ones, kernel.n_out, kernel.out_dtype = ones, n_out, np.dtype(out_dtype)
     return kernel
 
 
@@ -725,8 +769,33 @@ _KERNEL_VERSION_OK = tuple(int(p) for p in sklearn.__version__.split(".")[:2]
                            if p.isdigit()) >= (1, 8)
 
 
-def make_kernel(est, method):
+_FACTORIES = {}
+
+
+def register_kernel(cls, factory):
+    """Register ``factory(est, method) -> kernel`` for fitted estimators of exactly type ``cls``.
+
+    The factory raises :class:`NoKernel` (with the reason) for a configuration or method it does
+    not reproduce exactly. A registered factory is tried before the built-in ones. Returns the
+    factory it replaces (or None), so a test can put it back with :func:`unregister_kernel`.
+    """
+    previous = _FACTORIES.get(cls)
+    _FACTORIES[cls] = factory
+    return previous
+
+
+def unregister_kernel(cls, previous=None):
+    """Remove the factory registered for ``cls`` (or put ``previous`` back)."""
+    if previous is None:
+        _FACTORIES.pop(cls, None)
+    else:
+        _FACTORIES[cls] = previous
+
+
+def make_kernel(est, method, *, densified=False):
     """Return ``kernel(X)`` for fitted ``est`` and ``method``, or raise :class:`NoKernel`.
+
+    ``densified``: the caller makes a sparse output dense (a ColumnTransformer with dense output).
 
     A kernel reads fitted attributes, some private to scikit-learn (``SimpleImputer._fill_dtype``);
     when this scikit-learn version lacks one, there is no kernel: the estimator's own method runs.
@@ -738,23 +807,33 @@ def make_kernel(est, method):
         raise NoKernel(f"kernels are checked against scikit-learn >= 1.8; this is "
                        f"{sklearn.__version__}")
     try:
-        return _make_kernel(est, method)
+        return _make_kernel(est, method, densified)
     except AttributeError as error:
         raise NoKernel(f"scikit-learn {sklearn.__version__} lacks an attribute the kernel "
                        f"reads ({error})") from None
 
 
-def _make_kernel(est, method):
+def _make_kernel(est, method, densified=False):
     from sklearn import decomposition, impute, linear_model, preprocessing
 
     cls = type(est)
+    factory = _FACTORIES.get(cls)
+    if factory is not None:
+        return factory(est, method)
+    if cls is preprocessing.OneHotEncoder:
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _one_hot_encoder(est, densified)
+    if cls is preprocessing.TargetEncoder:
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _target_encoder(est)
     transformers = {
         preprocessing.StandardScaler: _standard_scaler,
         preprocessing.MinMaxScaler: _minmax_scaler,
         preprocessing.MaxAbsScaler: _maxabs_scaler,
         preprocessing.RobustScaler: _robust_scaler,
         impute.SimpleImputer: _simple_imputer,
-        preprocessing.OneHotEncoder: _one_hot_encoder,
         decomposition.PCA: _pca,
     }
     if cls in transformers:

@@ -28,6 +28,8 @@ True
 ['kernel', 'kernel', 'kernel']
 """
 
+import itertools
+import threading
 import time
 from typing import NamedTuple
 
@@ -40,9 +42,11 @@ from sklearn.pipeline import Pipeline
 from ml_toolbox.exceptions import annotate
 from ml_toolbox._schema import same_names
 from ml_toolbox._kernels import (Decline, NoKernel, RowKernel, finite_or_decline, make_kernel,
-                                 row_finite, row_pass, row_without_inf)
+                                 register_kernel, row_finite, row_pass, row_without_inf,
+                                 unregister_kernel)
 
-__all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "METHODS"]
+__all__ = ["FastPlan", "StageReport", "PlanExplanation", "build_plan", "register_kernel",
+           "unregister_kernel", "METHODS"]
 
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 
@@ -57,20 +61,46 @@ class StageReport(NamedTuple):
 
 
 class PlanExplanation(tuple):
-    """The per-stage :class:`StageReport` rows of a plan, printable as a table."""
+    """The per-stage :class:`StageReport` rows of a plan, printable as a table.
+
+    ``calls`` holds the plan's :meth:`FastPlan.path_counts` for the method when it was made (None
+    for an explanation made by hand); once a call has been made, ``str()`` ends with them.
+    """
+
+    calls = None
+
+    def _call_lines(self):
+        calls = self.calls
+        if not calls or not (calls["fast"] or calls["fallback"]):
+            return []
+        lines = [f"calls: {calls['fast']} on kernels, {calls['fallback']} fell back"]
+        lines += [f"  {n} x {reason}" for reason, n in
+                  sorted(calls["reasons"].items(), key=lambda item: -item[1])]
+        return lines
 
     def __str__(self):
         rows = [("stage", "estimator", "path", "reason")] + [tuple(r) for r in self]
         widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-        return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join(["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+                          for r in rows] + self._call_lines())
 
     def __rich__(self):
         from rich.table import Table
 
-        table = Table("stage", "estimator", "path", "reason", title="fast inference plan")
+        caption = "\n".join(self._call_lines()) or None
+        table = Table("stage", "estimator", "path", "reason", title="fast inference plan",
+                      caption=caption)
         for r in self:
             table.add_row(r.stage, r.estimator, r.path, r.reason)
         return table
+
+
+def _inner_reports(step, rows):
+    for _idx, _cols, inner in step.kernel.parts:
+        for sub in inner or ():
+            rows.append(sub.report())
+            if _has_composite_kernel(sub):
+                _inner_reports(sub, rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,32 +210,40 @@ def _allows_nan(est):
 class _Step:
     """One stage of a plan for one method: a kernel, or the estimator's own method."""
 
-    def __init__(self, name, est, method, plan_name, mode=None):
+    def __init__(self, name, est, method, plan_name, mode=None, tally=None, densified=False):
         self.name = name
         self.est = est
         self.method = method
         self.mode = mode or method
         self.plan_name = plan_name
+        self.tally = tally
         self.allow_nan = _allows_nan(est)
         self.kernel = None
         try:
-            if _is_column_transformer(est):
-                self.kernel = _column_transformer_kernel(est, plan_name, name)
-            elif isinstance(est, Pipeline):
-                raise NoKernel("nested Pipeline outside a ColumnTransformer")
-            else:
-                self.kernel = make_kernel(est, method)
+            self.kernel = _stage_kernel(est, method, plan_name, name, tally, densified)
             self.reason = getattr(self.kernel, "reason", None) or _kernel_reason(est, method)
         except NoKernel as exc:
             self.reason = str(exc)
 
     def __call__(self, X):
-        if self.kernel is not None:
-            try:
-                return self.kernel(X)
-            except Decline:
-                return self.checked(X)
+        kernel = self.kernel
+        if kernel is not None:
+            if X.__class__ is np.ndarray or X.__class__ is _Row:
+                try:
+                    return kernel(X)
+                except Decline as exc:
+                    self.declined(str(exc))
+                except Exception as exc:  # noqa: BLE001 - the fast path's own error: never the user's
+                    self.declined(f"kernel error ({type(exc).__name__})")
+            else:
+                self.declined(f"input of type {type(X).__name__}")
+            return self.checked(X)
         return self.light(X)
+
+    def declined(self, reason):
+        """Note that this call's input went through scikit-learn's checked method, and why."""
+        if self.tally is not None:
+            self.tally.declined(self.name, reason)
 
     def light(self, X):
         """The estimator's method in scikit-learn's lightweight config, after a finiteness check."""
@@ -241,8 +279,123 @@ class _Step:
                            "kernel" if self.kernel is not None else "fallback", self.reason)
 
 
+class _Tally:
+    """How the calls of a plan went, per method: on kernels throughout, or not, and why.
+
+    A stage that declines during a call notes its reason (:meth:`declined`, kept per thread
+    until the call ends); :meth:`count` then files the call as ``fast`` (no reason: every stage
+    ran its kernel) or ``fallback`` with the reasons: the stages without a kernel (known when the
+    plan was built) and those that declined this input. Thread-safe.
+    """
+
+    __slots__ = ("lock", "local", "fast", "fallback", "reasons", "hits", "counters")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.fast = {}
+        self.fallback = {}
+        self.reasons = {}
+        # one-row calls that took the row function whole: counted without a lock (the next() of
+        # an itertools.count is atomic), ``hits[method]()`` being that count's __next__
+        self.hits = {}
+        self.counters = {}
+
+    def hit(self, method):
+        """The counter of ``method``'s whole-row calls (made on first use)."""
+        with self.lock:
+            if method not in self.hits:
+                self.counters[method] = counter = itertools.count()
+                self.hits[method] = counter.__next__
+            return self.hits[method]
+
+    def declined(self, stage, reason):
+        pending = self.local.__dict__.setdefault("pending", [])
+        pending.append(f"stage {stage!r}: {reason}")
+
+    def begin(self):
+        """A call observed by plug-ins starts on this thread (see :meth:`FastPlan.current_path`)."""
+        local = self.local.__dict__
+        local.pop("pending", None)
+        local["active"] = True
+
+    def current(self, static):
+        """The path of this thread's call so far: None outside an observed call, ``"kernel"``,
+        or ``"fallback: <reasons>"``."""
+        local = self.local.__dict__
+        if not local.get("active"):
+            return None
+        reasons = (*static, *dict.fromkeys(local.get("pending") or ()))
+        return "fallback: " + "; ".join(reasons) if reasons else "kernel"
+
+    def discard(self):
+        """Forget the reasons noted by this thread (a call that is not counted)."""
+        self.local.__dict__.pop("pending", None)
+
+    def count(self, method, static=()):
+        local = self.local.__dict__
+        local.pop("active", None)
+        pending = local.pop("pending", None)
+        with self.lock:
+            if not (static or pending):
+                self.fast[method] = self.fast.get(method, 0) + 1
+                return
+            self.fallback[method] = self.fallback.get(method, 0) + 1
+            by_reason = self.reasons.setdefault(method, {})
+            for reason in (*static, *(dict.fromkeys(pending) if pending else ())):
+                by_reason[reason] = by_reason.get(reason, 0) + 1
+
+    def counts(self, method):
+        with self.lock:
+            counter = self.counters.get(method)
+            hits = int(repr(counter)[len("count("):-1]) if counter is not None else 0
+            return {"fast": self.fast.get(method, 0) + hits,
+                    "fallback": self.fallback.get(method, 0),
+                    "reasons": dict(self.reasons.get(method, {}))}
+
+    def reset(self):
+        with self.lock:
+            self.fast.clear()
+            self.fallback.clear()
+            self.reasons.clear()
+            for method in list(self.hits):
+                self.counters[method] = counter = itertools.count()
+                self.hits[method] = counter.__next__
+
+
 def _kernel_reason(est, method):
     return f"numpy kernel for {type(est).__name__}.{method}"
+
+
+def _stage_kernel(est, method, plan_name, name, tally, densified=False):
+    """The kernel of one stage (composites looked inside), or :class:`NoKernel` with the reason.
+
+    Estimators are dispatched by exact type: the composites here, then the kernel factories of
+    :mod:`ml_toolbox._kernels` (:func:`register_kernel` adds one for another type).
+    """
+    from sklearn.pipeline import FeatureUnion
+
+    from ml_toolbox.preprocessing import AutoPreprocessor
+
+    cls = type(est)
+    if cls is AutoPreprocessor:  # the toolbox's default: its fitted ColumnTransformer's kernel
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _column_transformer_kernel(est.column_transformer_, plan_name, name, tally,
+                                          owner=est)
+    if _is_column_transformer(est):
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _column_transformer_kernel(est, plan_name, name, tally)
+    if cls is FeatureUnion:
+        if method != "transform":
+            raise NoKernel(f"method {method!r}")
+        return _feature_union_kernel(est, plan_name, name, tally)
+    if isinstance(est, Pipeline):
+        raise NoKernel("nested Pipeline outside a ColumnTransformer")
+    if not _output_config_default(est):
+        raise NoKernel("set_output(transform=...) is not 'default'")
+    return make_kernel(est, method, densified=densified)
 
 
 def _is_column_transformer(est):
@@ -251,21 +404,58 @@ def _is_column_transformer(est):
     return type(est) is ColumnTransformer
 
 
+def _has_composite_kernel(step):
+    return step.kernel is not None and hasattr(step.kernel, "parts")
+
+
 def _output_config_default(est):
     config = getattr(est, "_sklearn_output_config", None) or {}
     return config.get("transform", "default") == "default" and sklearn.get_config()["transform_output"] == "default"
 
 
-def _column_transformer_kernel(ct, plan_name, stage_name):
-    from sklearn.compose._column_transformer import _is_empty_column_selection
+def _is_identity(trans):
+    """A FunctionTransformer that hands its input on unchanged (scikit-learn's passthrough)."""
     from sklearn.preprocessing import FunctionTransformer
+
+    return (type(trans) is FunctionTransformer and trans.func is None and not trans.validate
+            and _output_config_default(trans))
+
+
+def _inner_steps(label, trans, plan_name, stage_name, tally, densified=False):
+    """The kernels of a composite's part (an estimator or a Pipeline of them), every one required:
+    a stage without a kernel would be handed arrays where scikit-learn hands it DataFrames."""
+    inner = list(trans.steps) if isinstance(trans, Pipeline) else [(label, trans)]
+    inner = [(n, e) for n, e in inner if e is not None and not (isinstance(e, str) and e == "passthrough")]
+    inner = [(n, e) for n, e in inner if not _is_identity(e)]
+    steps = []
+    for k, (n, e) in enumerate(inner):
+        path = f"{stage_name}/{label}" if n == label else f"{stage_name}/{label}/{n}"
+        if not _output_config_default(e):
+            raise NoKernel(f"{path}: set_output(transform=...) is not 'default'")
+        # the last one's sparse output is made dense by the composite (dense output): same values
+        step = _Step(path, e, "transform", plan_name, tally=tally,
+                     densified=densified and k == len(inner) - 1)
+        if step.kernel is None:
+            raise NoKernel(f"{path}: {step.reason}")
+        steps.append(step)
+    return steps or None
+
+
+def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None):
+    """The kernel of a fitted ColumnTransformer whose every part has a kernel (dense output).
+
+    It selects each part's columns as ``ColumnTransformer.transform`` does, runs the part's kernels
+    and stacks the outputs with ``np.hstack``, as ``ColumnTransformer._hstack`` does for dense
+    output. A Decline anywhere declines the whole ColumnTransformer: it then runs as scikit-learn's.
+    """
+    from sklearn.compose._column_transformer import _is_empty_column_selection
     from sklearn.utils import _safe_indexing
 
     if ct.sparse_output_:
         raise NoKernel("sparse output")
     if ct.transformer_weights:
         raise NoKernel("transformer_weights")
-    if not _output_config_default(ct):
+    if not _output_config_default(ct) or (owner is not None and not _output_config_default(owner)):
         raise NoKernel("set_output(transform=...) is not 'default'")
     names_in = getattr(ct, "feature_names_in_", None)
     n_in = ct.n_features_in_
@@ -276,37 +466,36 @@ def _column_transformer_kernel(ct, plan_name, stage_name):
         if _is_empty_column_selection(columns):
             continue
         idx = list(ct._transformer_to_input_indices[name])
-        if isinstance(trans, str) and trans == "passthrough" or (
-            isinstance(trans, FunctionTransformer) and trans.func is None and not trans.validate
-            and _output_config_default(trans)
-        ):
+        if isinstance(trans, str) and trans == "passthrough":
             parts.append((idx, columns, None))
             continue
-        inner = list(trans.steps) if isinstance(trans, Pipeline) else [(name, trans)]
-        inner = [(n, e) for n, e in inner if e is not None and not (isinstance(e, str) and e == "passthrough")]
-        if not inner:
-            parts.append((idx, columns, None))
-            continue
-        for _n, e in inner:
-            if not _output_config_default(e):
-                raise NoKernel(f"transformer {name!r} has set_output(transform=...)")
-        steps = [_Step(f"{stage_name}/{name}/{n}", e, "transform", plan_name) for n, e in inner]
-        if steps[0].kernel is None:
-            raise NoKernel(f"transformer {name!r}: {steps[0].reason}")
-        parts.append((idx, columns, steps))
+        parts.append((idx, columns, _inner_steps(name, trans, plan_name, stage_name, tally,
+                                                 densified=True)))
+
+    compiled = {}  # the row functions of the dtypes met (one, for a model serving one source)
 
     def kernel(X):
-        if isinstance(X, _Row):
+        if X.__class__ is _Row:
             if len(X.values) != n_in:
                 raise Decline("width")
+            # keyed by the dtype objects' ids (hashing a pandas dtype costs more than the row);
+            # the entry holds the dtypes, so no id is reused while it is cached
+            key = tuple(map(id, X.dtypes))
+            entry = compiled.get(key)
+            if entry is None:
+                entry = (_compile_ct_row(parts, X.dtypes) or False, list(X.dtypes))
+                if len(compiled) < 8:
+                    compiled[key] = entry
+            if entry[0]:
+                return entry[0](X.values)
             one = True
         else:
-            if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != n_in or names_in is not None:
+            if X.__class__ is not np.ndarray or X.ndim != 2 or X.shape[1] != n_in or names_in is not None:
                 raise Decline("input")
             one = X.shape[0] == 1
         outs = []
         for idx, columns, steps in parts:
-            if isinstance(X, _Row):
+            if X.__class__ is _Row:
                 sub = X.select(idx)
             elif one:
                 sub = X[:, idx]
@@ -315,13 +504,143 @@ def _column_transformer_kernel(ct, plan_name, stage_name):
             if sub.ndim == 1:
                 raise Decline("1-D column selection")
             if steps is not None:
-                sub = steps[0].kernel(sub)  # a Decline here sends the whole ColumnTransformer to sklearn
-                for step in steps[1:]:
-                    sub = step(sub)
+                for step in steps:  # a Decline here sends the whole ColumnTransformer to sklearn
+                    sub = step.kernel(sub)
             outs.append(sub)
         if not outs:
-            n = 1 if isinstance(X, _Row) else X.shape[0]
+            n = 1 if X.__class__ is _Row else X.shape[0]
             return np.zeros((n, 0))
+        return np.hstack(outs)
+
+    kernel.parts = parts
+    kernel.takes_row = True
+    return kernel
+
+
+def _compile_ct_row(parts, dtypes):
+    """A ColumnTransformer's one-row function on the row's values (a list, as :class:`_Row` reads
+    them), or None when a part is not of the two kinds it knows:
+
+    - numeric: float64 columns (integer and boolean ones too when the first stage converts to
+      float) through elementwise stages (imputer, scalers): one pass over the row's Python floats
+      with the checks scikit-learn makes (:func:`compile_row`);
+    - categorical: object or string columns through an imputer fitted on objects (NaN filled)
+      then a one-hot encoder: the positions of the ones.
+
+    The parts' outputs are float64, written into one (1, n) array in the order of ``np.hstack``.
+    Anything the kernels would decline raises :class:`Decline` here too.
+    """
+    writers, offset = [], 0
+    for idx, _columns, steps in parts:
+        dts = [dtypes[i] for i in idx]
+        writer = None
+        if steps is None:
+            if all(d == _F64 for d in dts):
+                writer = _copy_writer(idx, offset)
+                width = len(idx)
+        elif all(getattr(st.kernel, "row", None) is not None
+                 and st.kernel.row.program is not None for st in steps):
+            rows = [st.kernel.row for st in steps]
+            kinds = [d.kind if isinstance(d, np.dtype) else "?" for d in dts]
+            numeric = all(k in "biu" or d == _F64 for k, d in zip(kinds, dts))
+            if numeric and ("f" in kinds or rows[0].floats) and len(idx) <= _SHORT_ROW:
+                fns = compile_row(rows, len(idx))
+                if len(fns) == 1 and hasattr(fns[0], "on_list"):
+                    writer = _program_writer(idx, offset, fns[0].on_list)
+                    width = rows[-1].width
+        else:
+            writer, width = _categorical_writer(idx, offset, steps, dts)
+        if writer is None:
+            return None
+        writers.append(writer)
+        offset += width
+    total = offset
+    zeros = np.zeros
+
+    def run(values):
+        out = zeros(total)
+        for write in writers:
+            write(values, out)
+        return out.reshape(1, -1)
+
+    return run
+
+
+def _copy_writer(idx, offset):
+    def write(values, out):
+        for k, i in enumerate(idx):
+            out[offset + k] = values[i]
+
+    return write
+
+
+def _program_writer(idx, offset, on_list):
+    def write(values, out):
+        vs = on_list([float(values[i]) for i in idx])
+        out[offset:offset + len(vs)] = vs
+
+    return write
+
+
+def _categorical_writer(idx, offset, steps, dts):
+    """``(write, width)`` of an [object imputer,] one-hot part, or ``(None, 0)``."""
+    if not all(isinstance(d, np.dtype) and d.kind == "O" or _is_string(d) for d in dts):
+        return None, 0
+    kernels = [st.kernel for st in steps]
+    fills = None
+    if len(kernels) == 2 and hasattr(kernels[0], "object_fill"):
+        fills = kernels[0].object_fill
+        kernels = kernels[1:]
+    if len(kernels) != 1 or not hasattr(kernels[0], "ones") or kernels[0].out_dtype != _F64:
+        return None, 0
+    ones = kernels[0].ones
+
+    def write(values, out):
+        row = [values[i] for i in idx]
+        if fills is not None:  # SimpleImputer on objects: X != X marks the missing values
+            for k, v in enumerate(row):
+                missing = v != v
+                if missing.__class__ is not bool:
+                    if not isinstance(missing, np.bool_):
+                        raise Decline("elementwise comparison")
+                    missing = bool(missing)
+                if missing:
+                    row[k] = fills[k]
+        for j in ones(row):
+            out[offset + j] = 1.0
+
+    return write, kernels[0].n_out
+
+
+def _feature_union_kernel(fu, plan_name, stage_name, tally=None):
+    """The kernel of a fitted FeatureUnion of parts with kernels: ``np.hstack`` of their outputs."""
+    if fu.transformer_weights:
+        raise NoKernel("transformer_weights")
+    if not _output_config_default(fu):
+        raise NoKernel("set_output(transform=...) is not 'default'")
+    if hasattr(fu, "feature_names_in_"):
+        raise NoKernel("fitted on a DataFrame (its parts receive DataFrames)")
+    n_in = fu.n_features_in_
+    parts = []
+    for name, trans in fu.transformer_list:
+        if isinstance(trans, str) and trans == "drop":
+            continue
+        if isinstance(trans, str) and trans == "passthrough":
+            parts.append((None, None, None))
+            continue
+        parts.append((None, None, _inner_steps(name, trans, plan_name, stage_name, tally)))
+
+    def kernel(X):
+        if X.__class__ is not np.ndarray or X.ndim != 2 or X.shape[1] != n_in:
+            raise Decline("input")
+        outs = []
+        for _, _, steps in parts:
+            sub = X
+            for step in steps or ():
+                sub = step.kernel(sub)
+            outs.append(sub)
+        if not outs:
+            return np.zeros((X.shape[0], 0))
         return np.hstack(outs)
 
     kernel.parts = parts
@@ -476,26 +795,70 @@ def _row_function(plan, steps):
     """
     found = _row_kernels(steps)
     if found is None:
-        return None
+        return _column_row_function(plan, steps)
     rows, names_list, n_in, floats = found
     ops = compile_row(rows, n_in)
 
     arrow_names = {}
 
     def run(X, check_input):
-        if check_input and X.columns is not plan._columns_ok:
-            if not same_names(X.columns, names_list, arrow_names):
-                return _UNHANDLED
-            plan._columns_ok = X.columns
+        if check_input and not _names_ok(plan, X, names_list, arrow_names):
+            return _UNHANDLED
         x = _read_row(X, n_in, floats)
         if x is _UNHANDLED:
             return x
+        return _through(ops, x)
+
+    return run
+
+
+def _through(ops, x):
+    """``x`` through the row functions ``ops``, or ``_UNHANDLED`` when one declines."""
+    try:
+        for op in ops:
+            x = op(x)
+    except Decline:
+        return _UNHANDLED
+    return x
+
+
+def _names_ok(plan, X, names_list, arrow_names):
+    """Whether the frame's columns are the fitted ones (the last Index found so is remembered:
+    an Index is immutable, the same object has the same names)."""
+    if X.columns is plan._columns_ok:
+        return True
+    if not same_names(X.columns, names_list, arrow_names):
+        return False
+    plan._columns_ok = X.columns
+    return True
+
+
+def _column_row_function(plan, steps):
+    """:func:`_row_function` for a plan whose first stage is a ColumnTransformer-like kernel
+    (it reads the row's columns of any dtype, see :func:`_compile_ct_row`) and whose other stages
+    have row kernels: the first stage's (1, n) output goes on as a row vector. None otherwise."""
+    first = steps[0]
+    names = getattr(first.est, "feature_names_in_", None)
+    rows = [getattr(step.kernel, "row", None) for step in steps[1:]]
+    if not getattr(first.kernel, "takes_row", False) or names is None or any(r is None for r in rows):
+        return None
+    names_list, n_in, kernel = names.tolist(), len(names), first.kernel
+    arrow_names = {}
+    compiled = {}
+
+    def run(X, check_input):
+        if X.shape != (1, n_in):
+            return _UNHANDLED
+        if check_input and not _names_ok(plan, X, names_list, arrow_names):
+            return _UNHANDLED
         try:
-            for op in ops:
-                x = op(x)
+            x = kernel(_Row(X))[0]
         except Decline:
             return _UNHANDLED
-        return x
+        ops = compiled.get(x.shape[0])
+        if ops is None:
+            ops = compiled[x.shape[0]] = compile_row(rows, x.shape[0]) if rows else []
+        return _through(ops, x)
 
     return run
 
@@ -509,7 +872,7 @@ def _row_stage_functions(plan, steps):
     shaped as scikit-learn returns it: ``(1, n)`` between stages. Input of any other shape, or a row
     a check declines, goes through the stage's general fast function (:class:`_Step`).
     """
-    general = [lambda X, first=[steps[0]]: plan._run(first, X, False), *steps[1:]]
+    general = [lambda X, first=[steps[0]]: plan._run(first, X, False, count=False), *steps[1:]]
     found = _stage_by_stage(steps)
     if found is None:
         return general
@@ -630,7 +993,8 @@ def _row_stage(general, step, ops, first, last, n_in, floats):
             else:
                 for op in ops:
                     x = op(x)
-        except Decline:
+        except Decline as exc:
+            step.declined(str(exc))
             return step.checked(X)  # scikit-learn's own method: its result, or its error
         return x if last else x.reshape(1, -1)
 
@@ -704,6 +1068,8 @@ class FastPlan:
         self._rows = {}
         self._stage_fns = {}
         self._columns_ok = None
+        self._static = {}
+        self._tally = _Tally()
 
     # -- pickling: the compiled kernels are derived state, rebuilt lazily
     def __getstate__(self):
@@ -716,6 +1082,8 @@ class FastPlan:
         self._rows = {}
         self._stage_fns = {}
         self._columns_ok = None
+        self._static = {}
+        self._tally = _Tally()
 
     def __repr__(self):
         return f"FastPlan(name={self.name!r}, stages={[n for n, _ in self.stages]!r})"
@@ -734,11 +1102,14 @@ class FastPlan:
             ) or not _output_config_default(self.stages[0][1])
             steps = []
             for i, (name, est) in enumerate(self.stages):
-                step = _Step(name, est, method if i == last else "transform", self.name)
+                step = _Step(name, est, method if i == last else "transform", self.name,
+                             tally=self._tally)
                 if pandas_between:
                     step.kernel = None
                     step.reason = "stages exchange DataFrames (set_output or feature names between stages)"
                 steps.append(step)
+            self._static[method] = tuple(f"stage {st.name!r}: {st.reason}" for st in steps
+                                         if st.kernel is None)
             if not hasattr(self.stages[last][1], method):
                 raise AttributeError(
                     f"FastPlan {self.name!r}: the last stage {self.stages[last][0]!r} "
@@ -748,21 +1119,61 @@ class FastPlan:
         return steps
 
     def explain(self, method="predict"):
-        """Say, per stage, whether ``method`` runs on a kernel or falls back, and why.
+        """Say, per stage, whether ``method`` runs on a kernel or falls back, and why; and how
+        the calls so far went.
 
         Returns
         -------
         PlanExplanation
-            A tuple of :class:`StageReport` (stage, estimator, path, reason); ``str()`` is a table.
+            A tuple of :class:`StageReport` (stage, estimator, path, reason); ``str()`` is a table
+            followed by the call counts. Its ``calls`` attribute is :meth:`path_counts`.
         """
         rows = []
         for step in self._steps(method):
             rows.append(step.report())
-            if step.kernel is not None and hasattr(step.kernel, "parts"):
-                for _idx, _cols, inner in step.kernel.parts:
-                    for sub in inner or ():
-                        rows.append(sub.report())
-        return PlanExplanation(rows)
+            if _has_composite_kernel(step):
+                _inner_reports(step, rows)
+        explanation = PlanExplanation(rows)
+        explanation.calls = self.path_counts(method)
+        return explanation
+
+    def path_counts(self, method="predict"):
+        """How the calls of ``method`` went: on kernels throughout, or falling back, and why.
+
+        Returns
+        -------
+        dict
+            ``{"fast": n, "fallback": m, "reasons": {reason: k}}``: ``fast`` calls ran every stage on
+            its kernel; the other ``m`` had at least one stage run through its own scikit-learn
+            method, because it has no kernel (the reason given by :meth:`explain`) or because its
+            kernel declined that input (``"stage 'scale': non-finite value"``). A call is one
+            prediction, or one chunk of a ``batch_size`` run. Counts start at zero when the plan is
+            built or loaded; :meth:`reset_counts` sets them back to zero.
+        """
+        return self._tally.counts(method)
+
+    def reset_counts(self):
+        """Set the call counts of :meth:`path_counts` back to zero."""
+        self._tally.reset()
+
+    def current_path(self, method):
+        """How the call of ``method`` running on this thread has gone so far, when the execution
+        loop runs it with plug-ins attached: ``"kernel"`` (every stage on its kernel) or
+        ``"fallback: stage 'x': reason; ..."``; None when no such call is running. What the
+        monitor records per execution (``PipelineMetrics.fast_path``)."""
+        static = self._static.get(method)
+        return None if static is None else self._tally.current(static)
+
+    def _begin(self):
+        self._tally.begin()
+
+    def _count(self, method):
+        """File the call that just ended (its declines were noted by this thread)."""
+        static = self._static.get(method)
+        if static is None:
+            self._steps(method)
+            static = self._static[method]
+        self._tally.count(method, static)
 
     def run(self, X, method="predict", *, batch_size=None, n_jobs=None, check_input=True,
             verbose=0):
@@ -828,6 +1239,10 @@ class FastPlan:
             if row:
                 out = row(X, check_input)
                 if out is not _UNHANDLED:
+                    hit = self._tally.hits.get(method)
+                    (hit or self._tally.hit(method))()
+                    if method == "transform":  # the row's features, shaped as sklearn's (1, n)
+                        return out.reshape(1, -1)
                     return out
         return self._run(self._steps(method), X, check_input)
 
@@ -864,7 +1279,17 @@ class FastPlan:
                 _timed_row_function(steps) if len(steps) == n_stages else False) or False
         return function or None
 
-    def _run(self, steps, X, check_input):
+    def _run(self, steps, X, check_input, count=True):
+        """Run ``steps`` on ``X``; the call is counted (:meth:`path_counts`) unless ``count`` is
+        False (a stage-by-stage run counted by its caller)."""
+        if not count:
+            return self._run_steps(steps, X, check_input)
+        try:
+            return self._run_steps(steps, X, check_input)
+        finally:
+            self._count(steps[-1].method)
+
+    def _run_steps(self, steps, X, check_input):
         first = steps[0]
         if isinstance(X, pd.DataFrame):
             names = getattr(first.est, "feature_names_in_", None)
@@ -874,30 +1299,39 @@ class FastPlan:
                 if fast:
                     self._columns_ok = X.columns  # an Index is immutable: same object, same names
             if fast:
-                try:
-                    block = _single_block(X)
-                    if block is not None and not _is_column_transformer(first.est):
-                        X = first.kernel(block)  # the homogeneous numeric one-row frame
-                        for step in steps[1:]:
-                            X = step(X)
-                        return X
-                    row = _Row(X)
-                    X = first.kernel(row if _is_column_transformer(first.est) else row.select(range(len(row.values))))
-                except Decline:
-                    X = first.checked(X)
+                X = self._first_row(first, X)
             else:
                 X = first.checked(X)
-        elif (
-            isinstance(X, np.ndarray)
-            and first.kernel is not None
-            and not hasattr(first.est, "feature_names_in_")
-        ):
+        elif X.__class__ is np.ndarray and first.kernel is not None and names_free(first.est):
             X = first(X)
         else:
             X = first.checked(X)
         for step in steps[1:]:
             X = step(X)
         return X
+
+    @staticmethod
+    def _first_row(first, X):
+        """The first stage's kernel on a one-row DataFrame, or scikit-learn's method if it declines."""
+        kernel = first.kernel
+        try:
+            if getattr(kernel, "takes_row", False):
+                return kernel(_Row(X))
+            block = _single_block(X)  # the homogeneous numeric one-row frame
+            if block is None:
+                row = _Row(X)
+                block = row.select(range(len(row.values)))
+            return kernel(block)
+        except Decline as exc:
+            first.declined(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the fast path's own error: never the user's
+            first.declined(f"kernel error ({type(exc).__name__})")
+        return first.checked(X)
+
+
+def names_free(est):
+    """Whether ``est`` was fitted without column names (so an array goes to its kernel as is)."""
+    return not hasattr(est, "feature_names_in_")
 
 
 def build_plan(stages, *, name="pipeline", methods=()):

@@ -260,9 +260,13 @@ class InferencePipeline(BasePipeline):
             modes = ["transform"] * (len(stages) - 1) + [method]
         names = names[:len(stages)]
         if plugins:  # the fast plan with plug-ins attached: straight to the loop's plug-in path
-            out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,
-                                            self._retry_policy(parent), params, method, parent,
-                                            runners, timed)
+            plan._begin()
+            try:
+                out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,
+                                                self._retry_policy(parent), params, method,
+                                                parent, runners, timed)
+            finally:
+                plan._count(method)  # on kernels throughout, or which stage fell back and why
             return out
         out, _ = self._run_stages(stages, X, y, modes, fitting=False, names=names, parent=parent,
                                   params=params, run_mode=method)

@@ -215,7 +215,7 @@ def _started(run):
     metrics.mode = run.mode
     metrics.run_id = run.run_id
     metrics.start_time = run.start_time
-    metrics.duration = metrics.error = metrics._last_output = None
+    metrics.duration = metrics.error = metrics._last_output = metrics.fast_path = None
     metrics.status = "running"
     metrics._stages = []
     metrics._at_once = None
@@ -258,6 +258,10 @@ class PipelineMetrics:
         ``"TypeName: message"`` of the error that ended it.
     stages : list of StageRecord
         The stage runs, in order.
+    fast_path : str or None
+        For an inference pipeline's prediction on the fast plan: ``"kernel"`` (every stage ran its
+        kernel) or ``"fallback: stage 'x': reason; ..."`` (see :meth:`ml_toolbox.fast.FastPlan.path_counts`);
+        None otherwise.
 
     Examples
     --------
@@ -270,10 +274,11 @@ class PipelineMetrics:
     """
 
     __slots__ = ("pipeline_name", "mode", "run_id", "start_time", "duration", "status", "error",
-                 "_stages", "_at_once", "_last_output")
+                 "_stages", "_at_once", "_last_output", "fast_path")
 
     def __init__(self, pipeline_name, mode, *, run_id=None, start_time=None, duration=None,
-                 status="running", error=None, stages=()):
+                 status="running", error=None, stages=(), fast_path=None):
+        self.fast_path = fast_path
         self.pipeline_name = pipeline_name
         self.mode = mode
         self.run_id = run_id
@@ -318,9 +323,12 @@ class PipelineMetrics:
 
     def to_dict(self):
         """The execution as plain JSON-ready values (see docs/monitoring.md for the layout)."""
-        return {"pipeline_name": self.pipeline_name, "mode": self.mode, "run_id": self.run_id,
-                "start_time": self.start_time, "duration": self.duration, "status": self.status,
-                "error": self.error, "stages": [s.to_dict() for s in self.stages]}
+        out = {"pipeline_name": self.pipeline_name, "mode": self.mode, "run_id": self.run_id,
+               "start_time": self.start_time, "duration": self.duration, "status": self.status,
+               "error": self.error, "stages": [s.to_dict() for s in self.stages]}
+        if self.fast_path is not None:
+            out["fast_path"] = self.fast_path
+        return out
 
     @classmethod
     def from_dict(cls, data):
@@ -854,6 +862,9 @@ class PipelineMonitor(PipelinePlugin):
         metrics.status = status
         if error is not None:
             metrics.error = _error_text(error)
+        plan = getattr(run.pipeline, "fast_plan_", None)  # an inference pipeline's fast plan
+        if plan is not None:
+            metrics.fast_path = plan.current_path(run.mode)
         at_once = run._at_once
         if at_once is not None:  # the stages ran at once: their records are made when first read
             metrics._at_once = (run.start_time, run.start, *at_once)
@@ -967,7 +978,9 @@ class PipelineMonitor(PipelinePlugin):
             ``total_duration`` (seconds, whole executions), and ``stages``: per stage name,
             ``count``, ``failures``, the same duration keys, ``mean_throughput`` (input rows per
             second), ``mean_rows_in``, ``mean_bytes_in``, ``mean_bytes_out``, ``retries``,
-            ``warnings`` and ``modes`` (runs per stage mode).
+            ``warnings`` and ``modes`` (runs per stage mode). An inference pipeline's predictions
+            on the fast plan add ``fast_path``: ``{"fast": n, "fallback": m, "reasons": {reason:
+            k}}``, the executions that ran every stage on its kernel, those that did not, and why.
 
         Raises
         ------
@@ -999,6 +1012,13 @@ class PipelineMonitor(PipelinePlugin):
         out = {"executions": len(items), "executions_total": total,
                "modes": dict(collections.Counter(m.mode for m in items))}
         out.update(stats)
+        paths = [m.fast_path for m in items if m.fast_path is not None]
+        if paths:  # predictions on the fast plan: on kernels, or which stage fell back and why
+            reasons = collections.Counter(r for p in paths if p != "kernel"
+                                          for r in p[len("fallback: "):].split("; "))
+            out["fast_path"] = {"fast": paths.count("kernel"),
+                                "fallback": len(paths) - paths.count("kernel"),
+                                "reasons": dict(reasons)}
         groups = {}
         for m in items:
             for s in m.stages:
@@ -1483,7 +1503,8 @@ def _validate_export(data, source):
             _check_fields(stage, _STAGE_FIELDS, _STAGE_OPTIONAL, f"{where} stage #{j}", source)
             stages.append({k: v for k, v in stage.items()
                            if k in _STAGE_FIELDS or k in _STAGE_OPTIONAL})
-        entry = {k: v for k, v in entry.items() if k in _EXEC_FIELDS or k == "run_id"}
+        entry = {k: v for k, v in entry.items() if k in _EXEC_FIELDS or k == "run_id"
+                 or k == "fast_path" and isinstance(v, str)}
         entry["stages"] = stages
         cleaned.append(entry)
     return cleaned, settings

@@ -2,42 +2,172 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from ._schema import _check_shape
 
-__all__ = ["AutoPreprocessor"]
+__all__ = ["AutoPreprocessor", "DatetimeFeatures"]
+
+_DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")
+_ATTRIBUTES = {"year": "year", "month": "month", "day": "day", "dayofweek": "day_of_week",
+               "hour": "hour"}  # Series.dt's names (Monday is 0)
+
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator):
+    """Numeric features of datetime columns: year, month, day, day of week, and hour when present.
+
+    Naive and timezone-aware columns alike: the parts are read in the column's own time zone
+    (as ``Series.dt`` gives them). A missing value (``NaT``) gives NaN in every part.
+
+    Parameters
+    ----------
+    parts : tuple of str, default=("year", "month", "day", "dayofweek", "hour")
+        The parts to make, among those. ``"hour"`` is made for a column only when some value seen
+        in ``fit`` has a time of day other than midnight.
+
+    Attributes
+    ----------
+    parts_ : list of list of str
+        Per input column, the parts made.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When fitted on a DataFrame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"when": pd.to_datetime(["2024-03-01 10:00", None])})
+    >>> parts = DatetimeFeatures().fit(X)
+    >>> parts.get_feature_names_out().tolist()
+    ['when_year', 'when_month', 'when_day', 'when_dayofweek', 'when_hour']
+    >>> parts.transform(X).tolist()
+    [[2024.0, 3.0, 1.0, 4.0, 10.0], [nan, nan, nan, nan, nan]]
+    """
+
+    def __init__(self, parts=_DATE_PARTS):
+        self.parts = parts
+
+    @staticmethod
+    def _columns(X):
+        if isinstance(X, pd.DataFrame):
+            return [pd.to_datetime(X.iloc[:, i]) for i in range(X.shape[1])]
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"DatetimeFeatures: expected 2D input, got shape {X.shape}.")
+        return [pd.Series(pd.to_datetime(X[:, i])) for i in range(X.shape[1])]
+
+    def fit(self, X, y=None):
+        """Record, per column, the parts to make. Returns self."""
+        unknown = sorted(set(self.parts) - set(_DATE_PARTS))
+        if unknown:
+            raise ValueError(f"DatetimeFeatures: unknown parts {unknown}; allowed: {list(_DATE_PARTS)}")
+        columns = self._columns(X)
+        self.parts_ = []
+        for col in columns:
+            times = col.dropna()
+            has_time = bool(((times.dt.hour != 0) | (times.dt.minute != 0)
+                             | (times.dt.second != 0)).any())
+            self.parts_.append([p for p in self.parts if p != "hour" or has_time])
+        self.n_features_in_ = len(columns)
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        else:
+            self.__dict__.pop("feature_names_in_", None)
+        return self
+
+    def transform(self, X):
+        """The parts of each column, as float64 (NaN for a missing value)."""
+        check_is_fitted(self)
+        columns = self._columns(X)
+        if len(columns) != self.n_features_in_:
+            raise ValueError(f"X has {len(columns)} features, but DatetimeFeatures is expecting "
+                             f"{self.n_features_in_} features as input.")
+        out = [getattr(col.dt, _ATTRIBUTES[part]).to_numpy(dtype=np.float64, na_value=np.nan)
+               for col, parts in zip(columns, self.parts_) for part in parts]
+        if not out:
+            return np.zeros((len(X), 0))
+        return np.column_stack(out)
+
+    def get_feature_names_out(self, input_features=None):
+        """``<column>_<part>`` per part made."""
+        check_is_fitted(self)
+        if input_features is None:
+            input_features = getattr(self, "feature_names_in_",
+                                     [f"x{i}" for i in range(self.n_features_in_)])
+        return np.asarray([f"{c}_{p}" for c, parts in zip(input_features, self.parts_)
+                           for p in parts], dtype=object)
+
+
+def _target_encoder(target_type):
+    """A TargetEncoder whose cross-fitting is seeded (a ``cv`` splitter from scikit-learn 1.9,
+    where ``random_state`` is deprecated; ``random_state=0`` before)."""
+    import inspect
+
+    if inspect.signature(TargetEncoder).parameters["random_state"].default == "deprecated":
+        from sklearn.model_selection import KFold
+
+        return TargetEncoder(target_type=target_type, cv=KFold(5, shuffle=True, random_state=0))
+    return TargetEncoder(target_type=target_type, random_state=0)  # pragma: no cover - sklearn < 1.9
 
 
 class AutoPreprocessor(TransformerMixin, BaseEstimator):
-    """Impute and scale numeric columns, impute and one-hot encode the others.
+    """Impute and scale numeric columns, expand datetime columns, encode the others.
 
-    Columns are sorted into numeric and categorical by dtype at fit time (a numpy array of
-    numbers is all numeric, one of objects all categorical). The work is done by a scikit-learn
-    :class:`~sklearn.compose.ColumnTransformer`, kept in ``column_transformer_``.
+    Columns are sorted by dtype at fit time (a numpy array of numbers is all numeric, one of
+    objects all categorical):
+
+    - numeric (int, float, bool): imputed (``numeric_strategy``) and standardised (``scale``);
+    - datetime, naive or timezone-aware: year, month, day, day of week, and hour when some value
+      has a time of day (:class:`DatetimeFeatures`), then imputed and scaled as numeric columns;
+    - the others (strings, objects, categories): imputed (``categorical_strategy``) and one-hot
+      encoded, unless they have more than ``high_cardinality_threshold`` distinct values at fit
+      (a name or ID column): those are encoded as ``high_cardinality`` says instead of becoming
+      hundreds of one-hot columns.
+
+    The work is done by a scikit-learn :class:`~sklearn.compose.ColumnTransformer`, kept in
+    ``column_transformer_``. The fast inference path runs it on kernels (see the inference guide)
+    unless it has datetime columns, ordinal-encoded columns or a multiclass target encoding: it
+    then runs scikit-learn's own methods (same results).
 
     Parameters
     ----------
     numeric_strategy : str, default="median"
-        :class:`~sklearn.impute.SimpleImputer` strategy for numeric columns.
+        :class:`~sklearn.impute.SimpleImputer` strategy for numeric and datetime features.
     scale : bool, default=True
-        Standardise numeric columns.
+        Standardise numeric and datetime features.
     categorical_strategy : str, default="most_frequent"
         Imputer strategy for categorical columns.
     max_categories : int, default=None
         Passed to :class:`~sklearn.preprocessing.OneHotEncoder` (rare categories grouped).
+    high_cardinality_threshold : int, default=50
+        A categorical column with more distinct values than this (in ``fit``, missing values not
+        counted) is a high-cardinality column.
+    high_cardinality : {"target", "ordinal", "drop"}, default="target"
+        What becomes of a high-cardinality column: ``"target"``, a
+        :class:`~sklearn.preprocessing.TargetEncoder` (cross-fitted in ``fit_transform``; without
+        ``y`` in fit, ``"ordinal"`` is used); ``"ordinal"``, an
+        :class:`~sklearn.preprocessing.OrdinalEncoder` (unknown values encoded -1); ``"drop"``,
+        dropped with a ``UserWarning`` naming the column.
+    target_type : {"auto", "continuous", "binary", "multiclass"}, default="auto"
+        Passed to the ``TargetEncoder``: what the target is (the toolbox passes the task it chose).
 
     Attributes
     ----------
     column_transformer_ : ColumnTransformer
-    numeric_columns_, categorical_columns_ : list
+    numeric_columns_, categorical_columns_, datetime_columns_ : list
         Column names (DataFrame) or positions (array).
+    high_cardinality_columns_ : dict
+        ``{column: number of distinct values}`` of the high-cardinality columns (dropped or
+        encoded as ``high_cardinality`` says; not in ``categorical_columns_``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -47,43 +177,92 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
     >>> X = pd.DataFrame({"age": [20.0, None, 40.0], "city": ["a", "b", "a"]})
     >>> AutoPreprocessor().fit(X).get_feature_names_out().tolist()
     ['numeric__age', 'categorical__city_a', 'categorical__city_b']
+    >>> X["when"] = pd.to_datetime(["2024-01-01", "2024-06-30", None])
+    >>> AutoPreprocessor().fit(X).get_feature_names_out().tolist()[-4:]
+    ['datetime__when_year', 'datetime__when_month', 'datetime__when_day', 'datetime__when_dayofweek']
     """
 
     def __init__(self, numeric_strategy="median", scale=True,
-                 categorical_strategy="most_frequent", max_categories=None):
+                 categorical_strategy="most_frequent", max_categories=None,
+                 high_cardinality_threshold=50, high_cardinality="target", target_type="auto"):
         self.numeric_strategy = numeric_strategy
         self.scale = scale
         self.categorical_strategy = categorical_strategy
         self.max_categories = max_categories
+        self.high_cardinality_threshold = high_cardinality_threshold
+        self.high_cardinality = high_cardinality
+        self.target_type = target_type
 
     def _split_columns(self, X):
+        """``(numeric, categorical, datetime)`` columns of ``X``, by dtype."""
         if hasattr(X, "tocsr") or hasattr(X, "sparse"):
             raise TypeError("AutoPreprocessor: sparse input is not supported. Sparse data was "
                             "passed for X, but dense data is required. Use '.toarray()' to "
                             "convert to a dense numpy array.")
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
-            numeric = [c for c, d in zip(X.columns, X.dtypes) if getattr(d, "kind", "O") in "biuf"]
-            categorical = [c for c in X.columns if c not in set(numeric)]
-            return numeric, categorical
+            numeric, categorical, datetime = [], [], []
+            for c, d in zip(X.columns, X.dtypes):
+                if isinstance(d, np.dtype) and d.kind in "biuf":
+                    numeric.append(c)
+                elif pd.api.types.is_datetime64_any_dtype(d):
+                    datetime.append(c)
+                else:
+                    categorical.append(c)
+            return numeric, categorical, datetime
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"AutoPreprocessor: expected 2D input, got shape {X.shape}.")
         positions = list(range(X.shape[1]))
-        return (positions, []) if X.dtype.kind in "biuf" else ([], positions)
+        if X.dtype.kind in "biuf":
+            return positions, [], []
+        if X.dtype.kind == "M":
+            return [], [], positions
+        return [], positions, []
 
-    def _build(self, numeric, categorical):
-        numeric_steps = [("impute", SimpleImputer(strategy=self.numeric_strategy))]
+    def _check_params(self):
+        if self.high_cardinality not in ("target", "ordinal", "drop"):
+            raise ValueError(f"AutoPreprocessor: high_cardinality must be 'target', 'ordinal' or "
+                             f"'drop', got {self.high_cardinality!r}")
+        t = self.high_cardinality_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
+            raise ValueError(f"AutoPreprocessor: high_cardinality_threshold must be a positive "
+                             f"int, got {t!r}")
+
+    def _high_cardinality(self, X, categorical):
+        """``{column: distinct values}`` of the categorical columns above the threshold."""
+        found = {}
+        for c in categorical:
+            col = X[c] if hasattr(X, "columns") else pd.Series(np.asarray(X)[:, c])
+            n = col.nunique(dropna=True)
+            if n > self.high_cardinality_threshold:
+                found[c] = int(n)
+        return found
+
+    def _numeric_steps(self):
+        steps = [("impute", SimpleImputer(strategy=self.numeric_strategy))]
         if self.scale:
-            numeric_steps.append(("scale", StandardScaler()))
+            steps.append(("scale", StandardScaler()))
+        return steps
+
+    def _build(self, numeric, categorical, datetime=(), high=(), how="drop"):
         parts = []
         if numeric:
-            parts.append(("numeric", Pipeline(numeric_steps), numeric))
+            parts.append(("numeric", Pipeline(self._numeric_steps()), numeric))
         if categorical:
             parts.append(("categorical", Pipeline([
                 ("impute", SimpleImputer(strategy=self.categorical_strategy)),
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False,
                                          max_categories=self.max_categories)),
             ]), categorical))
+        if datetime:
+            parts.append(("datetime", Pipeline([("parts", DatetimeFeatures()),
+                                                *self._numeric_steps()]), list(datetime)))
+        if high and how != "drop":
+            encoder = (_target_encoder(self.target_type) if how == "target" else
+                       OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1))
+            parts.append(("high_cardinality", Pipeline([
+                ("impute", SimpleImputer(strategy=self.categorical_strategy)),
+                ("encode", encoder)]), list(high)))
         return ColumnTransformer(parts, remainder="drop")
 
     def fit(self, X, y=None):
@@ -93,13 +272,28 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None):
         """Fit, and return the transformed ``X``."""
+        self._check_params()
         _check_shape(X, "AutoPreprocessor")
-        numeric, categorical = self._split_columns(X)
-        ct = self._build(numeric, categorical)
+        numeric, categorical, datetime = self._split_columns(X)
+        high = self._high_cardinality(X, categorical)
+        categorical = [c for c in categorical if c not in high]
+        how = self.high_cardinality
+        if how == "target" and y is None:
+            how = "ordinal"  # nothing to encode with
+        if how == "drop":
+            for c, n in high.items():
+                warnings.warn(
+                    f"AutoPreprocessor: column {c!r} has {n} distinct values (more than "
+                    f"high_cardinality_threshold={self.high_cardinality_threshold}): dropped. "
+                    f"Set high_cardinality='target' or 'ordinal' to encode it instead.",
+                    UserWarning, stacklevel=2)
+        ct = self._build(numeric, categorical, datetime, high, how)
         Xt = ct.fit_transform(X if hasattr(X, "columns") else np.asarray(X), y)
         self.column_transformer_ = ct
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
+        self.datetime_columns_ = datetime
+        self.high_cardinality_columns_ = high
         self.n_features_in_ = ct.n_features_in_
         if hasattr(ct, "feature_names_in_"):
             self.feature_names_in_ = ct.feature_names_in_
