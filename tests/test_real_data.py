@@ -15,7 +15,6 @@ from ml_toolbox import MLToolbox, PipelineMonitor, UnifiedMLPipeline
 palmerpenguins = pytest.importorskip("palmerpenguins")
 vega = pytest.importorskip("vega_datasets")
 
-ISSUE_17 = "issue 17 branch: datetime and high-cardinality columns in AutoPreprocessor"
 
 
 def _penguins():
@@ -62,8 +61,7 @@ CASES = [  # (dataset, task, the least held-out score the defaults must reach)
     ("cars mpg", "regression", 0.6),
     ("cars origin", "classification", 0.6),
     ("weather temp_max", "regression", 0.8),
-    pytest.param("weather kind", "classification", 0.5,
-                 marks=pytest.mark.xfail(reason=ISSUE_17, raises=ValueError)),
+    ("weather kind", "classification", 0.5),
 ]
 
 
@@ -83,7 +81,6 @@ def test_toolbox_defaults_on_real_frames(name, task, least):
     assert pipe.predict(X_test).shape == (len(X_test),)
 
 
-@pytest.mark.xfail(reason=ISSUE_17, strict=False)
 @pytest.mark.parametrize("name", ["cars mpg", "weather temp_max"])
 def test_no_column_is_one_hot_encoded_into_hundreds(name):
     X, y = _frame(name)
