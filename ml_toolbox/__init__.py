@@ -20,7 +20,7 @@ Training lifecycle
 ``from ml_toolbox.pipelines import X`` gives the very same objects.
 """
 
-import importlib
+from ml_toolbox._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -70,14 +70,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ml_toolbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports('ml_toolbox', _EXPORTS, globals())

@@ -769,7 +769,7 @@ _KERNEL_VERSION_OK = tuple(int(p) for p in sklearn.__version__.split(".")[:2]
                            if p.isdigit()) >= (1, 8)
 
 
-_FACTORIES = {}
+_FACTORIES: dict[type, Callable] = {}
 
 
 def register_kernel(cls, factory):

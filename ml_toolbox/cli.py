@@ -21,6 +21,7 @@ Examples
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -74,7 +75,7 @@ def _open_store(args):
     return open_store(args, _UsageError)
 
 
-_COMMANDS = {}
+_COMMANDS: dict[str, Callable] = {}
 
 
 def main(argv=None, *, console=None, error_console=None):

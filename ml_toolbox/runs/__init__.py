@@ -14,7 +14,7 @@ Errors
 Each name is imported on first use: ``import ml_toolbox.runs`` stays light.
 """
 
-import importlib
+from ml_toolbox._lazy import lazy_exports
 
 _EXPORTS = {
     "RunStore": "ml_toolbox.runs.store",
@@ -39,14 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ml_toolbox.runs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports('ml_toolbox.runs', _EXPORTS, globals())
