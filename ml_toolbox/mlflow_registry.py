@@ -45,8 +45,8 @@ TAG_NAME = "ml_toolbox.name"
 TAG_VERSION = "ml_toolbox.version"
 """Model version tag: the version number in the store."""
 TAG_DIGEST = "ml_toolbox.digest"
-"""Model version tag: ``sha256:<hex>`` of the store's artifact (``xxh3_128:<hex>`` when the store
-recorded no SHA-256)."""
+"""Model version tag: ``blake3:<hex>`` of the store's artifact (the store's default digest;
+``sha256:<hex>`` for a version saved with SHA-256, ``xxh3_128:<hex>`` when neither was recorded)."""
 TAG_STORE = "ml_toolbox.store"
 """Model version tag: the store's directory."""
 TAG_SIGNED = "ml_toolbox.signed"
@@ -86,10 +86,9 @@ def _client(client, tracking_uri, registry_uri):
 def _digest(manifest):
     files = manifest.get("files", {})
     entry = files.get(manifest.get("artifact")) or next(iter(files.values()), {})
-    if entry.get("sha256"):
-        return f"sha256:{entry['sha256']}"
-    if entry.get("xxh3_128"):
-        return f"xxh3_128:{entry['xxh3_128']}"
+    for algorithm in ("blake3", "sha256", "xxh3_128"):  # the cryptographic ones first
+        if entry.get(algorithm):
+            return f"{algorithm}:{entry[algorithm]}"
     return ""
 
 
@@ -130,7 +129,7 @@ def find_exported(name: str, version_number: int, digest: str, *, registered_mod
     version_number : int
         The version number in the store.
     digest : str
-        The ``ml_toolbox.digest`` tag the export carries (``sha256:<hex>``).
+        The ``ml_toolbox.digest`` tag the export carries (``blake3:<hex>``, or the digest recorded).
     registered_model : str, default=None
         The registered model's name in MLflow (default: ``name``).
     client : mlflow.MlflowClient, default=None
@@ -162,7 +161,7 @@ def export_version(store: PipelinePersistence | str | os.PathLike, name: str,
     (pickle serialization; pip requirements pinned to the library versions it was saved under) in a
     new run of ``experiment`` whose metrics, params and tags are the version's. The model version
     carries the version's tags and message, and the tags ``ml_toolbox.name``, ``ml_toolbox.version``,
-    ``ml_toolbox.digest`` (``sha256:<hex>`` of the artifact), ``ml_toolbox.store`` and
+    ``ml_toolbox.digest`` (``blake3:<hex>`` of the artifact, or the digest the manifest recorded), ``ml_toolbox.store`` and
     ``ml_toolbox.signed``. Exporting a version already exported (same name, version and digest) does
     nothing and returns the existing model version.
 

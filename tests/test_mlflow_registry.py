@@ -4,9 +4,9 @@ The judge is MLflow itself: its client reads back the runs, registered models, v
 and ``mlflow.sklearn.load_model`` loads what was exported.
 """
 
-import hashlib
 import re
 
+import blake3
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -74,9 +74,9 @@ def test_export_round_trip(registry, data, fitted, tmp_path):
     mv = export_version(store, "churn", client=client)
     assert mv.name == "churn" and str(mv.version) == "1"
     artifact = store.path / "churn" / "v000001" / store.manifest("churn", 1)["artifact"]
-    expected = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    expected = blake3.blake3(artifact.read_bytes()).hexdigest()
     assert mv.tags[TAG_NAME] == "churn" and mv.tags[TAG_VERSION] == "1"
-    assert mv.tags[TAG_DIGEST] == f"sha256:{expected}" and mv.tags[TAG_SIGNED] == "true"
+    assert mv.tags[TAG_DIGEST] == f"blake3:{expected}" and mv.tags[TAG_SIGNED] == "true"
     assert mv.tags["data"] == "2026-01" and mv.description == "baseline"
 
     run = client.get_run(mv.run_id)  # the run carries the version's metrics, params and tags
@@ -122,7 +122,7 @@ def test_export_refuses_what_the_store_refuses(registry, fitted, tmp_path):
     artifact.write_bytes(artifact.read_bytes()[:-1] + b"\x00")
     runs_before = len(client.search_runs([client.get_experiment_by_name("ml_toolbox exports")
                                           .experiment_id]))
-    with pytest.raises(IntegrityError, match="failed its xxh3_128 check"):
+    with pytest.raises(IntegrityError, match="failed its blake3 check"):
         export_version(store, "tampered", client=client)
     fitted[0].save(store, name="unsigned")  # saved without a key, exported by a store that has one
     with pytest.raises(SignatureError, match="is not signed"):
@@ -198,7 +198,7 @@ def test_from_mlflow_refuses_versions_the_store_did_not_export(registry, fitted,
     liar = client.create_model_version("foreign", source=mv.source, run_id=mv.run_id, tags={
         TAG_NAME: "foreign", TAG_VERSION: "2", TAG_DIGEST: mv.tags[TAG_DIGEST]})
     client.set_registered_model_alias("foreign", "production", str(liar.version))
-    with pytest.raises(RegistrySyncError, match="its digest 'sha256:.*' is not the store's"):
+    with pytest.raises(RegistrySyncError, match="its digest 'blake3:.*' is not the store's"):
         sync_aliases(store, "foreign", direction="from_mlflow", client=client)
     with pytest.raises(RegistrySyncError, match="has no alias 'staging'. Its aliases: production"):
         sync_aliases(store, "foreign", direction="from_mlflow", aliases=["staging"], client=client)
