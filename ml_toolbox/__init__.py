@@ -12,6 +12,8 @@ Persistence
     PipelinePersistence
 Runs (see ml_toolbox.runs: also submit, track, RunFuture...)
     RunStore, RunRecord, Tracker, MLflowTracker, TensorBoardTracker
+Serving
+    Router, RolloutPolicy, create_app (the HTTP app; the ``serve`` extra)
 Training lifecycle
     Callback, EarlyStopping, ModelCheckpoint, History, ProgressBar, Metric
 
@@ -50,6 +52,10 @@ _EXPORTS = {
     "Tracker": "ml_toolbox.runs._tracker",
     "MLflowTracker": "ml_toolbox.runs.trackers",
     "TensorBoardTracker": "ml_toolbox.runs.trackers",
+    # serving
+    "Router": "ml_toolbox.serving.router",
+    "RolloutPolicy": "ml_toolbox.serving.policy",
+    "create_app": "ml_toolbox.serving.http",
     # training lifecycle
     "Callback": "ml_toolbox.callbacks",
     "EarlyStopping": "ml_toolbox.callbacks",

@@ -740,7 +740,9 @@ class ProgressBar(Callback):
         Where to draw; default rich's global console (stderr-like). Inject
         ``Console(file=io.StringIO(), force_terminal=True)`` to capture it.
     metrics : list of str, default=None
-        Metrics shown next to the bar; default all tracked metrics of the epoch.
+        Metrics shown next to the bar; default all tracked metrics of the epoch. In a narrow
+        terminal (80 columns) the last ones give way (``… +3`` says how many); the bar, the epoch
+        count and the elapsed time always stay on the line.
     disable : bool, default=None
         True: never show; False: always show; None: decide as above.
 
@@ -764,6 +766,8 @@ class ProgressBar(Callback):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress,  # noqa: PLC0415
                                    TextColumn, TimeElapsedColumn)
 
+        from ml_toolbox.progress import BAR_WIDTH, fixed, shrinking_text_column  # noqa: PLC0415
+
         console = self.console if self.console is not None else Console(stderr=True)
         self.shown_ = (not self.disable) if self.disable is not None else \
             is_watching(1, console=console)
@@ -771,9 +775,13 @@ class ProgressBar(Callback):
         if not self.shown_:
             return
         name = getattr(run.pipeline, "name", "training")
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
-                                  TimeElapsedColumn(), console=console, transient=False)
+        # at 80 columns the metrics shorten (cut with an ellipsis); name, bar, count, time stay
+        self._progress = Progress(TextColumn("[bold]{task.description}", table_column=fixed()),
+                                  BarColumn(bar_width=BAR_WIDTH, table_column=fixed()),
+                                  MofNCompleteColumn(table_column=fixed()),
+                                  shrinking_text_column("{task.fields[metrics]}", separator="  "),
+                                  TimeElapsedColumn(table_column=fixed()), console=console,
+                                  transient=False)
         self._progress.start()
         self._task = self._progress.add_task(f"{name} epoch", total=run.epochs, metrics="")
 

@@ -15,6 +15,8 @@ Examples
     ml-toolbox --store models rollback churn production --reason "latency regression"
     ml-toolbox --store models prune --keep-last 5 --older-than 30d
     ml-toolbox --store models verify
+    ml-toolbox --store models serve --name churn --canary challenger --percent 10
+    ml-toolbox --store models rollout status churn --url http://127.0.0.1:8000
 """
 
 import argparse
@@ -62,6 +64,9 @@ def build_parser():
     from ml_toolbox.runs.cli import add_parser as add_runs_parser  # the run store: its own module
 
     add_runs_parser(sub)
+    from ml_toolbox.serving.cli import add_commands  # serve, rollout (ml_toolbox/serving)
+
+    _COMMANDS.update(add_commands(sub))
     return parser
 
 

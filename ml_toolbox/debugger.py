@@ -159,6 +159,16 @@ def _fmt_seconds(seconds):
     return f"{seconds:.2f} s"
 
 
+def _fmt_clock(timestamp):
+    """A wall-clock ``time.time()`` as local time to the second: ``13:20:05``."""
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def _fmt_moment(timestamp):
+    """A wall-clock ``time.time()`` as a local date and time to the second, with the time zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp)).rstrip()
+
+
 def _fmt_shape(shape):
     if shape is None:
         return "-"
@@ -609,8 +619,21 @@ class RunRecord:
     error: str | None = None
 
 
-_TRACE_COLUMNS = ["#", "pipeline", "stage", "mode", "attempt", "input", "output", "time", "status"]
+_TRACE_COLUMNS = ["#", "started", "pipeline", "stage", "mode", "attempt", "input", "output", "time",
+                  "status"]
+_NUMERIC_COLUMNS = {0, 1, 5, 8}  # right-aligned: #, started, attempt, time
 _STATUS_STYLE = {"success": "green", "failed": "bold red", "retried": "yellow", "running": "cyan"}
+# The trace's own CSS, so numbers align and statuses show their colour in any notebook front end.
+_TRACE_CSS = ("<style>.mlt-trace{font-family:var(--jp-code-font-family,monospace);font-size:12px;"
+              "margin:4px 0 8px 0}.mlt-trace table{border-collapse:collapse}"
+              ".mlt-trace caption{text-align:left;font-weight:bold;padding-bottom:4px}"
+              ".mlt-trace th,.mlt-trace td{padding:2px 8px;text-align:left;white-space:nowrap;"
+              "border-bottom:1px solid rgba(128,128,128,.3)}"
+              ".mlt-trace th.num,.mlt-trace td.num{text-align:right;"
+              "font-variant-numeric:tabular-nums}"
+              ".mlt-trace .success{color:#2e7d32}.mlt-trace .failed{color:#c62828}"
+              ".mlt-trace .retried{color:#ef6c00}.mlt-trace .hint{opacity:.7;font-style:italic}"
+              "</style>")
 
 
 class Trace(Sequence):
@@ -618,14 +641,29 @@ class Trace(Sequence):
 
     Shows itself as a plain-text table (``str(trace)``), as a rich tree of pipeline runs and their
     stage runs (``rich.print(trace)``, ``__rich__``), either as text (:meth:`render`), and as an
-    HTML table in a notebook (``_repr_html_``). :meth:`to_frame` gives a
-    pandas DataFrame with one row per event.
+    HTML table in a notebook (``_repr_html_``). Times of day are local, to the second. The HTML
+    shows the latest :attr:`html_rows` events and counts the earlier ones, so a long trace stays a
+    small page; :meth:`to_frame` gives them all, as a pandas DataFrame with one row per event.
 
     Attributes
     ----------
     events : list of TraceEvent
     runs : list of RunRecord
+    html_rows : int, default=100
+        How many of the latest events the notebook's HTML table shows.
+
+    Examples
+    --------
+    >>> trace = Trace([TraceEvent(run_id=1, pipeline="p", stage="scale", index=0,
+    ...                           mode="fit_transform", run_mode="fit", start=0.0, duration=0.5,
+    ...                           input_shape=(3, 2), output_shape=(3, 2), status="success",
+    ...                           attempt=1)] * 150)
+    >>> page = trace._repr_html_()
+    >>> "50 earlier stage runs not shown" in page, page.count("<tr>")  # the header, the count, 100
+    (True, 102)
     """
+
+    html_rows = 100
 
     def __init__(self, events, runs=()):
         self.events = list(events)
@@ -652,18 +690,20 @@ class Trace(Sequence):
         return pd.DataFrame([[getattr(e, n) for n in names] for e in self.events], columns=names)
 
     # -- display ---------------------------------------------------------------------------
-    def _rows(self):
-        for i, e in enumerate(self.events, 1):
+    def _rows(self, first=1):
+        for i, e in enumerate(self.events, first):
             status = e.status if e.error is None else f"{e.status}: {e.error}"
-            yield [str(i), e.pipeline, e.stage, e.mode, str(e.attempt), _fmt_shape(e.input_shape),
-                   _fmt_shape(e.output_shape), _fmt_seconds(e.duration), status]
+            yield [str(i), _fmt_clock(e.start), e.pipeline, e.stage, e.mode, str(e.attempt),
+                   _fmt_shape(e.input_shape), _fmt_shape(e.output_shape), _fmt_seconds(e.duration),
+                   status]
 
     def _title(self):
         runs = len({e.run_id for e in self.events})
         total = sum(e.duration for e in self.events)
         n = len(self.events)
+        since = f", from {_fmt_moment(self.events[0].start)}" if self.events else ""
         return (f"Execution trace: {n} stage run{'s' * (n != 1)} in {runs} pipeline "
-                f"run{'s' * (runs != 1)}, {_fmt_seconds(total)}")
+                f"run{'s' * (runs != 1)}, {_fmt_seconds(total)}{since}")
 
     def __rich__(self):
         """A rich tree: one branch per pipeline run, one aligned line per stage run (or attempt)."""
@@ -674,21 +714,23 @@ class Trace(Sequence):
         rows = list(self._rows())
         if not rows:
             return tree
-        # columns: 0 #, 2 stage, 3 mode, 4 attempt, 5 input, 6 output, 7 time
-        w = {i: max(len(r[i]) for r in rows) for i in (0, 2, 3, 4, 5, 6, 7)}
+        # columns: 0 #, 3 stage, 4 mode, 5 attempt, 6 input, 7 output, 8 time
+        w = {i: max(len(r[i]) for r in rows) for i in (0, 3, 4, 5, 6, 7, 8)}
         runs = {r.run_id: r for r in self.runs}
         branch, previous = None, None
         for e, r in zip(self.events, rows):
             if e.run_id != previous:
                 previous = e.run_id
-                label = Text(e.pipeline, style="bold") + Text(f"  {e.run_mode}")
                 record = runs.get(e.run_id)
+                started = record.start if record is not None else e.start
+                label = (Text(e.pipeline, style="bold") + Text(f"  {e.run_mode}  ")
+                         + Text(_fmt_clock(started), style="dim"))
                 if record is not None and record.duration is not None:
                     label += Text(f"  {_fmt_seconds(record.duration)}  ")
                     label += Text(record.status, style=_STATUS_STYLE.get(record.status, ""))
                 branch = tree.add(label)
-            line = Text(f"{r[0]:>{w[0]}}  {r[2]:<{w[2]}}  {r[3]:<{w[3]}}  attempt "
-                        f"{r[4]:>{w[4]}}  {r[5]:>{w[5]}} -> {r[6]:<{w[6]}}  {r[7]:>{w[7]}}  ")
+            line = Text(f"{r[0]:>{w[0]}}  {r[3]:<{w[3]}}  {r[4]:<{w[4]}}  attempt "
+                        f"{r[5]:>{w[5]}}  {r[6]:>{w[6]}} -> {r[7]:<{w[7]}}  {r[8]:>{w[8]}}  ")
             line += Text(r[-1], style=_STATUS_STYLE.get(e.status, ""))
             branch.add(line)
         return tree
@@ -696,7 +738,7 @@ class Trace(Sequence):
     def _plain(self):
         rows = [_TRACE_COLUMNS] + list(self._rows())
         widths = [max(len(r[i]) for r in rows) for i in range(len(_TRACE_COLUMNS) - 1)]
-        right = {0, 4, 7}
+        right = _NUMERIC_COLUMNS
 
         def line(r):
             cells = [r[i].rjust(w) if i in right else r[i].ljust(w) for i, w in enumerate(widths)]
@@ -730,16 +772,26 @@ class Trace(Sequence):
 
     def _repr_html_(self):
         esc = html.escape
-        head = "".join(f"<th>{esc(c)}</th>" for c in _TRACE_COLUMNS)
-        colours = {"success": "#2e7d32", "failed": "#c62828", "retried": "#ef6c00"}
+
+        def cell(i, text, tag="td"):
+            return f'<{tag} class="num">{esc(text)}</{tag}>' if i in _NUMERIC_COLUMNS else \
+                f"<{tag}>{esc(text)}</{tag}>"
+
+        head = "".join(cell(i, c, "th") for i, c in enumerate(_TRACE_COLUMNS))
+        shown = max(0, int(self.html_rows))
+        earlier = max(0, len(self.events) - shown)
         body = []
-        for e, row in zip(self.events, self._rows()):
-            cells = "".join(f"<td>{esc(c)}</td>" for c in row[:-1])
-            colour = colours.get(e.status, "inherit")
-            cells += f'<td style="color:{colour}">{esc(row[-1])}</td>'
+        if earlier:
+            body.append(f'<tr><td class="hint" colspan="{len(_TRACE_COLUMNS)}">{earlier:,} earlier '
+                        f"stage run{'s' * (earlier != 1)} not shown (trace.to_frame() has them all)"
+                        "</td></tr>")
+        events = self.events[earlier:]
+        for e, row in zip(events, Trace(events)._rows(first=earlier + 1)):
+            cells = "".join(cell(i, c) for i, c in enumerate(row[:-1]))
+            cells += f'<td class="{esc(e.status)}">{esc(row[-1])}</td>'
             body.append(f"<tr>{cells}</tr>")
-        return (f"<table><caption style='text-align:left'>{esc(self._title())}</caption>"
-                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        return (f'{_TRACE_CSS}<div class="mlt-trace"><table><caption>{esc(self._title())}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 # ------------------------------------------------------------------------------------------------

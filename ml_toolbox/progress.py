@@ -37,9 +37,11 @@ import sys
 
 from .plugins import PipelinePlugin
 
-__all__ = ["StageProgress", "is_watching", "in_notebook", "progress_bar", "track"]
+__all__ = ["StageProgress", "is_watching", "in_notebook", "progress_bar", "track",
+           "shrinking_text_column", "fixed"]
 
 _FALSE = {"", "0", "false", "no", "off"}
+BAR_WIDTH = 20  # characters: at 80 columns, room is left for the description or the metrics
 
 
 def in_notebook():
@@ -122,6 +124,102 @@ def is_watching(verbose=1, *, stream=None, env=None, notebook=None, console=None
         return False
 
 
+def shrinking_text_column(template, *, style=None, separator=None):
+    """A progress column of text that gives way first when the terminal is narrow.
+
+    Rich shares a narrow terminal out among every column of a progress display, so at 80 columns
+    long text (a stage's description, an epoch's metrics) used to wrap onto several lines or push
+    the bar, the count and the time off the line. This column is the one rich shrinks first, and
+    its text stays on one line, cut with an ellipsis; the other columns are given ``no_wrap``
+    (:func:`fixed`) and keep their width.
+
+    Parameters
+    ----------
+    template : str
+        A :class:`rich.progress.TextColumn` template, e.g. ``"{task.fields[metrics]}"``.
+    style : str, default=None
+        A rich style for the whole text.
+    separator : str, default=None
+        When given, the text is a list of items joined by it (metrics: ``"  "``), and a narrow
+        terminal drops whole items from the end, saying how many (``… +3``), rather than cutting
+        one in the middle.
+
+    Returns
+    -------
+    rich.progress.ProgressColumn
+
+    Examples
+    --------
+    >>> import io
+    >>> from rich.console import Console
+    >>> from rich.progress import Progress, TextColumn
+    >>> console = Console(file=io.StringIO(), width=30)   # a file: only the last state is drawn
+    >>> with Progress(shrinking_text_column("{task.description}"),
+    ...               TextColumn("{task.completed:.0f} done", table_column=fixed()),
+    ...               console=console) as progress:
+    ...     _ = progress.add_task("a description far too long for the terminal")
+    >>> console.file.getvalue().strip()
+    'a description far too … 0 done'
+    >>> console = Console(file=io.StringIO(), width=40)
+    >>> with Progress(shrinking_text_column("{task.description}", separator="  "),
+    ...               TextColumn("{task.completed:.0f} done", table_column=fixed()),
+    ...               console=console) as progress:
+    ...     _ = progress.add_task("loss=0.25  accuracy=0.91  f1=0.9  auc=0.97")
+    >>> print(console.file.getvalue().strip())
+    loss=0.25  accuracy=0.91 … +2 0 done
+    """
+    from rich.measure import Measurement
+    from rich.progress import ProgressColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    def one_line(markup):
+        text = Text.from_markup(markup, style=style or "", end="")
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text
+
+    class Items:
+        """Whole items that fit the width it is given, and a count of the others."""
+
+        def __init__(self, items):
+            self.items = [one_line(item) for item in items]
+
+        def __rich_measure__(self, console, options):
+            full = sum(i.cell_len for i in self.items) + len(separator) * (len(self.items) - 1)
+            return Measurement(min(1, full), max(0, full))
+
+        def __rich_console__(self, console, options):
+            width = options.max_width
+            for keep in range(len(self.items), -1, -1):
+                text = Text(separator).join(self.items[:keep])
+                if keep < len(self.items):
+                    text += Text(("" if keep == 0 else " ") + f"… +{len(self.items) - keep}")
+                if text.cell_len <= width or keep == 0:
+                    text.no_wrap, text.overflow, text.end = True, "ellipsis", ""
+                    yield text
+                    return
+
+    class ShrinkingTextColumn(ProgressColumn):
+        def render(self, task):
+            markup = template.format(task=task)
+            if separator is None:
+                return one_line(markup)
+            return Items([item for item in markup.split(separator) if item])
+
+    # wrappable as a column (rich shrinks these first), yet one line as a text
+    return ShrinkingTextColumn(table_column=Column(no_wrap=False, overflow="ellipsis", min_width=1))
+
+
+def fixed():
+    """A rich table column that keeps its width (``no_wrap``): pass it as ``table_column=`` to the
+    bar, count and time columns, so a narrow terminal shrinks the :func:`shrinking_text_column`
+    instead."""
+    from rich.table import Column
+
+    return Column(no_wrap=True)
+
+
 def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=None,
                  notebook=None, get_time=None):
     """A :class:`rich.progress.Progress` that shows only when a person is watching.
@@ -160,7 +258,7 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
     True
     """
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     if disable is None:
         if console is not None:  # the console knows whether it draws on a terminal or notebook
@@ -173,9 +271,12 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
             watching = False  # rich draws live bars in Jupyter through ipywidgets only
         disable = not watching
     kwargs = {"get_time": get_time} if get_time is not None else {}
-    return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
-                    BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=transient,
+    # at 80 columns the description shortens (with an ellipsis); the bar, count and times stay
+    return Progress(SpinnerColumn(table_column=fixed()),
+                    shrinking_text_column("{task.description}", style="progress.description"),
+                    BarColumn(bar_width=BAR_WIDTH, table_column=fixed()),
+                    MofNCompleteColumn(table_column=fixed()), TimeElapsedColumn(table_column=fixed()),
+                    TimeRemainingColumn(table_column=fixed()), console=console, transient=transient,
                     disable=disable, **kwargs)
 
 

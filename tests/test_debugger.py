@@ -643,12 +643,13 @@ def test_visualize_trace_renders_plain_text_when_rich_output_is_off():
           retry=quick_retry(2))
     lines = debugger.visualize_trace().splitlines()
     assert lines[0].startswith("Execution trace: 3 stage runs in 1 pipeline run, ")
-    assert lines[1].split() == ["#", "pipeline", "stage", "mode", "attempt", "input", "output",
-                                "time", "status"]
-    assert lines[3].split()[:7] == ["1", "feature_pipeline", "impute", "fit_transform", "1",
-                                    "(4,", "3)"]
+    assert lines[1].split() == ["#", "started", "pipeline", "stage", "mode", "attempt", "input",
+                                "output", "time", "status"]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", lines[3].split()[1])  # local time, to the second
+    assert lines[3].split()[:8] == ["1", lines[3].split()[1], "feature_pipeline", "impute",
+                                    "fit_transform", "1", "(4,", "3)"]
     assert lines[4].endswith("retried: ConnectionError: feature store hiccup")
-    assert lines[5].split()[4] == "2" and lines[5].endswith("success")
+    assert lines[5].split()[5] == "2" and lines[5].endswith("success")
     assert str(debugger.get_execution_trace()) == "\n".join(lines)
 
 
@@ -660,11 +661,12 @@ def test_visualize_trace_renders_a_rich_tree_and_html():
     drive(debugger, [("flaky", Flaky())], np.zeros((4, 3)), retry=quick_retry(2), mode="transform")
     lines = debugger.visualize_trace(width=200).splitlines()
     assert lines[0].startswith("Execution trace: 4 stage runs in 2 pipeline runs")
-    assert re.fullmatch(r"├── feature_pipeline  fit  \S+ [µm]?s  success", lines[1])
+    assert re.fullmatch(r"├── feature_pipeline  fit  \d\d:\d\d:\d\d  \S+ [µm]?s  success", lines[1])
     assert re.fullmatch(r"│   ├── 1  impute  fit_transform  attempt 1  \(20, 2\) -> \(20, 2\) +"
                         r"\S+ [µm]?s  success", lines[2])
     assert lines[3].startswith("│   └── 2  scale   fit            attempt 1  (20, 2) -> (20, 2)")
-    assert re.fullmatch(r"└── feature_pipeline  transform  \S+ [µm]?s  success", lines[4])
+    assert re.fullmatch(r"└── feature_pipeline  transform  \d\d:\d\d:\d\d  \S+ [µm]?s  success",
+                        lines[4])
     assert re.fullmatch(r"    ├── 3  flaky   transform      attempt 1   \(4, 3\) -> - +1\.00 s  "
                         r"retried: ConnectionError: feature store hiccup", lines[5])
     assert lines[6].startswith("    └── 4  flaky   transform      attempt 2   (4, 3) -> (4, 3)")
@@ -673,7 +675,69 @@ def test_visualize_trace_renders_a_rich_tree_and_html():
     debugger.visualize_trace(console=Console(file=console_file, width=110))
     assert "scale" in console_file.getvalue()
     html = debugger.get_execution_trace()._repr_html_()
-    assert html.startswith("<table>") and "<td>scale</td>" in html
+    assert html.startswith("<style>.mlt-trace") and "<td>scale</td>" in html
+    assert '<td class="retried">retried: ConnectionError' in html and "not shown" not in html
+
+
+def _events(n, start=1_700_000_000.0):
+    from ml_toolbox.debugger import TraceEvent
+
+    return [TraceEvent(run_id=i // 4, pipeline="feature_pipeline", stage=f"stage_{i % 4}",
+                       index=i % 4, mode="transform", run_mode="transform", start=start + i,
+                       duration=0.001, input_shape=(1000, 30), output_shape=(1000, 30),
+                       status="success" if i % 7 else "failed", attempt=1,
+                       error=None if i % 7 else "ValueError: bad <column> 'age'")
+            for i in range(n)]
+
+
+def test_trace_html_is_bounded_latest_rows_and_a_count_of_the_rest():
+    """10,000 events render a page of bounded size (it was about 1.7 MB): the latest rows and a
+    count of the others, which to_frame() still has."""
+    trace = Trace(_events(10_000))
+    page = trace._repr_html_()
+    assert len(page.encode()) < 40_000
+    assert page.count("<tr>") == 1 + 1 + Trace.html_rows  # header, the count, the latest rows
+    assert "9,900 earlier stage runs not shown (trace.to_frame() has them all)" in page
+    assert '<td class="num">10000</td>' in page and '<td class="num">9901</td>' in page
+    assert '<td class="num">9900</td>' not in page
+    assert "bad &lt;column&gt; &#x27;age&#x27;" in page  # escaped
+    assert len(trace.to_frame()) == 10_000
+
+
+@given(n=st.integers(0, 250), shown=st.integers(0, 120))
+@settings(max_examples=30, deadline=None)
+def test_trace_html_shows_the_latest_rows_for_any_length(n, shown):
+    trace = Trace(_events(n))
+    trace.html_rows = shown
+    page = trace._repr_html_()
+    rows = min(n, shown)
+    earlier = n - rows
+    assert page.count("<tr>") == 1 + (earlier > 0) + rows
+    assert ("not shown" in page) == (earlier > 0)
+    if rows:
+        assert f'<td class="num">{n}</td>' in page and f'<td class="num">{earlier + 1}</td>' in page
+
+
+def test_trace_times_are_local_to_the_second(monkeypatch):
+    monkeypatch.setenv("TZ", "IST-05:30")  # POSIX rule: UTC+05:30 named IST, needs no tz database
+    time.tzset()
+    try:
+        trace = Trace(_events(1, start=1_700_000_000.4))  # 2023-11-14 22:13:20.4 UTC
+        assert "from 2023-11-15 03:43:20 IST" in trace._title()
+        assert str(trace).splitlines()[3].split()[1] == "03:43:20"
+        assert '<td class="num">03:43:20</td>' in trace._repr_html_()
+        assert "03:43:20" in trace.render(width=120).splitlines()[1]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_trace_html_aligns_numbers_with_its_own_css():
+    page = Trace(_events(3))._repr_html_()
+    assert page.startswith("<style>") and ".mlt-trace td.num{text-align:right" in page.replace(
+        ".mlt-trace th.num,", "")
+    head = re.search(r"<thead>(.*)</thead>", page)[1]
+    assert re.findall(r'<th class="num">(\w+|#)</th>', head) == ["#", "started", "attempt", "time"]
 
 
 def test_trace_is_bounded_by_max_events():

@@ -1,6 +1,7 @@
 """Progress shows when a person watches (TTY or Jupyter kernel), never in CI or with verbose=0."""
 
 import io
+import re
 import sys
 import types
 
@@ -202,3 +203,19 @@ def test_chunked_batch_predictions_report_progress_when_verbose(monkeypatch):
     pipe.set_params(verbose=0)
     pipe.predict(X)
     assert len(seen) == 1  # silent with verbose=0
+
+
+@given(width=st.integers(60, 160), description=st.text(alphabet="abcdefgh _", min_size=1,
+                                                       max_size=120).map(str.strip).filter(bool))
+def test_progress_bar_keeps_bar_count_and_times_in_a_narrow_terminal(width, description):
+    """The description gives way (cut with an ellipsis); spinner, bar, count, elapsed and remaining
+    time stay on one line, at 80 columns as at any width."""
+    console = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+    with progress_bar(console=console, disable=False) as progress:
+        task = progress.add_task(description, total=12)
+        progress.advance(task, 5)
+    frame = console.file.getvalue().split("\r\x1b[2K")[-1].replace("\x1b[?25h", "").rstrip("\n")
+    assert "\n" not in frame and len(frame) <= width
+    assert re.search(r"━+.* 5/12 \d:\d\d:\d\d (-:--:--|\d:\d\d:\d\d)$", frame), frame
+    shown = frame[2:frame.index(" ━") if " ━" in frame else None].strip()
+    assert shown == description.strip() or shown.endswith("…") or shown == ""

@@ -682,6 +682,42 @@ def test_progress_bar_renders_when_watched(data):
     assert "training_pipeline epoch" in text and "3/3" in text and "train_accuracy=" in text
 
 
+def _last_frame(text):
+    """The progress display's last drawn frame, from a terminal console's output."""
+    return text.split("\r\x1b[2K")[-1].replace("\x1b[?25h", "").rstrip("\n")
+
+
+SCORERS = ["accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc"]
+
+
+@settings(max_examples=8, deadline=None)
+@given(width=st.integers(80, 200), n_scorers=st.integers(1, len(SCORERS)))
+def test_progress_bar_keeps_bar_count_and_time_and_shortens_the_metrics(data, width, n_scorers):
+    """At 80 columns (or any width) the frame is one line; the bar, the epoch count and the
+    elapsed time are always there; the metrics give way, cut with an ellipsis."""
+    X, y = data
+    console = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+    train(SGDClassifier(random_state=0), X, y, epochs=3, scoring=SCORERS[:n_scorers],
+          validation=0.25, callbacks=[ProgressBar(console=console)])
+    frame = _last_frame(console.file.getvalue())
+    assert "\n" not in frame and len(frame) <= width
+    assert re.fullmatch(r"training_pipeline epoch ━+ 3/3 (\S.*\S) +\d:\d\d:\d\d", frame), frame
+    metrics = re.fullmatch(r".* 3/3 (.*?) +\d:\d\d:\d\d", frame)[1].strip()
+    items = metrics.split("  ")
+    dropped = re.search(r" ?… \+(\d+)$", items[-1])
+    if dropped:  # whole metrics give way, and the frame says how many
+        items[-1] = items[-1][:dropped.start()]
+        items = [i for i in items if i]
+    names = [i.split("=")[0] for i in items]
+    assert all(re.fullmatch(r"[a-z0-9_]+=-?\d[\d.e+-]*", i) for i in items), metrics
+    everything = [f"{part}_{m}" for part in ("train", "validation")
+                  for m in ["loss"] + SCORERS[:n_scorers]]
+    assert set(names) <= set(everything) and names == [n for n in names if n in everything]
+    assert len(names) + (int(dropped[1]) if dropped else 0) == len(everything)
+    if width == 80:
+        assert dropped
+
+
 @pytest.mark.parametrize("console_kwargs, env, disable", [
     ({"force_terminal": False}, None, None),    # output to a file / pipe
     ({"force_terminal": True}, "true", None),   # CI

@@ -1,0 +1,466 @@
+"""HTTP serving of a :class:`~ml_toolbox.serving.Router` with Starlette and uvicorn (the ``serve`` extra).
+
+Endpoints: ``POST /predict``, ``POST /predict_proba`` (MLflow's scoring protocol: ``dataframe_split``,
+``dataframe_records``, ``instances`` or ``inputs``), ``POST /feedback``, ``GET /health``,
+``GET /metadata``, ``GET /metrics`` (Prometheus text format) and ``GET /rollout`` (KPIs and verdict as
+JSON, what ``ml-toolbox rollout status`` shows).
+"""
+
+import hmac
+import json
+import os
+import re
+from contextlib import asynccontextmanager
+from time import perf_counter
+
+import numpy as np
+import pandas as pd
+
+from .router import NotReadyError, Router
+
+__all__ = ["create_app", "serve", "parse_payload", "PayloadError", "app_from_spec"]
+
+#: Largest request body accepted by default (bytes); larger ones answer 413.
+MAX_BODY = 1_048_576
+_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_STAGE_RE = re.compile(r"\[ml_toolbox\] raised by stage '([^']*)'")
+
+
+class PayloadError(ValueError):
+    """A request body that is not one of the accepted input formats."""
+
+
+def _columns_of(slot):
+    schema = slot.schema if isinstance(slot.schema, dict) else None
+    if schema and schema.get("columns"):
+        return list(schema["columns"])
+    names = getattr(slot.model, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def parse_payload(payload, columns=None):
+    """Turn a decoded MLflow scoring request into a DataFrame (or an array when no names are known).
+
+    Parameters
+    ----------
+    payload : dict
+        ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``, ``{"dataframe_records": [{...}]}``,
+        ``{"instances": [...]}`` or ``{"inputs": ...}`` (rows as lists or dicts, or a dict of columns).
+    columns : list of str, optional
+        The fitted column names, used to name rows given as plain lists.
+
+    Raises
+    ------
+    PayloadError
+        Naming the accepted formats or what is wrong with the given one.
+
+    Examples
+    --------
+    >>> parse_payload({"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}})
+         a    b
+    0  1.0  2.0
+    >>> parse_payload({"instances": [[1.0, 2.0]]}, columns=["a", "b"]).columns.tolist()
+    ['a', 'b']
+    """
+    if not isinstance(payload, dict):
+        raise PayloadError(f"The request body must be a JSON object with one of the keys {list(_FORMATS)}; "
+                           f"got a JSON {type(payload).__name__}.")
+    given = [k for k in _FORMATS if k in payload]
+    if len(given) != 1:
+        what = f"several ({given})" if given else f"none (keys given: {sorted(payload)})"
+        raise PayloadError(f"The request body must hold exactly one of {list(_FORMATS)}; it holds {what}.")
+    kind = given[0]
+    data = payload[kind]
+    try:
+        if kind == "dataframe_split":
+            if not isinstance(data, dict) or "data" not in data:
+                raise PayloadError("'dataframe_split' must be an object with 'columns' and 'data' (a list of rows).")
+            rows = data["data"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                raise PayloadError("'dataframe_split.data' must be a list of rows, each a list of values.")
+            return _frame(rows, data.get("columns", columns), data.get("index"))
+        if kind == "dataframe_records":
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise PayloadError("'dataframe_records' must be a list of objects, one per row.")
+            return pd.DataFrame.from_records(data)
+        if isinstance(data, dict):  # inputs/instances given as columns
+            return pd.DataFrame({k: (v if isinstance(v, list) else [v]) for k, v in data.items()})
+        if not isinstance(data, list):
+            raise PayloadError(f"'{kind}' must be a list of rows (or an object of columns).")
+        if data and all(isinstance(r, dict) for r in data):
+            return pd.DataFrame.from_records(data)
+        if data and all(isinstance(r, list) for r in data):
+            width = {len(r) for r in data}
+            if columns is not None and width == {len(columns)}:
+                return _frame(data, columns, None)
+            return np.asarray(data)
+        if data and columns is not None and len(columns) == 1:  # one feature, rows as scalars
+            return _frame([[v] for v in data], columns, None)
+        raise PayloadError(f"'{kind}' must be a non-empty list of rows (lists or objects).")
+    except PayloadError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise PayloadError(f"Cannot read '{kind}' as a table: {exc}") from exc
+
+
+_INDEXES: dict = {}  # tuple of column names -> pd.Index: building an Index of strings costs ~0.1-0.7 ms (Arrow)
+
+
+def _index(columns):
+    if columns is None:
+        return None
+    try:
+        key = tuple(columns)
+        index = _INDEXES.get(key)
+    except TypeError:  # unhashable names: let pandas say what is wrong
+        return columns
+    if index is None:
+        if len(_INDEXES) > 256:
+            _INDEXES.clear()
+        index = _INDEXES[key] = pd.Index(list(key))
+    return index
+
+
+def _frame(rows, columns, index):
+    if columns is not None and rows and any(len(r) != len(columns) for r in rows):
+        widths = sorted({len(r) for r in rows})
+        raise PayloadError(f"rows have {widths} value(s) but {len(columns)} columns are named: {list(columns)}.")
+    columns = _index(columns)
+    try:
+        values = np.array(rows, dtype=np.float64)  # all numbers: one block, as a fitted float frame holds it
+    except (ValueError, TypeError):
+        return pd.DataFrame(rows, columns=columns, index=index)
+    if index is None and isinstance(columns, pd.Index) and values.ndim == 2 and values.shape[1] == len(columns):
+        frame = _float_frame(values, columns)
+        if frame is not None:
+            return frame
+    return pd.DataFrame(values, columns=columns, index=index)
+
+
+def _float_frame(values, columns):
+    """``pd.DataFrame(values, columns=columns)`` for a float64 2D array, built straight from its one block
+    (half the constructor's cost, which is most of a one-row request's parsing). None when this pandas'
+    internals differ; the caller then uses the constructor (a test holds both to the same frame)."""
+    try:
+        block = _new_block(values.T, _BlockPlacement(slice(0, values.shape[1])), ndim=2)
+        return pd.DataFrame._from_mgr(_BlockManager((block,), [columns, pd.RangeIndex(values.shape[0])]), axes=None)
+    except Exception:  # noqa: BLE001 - any change in pandas' internals: the public constructor
+        return None
+
+
+try:
+    from pandas._libs.internals import BlockPlacement as _BlockPlacement
+    from pandas.core.internals import BlockManager as _BlockManager
+    from pandas.core.internals.blocks import new_block as _new_block
+except ImportError:  # pragma: no cover - another pandas: always the public constructor
+    def _float_frame(values, columns):  # noqa: F811
+        return None
+
+
+def _stage_of(exc):
+    for note in getattr(exc, "__notes__", ()):
+        match = _STAGE_RE.search(note)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _jsonable(value):
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, offload="auto"):
+    """A Starlette application serving ``router``.
+
+    Parameters
+    ----------
+    router : Router
+    token : str, optional
+        When set, every endpoint requires ``Authorization: Bearer <token>`` (401 otherwise).
+    max_body : int
+        Largest request body in bytes; a larger one answers 413.
+    manage_router : bool
+        Start the router when the server starts and stop it when the server stops.
+    offload : {"auto", True, False}
+        Where predictions run. A prediction of a few microseconds is cheapest on the event loop itself;
+        a slow one there would stop the server from accepting other requests. ``"auto"`` runs them on
+        the loop while the last one took under 1 ms, in a worker thread otherwise; ``True`` always in
+        a worker thread, ``False`` never.
+
+    Returns
+    -------
+    starlette.applications.Starlette
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from starlette.testclient import TestClient
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn")
+    1
+    >>> store.promote("churn", 1, "production")
+    1
+    >>> with TestClient(create_app(Router(store, "churn"))) as client:
+    ...     client.post("/predict", json={"instances": [[0.9]]}).json()["predictions"]
+    [1]
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    if not isinstance(router, Router):
+        raise TypeError(f"create_app: router must be a Router; got {type(router).__name__}.")
+    from starlette.background import BackgroundTask
+    from starlette.concurrency import run_in_threadpool
+
+    if offload not in ("auto", True, False):
+        raise ValueError(f"create_app: offload must be 'auto', True or False; got {offload!r}.")
+    expected = None if token is None else f"Bearer {token}".encode()
+    slow = [offload is True]
+    in_flight = [0]
+
+    def error(status, kind, message, **extra):
+        return JSONResponse(dict({"error": kind, "message": message}, **extra), status_code=status)
+
+    def denied(request):
+        if expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        return JSONResponse({"error": "Unauthorized", "message": "a valid bearer token is required"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_json(request):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return None, error(413, "PayloadTooLarge", f"the body has {length} bytes; the limit is {max_body}")
+        if length is not None:
+            body = await request.body()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body:
+                    return None, error(413, "PayloadTooLarge", f"the body exceeds the limit of {max_body} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if len(body) > max_body:
+            return None, error(413, "PayloadTooLarge", f"the body has {len(body)} bytes; the limit is {max_body}")
+        try:
+            return json.loads(body), None
+        except ValueError as exc:
+            return None, error(400, "MalformedJSON", f"the body is not valid JSON: {exc}")
+
+    def guarded(handler, body=False):
+        """The endpoint: the token checked first, then (``body``) the JSON body read and handed over."""
+
+        async def endpoint(request):
+            refusal = denied(request)
+            if refusal is not None:
+                return refusal
+            if not body:
+                return await handler(request)
+            payload, refusal = await read_json(request)
+            if refusal is not None:
+                return refusal
+            return await handler(request, payload)
+
+        return endpoint
+
+    async def predict_with(request, payload, method):
+        slot = router._state.champion
+        if slot is None:
+            return error(503, "NotReady", f"no verified version of {router.name!r} is loaded yet")
+        try:
+            X = parse_payload(payload, _columns_of(slot))
+        except PayloadError as exc:
+            return error(400, "BadInput", str(exc))
+        key = request.headers.get("x-request-key")
+        in_flight[0] += 1
+        try:
+            start = perf_counter()
+            if slow[0]:
+                answer = await run_in_threadpool(router.predict, X, method, key, True)
+            else:
+                answer = router.predict(X, method, key, True)
+            if offload == "auto":
+                slow[0] = perf_counter() - start > 0.001
+        except NotReadyError as exc:
+            return error(503, "NotReady", str(exc))
+        except (ValueError, TypeError, KeyError) as exc:  # the input check's message, naming the column
+            return error(400, type(exc).__name__, str(exc), stage=_stage_of(exc))
+        except Exception as exc:  # noqa: BLE001 - a server error: its type and stage, never a traceback
+            return error(500, type(exc).__name__, str(exc), stage=_stage_of(exc))
+        finally:
+            in_flight[0] -= 1
+        later = None
+        if answer.offpath is not None:  # shadow / agreement work: queued once the response is sent
+
+            async def submit():
+                router.submit(answer)
+
+            later = BackgroundTask(submit)
+        return JSONResponse({"predictions": _jsonable(answer.predictions), "version": answer.version,
+                             "alias": answer.alias, "request_id": answer.request_id},
+                            headers={"X-Request-Id": answer.request_id}, background=later)
+
+    async def predict(request, payload):
+        return await predict_with(request, payload, "predict")
+
+    async def predict_proba(request, payload):
+        return await predict_with(request, payload, "predict_proba")
+
+    async def feedback(request, payload):
+        if not isinstance(payload, dict) or "request_id" not in payload or "y_true" not in payload:
+            return error(400, "BadInput", "feedback needs a JSON object with 'request_id' and 'y_true'")
+        try:
+            scored = router.feedback(str(payload["request_id"]), payload["y_true"])
+        except KeyError:
+            return error(404, "UnknownRequest", f"no answered request {payload['request_id']!r} is remembered")
+        except (ValueError, TypeError) as exc:
+            return error(400, "BadInput", str(exc))
+        return JSONResponse({"request_id": payload["request_id"], "versions_scored": scored})
+
+    async def health(request):
+        serving = router.serving
+        if serving["champion"] is None:
+            return JSONResponse({"status": "loading", "failures": router.failures[-5:]}, status_code=503)
+        return JSONResponse({"status": "ready", "alias": router.alias, "version": serving["champion"],
+                             "challenger": serving["challenger"], "in_flight": in_flight[0]})
+
+    async def metadata(request):
+        slot = router._state.champion
+        return JSONResponse({
+            "name": router.name, "alias": router.alias, "challenger_alias": router.challenger,
+            "mode": router.mode, "share": router.share, "serving": router.serving,
+            "versions": router.store.list_versions(router.name), "aliases": router.store.aliases(router.name),
+            "schema": slot.schema if slot is not None else None,
+            "columns": _columns_of(slot) if slot is not None else None,
+        })
+
+    registry = _registry(router)
+
+    async def metrics(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def rollout(request):
+        return Response(json.dumps(router.status(), default=str), media_type="application/json")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if manage_router:
+            router.start()
+        try:
+            yield
+        finally:
+            if manage_router:
+                router.stop()
+
+    posts = {"/predict": predict, "/predict_proba": predict_proba, "/feedback": feedback,
+             "/invocations": predict}  # (MLflow's own path, for its clients)
+    gets = {"/health": health, "/metadata": metadata, "/metrics": metrics, "/rollout": rollout}
+    routes = [Route(path, guarded(handler, body=True), methods=["POST"]) for path, handler in posts.items()]
+    routes += [Route(path, guarded(handler), methods=["GET"]) for path, handler in gets.items()]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _registry(router):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class _Collector:
+        def collect(self):
+            serving = router.serving
+            roles = {serving["challenger"]: "challenger", serving["champion"]: "champion"}
+            labels = ["name", "version", "role"]
+            requests = CounterMetricFamily("ml_toolbox_requests", "Requests answered (or shadowed) per version",
+                                           labels=labels)
+            errors = CounterMetricFamily("ml_toolbox_errors", "Requests that raised, per version", labels=labels)
+            latency = GaugeMetricFamily("ml_toolbox_latency_seconds", "Prediction latency percentiles",
+                                        labels=labels + ["quantile"])
+            agreement = GaugeMetricFamily("ml_toolbox_agreement", "Share of rows agreeing with the champion",
+                                          labels=labels)
+            quality = GaugeMetricFamily("ml_toolbox_feedback_metric", "Metrics computed from feedback",
+                                        labels=labels + ["metric"])
+            for version in router.kpis.versions():
+                snap = router.kpis.snapshot(version)
+                values = [router.name, str(version), roles.get(version, "retired")]
+                requests.add_metric(values, snap["requests"])
+                errors.add_metric(values, snap["errors"])
+                for q in ("50", "95", "99"):
+                    if snap[f"p{q}_ms"] is not None:
+                        latency.add_metric(values + [f"0.{q}"], snap[f"p{q}_ms"] / 1000.0)
+                if snap["agreement"] is not None:
+                    agreement.add_metric(values, snap["agreement"])
+                for metric in router.kpis.metrics:
+                    if snap.get(metric) is not None:
+                        quality.add_metric(values + [metric], snap[metric])
+            failures = CounterMetricFamily("ml_toolbox_load_failures", "Versions refused at load or verify",
+                                           labels=["name"])
+            failures.add_metric([router.name], len(router.failures))
+            yield from (requests, errors, latency, agreement, quality, failures)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector())
+    return registry
+
+
+def app_from_spec(spec):
+    """Build the app from a plain spec (what ``ml-toolbox serve`` and its worker processes use):
+    ``{"store", "name", "alias", "challenger", "mode", "share", "policy": {...}, "token", "max_body",
+    "signing_key"}``."""
+    from ml_toolbox.persistence import PipelinePersistence
+
+    from .policy import RolloutPolicy
+
+    policy = spec.get("policy")
+    store = PipelinePersistence(spec["store"], signing_key=spec.get("signing_key"))
+    router = Router(store, spec["name"], spec.get("alias") or "production",
+                    challenger=spec.get("challenger"), mode=spec.get("mode") or "canary", share=spec.get("share"),
+                    policy=RolloutPolicy(**policy) if policy else None,
+                    metrics=tuple(spec.get("metrics") or ("accuracy",)),
+                    poll_interval=spec.get("poll_interval") or 0.25)
+    return create_app(router, token=spec.get("token"), max_body=spec.get("max_body") or MAX_BODY)
+
+
+def _app_from_env():
+    return app_from_spec(json.loads(os.environ["ML_TOOLBOX_SERVE_SPEC"]))
+
+
+def serve(app_or_spec, *, host="127.0.0.1", port=8000, workers=1, log_level="warning",
+          timeout_graceful_shutdown=30):
+    """Run the HTTP server until SIGINT/SIGTERM (in-flight requests are drained before exit).
+
+    Parameters
+    ----------
+    app_or_spec : Starlette app or dict
+        An app from :func:`create_app`, or a spec for :func:`app_from_spec` (required for ``workers > 1``:
+        each worker process builds its own router, with its own KPIs).
+    host : str
+        ``127.0.0.1`` (this machine only) unless told otherwise.
+    """
+    import uvicorn
+
+    if workers > 1:
+        if not isinstance(app_or_spec, dict):
+            raise ValueError("serve: workers > 1 needs a spec (dict), so that each worker builds its own router.")
+        if app_or_spec.get("policy"):
+            raise ValueError("serve: a rollout policy needs workers=1 (each worker would judge its own share "
+                             "of the traffic).")
+        os.environ["ML_TOOLBOX_SERVE_SPEC"] = json.dumps(app_or_spec)
+        uvicorn.run("ml_toolbox.serving.http:_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, timeout_graceful_shutdown=timeout_graceful_shutdown)
+        return
+    app = app_from_spec(app_or_spec) if isinstance(app_or_spec, dict) else app_or_spec
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=timeout_graceful_shutdown)
+    uvicorn.Server(config).run()

@@ -1,0 +1,37 @@
+"""Models for the serving tests, importable by the server processes the tests start (pickled by
+reference: the server gets this directory on its PYTHONPATH)."""
+
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Raising(ClassifierMixin, BaseEstimator):
+    """A challenger that raises on every request."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        raise RuntimeError("this challenger is broken")
+
+    predict_proba = predict
+
+
+class Slow(ClassifierMixin, BaseEstimator):
+    """Answers class 1 after ``delay`` seconds (to keep a request in flight)."""
+
+    def __init__(self, delay=1.0):
+        self.delay = delay
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        time.sleep(self.delay)
+        return np.ones(len(X), dtype=int)
