@@ -74,7 +74,7 @@ def _open_store(args):
     return open_store(args, _UsageError)
 
 
-_COMMANDS = {}
+_COMMANDS: dict = {}  # command name -> function (the store's, the runs', serving's)
 
 
 def main(argv=None, *, console=None, error_console=None):

@@ -1,16 +1,14 @@
 """The store on object storage, against a real S3-protocol server (moto's server mode) on 127.0.0.1.
 
-The server runs in its own process, started here and stopped at the end; the store reaches it through
-s3fs, as it would reach S3. Nothing is mocked in the client.
+The server runs in its own process (ml_toolbox/store/_s3server.py), started here and stopped at the
+end; the store reaches it through s3fs, as it would reach S3. Nothing is mocked in the client.
 """
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import numpy as np
@@ -30,64 +28,17 @@ from ml_toolbox.store import (  # noqa: E402
     SignatureError,
     StoreError,
 )
+from ml_toolbox.store import _s3server  # noqa: E402
 from ml_toolbox.store._remote import ObjectStorePersistence  # noqa: E402
 from ml_toolbox.store.objstore import FsspecBackend, _transient, is_url  # noqa: E402
 
 BUCKET = "models"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# moto's S3 server, serving one request at a time. S3 makes a conditional PUT atomic (the check and the
-# write are one step); moto checks If-Match / If-None-Match and then writes, so with its default threaded
-# server two racing requests can both pass the check. Served in order, each request is atomic, as on S3.
-_SERVER = """
-import sys
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import run_simple
-run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False,
-           request_handler=MotoRequestHandler)
-"""
-
-
-def _start_server(port):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", MOTO_PORT=str(port))
-    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError("moto's server exited at start")
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto's server did not start within 60 s")
-
-
 @pytest.fixture(scope="module")
 def s3_server():
-    port = _free_port()
-    process = _start_server(port)
-    options = {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
-    import s3fs
-
-    s3fs.S3FileSystem(**options, skip_instance_cache=True).call_s3("create_bucket", Bucket=BUCKET)
-    try:
+    with _s3server.s3_server(BUCKET) as options:
         yield options
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture
@@ -271,7 +222,7 @@ def test_not_a_store_prefix_is_refused(s3_server, url):
 
 def test_unreachable_server_is_a_store_error_naming_url_and_operation():
     options = {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}", "region_name": "us-east-1"},
+               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_s3server.free_port()}", "region_name": "us-east-1"},
                "config_kwargs": {"connect_timeout": 0.2, "retries": {"max_attempts": 0}}, "retries": 1}
     with pytest.raises(StoreError, match=r"Cannot read 's3://models/nowhere/ml_toolbox_store.json'"):
         PipelinePersistence("s3://models/nowhere", storage_options=options, retries=2)

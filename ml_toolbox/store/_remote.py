@@ -37,7 +37,7 @@ from ml_toolbox.store._store import (
     _alias_bytes,
     _iso,
     _manifest_bytes,
-    _parse_json,
+    _version_numbers,
 )
 from ml_toolbox.store.errors import IntegrityError, StoreError
 from ml_toolbox.store.objstore import FsspecBackend, default_cache_dir
@@ -125,17 +125,7 @@ class ObjectStorePersistence(PipelinePersistence):
                 if entry != STORE_MARKER and _NAME_RE.fullmatch(entry) and self.list_versions(entry)]
 
     def _scan(self, name):
-        existing, used = [], [0]
-        for entry in self._backend.list(name):
-            digits = entry[1:]
-            if entry[:1] != "v":
-                continue
-            if digits.isascii() and digits.isdigit():
-                existing.append(int(digits))
-                used.append(int(digits))
-            elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
-                used.append(int(digits[:-8]))
-        return sorted(existing), used
+        return _version_numbers(self._backend.list(name))
 
     def _has_version(self, name, number):
         try:

@@ -605,17 +605,7 @@ class PipelinePersistence:
             entries = os.listdir(os.path.join(self.path, name))
         except FileNotFoundError:
             return [], [0]
-        existing, used = [], [0]
-        for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
-            if entry[:1] != "v":
-                continue
-            digits = entry[1:]
-            if digits.isascii() and digits.isdigit():
-                existing.append(int(digits))
-                used.append(int(digits))
-            elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
-                used.append(int(digits[:-8]))
-        return sorted(existing), used
+        return _version_numbers(entries)
 
     def _check_kind(self, name, kind, record=False):
         """A name holds one kind of thing (objects, pipeline states or configurations).
@@ -1566,6 +1556,21 @@ def _parse_json(data, path, kind=None):
         raise MalformedFileError(f"The store file {path!r} is malformed: expected a JSON {kind.__name__}, found "
                                  f"{type(value).__name__}.", path)
     return value
+
+
+def _version_numbers(entries):
+    """A name's directory entries as (existing versions sorted, every number ever used)."""
+    existing, used = [], [0]
+    for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
+        if entry[:1] != "v":
+            continue
+        digits = entry[1:]
+        if digits.isascii() and digits.isdigit():
+            existing.append(int(digits))
+            used.append(int(digits))
+        elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
+            used.append(int(digits[:-8]))
+    return sorted(existing), used
 
 
 def _alias_bytes(payload):
