@@ -75,7 +75,7 @@ def _open_store(args):
     return open_store(args, _UsageError)
 
 
-_COMMANDS: dict[str, Callable] = {}
+_COMMANDS: dict[str, Callable] = {}  # command name -> function (the store's, the runs', serving's)
 
 
 def main(argv=None, *, console=None, error_console=None):

@@ -7,6 +7,7 @@ Every public name of :mod:`ml_toolbox.store` is importable from this module as b
 from ml_toolbox.store import (  # noqa: F401 - this module is the store's older address
     AliasedVersionError,
     FormatRefusedError,
+    FsspecBackend,
     Gate,
     GateError,
     IntegrityError,

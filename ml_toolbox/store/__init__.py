@@ -4,7 +4,8 @@
 numbered versions with manifests; aliases (``production``, ``staging``) point at versions, with a
 signed, chained history. What a load deserialises is exactly what it verified (see the "Security
 model" section of docs/persistence.md). The store reaches its files through a small backend
-(:class:`StoreBackend`); :class:`LocalBackend`, a directory on the local file system, is the first.
+(:class:`StoreBackend`): :class:`LocalBackend`, a directory on the local file system, or
+:class:`FsspecBackend`, object storage (``PipelinePersistence("s3://bucket/prefix")``).
 
 ``ml_toolbox.persistence`` re-exports the same names.
 """
@@ -24,6 +25,7 @@ from ml_toolbox.store._store import (
     VersionNotFoundError,
 )
 from ml_toolbox.store.backend import LocalBackend, StoreBackend
+from ml_toolbox.store.objstore import FsspecBackend
 from ml_toolbox.store.gates import Gate
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Gate",
     "StoreBackend",
     "LocalBackend",
+    "FsspecBackend",
     "PersistenceError",
     "StoreError",
     "InvalidNameError",

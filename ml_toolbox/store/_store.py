@@ -342,7 +342,10 @@ class PipelinePersistence:
     ----------
     storage_dir : str or path-like, default="pipeline_storage"
         The store's directory. Created (with its parents) when missing; refused when it is a file or a
-        non-empty directory that is not a store.
+        non-empty directory that is not a store. An fsspec URL (``"s3://bucket/prefix"``) opens the store
+        on object storage instead, which also takes ``storage_options=`` (passed to fsspec),
+        ``single_writer=``, ``cache_dir=`` and ``retries=``: see "Shared store on object storage" in
+        docs/persistence.md.
     compress : int or (str, int), default=0
         joblib compression for new artifacts (``0`` is fastest and allows ``mmap_mode`` loads; ``3`` or
         ``("lz4", 3)`` trade speed for size). Compressed artifacts cannot be memory-mapped.
@@ -398,6 +401,16 @@ class PipelinePersistence:
     array([1])
     """
 
+    def __new__(cls, storage_dir="pipeline_storage", *args, **kwargs):
+        if cls is PipelinePersistence and isinstance(storage_dir, str) and "://" in storage_dir:
+            from ml_toolbox.store.objstore import is_url
+
+            if is_url(storage_dir):  # s3://bucket/prefix and other fsspec URLs: the object-storage store
+                from ml_toolbox.store._remote import ObjectStorePersistence
+
+                return super().__new__(ObjectStorePersistence)
+        return super().__new__(cls)
+
     def __init__(self, storage_dir="pipeline_storage", *, compress=0, signing_key=None, durable=False,
                  digest="blake3", sha256=False, allow_pickle=True, formats=None, clock=None):
         self.storage_dir = storage_dir
@@ -414,15 +427,19 @@ class PipelinePersistence:
         self._allowed = set(_check_formats(formats if formats is not None else ("joblib", "skops"), "formats"))
         if not allow_pickle:
             self._allowed.discard("joblib")
-        self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
-        self._root = str(self.path)
+        self._setup_location(storage_dir)
         self._kinds = {}  # name -> the kind its .kind marker records (immutable once written)
         self._owner = None  # (pid, token, lock path, inode, finalizer): see _staging_token
         self._owner_lock = threading.Lock()
         self._key = _signing_key(signing_key)
         self._clock = clock or _utcnow
-        self._backend = LocalBackend(self._root)
         self._open()
+
+    def _setup_location(self, storage_dir):
+        """Where the store lives: its path, and the backend that reaches its files."""
+        self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
+        self._root = str(self.path)
+        self._backend = LocalBackend(self._root)
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -589,17 +606,7 @@ class PipelinePersistence:
             entries = os.listdir(os.path.join(self.path, name))
         except FileNotFoundError:
             return [], [0]
-        existing, used = [], [0]
-        for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
-            if entry[:1] != "v":
-                continue
-            digits = entry[1:]
-            if digits.isascii() and digits.isdigit():
-                existing.append(int(digits))
-                used.append(int(digits))
-            elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
-                used.append(int(digits[:-8]))
-        return sorted(existing), used
+        return _version_numbers(entries)
 
     def _check_kind(self, name, kind, record=False):
         """A name holds one kind of thing (objects, pipeline states or configurations).
@@ -660,9 +667,12 @@ class PipelinePersistence:
         if isinstance(version, bool) or not isinstance(version, (numbers.Integral, str)):
             raise TypeError(f"version must be None, an int or an alias name; got {version!r}.")
         number = int(version)
-        if not os.path.isdir(self._vdir(name, number)):
+        if not self._has_version(name, number):
             raise self._missing(name, number)
         return number
+
+    def _has_version(self, name, number):
+        return os.path.isdir(self._vdir(name, number))
 
     def manifest(self, name, version=None):
         """The manifest (a dict) of one version, as written at save time."""
@@ -747,6 +757,38 @@ class PipelinePersistence:
             parent = self.resolve(name, parent)
         self._check_kind(name, kind)
         self._require_writable()
+        return self._write_version(obj, name, kind, format, compress, parent, metrics, tags, message, run_id)
+
+    def _manifest_fields(self, obj, name, kind, format, compress, metrics, tags, message, run_id):
+        """A new version's manifest, before its files, number, parent, date and signature."""
+        return {
+            "name": name,
+            "kind": kind,
+            "format": format,
+            "compress": json_safe(compress) if format == "joblib" else 0,
+            "artifact": _FORMATS[format],
+            "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
+            "environment": environment(),
+            "params": _params_of(obj) if kind != "config" else {},
+            "metrics": metrics,
+            "tags": tags,
+            "schema": _schema_of(obj) if kind != "config" else None,
+            "message": message,
+            **({"run_id": str(run_id)} if run_id is not None else {}),
+        }
+
+    def _number_manifest(self, manifest, number, parent, existing):
+        """Give ``manifest`` its version ``number``, parent, date and (with a key) signature."""
+        manifest["version"] = number
+        manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
+        manifest["created"] = _iso(self._clock())
+        manifest.pop("signature", None)
+        if self._key:
+            manifest["signature"] = {"algorithm": "hmac-sha256", "value": _store_io.sign(self._key, manifest)}
+        return manifest
+
+    def _write_version(self, obj, name, kind, format, compress, parent, metrics, tags, message, run_id):
+        """Write the artifact, then the manifest, as the next version of ``name``; return its number."""
         self._clean_staging()  # also makes .tmp again if something removed it
         staging = os.path.join(self._root, ".tmp", f"{self._staging_token()}-{os.urandom(16).hex()}")
         artifact = _FORMATS[format]
@@ -754,34 +796,14 @@ class PipelinePersistence:
             self._check_inside(os.path.join(staging, artifact))  # no symlinked .tmp
             os.mkdir(staging)
             files, pickler = self._write_artifact(obj, os.path.join(staging, artifact), format, compress)
-            manifest = {
-                "name": name,
-                "kind": kind,
-                "format": format,
-                "compress": json_safe(compress) if format == "joblib" else 0,
-                "artifact": artifact,
-                **({"pickler": pickler} if pickler else {}),
-                "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                "files": {artifact: files},
-                "environment": environment(),
-                "params": _params_of(obj) if kind != "config" else {},
-                "metrics": metrics,
-                "tags": tags,
-                "schema": _schema_of(obj) if kind != "config" else None,
-                "message": message,
-                **({"run_id": str(run_id)} if run_id is not None else {}),
-            }
+            manifest = {**self._manifest_fields(obj, name, kind, format, compress, metrics, tags, message, run_id),
+                        **({"pickler": pickler} if pickler else {}), "files": {artifact: files}}
             name_dir = os.path.join(self._root, name)
             with self._lock():
                 self._check_kind(name, kind, record=True)
                 existing, used = self._scan(name)
                 number = max(used) + 1
-                manifest["version"] = number
-                manifest["parent"] = parent if parent is not None else (existing[-1] if existing else None)
-                manifest["created"] = _iso(self._clock())
-                if self._key:
-                    manifest["signature"] = {"algorithm": "hmac-sha256",
-                                             "value": _store_io.sign(self._key, manifest)}
+                self._number_manifest(manifest, number, parent, existing)
                 _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
                                      fsync=self.durable)
                 if self.durable:
@@ -972,7 +994,10 @@ class PipelinePersistence:
             memory = _verify.read_verified(fd, artifact, expected, algorithm)
         finally:
             os.close(fd)
-        size = expected["size"]
+        return self._deserialize(memory, expected["size"], fmt, manifest, artifact, name, number, trusted)
+
+    def _deserialize(self, memory, size, fmt, manifest, artifact, name, number, trusted):
+        """The object in verified private ``memory`` (``size`` bytes of it), as its format says."""
         if fmt == "joblib":
             if manifest.get("pickler") == "pickle":  # no large array in it: the C unpickler, in memory
                 return _store_io.load_pickle(memory)
@@ -1539,6 +1564,21 @@ def _parse_json(data, path, kind=None):
         raise MalformedFileError(f"The store file {path!r} is malformed: expected a JSON {kind.__name__}, found "
                                  f"{type(value).__name__}.", path)
     return value
+
+
+def _version_numbers(entries):
+    """A name's directory entries as (existing versions sorted, every number ever used)."""
+    existing, used = [], [0]
+    for entry in entries:  # v000001 (a version), v000002.deleted (a tombstone); plain str tests are fastest
+        if entry[:1] != "v":
+            continue
+        digits = entry[1:]
+        if digits.isascii() and digits.isdigit():
+            existing.append(int(digits))
+            used.append(int(digits))
+        elif entry.endswith(".deleted") and digits[:-8].isascii() and digits[:-8].isdigit():
+            used.append(int(digits[:-8]))
+    return sorted(existing), used
 
 
 def _alias_bytes(payload):

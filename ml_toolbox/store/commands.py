@@ -3,11 +3,13 @@ verify. :mod:`ml_toolbox.cli` registers them with :func:`add_commands` and opens
 :func:`open_store`.
 """
 
+import json
 import os
 
 from rich.table import Table
 
 from ml_toolbox.store._store import PipelinePersistence, StoreError
+from ml_toolbox.store.objstore import FsspecBackend, is_url
 from ml_toolbox.store.views import fmt as _fmt
 from ml_toolbox.store.views import history_rows, store_rows, version_rows
 from ml_toolbox.store.views import table as view_table
@@ -24,7 +26,7 @@ def _version_arg(text):
 def add_store_options(parser):
     """The options that open a store: --store, --signing-key and the format policy."""
     parser.add_argument("--store", default=os.environ.get("ML_TOOLBOX_STORE"),
-                        help="the store directory (default: $ML_TOOLBOX_STORE)")
+                        help="the store directory, or a URL such as s3://bucket/prefix (default: $ML_TOOLBOX_STORE; fsspec options as JSON in $ML_TOOLBOX_STORAGE_OPTIONS)")
     parser.add_argument("--signing-key", default=None,
                         help="HMAC key; default $ML_TOOLBOX_SIGNING_KEY. With a key, unsigned versions and alias "
                              "histories fail verify; a signed store needs it to promote, roll back, delete, prune.")
@@ -76,12 +78,23 @@ def add_commands(sub):
 def open_store(args, usage_error):
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None
+    if is_url(args.store):  # s3://bucket/prefix: fsspec options (endpoint, credentials) from the environment
+        try:
+            options = json.loads(os.environ.get("ML_TOOLBOX_STORAGE_OPTIONS") or "{}")
+        except ValueError as exc:
+            raise usage_error(f"ml-toolbox: error: $ML_TOOLBOX_STORAGE_OPTIONS is not JSON ({exc})", "") from None
+        try:  # the command line opens stores; it never creates one
+            FsspecBackend(args.store, options).read("ml_toolbox_store.json")
+        except FileNotFoundError:
+            raise StoreError(f"{args.store!r} is not an ml_toolbox store (no ml_toolbox_store.json).") from None
+        return PipelinePersistence(args.store, storage_options=options, signing_key=args.signing_key,
+                                   allow_pickle=not args.no_pickle, formats=formats)
     if not os.path.isdir(args.store):
         kind = "a file, not a directory" if os.path.exists(args.store) else "missing"
         raise StoreError(f"The store {args.store!r} is {kind}.")
     if not os.path.isfile(os.path.join(args.store, "ml_toolbox_store.json")):
         raise StoreError(f"{args.store!r} is not an ml_toolbox store (no ml_toolbox_store.json).")
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None
     return PipelinePersistence(args.store, signing_key=args.signing_key, allow_pickle=not args.no_pickle,
                                formats=formats)
 

@@ -1,0 +1,345 @@
+"""The versioned store on object storage (``PipelinePersistence("s3://bucket/prefix")``).
+
+The same store, the same manifests, aliases, signatures and checks, reached through
+:class:`~ml_toolbox.store.objstore.FsspecBackend` instead of a directory. No lock service: what the
+local store does under its file lock is done here by the object store's conditional writes.
+
+Layout under the URL::
+
+    ml_toolbox_store.json                 the store's marker (created only if absent)
+    <name>/.kind                          what the name holds (created only if absent)
+    <name>/objects/<digest>/artifact.*    artifacts, keyed by their digest (uploaded first)
+    <name>/v000001/manifest.json          a version: its manifest, created only if absent (the commit)
+    <name>/v000002.deleted                tombstone: version numbers are never reused
+    <name>/aliases.json                   aliases and their chained, signed history (compare-and-swap)
+
+A version is its manifest: the artifact is uploaded first, under its digest, then the manifest is created
+with ``If-None-Match: *``. Two writers that pick the same number cannot both create it; the loser takes
+the next number. A writer that dies before its manifest leaves an unreferenced artifact, never a version.
+"""
+
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+import uuid
+
+from ml_toolbox.store import _aliases
+from ml_toolbox.store import _io as _store_io
+from ml_toolbox.store._store import (
+    _FORMATS,
+    _NAME_RE,
+    STORE_FORMAT,
+    STORE_MARKER,
+    PipelinePersistence,
+    _alias_bytes,
+    _iso,
+    _manifest_bytes,
+    _version_numbers,
+)
+from ml_toolbox.store.errors import IntegrityError, StoreError
+from ml_toolbox.store.objstore import FsspecBackend, default_cache_dir
+
+__all__ = ["ObjectStorePersistence"]
+
+_LOCATION_RE = re.compile(r"objects/[0-9a-f]{16,128}")
+_MOVES = threading.local()  # per thread, during an alias move: {id(store): {name: the alias file's first tag}}
+_ATTEMPTS = 200  # conflicting saves or alias moves before giving up (each loser retries at once)
+
+
+class _AliasConflict(StoreError):
+    """Someone moved the alias file between this move's read and its compare-and-swap."""
+
+
+class ObjectStorePersistence(PipelinePersistence):
+    """:class:`PipelinePersistence` on an fsspec URL; made by ``PipelinePersistence("s3://...")``.
+
+    Parameters beyond the local store's:
+
+    storage_options : dict, optional
+        Passed to fsspec (credentials, ``client_kwargs={"endpoint_url": ...}`` for S3-compatible stores).
+    single_writer : bool, default=False
+        Where the file system offers no conditional writes, declare that only one process writes.
+    cache_dir : str, None or False
+        Verified artifacts are cached here, keyed by digest (None: ``$ML_TOOLBOX_CACHE`` or
+        ``~/.cache/ml_toolbox/store``; False: no cache). A cached copy is verified again at each load.
+    """
+
+    def __init__(self, storage_dir, *, storage_options=None, single_writer=False, cache_dir=None, retries=5,
+                 **options):
+        backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries)
+        self._remote = (backend, cache_dir)
+        super().__init__(storage_dir, **options)
+
+    # -------------------------------------------------------------------------- construction
+    def _setup_location(self, storage_dir):
+        self._backend, cache_dir = self._remote
+        self.path = self._root = self._backend.url
+        self.cache_dir = None if cache_dir is False else (cache_dir or default_cache_dir())
+
+    def _open(self):
+        backend = self._backend
+        try:
+            backend.read(STORE_MARKER)
+        except FileNotFoundError:
+            entries = [e for e in backend.list("") if not e.startswith(".")]
+            if entries:
+                shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+                raise StoreError(f"{self._root!r} is not an ml_toolbox store (no {STORE_MARKER}; it holds {shown}). "
+                                 "Give an empty or new prefix.") from None
+            backend.create(STORE_MARKER, _alias_bytes(
+                {"format": "ml_toolbox.store", "format_version": STORE_FORMAT, "created": _iso(self._clock()),
+                 **({"signed": True} if self._key else {})}))
+        if not backend.conditional and not backend.single_writer:
+            import warnings
+
+            warnings.warn(f"The store at {self._root!r} is read-only here: its file system offers no conditional "
+                          "writes, so concurrent writers could not be kept apart. Pass single_writer=True if only "
+                          "one process writes it.", UserWarning, stacklevel=3)
+        self._mark_signed()
+
+    def __repr__(self):
+        signed = ", signed" if self._key else ""
+        return f"PipelinePersistence(storage_dir={self._root!r}{signed})"
+
+    # ----------------------------------------------------------------------- what a lock did
+    def _lock(self):
+        import contextlib
+
+        return contextlib.nullcontext()  # conditional writes keep writers apart
+
+    def _require_writable(self):
+        self._backend._require_writer("write", "")
+
+    def _make_durable(self, name, number):
+        pass  # an acknowledged PUT is durable
+
+    def _clean_locks(self):
+        pass
+
+    # ------------------------------------------------------------------------------ listing
+    def names(self):
+        return [entry for entry in self._backend.list("")
+                if entry != STORE_MARKER and _NAME_RE.fullmatch(entry) and self.list_versions(entry)]
+
+    def _scan(self, name):
+        return _version_numbers(self._backend.list(name))
+
+    def _has_version(self, name, number):
+        try:
+            self._backend.read(f"{name}/v{number:06d}/manifest.json")
+        except FileNotFoundError:
+            return False
+        return True
+
+    # --------------------------------------------------------------------------------- save
+    def _write_version(self, obj, name, kind, format, compress, parent, metrics, tags, message, run_id):
+        artifact = _FORMATS[format]
+        with tempfile.TemporaryDirectory(prefix="ml_toolbox-upload-") as tmp:
+            path = os.path.join(tmp, artifact)
+            files, pickler = self._write_artifact(obj, path, format, compress)
+            data = _store_io.read_file(path)
+        location = f"objects/{files[self.digest]}"
+        manifest = {**self._manifest_fields(obj, name, kind, format, compress, metrics, tags, message, run_id),
+                    **({"pickler": pickler} if pickler else {}), "files": {artifact: files}, "location": location}
+        # the artifact first (its key is its digest: a concurrent upload of it writes the same bytes) ...
+        self._backend.write(f"{name}/{location}/{artifact}", data)
+        self._cache_put(files, data)
+        self._check_kind(name, kind, record=True)
+        # ... then the manifest, created only if no other writer took that number first
+        for _ in range(_ATTEMPTS):
+            existing, used = self._scan(name)
+            number = max(used) + 1
+            self._number_manifest(manifest, number, parent, existing)
+            if self._backend.create(f"{name}/v{number:06d}/manifest.json", _manifest_bytes(manifest)):
+                return number
+        raise StoreError(f"Could not save a version of {name!r} in {self._root!r}: {_ATTEMPTS} other versions "
+                         "were created while this save tried to number its own.")
+
+    # --------------------------------------------------------------------------------- load
+    def _artifact_key(self, name, number, manifest):
+        location = manifest.get("location")
+        path = self._backend.url_of(f"{name}/v{number:06d}/manifest.json")
+        if not isinstance(location, str) or not _LOCATION_RE.fullmatch(location):
+            raise IntegrityError(f"The manifest {path!r} names no artifact location under objects/ "
+                                 f"(found {location!r}); it was not loaded.", path, "objects/<digest>", location)
+        return f"{name}/{location}/{manifest['artifact']}"
+
+    def load(self, name, version=None, *, mmap_mode=None, trusted=None, verify="auto", allow_pickle=None,
+             formats=None):
+        if mmap_mode is not None:
+            raise ValueError(f"mmap_mode={mmap_mode!r}: a store on object storage ({self._root!r}) loads into "
+                             "memory only; load without mmap_mode.")
+        self._check_verify(verify)
+        number = self.resolve(name, version)
+        manifest = self._verified_manifest(name, number)
+        fmt = self._check_format(name, number, manifest, allow_pickle, formats)
+        key = self._artifact_key(name, number, manifest)
+        url = self._backend.url_of(key)
+        expected = self._file_entry(manifest, manifest["artifact"], url)
+        algorithm = self._algorithm(verify, expected, url)
+        self._warn_versions(name, number, manifest)
+        memory = self._fetch_verified(key, url, expected, algorithm, name, number)
+        return self._deserialize(memory, expected["size"], fmt, manifest, url, name, number, trusted)
+
+    load.__doc__ = PipelinePersistence.load.__doc__
+
+    def _fetch_verified(self, key, url, expected, algorithm, name, number):
+        """The artifact's bytes, checked in private memory: from the digest-keyed cache when a verified
+        copy is there, else downloaded once (and then cached)."""
+        cached = self._cache_path(expected, algorithm)
+        if cached is not None:
+            try:
+                memory = bytearray(_store_io.read_file(cached))
+            except OSError:
+                memory = None
+            if memory is not None:
+                try:
+                    return _check_memory(memory, url, expected, algorithm)
+                except IntegrityError:  # a damaged cache entry: drop it and download
+                    _unlink(cached)
+        try:
+            data = self._backend.read(key)[0]
+        except FileNotFoundError:
+            raise IntegrityError(f"{url!r} is missing: version {number} of {name!r} is incomplete.",
+                                 url, "a file", None) from None
+        memory = _check_memory(bytearray(data), url, expected, algorithm)
+        del data
+        self._cache_put(expected, memory)
+        return memory
+
+    def _cache_path(self, expected, algorithm):
+        if self.cache_dir is None or algorithm not in _store_io.CRYPTOGRAPHIC:
+            return None
+        digest = expected.get(algorithm)
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{16,128}", digest):
+            return None
+        return os.path.join(self.cache_dir, algorithm, digest[:2], digest)
+
+    def _cache_put(self, files, data):
+        algorithm = next((a for a in _store_io.CRYPTOGRAPHIC if isinstance(files.get(a), str)), None)
+        path = self._cache_path(files, algorithm) if algorithm else None
+        if path is None or os.path.exists(path):
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            _store_io.write_file(tmp, data, fsync=False)
+            os.replace(tmp, path)
+        except OSError:  # a cache that cannot be written is no cache, not an error
+            pass
+
+    # ------------------------------------------------------------------------------ verify
+    def verify(self, name=None, version=None):
+        results = []
+        for each in [name] if name is not None else self.names():
+            if version is None:
+                try:
+                    self._read_aliases(each)
+                except (IntegrityError, StoreError) as exc:
+                    results.append((each, "aliases", str(exc)))
+            for number in [self.resolve(each, version)] if version is not None else self.list_versions(each):
+                try:
+                    manifest = self._verified_manifest(each, number)
+                    self._check_format(each, number, manifest, None, None)
+                    key = self._artifact_key(each, number, manifest)
+                    url = self._backend.url_of(key)
+                    expected = self._file_entry(manifest, manifest["artifact"], url)
+                    algorithm = self._algorithm("auto", expected, url)
+                    data = self._backend.read(key)[0]  # never the cache: this checks the store itself
+                    _check_memory(bytearray(data), url, expected, algorithm)
+                    results.append((each, number, None))
+                except FileNotFoundError as exc:
+                    results.append((each, number, f"missing: {exc}"))
+                except (IntegrityError, StoreError, ValueError) as exc:
+                    results.append((each, number, str(exc)))
+        return results
+
+    verify.__doc__ = PipelinePersistence.verify.__doc__
+
+    # ----------------------------------------------------------------------------- aliases
+    def _write_aliases(self, name, payload, tag):
+        if not self._backend.compare_and_swap(f"{name}/aliases.json", _alias_bytes(payload), tag):
+            raise _AliasConflict(f"{self._backend.url_of(name + '/aliases.json')!r} changed while this move was "
+                                 "decided; nothing was written.")
+
+    def _read_aliases(self, name, tagged=False):
+        payload, tag = super()._read_aliases(name, tagged=True)
+        seen = getattr(_MOVES, "tags", None)
+        if seen is not None and id(self) in seen:
+            seen[id(self)].setdefault(name, tag)  # the state this move's decisions are based on
+        return (payload, tag) if tagged else payload
+
+    def _move_alias(self, name, alias, event, stack):
+        """As on disk, but the compare-and-swap is against the alias file as the move *first* read it
+        (its gates and its "from" came from that read), not as it is read just before writing."""
+        self._require_key(f"move the alias {alias!r} of {name!r}")
+        payload, tag = self._read_aliases(name, tagged=True)
+        first = (getattr(_MOVES, "tags", None) or {}).get(id(self), {}).get(name, tag)
+        if tag != first:
+            raise _AliasConflict(f"{self._backend.url_of(name + '/aliases.json')!r} changed during this move.")
+        _aliases.append(payload, name, event, self._key)
+        payload["aliases"].setdefault(alias, {})["stack"] = stack
+        self._write_aliases(name, payload, tag)
+
+    def _retry_moves(self, move, *args, **kwargs):
+        """Run an alias move again (reading the alias file afresh) while another writer wins the race."""
+        for attempt in range(_ATTEMPTS):
+            _MOVES.tags = {id(self): {}}
+            try:
+                return move(*args, **kwargs)
+            except _AliasConflict:
+                time.sleep(random.uniform(0, min(0.2, 0.005 * (attempt + 1))))
+            finally:
+                _MOVES.tags = None
+        raise StoreError(f"Gave up moving an alias of {args[0]!r} in {self._root!r}: {_ATTEMPTS} concurrent moves "
+                         "won the race.")
+
+    def promote(self, name, version, alias, *, gates=None, reason=None):
+        return self._retry_moves(super().promote, name, version, alias, gates=gates, reason=reason)
+
+    def rollback(self, name, alias, *, reason=None):
+        return self._retry_moves(super().rollback, name, alias, reason=reason)
+
+    def sign_aliases(self, name, *, reason=None):
+        return self._retry_moves(super().sign_aliases, name, reason=reason)
+
+    promote.__doc__ = PipelinePersistence.promote.__doc__
+    rollback.__doc__ = PipelinePersistence.rollback.__doc__
+    sign_aliases.__doc__ = PipelinePersistence.sign_aliases.__doc__
+
+    # ------------------------------------------------------------------------------ delete
+    def _delete_locked(self, name, number):
+        if not self._has_version(name, number):
+            raise self._missing(name, number)
+        self._backend.write(f"{name}/v{number:06d}.deleted", _alias_bytes({"deleted": _iso(self._clock())}))
+        self._backend.delete(f"{name}/v{number:06d}/manifest.json")  # the artifact may serve other versions
+
+    def _clean_staging(self):
+        return []
+
+
+def _check_memory(memory, path, expected, algorithm):
+    """``memory``, once its size and ``algorithm`` digest match the manifest's ``expected`` entry."""
+    size = expected["size"]
+    if len(memory) != size:
+        what = "truncated" if len(memory) < size else "longer than recorded"
+        raise IntegrityError(f"{path!r} is {what}: expected {size} bytes, found {len(memory)}. The artifact was "
+                             "modified or damaged; it was not loaded.", path, size, len(memory))
+    if algorithm != "size":
+        found = _store_io.digest_bytes(memory, algorithm)
+        if found != expected[algorithm]:
+            raise IntegrityError(f"{path!r} failed its {algorithm} check: expected {expected[algorithm]}, found "
+                                 f"{found}. The artifact was modified or damaged; it was not loaded.",
+                                 path, expected[algorithm], found)
+    return memory
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
