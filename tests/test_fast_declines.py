@@ -220,16 +220,16 @@ def test_unknown_category_declines_at_run_time_with_sklearns_error_and_the_count
 def test_counts_with_a_monitor_attached_and_stages_without_kernels():
     X = np.random.default_rng(0).random((30, 3))
     y = np.arange(30) % 2
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier  # no kernel (trees have them now)
 
     pipe = UnifiedMLPipeline(features=[("scale", StandardScaler())],
-                             model=RandomForestClassifier(n_estimators=3, random_state=0),
+                             model=KNeighborsClassifier(n_neighbors=3),
                              monitor=PipelineMonitor()).fit(X, y)
     for i in range(3):
         pipe.predict(X[i:i + 1])
     counts = pipe.inference_pipeline.fast_plan_.path_counts("predict")
     assert counts["fast"] == 0 and counts["fallback"] == 3
-    assert counts["reasons"] == {"stage 'model': no kernel for RandomForestClassifier": 3}
+    assert counts["reasons"] == {"stage 'model': no kernel for KNeighborsClassifier": 3}
 
 
 def test_counts_are_exact_under_threads():
