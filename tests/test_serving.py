@@ -297,7 +297,7 @@ def test_dry_run_reports_and_never_acts(store):
 # ------------------------------------------------------------------------------------- HTTP
 @settings(max_examples=40, deadline=None)
 @given(data=st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3),
-                     min_size=1, max_size=5))
+                     min_size=1, max_size=70))  # (past the 64 cached row indexes too)
 def test_the_mlflow_formats_give_the_same_frame(data):
     columns = ["a", "b", "c"]
     frame = pd.DataFrame(np.array(data, dtype=float), columns=columns)
@@ -307,6 +307,46 @@ def test_the_mlflow_formats_give_the_same_frame(data):
                     {"inputs": {c: [row[i] for row in data] for i, c in enumerate(columns)}}):
         got = parse_payload(json.loads(json.dumps(payload)), columns)
         pd.testing.assert_frame_equal(got.astype(float), frame)
+        got._mgr._verify_integrity()  # the one-block frame skips pandas' check: it must hold anyway
+        pd.testing.assert_frame_equal(got.iloc[::-1].reset_index(drop=True).iloc[::-1].reset_index(drop=True), got)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=_JSON)
+def test_request_bodies_decode_as_the_standard_library_does(value):
+    from ml_toolbox.serving.http import _loads
+
+    text = json.dumps(value)  # NaN, Infinity and big integers included: json accepts them, orjson not
+    expected, got = json.loads(text), _loads(text.encode())
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=_JSON)
+def test_response_bodies_are_strict_json(value):
+    from ml_toolbox.serving.http import _dumps
+
+    def strict(v):  # NaN and infinities become null; everything else as json.dumps writes it
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        return [strict(x) for x in v] if isinstance(v, list) else v
+
+    body = _dumps(value)
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in a response")) == strict(value)
+
+
+def test_malformed_bodies_answer_400_with_the_standard_librarys_message(client):
+    r = client.post("/predict", content=b'{"instances": [[1.0,', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "MalformedJSON"
+    assert r.json()["message"].startswith("the body is not valid JSON: Expecting value: line 1 column")
+    assert client.get("/predict").status_code == 405
 
 
 @pytest.mark.parametrize("payload, message", [
