@@ -178,6 +178,10 @@ def _stage_of(exc):
     return None
 
 
+async def _submit(router, answer):
+    router.submit(answer)
+
+
 def _header(scope, name):
     """The first value of header ``name`` (lower-case bytes, as ASGI gives names) in ``scope``, or None."""
     for key, value in scope["headers"]:
@@ -319,7 +323,6 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
 
     if not isinstance(router, Router):
         raise TypeError(f"create_app: router must be a Router; got {type(router).__name__}.")
-    from starlette.background import BackgroundTask
     from starlette.concurrency import run_in_threadpool
 
     if offload not in ("auto", True, False):
@@ -421,7 +424,7 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
             in_flight[0] -= 1
         later = None
         if answer.offpath is not None:  # shadow / agreement work: queued once the response is sent
-            later = BackgroundTask(router.submit, answer)
+            later = functools.partial(_submit, router, answer)  # (a coroutine: no thread hop to queue it)
         return _json_response({"predictions": _jsonable(answer.predictions), "version": answer.version,
                                "alias": answer.alias, "request_id": answer.request_id},
                               request_id=answer.request_id, background=later)
