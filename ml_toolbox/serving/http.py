@@ -200,7 +200,7 @@ def _jsonable(value):
 
 def _loads(body):
     """Decode a JSON body: orjson when installed, the standard library's json for what orjson refuses
-    or reads otherwise (``NaN``, ``Infinity``, numbers of 19 digits or more, UTF-16 bodies).
+    or reads otherwise (``NaN``, ``Infinity``, integers beyond 64 bits, UTF-16 bodies).
 
     Parameters
     ----------
@@ -222,15 +222,38 @@ def _loads(body):
     >>> _loads(b'{"instances": [[1.5, NaN]]}')
     {'instances': [[1.5, nan]]}
     """
-    if orjson is not None and _LONG_DIGITS.search(body) is None:  # (orjson reads -2**63-1 as a float)
+    if orjson is not None:
         try:
-            return orjson.loads(body)
+            value = orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
+        else:
+            if not _huge_floats(value):
+                return value
     return json.loads(body)
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_HUGE = float(2**63)
+
+
+def _huge_floats(value):
+    """Whether ``value`` holds a float of magnitude 2**63 or more: orjson reads integers beyond 64 bits
+    as floats, json as exact ints (a real float that large reads the same either way)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if type(item) is list:
+            for v in item:
+                if type(v) is float:
+                    if not -_HUGE < v < _HUGE:
+                        return True
+                elif type(v) is list or type(v) is dict:
+                    todo.append(v)
+        elif type(item) is dict:
+            todo.append(list(item.values()))
+        elif type(item) is float and not -_HUGE < item < _HUGE:
+            return True
+    return False
 
 
 def _dumps(value):
