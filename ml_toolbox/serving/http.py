@@ -22,7 +22,7 @@ from .router import NotReadyError, Router
 try:  # the serve extra's JSON codec: parses and writes a one-row request several times faster
     import orjson
 except ImportError:  # pragma: no cover - without it, the standard library's json
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 __all__ = ["create_app", "serve", "parse_payload", "PayloadError", "app_from_spec"]
 
@@ -522,7 +522,12 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
                 router.stop()
 
     def predicting(method):  # the same answers through Starlette (Predictions takes them first)
-        return guarded(lambda payload: predict_with(payload, method), body=True)
+        async def endpoint(request):
+            key = request.headers.get("x-request-key")
+            response = await with_body(request.scope, request.receive, predict_with, method, key)
+            return response if response is not None else Response(status_code=400)
+
+        return endpoint
 
     gets = {"/health": health, "/metadata": metadata, "/metrics": metrics, "/rollout": rollout}
     routes = [Route("/feedback", guarded(feedback, body=True), methods=["POST"])]
