@@ -173,7 +173,7 @@ class ObjectStorePersistence(PipelinePersistence):
             raise ValueError(f"mmap_mode={mmap_mode!r}: a store on object storage ({self._root!r}) loads into "
                              "memory only; load without mmap_mode.")
         self._check_verify(verify)
-        number = self.resolve(name, version)
+        number = self._resolve(name, version, check=False)  # the manifest's read checks it exists
         manifest = self._verified_manifest(name, number)
         fmt = self._check_format(name, number, manifest, allow_pickle, formats)
         key = self._artifact_key(name, number, manifest)
@@ -280,6 +280,7 @@ class ObjectStorePersistence(PipelinePersistence):
         first = (getattr(_MOVES, "tags", None) or {}).get(id(self), {}).get(name, tag)
         if tag != first:
             raise _AliasConflict(f"{self._backend.url_of(name + '/aliases.json')!r} changed during this move.")
+        self._check_movable(name, payload, event["to"])
         _aliases.append(payload, name, event, self._key)
         payload["aliases"].setdefault(alias, {})["stack"] = stack
         self._write_aliases(name, payload, tag)
@@ -311,6 +312,9 @@ class ObjectStorePersistence(PipelinePersistence):
     sign_aliases.__doc__ = PipelinePersistence.sign_aliases.__doc__
 
     # ------------------------------------------------------------------------------ delete
+    def _mark_deleted(self, name, number):
+        return self._retry_moves(super()._mark_deleted, name, number)
+
     def _delete_locked(self, name, number):
         if not self._has_version(name, number):
             raise self._missing(name, number)

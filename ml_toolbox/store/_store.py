@@ -653,6 +653,11 @@ class PipelinePersistence:
 
     def resolve(self, name, version=None):
         """The version number that ``version`` (None = latest, an int, or an alias) means under ``name``."""
+        return self._resolve(name, version)
+
+    def _resolve(self, name, version, check=True):
+        """:meth:`resolve`; ``check=False`` leaves a number's existence to the caller, who reads its
+        manifest next anyway (one read of the manifest per load, not two: on object storage, a request)."""
         _check_name(name)
         if version is None or version == "latest":
             versions = self.list_versions(name)
@@ -667,7 +672,7 @@ class PipelinePersistence:
         if isinstance(version, bool) or not isinstance(version, (numbers.Integral, str)):
             raise TypeError(f"version must be None, an int or an alias name; got {version!r}.")
         number = int(version)
-        if not self._has_version(name, number):
+        if check and not self._has_version(name, number):
             raise self._missing(name, number)
         return number
 
@@ -677,7 +682,7 @@ class PipelinePersistence:
     def manifest(self, name, version=None):
         """The manifest (a dict) of one version, as written at save time."""
 
-        return self._read_manifest(name, self.resolve(name, version))
+        return self._read_manifest(name, self._resolve(name, version, check=False))
 
     def _read_manifest(self, name, number):
         path = os.path.join(self._vdir(name, number), "manifest.json")
@@ -965,7 +970,7 @@ class PipelinePersistence:
         if mmap_mode not in (None, "r", "r+", "c", "w+"):
             raise ValueError(f"mmap_mode={mmap_mode!r} is not one of None, 'r', 'r+', 'c'.")
         self._check_verify(verify)
-        number = self.resolve(name, version)
+        number = self._resolve(name, version, check=False)  # the manifest's read checks it exists
         manifest = self._verified_manifest(name, number)
         fmt = self._check_format(name, number, manifest, allow_pickle, formats)
         artifact = os.path.join(self._vdir(name, number), manifest["artifact"])
@@ -1222,9 +1227,18 @@ class PipelinePersistence:
         """Append ``event`` (chained, and signed with a key) and set ``alias``'s stack; under the lock."""
         self._require_key(f"move the alias {alias!r} of {name!r}")
         payload, tag = self._read_aliases(name, tagged=True)
+        self._check_movable(name, payload, event["to"])
         _aliases.append(payload, name, event, self._key)
         payload["aliases"].setdefault(alias, {})["stack"] = stack
         self._write_aliases(name, payload, tag)
+
+    def _check_movable(self, name, payload, number):
+        """Refuse to point an alias at a version being (or already) deleted: one in the alias file's
+        ``deleted`` list (see :meth:`_delete_guarded`), or no longer in the store."""
+        if number in payload.get("deleted", ()) or not self._has_version(name, number):
+            raise VersionNotFoundError(
+                f"{name!r} has no version {number}: it was deleted (by another process, since this move was "
+                f"asked for). Versions: {', '.join(map(str, self.list_versions(name))) or 'none'}.")
 
     def _require_key(self, what):
         """A store marked as signed refuses its writes of refs without the key (they could not be signed)."""
@@ -1399,7 +1413,7 @@ class PipelinePersistence:
                 raise VersionNotFoundError(f"{name!r} has no alias {alias!r}. Aliases: {known}.")
             stack = list(entry["stack"])
             current = stack.pop()
-            existing = set(self.list_versions(name))
+            existing = set(self.list_versions(name)) - set(payload.get("deleted", ()))
             while stack and stack[-1] not in existing:
                 stack.pop()  # a version deleted since: skip it
             if not stack:
@@ -1434,14 +1448,38 @@ class PipelinePersistence:
         self._require_key(f"delete {name!r} version {version!r}")
         number = self.resolve(name, version)
         with self._lock():
-            protected = self._protected(name)
-            if number in protected:
+            self._delete_guarded(name, number)
+        return number
+
+    def _delete_guarded(self, name, number):
+        """Delete one version unless an alias points at it, safely against a concurrent promote.
+
+        The version's number is first added to the alias file's ``deleted`` list, by compare-and-swap on
+        the alias file as read when its aliases were checked; an alias move reads the same file and
+        refuses a version in that list. Of a promote and a delete of the same version, racing on two
+        machines, one moves the alias file first: the other's compare-and-swap then fails, and its retry
+        sees the alias (the delete refuses) or the mark (the promote refuses). Only then are the version's
+        files removed. The list only grows, so a tag is never seen twice (no ABA).
+        """
+        self._mark_deleted(name, number)
+        self._delete_locked(name, number)
+
+    def _mark_deleted(self, name, number):
+        """Add ``number`` to the alias file's ``deleted`` list, unless an alias points at it."""
+        payload, tag = self._read_aliases(name, tagged=True)
+        for alias, entry in sorted(payload["aliases"].items()):
+            if entry["stack"] and entry["stack"][-1] == number:
                 raise AliasedVersionError(
-                    f"Refusing to delete {name!r} version {number}: alias {protected[number]!r} points at it. "
+                    f"Refusing to delete {name!r} version {number}: alias {alias!r} points at it. "
                     "Promote another version (or roll back) first."
                 )
-            self._delete_locked(name, number)
-        return number
+        deleted = payload.setdefault("deleted", [])
+        if number in deleted:  # a delete interrupted after its mark: finish it
+            return
+        if not self._has_version(name, number):  # deleted by another process since it was resolved
+            raise self._missing(name, number)
+        deleted.append(number)
+        self._write_aliases(name, payload, tag)
 
     def _delete_locked(self, name, number):
         name_dir = os.path.join(self._root, name)
@@ -1500,7 +1538,10 @@ class PipelinePersistence:
                         if now - created < age:
                             continue
                     if not dry_run:
-                        self._delete_locked(each, number)
+                        try:
+                            self._delete_guarded(each, number)
+                        except (AliasedVersionError, VersionNotFoundError):
+                            continue  # promoted, or deleted, by another process since it was listed
                     deleted.append((each, number))
             if not dry_run:
                 self._clean_staging()
