@@ -297,7 +297,7 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, algorithms=("blake3",
     ``regions`` when recorded), and which pickler wrote it ("pickle" or "joblib").
     """
     compression = _compression(compress)
-    raw = open_new(path)
+    raw = _open_target(path)
     try:
         if compression is not False:
             writer = HashingWriter(raw, algorithms)
@@ -305,7 +305,10 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, algorithms=("blake3",
                 _pickle_small(obj, writer, compression)
             except Exception:  # large arrays, or something only joblib's pickler takes (or fails on: its error)
                 writer.discard()  # what it holds (most often all that was pickled) never reaches the file
-                if raw.tell():  # a new file rather than a truncated one: ext4 writes a truncated file out on close
+                if raw.tell() and raw is path:  # in memory: start again
+                    raw.seek(0)
+                    raw.truncate()
+                elif raw.tell():  # a new file rather than a truncated one: ext4 writes a truncated file out on close
                     raw.close()
                     os.unlink(path)
                     raw = open_new(path)
@@ -331,7 +334,14 @@ def write_pickle_hashed(path, obj, compress=0, fsync=True, algorithms=("blake3",
             digests["regions"] = pickler.regions
         return digests, "joblib"
     finally:
-        raw.close()
+        if raw is not path:
+            raw.close()
+
+
+def _open_target(path):
+    """``path`` itself when it is an in-memory file (``io.BytesIO``: object storage uploads from memory),
+    else a new file there."""
+    return path if isinstance(path, io.BytesIO) else open_new(path)
 
 
 def open_new(path):
@@ -347,7 +357,7 @@ def _finish(raw, writer, fsync):
     except BaseException:
         writer.discard()
         raise
-    if fsync:
+    if fsync and not isinstance(raw, io.BytesIO):
         raw.flush()
         os.fsync(raw.fileno())
     return digests
@@ -366,11 +376,16 @@ def load_pickle(data):
 
 
 def write_bytes_hashed(path, data, fsync=True, algorithms=("blake3",)):
-    """Write ``data`` to a new file at ``path``, fsync it (if asked) and return its size and digests."""
-    with open_new(path) as raw:
+    """Write ``data`` to a new file at ``path`` (or into an ``io.BytesIO``), fsync it (if asked) and return
+    its size and digests."""
+    raw = _open_target(path)
+    try:
         writer = HashingWriter(raw, algorithms)
         writer.write(data)
         return _finish(raw, writer, fsync)
+    finally:
+        if raw is not path:
+            raw.close()
 
 
 def write_file(path, data, fsync=True):
