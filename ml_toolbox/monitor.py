@@ -146,7 +146,8 @@ class StageRecord(NamedTuple):
     """
 
     stage_name: str
-    index: int
+    # The stage's position: a field named like tuple.index, kept for the API (mypy sees the clash).
+    index: int  # type: ignore[assignment]
     mode: str
     start_time: float
     duration: float
@@ -352,7 +353,7 @@ class PipelineMetrics:
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value and mutable: unhashable
 
     def __repr__(self):
         return (f"PipelineMetrics({self.pipeline_name!r}, mode={self.mode!r}, run_id={self.run_id}, "
