@@ -114,7 +114,7 @@ def print_json(out: Any, data: Any, times: Iterable[str] = ()) -> None:
     out.print_json(json.dumps(typed(data, times), allow_nan=False))
 
 
-def fit(table: Any) -> Any:
+def fit(table: Any, width: int | None = None) -> Any:
     """Make ``table`` fit the console's width without wrapping a row (cells cut with an ellipsis).
 
     A line break inside a cell becomes ``⏎``, so a cell is one line too.
@@ -123,6 +123,9 @@ def fit(table: Any) -> Any:
     ----------
     table : rich.table.Table, rich.console.Group or any renderable
         Changed in place: a table, or each table of a group (anything else is left alone).
+    width : int, optional
+        The console's width. Given, the columns narrower than their fair share of it keep their whole
+        width, and only the wide ones are cut (rich alone would shrink every column in proportion).
 
     Returns
     -------
@@ -141,7 +144,7 @@ from rich.table import Table
         table = table.__rich__()
     if isinstance(table, Group):
         for part in table.renderables:
-            fit(part)
+            fit(part, width)
         return table
     if not isinstance(table, Table):
         return table
@@ -150,4 +153,33 @@ from rich.table import Table
         column.overflow = "ellipsis"
         cells = column._cells  # rich keeps a column's cells here; a newline would start a second line
         cells[:] = [c.replace("\n", " ⏎ ") if isinstance(c, str) else c for c in cells]
+    if width is not None:
+        _keep_narrow_columns(table, width)
     return table
+
+
+def _keep_narrow_columns(table: Table, width: int) -> None:
+    """Water-filling: a column narrower than its fair share of the width left keeps its whole width; the
+    wider ones share the rest equally (their ``max_width``), so the table fits without rich shrinking
+    every column in proportion."""
+    from rich.text import Text
+
+    def natural(column: Any) -> int:
+        texts = [column.header, *column._cells]
+        return max((Text.from_markup(t).cell_len if isinstance(t, str) else getattr(t, "cell_len", 1))
+                   for t in texts)
+
+    columns = list(table.columns)
+    left = width - (3 * len(columns) + 1)  # a border and a space either side of each cell
+    if sum(natural(c) for c in columns) <= left:
+        return
+    ordered = sorted(columns, key=natural)
+    for i, column in enumerate(ordered):
+        need, fair = natural(column), left // (len(columns) - i)
+        if need > fair:  # this column and the wider ones share what is left, equally
+            wide = ordered[i:]
+            for j, each in enumerate(wide):
+                each.max_width = max(1, left // (len(wide) - j))
+                left -= each.max_width
+            return
+        left -= need

@@ -14,7 +14,7 @@ import html
 import time
 from collections.abc import Iterable, Sequence
 
-__all__ = ["CSS", "table", "local_time", "local_clock"]
+__all__ = ["CSS", "table", "local_time"]
 
 # Scoped to .mlt-table: nothing leaks into the notebook's own style.
 CSS = ("<style>.mlt-table{font-family:var(--jp-code-font-family,monospace);font-size:12px;"
@@ -138,23 +138,3 @@ def local_time(moment: str | float | None) -> str:
         return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(moment)))
 
-
-def local_clock(seconds: float) -> str:
-    """Seconds since the epoch as the local time of day, to the second: ``14:15:02``.
-
-    Parameters
-    ----------
-    seconds : float
-        A ``time.time()`` value.
-
-    Returns
-    -------
-    str
-        ``HH:MM:SS`` in local time.
-
-    Examples
-    --------
-    >>> len(local_clock(0.0))
-    8
-    """
-    return time.strftime("%H:%M:%S", time.localtime(seconds))

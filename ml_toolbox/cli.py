@@ -1,14 +1,16 @@
 """``ml-toolbox``: inspect and manage a versioned model store from the shell.
 
 Exit codes: 0 done, 1 refused or a failed check (gate, integrity, unknown version, aliased version),
-2 bad usage (unknown command or option).
+2 bad usage (unknown command or option, a missing argument, a value that does not parse), with the
+command's usage line. The global options (``--store``, ``--json``, ...) go before or after the command;
+``ml-toolbox --version`` and ``python -m ml_toolbox`` work as usual (docs/cli.md).
 
 Examples
 --------
 ::
 
     ml-toolbox --store models list
-    ml-toolbox --store models list churn
+    ml-toolbox list churn --store models --json
     ml-toolbox --store models show churn production
     ml-toolbox --store models diff churn 3 4
     ml-toolbox --store models promote churn 4 production --gate "accuracy>=0.85" --gate "accuracy>=current"
@@ -127,13 +129,14 @@ def main(argv=None, *, console=None, error_console=None):
     Parameters
     ----------
     argv : list of str, optional
+        The command line without the program's name (default ``sys.argv[1:]``).
     console, error_console : rich.console.Console, optional
         Where results and errors go (default: stdout and stderr).
 
     Returns
     -------
-    code : int
-        0 done, 1 refused or failed check, 2 bad usage.
+    int
+        The exit code: 0 done, 1 refused or failed check, 2 bad usage.
     """
     out = console or Console(file=sys.stdout, soft_wrap=False)
     err = error_console or Console(file=sys.stderr, soft_wrap=True)

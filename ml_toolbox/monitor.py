@@ -1318,6 +1318,11 @@ class PipelineMonitor(PipelinePlugin):
         Each pipeline and execution mode is a group (its heading says when it last ran, local time to
         the second); groups come oldest first, and only the latest :attr:`html_rows` stage rows are
         shown, after a line counting the others, so 100,000 recorded runs stay a small page.
+
+        Returns
+        -------
+        str
+            The HTML, with its scoped CSS (see :mod:`ml_toolbox._html`).
         """
         snapshot, _ = self._snapshot()
         last, stages = {}, {}  # (pipeline, mode) -> its latest start; -> its stage names

@@ -125,7 +125,7 @@ def run(args, out, err):
     elif isinstance(result, str):
         out.print(result, markup=False, highlight=False)
     else:
-        out.print(fit(result))
+        out.print(fit(result, out.width))
     return EXIT_OK
 
 

@@ -150,7 +150,7 @@ def _cmd_rollout(store, args, out):
         names = list(_ROWS) + [k for k in champion if k not in _ROWS]
         for key in names:
             table.add_row(key, _fmt(champion.get(key)), _fmt(challenger.get(key)))
-        out.print(fit(table))
+        out.print(fit(table, out.width))
         verdict = status.get("verdict")
         if verdict:
             dry = " (dry run)" if status.get("policy", {}).get("dry_run") else ""

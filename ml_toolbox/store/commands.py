@@ -120,7 +120,7 @@ def _cmd_list(store, args, out):
         if args.json:
             print_json(out, rows)
             return EXIT_OK
-        out.print(fit(view_table("store", f"Store {store.path}", rows, "(empty store)")))
+        out.print(fit(view_table("store", f"Store {store.path}", rows, "(empty store)"), out.width))
         return EXIT_OK
     if not store.list_versions(args.name):
         raise store._missing(args.name)
@@ -128,7 +128,7 @@ def _cmd_list(store, args, out):
     if args.json:
         print_json(out, rows)
         return EXIT_OK
-    out.print(fit(view_table("versions", f"{args.name}: {len(rows)} version(s)", rows)))
+    out.print(fit(view_table("versions", f"{args.name}: {len(rows)} version(s)", rows), out.width))
     return EXIT_OK
 
 
@@ -161,7 +161,7 @@ def _cmd_show(store, args, out):
                 table.add_row(f"{section}.{key}", _fmt(value))
         else:
             table.add_row(section, _fmt(values))
-    out.print(fit(table))
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
@@ -170,7 +170,7 @@ def _cmd_history(store, args, out):
     if args.json:
         print_json(out, events)
         return EXIT_OK
-    out.print(fit(view_table("history", f"{args.name}: alias history", events, "(no alias set yet)")))
+    out.print(fit(view_table("history", f"{args.name}: alias history", events, "(no alias set yet)"), out.width))
     return EXIT_OK
 
 
@@ -188,7 +188,7 @@ def _cmd_diff(store, args, out):
             table.add_row(section, key, _fmt(left), _fmt(right))
     if not any(changes.values()):
         table.caption = "no differences in params, metrics, schema, tags or environment"
-    out.print(fit(table))
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
@@ -233,7 +233,7 @@ def _cmd_prune(store, args, out):
     table.add_column("version")
     for name, number in deleted:
         table.add_row(name, str(number))
-    out.print(fit(table))
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
@@ -249,7 +249,7 @@ def _cmd_verify(store, args, out):
             table.add_column(col, overflow="fold")
         for name, number, problem in results:
             table.add_row(name, str(number), "[green]ok[/]" if problem is None else "[red]FAILED[/]", problem or "")
-        out.print(fit(table))
+        out.print(fit(table, out.width))
     return EXIT_REFUSED if bad else EXIT_OK
 
 
