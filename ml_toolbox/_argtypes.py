@@ -16,13 +16,6 @@ __all__ = ["age", "since", "non_negative_int", "positive_int", "positive_float",
            "percent", "port", "gate", "rule", "formats", "choice"]
 
 
-def _wrap(what: str, parse: Callable[[str], object], text: str) -> object:
-    try:
-        return parse(text)
-    except (ValueError, TypeError) as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what} ({exc})") from None
-
-
 def age(text: str) -> _dt.timedelta:
     """An age such as ``30d``, ``12h``, ``45m``, ``10s`` (or a number of days), as a timedelta.
 
@@ -113,62 +106,34 @@ percent = _bounded(float, lambda v: 0 <= v <= 100, "a percentage between 0 and 1
 port = _bounded(int, lambda v: 0 <= v <= 65535, "a port number between 0 and 65535")
 
 
-def gate(text: str) -> str:
-    """A store quality gate such as ``accuracy>=0.85`` or ``log_loss<=current*1.05``, checked.
+def _checked(what: str, parser: Callable[[], Callable[[str], object]]) -> Callable[[str], str]:
+    """A value parser that returns the text once ``parser()`` (imported when first used) accepts it."""
+    def parse(text: str) -> str:
+        try:
+            parser()(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} ({exc})") from None
+        return text
 
-    Parameters
-    ----------
-    text : str
-        The option's value.
+    parse.__name__ = what
+    return parse
 
-    Returns
-    -------
-    str
-        ``text``, once it parses as a gate.
 
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        ``text`` is not a gate expression.
-
-    Examples
-    --------
-    >>> gate("accuracy>=current-0.01")
-    'accuracy>=current-0.01'
-    """
+def _gate_parser() -> Callable[[str], object]:
     from ml_toolbox.store.gates import Gate
 
-    _wrap("a gate expression such as accuracy>=0.85 or accuracy>=current-0.01", Gate.parse, text)
-    return text
+    return Gate.parse
 
 
-def rule(text: str) -> str:
-    """A rollout rule such as ``error_rate<=0.01`` or ``p95_ms<=champion*1.2``, checked.
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    str
-        ``text``, once it parses as a rule.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        ``text`` is not a rollout rule.
-
-    Examples
-    --------
-    >>> rule("p95_ms<=champion*1.2")
-    'p95_ms<=champion*1.2'
-    """
+def _rule_parser() -> Callable[[str], object]:
     from ml_toolbox.serving.policy import Rule
 
-    _wrap("a rollout rule such as error_rate<=0.01 or p95_ms<=champion*1.2", Rule.parse, text)
-    return text
+    return Rule.parse
+
+
+# a store quality gate (accuracy>=0.85, log_loss<=current*1.05) and a rollout rule (p95_ms<=champion*1.2)
+gate = _checked("a gate expression", _gate_parser)
+rule = _checked("a rollout rule", _rule_parser)
 
 
 def formats(text: str) -> tuple[str, ...]:

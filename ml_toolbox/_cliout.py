@@ -134,8 +134,7 @@ def fit(table: Any, width: int | None = None) -> Any:
 
     Examples
     --------
-    >>> from rich.console import Group
-from rich.table import Table
+    >>> from rich.table import Table
     >>> t = fit(Table("name", "message"))
     >>> [(c.no_wrap, c.overflow) for c in t.columns]
     [(True, 'ellipsis'), (True, 'ellipsis')]
