@@ -73,12 +73,14 @@ def _matrix():
 
 @pytest.fixture(scope="module")
 def parser():
-    return build_parser()
+    with pytest.MonkeyPatch.context() as mp:  # the defaults come from the environment when built
+        for name in ("ML_TOOLBOX_STORE", "ML_TOOLBOX_RUNS"):
+            mp.delenv(name, raising=False)
+        return build_parser()
 
 
 @pytest.mark.parametrize("command, rest, spec, position", list(_matrix()))
-def test_every_global_option_works_at_every_position_of_every_command(parser, monkeypatch, command, rest,
-                                                                       spec, position):
+def test_every_global_option_works_at_every_position_of_every_command(parser, command, rest, spec, position):
     words, attribute, expected = spec
     args = parser.parse_args(_placed(command, rest, words, position))
     assert getattr(args, attribute) == expected
