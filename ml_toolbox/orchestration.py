@@ -54,7 +54,7 @@ class PipelineGraphError(ValueError):
     depending on itself. Raised before any stage runs."""
 
 
-_GROUP_CLASSES = {}
+_GROUP_CLASSES: dict[type, type] = {}  # a failures' common built-in type -> its StageFailures class
 
 
 class StageFailures(ExceptionGroup):  # noqa: N818 - an ExceptionGroup, named for what it holds
@@ -484,10 +484,10 @@ def stage_key(stage, input_keys, mode):
 class _Outcome:
     stage: object = None
     output: object = None
-    error: BaseException = None
-    trace: str = None
+    error: BaseException | None = None
+    trace: str | None = None
     duration: float = 0.0
-    cache: str = None
+    cache: str | None = None
     warnings: list = field(default_factory=list)
 
 
@@ -656,6 +656,8 @@ def run_plan(pipeline, plan, stages, X, y, *, fitting, mode, run_mode, parent=No
     if cache is not None and fitting:
         root_key = data_key(X, y)
     run = RunContext(pipeline, pipeline.name, run_mode, order)
+    if parent is not None:  # plug-ins and retry messages can name the user's pipeline
+        run.extra["parent"] = parent
     deadline = None if timeout is None else clock() + timeout
     outputs, ran, failures, skipped = {}, {}, {}, {}
     stored = False
