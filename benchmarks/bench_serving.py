@@ -1,6 +1,6 @@
-"""Serving over HTTP: ``ml-toolbox serve`` against ``mlflow models serve`` and against a bare Starlette
-endpoint returning a constant on the same uvicorn server (the HTTP floor); canary routing and shadow
-mode costs.
+"""Serving over HTTP: ``ml-toolbox serve`` against ``mlflow models serve``, against a bare Starlette
+endpoint returning a constant on the same uvicorn server (the HTTP floor), and against a bare Starlette
+endpoint calling the same pipeline's ``predict``; canary routing and shadow mode costs.
 
 Every server runs in its own process on 127.0.0.1; a bounded load generator (raw asyncio, HTTP/1.1
 keep-alive, so the client costs little) sends single-row JSON requests at concurrency 1 and 16. The
@@ -39,6 +39,27 @@ async def predict(request):
     return JSONResponse({"predictions": [0], "version": 1, "alias": "production", "request_id": "x"})
 
 app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/invocations", predict, methods=["POST"]),
+                        Route("/health", lambda r: JSONResponse({}), methods=["GET"])])
+'''
+
+# The same endpoint calling the same fitted pipeline's predict, written as a user would: the body parsed
+# with json, a DataFrame built from the split, the answer as JSON (no version, checks or KPIs).
+_PREDICT_APP = '''
+import json
+import joblib
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+model = joblib.load("model.joblib")
+
+async def predict(request):
+    split = json.loads(await request.body())["dataframe_split"]
+    X = pd.DataFrame(split["data"], columns=split["columns"])
+    return JSONResponse({"predictions": model.predict(X).tolist()})
+
+app = Starlette(routes=[Route("/predict", predict, methods=["POST"]),
                         Route("/health", lambda r: JSONResponse({}), methods=["GET"])])
 '''
 
@@ -201,9 +222,12 @@ def main(n_requests=2000, rounds=3, console=None):
         store.promote("churn", 2, "challenger")
         _in_process(console, store)
 
-        app_path = os.path.join(workdir, "constant_app.py")
-        with open(app_path, "w") as f:
-            f.write(_CONSTANT_APP)
+        for module, text in (("constant_app", _CONSTANT_APP), ("predict_app", _PREDICT_APP)):
+            with open(os.path.join(workdir, f"{module}.py"), "w") as f:
+                f.write(text)
+        import joblib
+
+        joblib.dump(store.load("churn", 1), os.path.join(workdir, "model.joblib"))
         uvicorn_args = ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
         cli = [sys.executable, "-m", "ml_toolbox.cli", "--store", store.path.as_posix(), "serve", "--name", "churn",
                "--host", "127.0.0.1", "--port", "{port}"]
@@ -211,6 +235,8 @@ def main(n_requests=2000, rounds=3, console=None):
             ("ml-toolbox serve", cli, "/predict", "/health", None),
             ("ml-toolbox serve, shadow", cli + ["--shadow", "challenger"], "/predict", "/health", None),
             ("bare Starlette constant", [sys.executable, "-m", "uvicorn", "constant_app:app", *uvicorn_args],
+             "/predict", "/health", workdir),
+            ("bare Starlette predict", [sys.executable, "-m", "uvicorn", "predict_app:app", *uvicorn_args],
              "/predict", "/health", workdir),
         ]
         mlflow_path, why = _mlflow_model(workdir, X, y)
@@ -271,6 +297,11 @@ def main(n_requests=2000, rounds=3, console=None):
                 ratio = ours_[0] / floor[0]
                 targets.add_row(">= 0.8x the constant endpoint's rps", str(concurrency), f"{ratio:.2f}x",
                                 "yes" if ratio >= 0.8 else "no")
+            bare = best.get("bare Starlette predict")
+            if bare:
+                ratio = ours_[0] / bare[0]
+                targets.add_row(">= 0.8x the rps of a bare endpoint calling predict", str(concurrency),
+                                f"{ratio:.2f}x", "yes" if ratio >= 0.8 else "no")
             mlf = best.get("mlflow models serve")
             if mlf:
                 ratio, p99 = ours_[0] / mlf[0], ours_[2] / mlf[2]

@@ -617,3 +617,23 @@ def test_saving_a_tracked_pipeline_links_run_and_version(tmp_path):
     assert runs.get(pipe.run_id_).versions == [
         {"store": str(tmp_path / "models"), "name": "iris", "version": version,
          "time": runs.get(pipe.run_id_).versions[0]["time"]}]
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from(["float64", "float32", "int64", "int8", "bool", "uint16"]),
+       rows=st.integers(0, 50), cols=st.integers(1, 6), fortran=st.booleans(), seed=st.integers(0, 2**16))
+def test_one_block_frames_hash_as_column_by_column(dtype, rows, cols, fortran, seed):
+    import xxhash
+
+    from ml_toolbox.runs._active import _hash_column, content_hash
+
+    values = np.random.default_rng(seed).normal(size=(rows, cols)) * 100
+    values = (values > 0) if dtype == "bool" else values.astype(dtype)
+    frame = pd.DataFrame(np.asfortranarray(values) if fortran else values, columns=[f"c{i}" for i in range(cols)])
+    expected = xxhash.xxh3_64()
+    for column in frame.columns:
+        _hash_column(expected, frame[column])
+    assert content_hash(frame) == expected.hexdigest()
+    mixed = frame.assign(extra=np.arange(rows, dtype="int32"))  # two dtypes: column by column, same rule
+    expected.update(np.arange(rows, dtype="int32").view(np.uint8) if rows else b"")
+    assert content_hash(mixed) == expected.hexdigest()

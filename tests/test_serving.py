@@ -297,7 +297,7 @@ def test_dry_run_reports_and_never_acts(store):
 # ------------------------------------------------------------------------------------- HTTP
 @settings(max_examples=40, deadline=None)
 @given(data=st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=3, max_size=3),
-                     min_size=1, max_size=5))
+                     min_size=1, max_size=70))  # (past the 64 cached row indexes too)
 def test_the_mlflow_formats_give_the_same_frame(data):
     columns = ["a", "b", "c"]
     frame = pd.DataFrame(np.array(data, dtype=float), columns=columns)
@@ -307,6 +307,46 @@ def test_the_mlflow_formats_give_the_same_frame(data):
                     {"inputs": {c: [row[i] for row in data] for i, c in enumerate(columns)}}):
         got = parse_payload(json.loads(json.dumps(payload)), columns)
         pd.testing.assert_frame_equal(got.astype(float), frame)
+        got._mgr._verify_integrity()  # the one-block frame skips pandas' check: it must hold anyway
+        pd.testing.assert_frame_equal(got.iloc[::-1].reset_index(drop=True).iloc[::-1].reset_index(drop=True), got)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=_JSON)
+def test_request_bodies_decode_as_the_standard_library_does(value):
+    from ml_toolbox.serving.http import _loads
+
+    text = json.dumps(value)  # NaN, Infinity and big integers included: json accepts them, orjson not
+    expected, got = json.loads(text), _loads(text.encode())
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(value=_JSON)
+def test_response_bodies_are_strict_json(value):
+    from ml_toolbox.serving.http import _dumps
+
+    def strict(v):  # NaN and infinities become null; everything else as json.dumps writes it
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        return [strict(x) for x in v] if isinstance(v, list) else v
+
+    body = _dumps(value)
+    assert json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in a response")) == strict(value)
+
+
+def test_malformed_bodies_answer_400_with_the_standard_librarys_message(client):
+    r = client.post("/predict", content=b'{"instances": [[1.0,', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "MalformedJSON"
+    assert r.json()["message"].startswith("the body is not valid JSON: Expecting value: line 1 column")
+    assert client.get("/predict").status_code == 405
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -462,3 +502,96 @@ def test_a_chunked_body_over_the_limit_answers_413(client):
 
     r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
+
+
+# ----------------------------------------------------------------------------- rollouts as runs
+def _rollout_runs(runs):
+    return [r for r in runs.runs() if r.kind == "rollout"]
+
+
+@pytest.mark.parametrize("ending, decision, status", [
+    ("policy promote", "promote", "success"),
+    ("policy rollback", "rollback", "success"),
+    ("alias promote", "promote", "success"),
+    ("alias rollback", "rollback", "success"),
+    ("alias superseded", "superseded", "success"),
+    ("stop", "none", "cancelled"),
+])
+def test_each_rollout_is_a_run_with_kpis_decision_and_lineage(store, tmp_path, ending, decision, status):
+    from ml_toolbox.runs import RunStore
+
+    runs = RunStore(tmp_path / "runs")
+    _pipe(0.1).save(store, name="churn", metrics={"accuracy": 0.85})  # version 3
+    store.promote("churn", 2, "challenger")
+    rules = ({"rollback": ["agreement>=1.01"]} if ending == "policy rollback" else {"promote": ["error_rate<=0.01"]})
+    policy = RolloutPolicy(min_requests=10, **rules)
+    with Router(store, "churn", challenger="challenger", share=0.5, policy=policy, poll_interval=60,
+                tracking=runs) as router:
+        assert router.rollouts.run is not None and router.rollouts.run.status == "running"
+        _served(router, 4)
+        assert router.evaluate().action == "wait"
+        _served(router, 40, 4)
+        if ending.startswith("policy"):
+            verdict = router.evaluate()
+            assert verdict.done and verdict.action == decision
+        elif ending == "alias promote":
+            store.promote("churn", 2, "production")
+        elif ending == "alias rollback":
+            store.promote("churn", 1, "challenger")
+        elif ending == "alias superseded":
+            store.promote("churn", 3, "challenger")
+        router.refresh()
+    [run] = [r for r in _rollout_runs(runs) if r.params["challenger_version"] == 2]
+    assert (run.name, run.status, run.tags["decision"]) == ("churn", status, decision)
+    assert run.params["mode"] == "canary" and run.params["champion_version"] == 1
+    assert [(v["name"], v["version"]) for v in run.versions] == [("churn", 1), ("churn", 2)]
+    served = router.kpis.snapshot(1)["requests"] + router.kpis.snapshot(2)["requests"]
+    assert run.metrics["champion.requests"] + run.metrics["challenger.requests"] == served == 44
+    windows = runs.metric_history(run.id, "challenger.requests")
+    assert [step for step, _ in windows][:2] == [0, 1] and windows[-1][1] == run.metrics["challenger.requests"]
+    if ending.startswith("policy"):
+        event = store.history("churn")[-1]
+        assert f"(run {run.id})" in event["reason"] and run.tags["decided_by"] == "policy"
+        assert router.decisions[-1]["run_id"] == run.id
+    elif ending == "alias superseded":  # the next rollout (1 against 3) is a run of its own, cancelled at stop
+        [following] = [r for r in _rollout_runs(runs) if r.params["challenger_version"] == 3]
+        assert following.status == "cancelled" and following.tags["decision"] == "none"
+
+
+def test_rollout_runs_from_the_environment_and_never_without_a_challenger(store, tmp_path, monkeypatch):
+    from ml_toolbox.runs import RunStore
+
+    monkeypatch.setenv("ML_TOOLBOX_RUNS", str(tmp_path / "runs"))
+    with Router(store, "churn", challenger="challenger", poll_interval=60) as router:
+        _served(router, 5)  # the challenger alias is not set: no rollout
+        assert router.rollouts.run is None
+        store.promote("churn", 2, "challenger")
+        router.refresh()
+        assert router.rollouts.run is not None
+    with Router(store, "churn", challenger="challenger", poll_interval=60, tracking=False) as quiet:
+        assert not quiet.rollouts and quiet.rollouts.run is None
+    [run] = _rollout_runs(RunStore(tmp_path / "runs"))
+    assert run.status == "cancelled" and run.params["challenger_version"] == 2
+
+
+def test_a_failing_rollout_tracker_never_fails_serving(store):
+    from ml_toolbox.runs import Tracker
+
+    class Broken(Tracker):
+        def log_metrics(self, run, metrics, step=None):
+            raise OSError("disk full")
+
+    store.promote("churn", 2, "challenger")
+    with pytest.warns(RuntimeWarning, match="disk full"):
+        with Router(store, "churn", challenger="challenger", share=0.5, poll_interval=60,
+                    tracking=Broken()) as router:
+            _served(router, 10)
+            router.rollouts.window()
+            answer = router.predict(_row())
+    assert answer.version in (1, 2)
+    assert "disk full" in next(iter(router.rollouts.finished[-1].tracker_errors.values()))
+
+
+def test_router_refuses_bad_tracking(store):
+    with pytest.raises(TypeError, match=r"Router.tracking must be a Tracker .*got 3 \(int\)"):
+        Router(store, "churn", tracking=3)

@@ -3,6 +3,7 @@ each test, with bounded request loops: alias moves under load, SIGTERM draining,
 raises on every request (shadow and canary), rolled back by the policy."""
 
 import contextlib
+import json
 import math
 import os
 import pathlib
@@ -162,8 +163,9 @@ def _rollback_store(tmp_path):
     return store
 
 
-def test_raising_challenger_in_shadow_costs_nothing_and_is_rolled_back(tmp_path):
+def test_raising_challenger_in_shadow_costs_nothing_and_is_rolled_back(tmp_path, monkeypatch, capsys):
     store = _rollback_store(tmp_path)
+    monkeypatch.setenv("ML_TOOLBOX_RUNS", str(tmp_path / "runs"))  # the rollout is recorded as a run
     with server(store, "--shadow", "challenger", "--rollback-rule", "error_rate<=0.01",
                 "--min-requests", "50") as (url, _):
         with httpx.Client(base_url=url, timeout=30) as c:
@@ -177,6 +179,16 @@ def test_raising_challenger_in_shadow_costs_nothing_and_is_rolled_back(tmp_path)
     assert evidence["challenger"]["error_rate"] == 1.0 and evidence["challenger"]["requests"] >= 50
     assert store.aliases("churn")["challenger"] == 1
     assert status["decisions"][-1]["action"] == "rollback" and status["decisions"][-1]["done"]
+    capsys.readouterr()
+    assert main(["runs", "list", "--kind", "rollout", "--json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["name"] == "churn" and run["status"] == "success" and run["tags"]["decision"] == "rollback"
+    assert f"(run {run['id']})" in event["reason"] and status["decisions"][-1]["run_id"] == run["id"]
+    assert main(["runs", "show", run["id"][:10], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in shown["versions"]] == [1, 2]
+    assert shown["metrics"]["challenger.error_rate"] == 1.0 and shown["metrics"]["challenger.requests"] >= 50
+    assert shown["metrics"]["champion.errors"] == 0 and shown["params"]["mode"] == "shadow"
 
 
 def test_raising_challenger_in_canary_costs_at_most_its_share(tmp_path, capsys, monkeypatch):

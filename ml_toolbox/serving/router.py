@@ -87,7 +87,7 @@ class Router:
         Evaluated every ``policy_interval`` seconds in the background; it promotes or rolls back the
         challenger through the store (see :meth:`evaluate`).
     metrics : sequence of str
-        scikit-learn metrics computed from :meth:`feedback` (default ``("accuracy",)``).
+        The scikit-learn metrics computed from :meth:`feedback` (default ``("accuracy",)``).
     poll_interval : float
         Seconds between two reads of the store's aliases (one small JSON file).
     policy_interval : float
@@ -98,6 +98,11 @@ class Router:
         Seed of the random canary draw (tests).
     load_options : dict, optional
         Passed to ``PipelinePersistence.load`` (e.g. ``{"verify": "sha256"}``).
+    tracking : RunStore, Tracker, str, list or False, optional
+        Where rollouts are recorded as runs (kind ``"rollout"``: both versions' KPIs per window, the
+        decision, the lineage to the store versions; see :mod:`ml_toolbox.serving.record`). A run store
+        directory, a tracker or a list of them; default: the run store in ``$ML_TOOLBOX_RUNS`` when
+        that is set; ``False``: never.
 
     Attributes
     ----------
@@ -109,6 +114,8 @@ class Router:
         Every version swapped in (role, alias, from, to, when).
     decisions : list of dict
         Every policy verdict acted upon or refused.
+    rollouts : RolloutRecorder
+        Records rollouts as runs (``rollouts.run``: the one in progress; ``rollouts.finished``).
 
     Examples
     --------
@@ -128,8 +135,10 @@ class Router:
 
     def __init__(self, store, name, alias="production", *, challenger=None, mode="canary", share=None,
                  policy=None, metrics=("accuracy",), poll_interval=0.25, policy_interval=1.0,
-                 max_pending=1000, seed=None, load_options=None):
+                 max_pending=1000, seed=None, load_options=None, tracking=None):
         from ml_toolbox.persistence import PipelinePersistence
+
+        from .record import RolloutRecorder, rollout_trackers
 
         if mode not in _MODES:
             raise ValueError(f"Router: mode must be one of {_MODES}; got {mode!r}.")
@@ -157,6 +166,8 @@ class Router:
         self.policy_interval = policy_interval
         self.max_pending = max_pending
         self.load_options = dict(load_options or {})
+        self.tracking = tracking
+        self.rollouts = RolloutRecorder(self, rollout_trackers(tracking))
         self.kpis = KPIBoard(metrics)
         self.failures = []
         self.swaps = []
@@ -202,6 +213,7 @@ class Router:
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
+        self.rollouts.close()
 
     def __enter__(self):
         return self.start()
@@ -251,6 +263,8 @@ class Router:
                 self._state = state  # the swap: one assignment
                 self.swaps.append({"when": time.time(), "role": role, "alias": alias,
                                    "from": current.version if current else None, "to": target})
+            if self.rollouts:
+                self.rollouts.observe(state)
             live = {s.version for s in state if s is not None}
             for version in list(self._models):
                 if version not in live and len(self._models) > 4:
@@ -275,10 +289,13 @@ class Router:
                 self.refresh()
             except Exception as exc:  # noqa: BLE001 - the store may be briefly unreadable; keep serving
                 log.warning("Could not read the aliases of %r: %s", self.name, exc)
-            if self.policy is not None and time.monotonic() - last_policy >= self.policy_interval:
+            if time.monotonic() - last_policy >= self.policy_interval:
                 last_policy = time.monotonic()
                 try:
-                    self.evaluate(act=True)
+                    if self.policy is not None:
+                        self.evaluate(act=True)  # logs the rollout's window too
+                    elif self.rollouts:
+                        self.rollouts.window()
                 except Exception as exc:  # noqa: BLE001
                     log.error("Rollout policy failed: %s", exc)
 
@@ -440,13 +457,18 @@ class Router:
         champion = self.kpis.snapshot(state.champion.version)
         challenger = self.kpis.snapshot(state.challenger.version)
         verdict = self.policy.decide(champion, challenger)
+        run = None
+        if act and self.rollouts:
+            run = self.rollouts.current((state.champion.version, state.challenger.version))
+            self.rollouts.window(champion, challenger)
         if not act or verdict.action not in ("promote", "rollback"):
             return verdict
         key = (verdict.action, state.challenger.version)
         if self.policy.dry_run or key in self._acted:
             return verdict
         self._acted.add(key)
-        reason = (f"rollout {verdict.action} of version {state.challenger.version}: {'; '.join(verdict.reasons)}"
+        by = f" (run {run.id})" if run is not None else ""
+        reason = (f"rollout {verdict.action} of version {state.challenger.version}{by}: {'; '.join(verdict.reasons)}"
                   f"{EVIDENCE_MARK}{json.dumps(verdict.evidence, sort_keys=True, default=str)}")
         try:
             if verdict.action == "promote":
@@ -459,7 +481,10 @@ class Router:
             verdict.error = f"{type(exc).__name__}: {exc}"
             log.error("Rollout %s of %r version %s refused: %s", verdict.action, self.name,
                       state.challenger.version, exc)
-        self.decisions.append(dict(verdict.to_dict(), when=time.time(), version=state.challenger.version))
+        self.decisions.append(dict(verdict.to_dict(), when=time.time(), version=state.challenger.version,
+                                   run_id=None if run is None else run.id))
+        if self.rollouts:
+            self.rollouts.decided(verdict, state.challenger.version)
         if verdict.done:
             self.refresh()
         return verdict
