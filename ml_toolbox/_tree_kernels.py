@@ -24,10 +24,12 @@ tree of every row one level per step (leaves point at themselves), so a row cost
 per level of the deepest tree, whatever the number of trees. When numba is installed (the
 ``ml_toolbox[trees]`` extra), a compiled loop walks the same arrays instead, tree after tree, adding
 in the same order. For large batches without numba, each tree runs scikit-learn's own compiled
-traversal (``tree_.apply`` / the predictor's ``predict``) on the checked input.
+traversal (``tree_.apply`` / the predictor's ``predict``) on the checked input; the trees of
+``tree_`` models do so on blocks of rows in parallel threads (each row's sum keeps its order).
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -43,6 +45,8 @@ _BATCH = 256  # from this many rows on, the numpy engine lets scikit-learn's com
 # one row: every node's decision at once when n_nodes <= _ALL_NODES * depth (a numpy call on n
 # nodes costs about as much as _ALL_NODES times fewer calls of the level by level walk)
 _ALL_NODES = 2000
+_ROWS_PER_THREAD = 4096  # a large batch is cut into row blocks of at least this many rows
+_MAX_THREADS = None  # the row blocks' threads: None, as many as scikit-learn's OpenMP would use
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,7 +184,13 @@ class Forest:
 
 def _tree_by_tree(forest, apply, X, init):
     """``init`` plus each tree's leaf values (``apply[t](X)``: tree t's local leaf ids), tree by
-    tree as scikit-learn adds them (``init`` None: a single tree's values)."""
+    tree as scikit-learn adds them (``init`` None: a single tree's values).
+
+    Large inputs are cut into row blocks, one per thread scikit-learn's OpenMP would use
+    (``OMP_NUM_THREADS`` and ``threadpoolctl`` limits respected). Every row still receives its
+    trees' values one after the other in the same order, so the sums are the same bits; only
+    different rows run at the same time (``tree_.apply`` and numpy's loops release the GIL).
+    """
     bounds = np.append(forest.roots, forest.n_nodes)
     local = [forest.values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # each tree's own rows
     if init is None:
@@ -188,12 +198,33 @@ def _tree_by_tree(forest, apply, X, init):
     out = np.empty((X.shape[0], init.shape[0]))
     out[:] = init
     if forest.values.shape[1] > 1:  # a forest classifier: each tree adds its class fractions
-        for values, fn in zip(local, apply):
-            out += values[fn(X)]
+        def add(rows):
+            Xr, outr = X[rows], out[rows]
+            for values, fn in zip(local, apply):  # np.take: scikit-learn's own gather, faster
+                outr += values.take(fn(Xr), axis=0, mode="clip")
     else:
-        for values, fn, c in zip(local, apply, forest.column):
-            out[:, c] += values[fn(X), 0]
+        def add(rows):
+            Xr, outr = X[rows], out[rows]
+            for values, fn, c in zip(local, apply, forest.column):
+                outr[:, c] += values[:, 0].take(fn(Xr), mode="clip")
+    _in_row_blocks(add, X.shape[0])
     return out
+
+
+def _in_row_blocks(add, n):
+    """``add(slice)`` over row blocks that together cover ``range(n)``, on up to as many threads
+    as scikit-learn's OpenMP loops would use."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    n_threads = min(_MAX_THREADS or _openmp_effective_n_threads(), n // _ROWS_PER_THREAD)
+    if n_threads <= 1:
+        add(slice(0, n))
+        return
+    edges = np.linspace(0, n, n_threads + 1).astype(int)
+    blocks = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="ml_toolbox-trees") as pool:
+        for done in [pool.submit(add, block) for block in blocks]:
+            done.result()
 
 
 def ordered_sum(vals, init):

@@ -88,6 +88,8 @@ def engine(name):
         mp.setenv(TREE_ENGINE_ENV, "auto" if name == "numba" else "numpy")
         if name == "numpy-batch":  # every batch goes tree by tree through scikit-learn's loops
             mp.setattr(_tree_kernels, "_BATCH", 2)
+            mp.setattr(_tree_kernels, "_ROWS_PER_THREAD", 3)  # and in row blocks on 3 threads
+            mp.setattr(_tree_kernels, "_MAX_THREADS", 3)
         yield
 
 
