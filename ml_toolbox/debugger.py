@@ -1040,7 +1040,7 @@ class PipelineDebugger(PipelinePlugin):
 
     See Also
     --------
-    ml_toolbox.PipelineMonitor : numbers over many runs (durations, rows, errors).
+    ml_toolbox.PipelineMonitor : Numbers over many runs (durations, rows, errors).
 
     Examples
     --------
@@ -1131,7 +1131,21 @@ class PipelineDebugger(PipelinePlugin):
 
         Attaching is optional: ``pipe.debugger = debugger`` suffices for debugging. A unified
         pipeline brings the stage names of its feature, training and inference pipelines.
-        Returns self.
+
+        Parameters
+        ----------
+        *pipelines : pipeline
+            The pipelines (any ml_toolbox pipeline, a unified one included).
+
+        Returns
+        -------
+        PipelineDebugger
+            ``self``.
+
+        Raises
+        ------
+        UnknownStageError
+            When a breakpoint already added names a stage none of these pipelines has.
         """
         for pipeline in pipelines:
             for name, names in _pipelines_of(pipeline):
@@ -1205,6 +1219,7 @@ class PipelineDebugger(PipelinePlugin):
         Returns
         -------
         Breakpoint
+            The breakpoint added (pass it to :meth:`remove_breakpoint` to remove it).
 
         Raises
         ------
@@ -1237,9 +1252,25 @@ class PipelineDebugger(PipelinePlugin):
         return bp
 
     def remove_breakpoint(self, stage, when=None):
-        """Remove a breakpoint (the object), or every breakpoint on ``stage`` (and ``when``).
+        """Remove a breakpoint (the object), or every breakpoint on a stage.
 
-        Returns the number removed; raises ``ValueError`` listing the breakpoints when none match.
+        Parameters
+        ----------
+        stage : str or Breakpoint
+            A stage name (every breakpoint on it goes), or a breakpoint that
+            :meth:`add_breakpoint` returned (only that one goes).
+        when : {"before", "after", "error"} or None, default=None
+            With a stage name: only the breakpoints of this kind.
+
+        Returns
+        -------
+        int
+            The number of breakpoints removed.
+
+        Raises
+        ------
+        ValueError
+            When none match; the message lists the breakpoints.
         """
         with self._lock:
             if isinstance(stage, Breakpoint):
@@ -1300,7 +1331,25 @@ class PipelineDebugger(PipelinePlugin):
         return snap
 
     def snapshot(self, stage, phase="before"):
-        """The snapshot of ``stage`` at ``phase``; ``KeyError`` listing the keys if there is none."""
+        """Return the latest snapshot of a stage at a phase.
+
+        Parameters
+        ----------
+        stage : str
+            The stage's name.
+        phase : {"before", "after", "error"}, default="before"
+            Its input, its output, or the input of a failed run.
+
+        Returns
+        -------
+        Snapshot
+            The latest capture.
+
+        Raises
+        ------
+        KeyError
+            When there is none; the message lists the snapshots held.
+        """
         try:
             return self.snapshots[(stage, phase)]
         except KeyError:
@@ -1309,6 +1358,13 @@ class PipelineDebugger(PipelinePlugin):
 
     # -- hooks -----------------------------------------------------------------------------
     def before_run(self, run):
+        """Learn the run's stage names and open its trace entry (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        """
         # the stage names of this pipeline (and of its siblings, when a unified pipeline handed
         # the debugger down), read afresh each run: steps may have changed since the last one
         parent = run.extra.get("parent")
@@ -1336,12 +1392,35 @@ class PipelineDebugger(PipelinePlugin):
             self._runs.append(record)
 
     def after_run(self, run):
+        """Close the run's trace entry (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        """
         self._close_run(run)
 
     def on_run_error(self, run, error):
+        """Close the run's trace entry with its error (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        error : BaseException
+            The error that ended it.
+        """
         self._close_run(run, error)
 
     def before_stage(self, ctx):
+        """Fire the ``"before"`` breakpoints and start profiling (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        """
         ctx.extra[_ATTEMPT_KEY] = (self.clock(), time.time())
         if self.breakpoints:
             self._fire(ctx, "before")
@@ -1391,11 +1470,27 @@ class PipelineDebugger(PipelinePlugin):
                                       attempts + ctx.attempt)
 
     def on_stage_retry(self, ctx, error):
+        """Trace the attempt that failed and will be retried (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of the previous attempt.
+        """
         now = self.clock()
         self._record(ctx, self._event(ctx, "retried", error, end=now))
         ctx.extra[_ATTEMPT_KEY] = (now, time.time())
 
     def after_stage(self, ctx):
+        """Trace a stage run that succeeded; fire the ``"after"`` breakpoints (a hook).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        """
         self._stop_profile(ctx)
         self._record(ctx, self._event(ctx, "success"))
         if self.capture == "all" and ctx.fitting:
@@ -1404,6 +1499,17 @@ class PipelineDebugger(PipelinePlugin):
             self._fire(ctx, "after")
 
     def on_stage_error(self, ctx, error):
+        """Trace a failed stage run, keep its post-mortem, fire the ``"error"`` breakpoints.
+
+        A hook of the execution loop.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of its last attempt.
+        """
         self._stop_profile(ctx)
         self._record(ctx, self._event(ctx, "failed", error))
         failure = Failure.from_context(ctx, error, self.max_failure_bytes)
@@ -1414,7 +1520,22 @@ class PipelineDebugger(PipelinePlugin):
 
     # -- results ---------------------------------------------------------------------------
     def get_execution_trace(self, *, pipeline=None, stage=None, status=None):
-        """The stage runs seen so far, in order, as a :class:`Trace` (optionally filtered)."""
+        """Return the stage runs seen so far, in order.
+
+        Parameters
+        ----------
+        pipeline : str, optional
+            Only the runs of this pipeline.
+        stage : str, optional
+            Only the runs of this stage.
+        status : {"success", "failed", "retried"}, optional
+            Only the runs that ended this way.
+
+        Returns
+        -------
+        Trace
+            The events (stage runs) and runs (pipeline executions) kept, filtered.
+        """
         with self._lock:
             trace = Trace(self._events, self._runs)
         if pipeline is None and stage is None and status is None:
@@ -1429,12 +1550,14 @@ class PipelineDebugger(PipelinePlugin):
         use_rich : bool, default=None
             None follows the debugger's ``rich_output``.
         width : int, default=120
+            Width of the text, in characters.
         console : rich.console.Console, default=None
             Also print the table there (e.g. ``rich.get_console()``).
 
         Returns
         -------
         str
+            The rendered trace.
         """
         trace = self.get_execution_trace()
         use_rich = self.rich_output if use_rich is None else use_rich
@@ -1443,8 +1566,14 @@ class PipelineDebugger(PipelinePlugin):
         return trace.render(use_rich=use_rich, width=width)
 
     def time_breakdown(self):
-        """Per-stage time: one row per (pipeline, stage) with ``runs``, ``attempts``,
-        ``total_s``, ``mean_s``, ``max_s`` and ``share`` (of all stage time), slowest first."""
+        """Return the time spent in each stage, slowest first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (pipeline, stage) with ``runs``, ``attempts``, ``total_s``, ``mean_s``,
+            ``max_s`` and ``share`` (of all stage time).
+        """
         with self._lock:
             items = list(self._timings.items())
         rows = [(p, s, runs, attempts, tot, tot / runs, worst)
