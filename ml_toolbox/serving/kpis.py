@@ -20,8 +20,27 @@ KPI_NAMES = ("requests", "errors", "error_rate", "rejected", "p50_ms", "p95_ms",
 
 
 def resolve_metric(name):
-    """The scikit-learn metric function for ``name``: ``"accuracy"`` -> ``accuracy_score``,
-    ``"f1"`` -> ``f1_score``, ``"mean_absolute_error"`` as it is.
+    """Return the scikit-learn metric function a name means.
+
+    ``"accuracy"`` -> ``accuracy_score``, ``"f1"`` -> ``f1_score``, ``"mean_absolute_error"`` as
+    it is.
+
+    Parameters
+    ----------
+    name : str
+        The metric's name.
+
+    Returns
+    -------
+    callable
+        The function of :mod:`sklearn.metrics`, ``f(y_true, y_pred)``.
+
+    Raises
+    ------
+    TypeError
+        When ``name`` is not a string.
+    ValueError
+        When :mod:`sklearn.metrics` has no such function.
 
     Examples
     --------

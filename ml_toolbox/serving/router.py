@@ -35,7 +35,22 @@ _MODES = ("canary", "shadow")
 
 
 class NotReadyError(RuntimeError):
-    """No verified version is loaded yet for the champion alias."""
+    """No verified version is loaded yet for the champion alias.
+
+    The HTTP server answers 503 while it is raised.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ml_toolbox import PipelinePersistence
+    >>> from ml_toolbox.serving import NotReadyError, Router
+    >>> router = Router(PipelinePersistence(tempfile.mkdtemp()), "churn")
+    >>> try:
+    ...     router.predict([[0.0]])
+    ... except NotReadyError:
+    ...     print("not ready")
+    not ready
+    """
 
 
 class _Slot(NamedTuple):
@@ -52,8 +67,28 @@ class _State(NamedTuple):
 
 @dataclass
 class Answer:
-    """One answered request: the ``predictions``, the ``version`` and ``alias`` that answered, and the
-    ``request_id`` to give :meth:`Router.feedback` when the true labels arrive."""
+    """One answered request, as :meth:`Router.predict` returns it.
+
+    Parameters
+    ----------
+    predictions : array-like
+        What the version answered.
+    version : int
+        The store version that answered.
+    alias : str
+        The alias that routed to it (the champion's or the challenger's).
+    request_id : str
+        The id to give :meth:`Router.feedback` when the true labels arrive.
+    offpath : object, optional
+        With ``predict(..., defer=True)``: the shadow and agreement work, for :meth:`Router.submit`.
+
+    Examples
+    --------
+    >>> from ml_toolbox.serving import Answer
+    >>> answer = Answer(predictions=[1], version=3, alias="production", request_id="r-1")
+    >>> answer.version, answer.offpath
+    (3, None)
+    """
 
     predictions: Any
     version: int
