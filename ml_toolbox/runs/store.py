@@ -152,6 +152,20 @@ def _pid_alive(pid):
 class RunRecord:
     """One stored run (read from a :class:`RunStore`): plain attributes, ``to_dict()``, displays.
 
+    Made by the store's queries (:meth:`RunStore.get`, :meth:`RunStore.runs`...), not by hand.
+
+    Parameters
+    ----------
+    row : sequence
+        The run's row of the ``runs`` table, in the order of ``RunRecord._FIELDS``.
+    versions : iterable of dict, default=()
+        The store versions saved from the run.
+    stale_after : float, default=3600.0
+        A running run whose heartbeat is older than this many seconds (or whose process is gone,
+        on this host) shows as ``"stale"``.
+    now : float, optional
+        The current time (seconds since the epoch); default: now.
+
     Attributes
     ----------
     id, name, kind, status : str
@@ -170,6 +184,20 @@ class RunRecord:
     versions : list of dict
         Store versions saved from the run (``store``, ``name``, ``version``).
     archived : bool
+        Whether the run was archived.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> model = LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    >>> record = store.get(run.id[:8])
+    >>> record.status, record.kind, record.params["C"]
+    ('success', 'fit', 1.0)
     """
 
     _FIELDS = ("id", "name", "kind", "status", "start", "end", "heartbeat", "progress",
@@ -193,12 +221,19 @@ class RunRecord:
 
     @property
     def duration(self):
+        """Seconds from start to end (so far, for a running run; None for a run that never ended)."""
         if self.end is None:
             return None if self.status != "running" else time.time() - self.start
         return self.end - self.start
 
     def to_dict(self):
-        """The run as JSON-ready values."""
+        """Return the run as JSON-ready values.
+
+        Returns
+        -------
+        dict
+            Every stored field, ``duration`` and ``versions``.
+        """
         out = {f: getattr(self, f) for f in self._FIELDS}
         out["duration"] = self.duration
         out["versions"] = self.versions
