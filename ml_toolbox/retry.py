@@ -33,6 +33,7 @@ import copy as _copy
 import dataclasses
 import enum
 import functools
+import inspect
 import logging
 import math
 import numbers
@@ -131,6 +132,11 @@ class RetryStrategy(str, enum.Enum):
     Strings are accepted case-insensitively (``"exponential_backoff"``,
     ``"Exponential-Backoff"``).
 
+    Parameters
+    ----------
+    value : str or RetryStrategy
+        The strategy's name.
+
     Examples
     --------
     >>> RetryStrategy("EXPONENTIAL_BACKOFF") is RetryStrategy.EXPONENTIAL_BACKOFF
@@ -153,6 +159,12 @@ class RetryStrategy(str, enum.Enum):
 
     def __str__(self):
         return self.value
+
+
+# inspect.signature (help(), numpydoc) shows how a strategy is made -- RetryStrategy(value) -- rather
+# than Enum's functional API (names, module, qualname, type, start, boundary).
+RetryStrategy.__signature__ = inspect.Signature(
+    [inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
 
 _STRATEGY_CHOICES = ", ".join(repr(s.value) for s in RetryStrategy)
