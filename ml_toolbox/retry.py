@@ -163,7 +163,7 @@ class RetryStrategy(str, enum.Enum):
 
 # inspect.signature (help(), numpydoc) shows how a strategy is made -- RetryStrategy(value) -- rather
 # than Enum's functional API (names, module, qualname, type, start, boundary).
-RetryStrategy.__signature__ = inspect.Signature(
+RetryStrategy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
 

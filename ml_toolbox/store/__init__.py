@@ -45,7 +45,7 @@ class _ConstructorSignature:
         return init.replace(parameters=list(init.parameters.values())[1:])
 
 
-PipelinePersistence.__signature__ = _ConstructorSignature()
+PipelinePersistence.__signature__ = _ConstructorSignature()  # type: ignore[attr-defined]
 
 __all__ = [
     "PipelinePersistence",
