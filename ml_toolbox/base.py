@@ -15,7 +15,7 @@ from sklearn.pipeline import _VisualBlock  # (where it lives moved in 1.7; the p
 from sklearn.utils import Bunch, get_tags
 
 from ._warnings_recorder import WarningRecorder
-from .context import RunContext, StageContext, _AtOnceStageContext, data_summary
+from .context import RunContext, StageContext, _AtOnceStageContext, _run_ids, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
 from .stage import HTMLReprMixin, PipelineStage
@@ -210,6 +210,11 @@ class BasePipeline(HTMLReprMixin, BaseEstimator):
         """
         # Every line here runs for every stage of every execution with a plug-in, single-row
         # predictions included: what is decided once per run is decided before the stage loop.
+        if not fitting and policy is None and len(plugins) == 1 \
+                and getattr(plugins[0], "_direct", False) and _no_stage_policy(stages):
+            # a monitor alone (the usual case): it records the run directly, without contexts
+            return _monitored(self, plugins[0], stages, X, y, modes, names, params, run_mode,
+                              parent, runners, timed)
         run = RunContext(self, self.name, run_mode, names)
         if parent is not None:  # plug-ins handed down by a UnifiedMLPipeline can see it
             run.extra["parent"] = parent
@@ -394,6 +399,101 @@ def _observed(run, timed, stages, X, y, modes, names, plugins, recorder):
         values[i] = None  # as the loop does: the data goes on to the next stage only
     values[-1] = None
     return outputs[-1]
+
+
+def _output_size(out, stage):
+    """``(n_rows, n_cols, nbytes)`` of a stage's output, as
+    :attr:`~ml_toolbox.context.StageContext.output_summary` tells it (unknown: Nones)."""
+    try:
+        if out.__class__ is np.ndarray and out.ndim == 2:
+            shape = out.shape
+            return shape[0], shape[1], out.nbytes
+        if out is None or out is stage or (out.__class__ is not np.ndarray
+                                           and hasattr(out, "fit")):
+            return 0, 0, 0
+        return data_summary(out)
+    except Exception:  # noqa: BLE001 - an object that cannot be sized: unknown, not a crash
+        return None, None, None
+
+
+def _input_size(X):
+    try:
+        return data_summary(X)
+    except Exception:  # noqa: BLE001 - as _output_size
+        return None, None, None
+
+
+def _monitored(pipe, monitor, stages, X, y, modes, names, params, run_mode, parent, runners,
+               timed):
+    """:meth:`BasePipeline._run_with_plugins` for one plug-in, a
+    :class:`~ml_toolbox.monitor.PipelineMonitor` (``_direct``: its hooks are the class's own),
+    with no retry policy and no timeout, outside fitting: the stages run as the loop runs them
+    and the monitor records the run directly (``_record_direct``), the same records its hooks
+    would make, without a context per run and per stage. Returns ``(output, stages)``.
+
+    With ``timed`` (the fast plan's one-row function) the stages run at once; if it declines the
+    input or a warning is raised, they run one by one (which raises the warning again).
+    """
+    recorder = WarningRecorder() if monitor.captures_warnings else None
+    clock = time.perf_counter
+    run_id = next(_run_ids)
+    start_time = time.time()
+    start = clock()
+    at_once = None
+    records = []
+    running = None  # the index of the stage running, while it runs
+    try:
+        if timed is not None:
+            done = timed(X)
+            if done is not None and (recorder is None or not recorder.caught):
+                outputs, stamps = done
+                sizes = [_input_size(X)]
+                for row in outputs[:-1]:  # the outputs between stages are rows of floats
+                    sizes.append((1, len(row), 8 * len(row)))
+                X = outputs[-1]
+                sizes.append(_output_size(X, None))
+                at_once = (names, modes, stamps, sizes)
+            elif recorder is not None:
+                recorder.caught.clear()  # the stages run one by one below: raised again there
+        if at_once is None:
+            last = len(stages) - 1
+            size_in = None
+            for i, stage in enumerate(stages):
+                if size_in is None:
+                    size_in = _input_size(X)
+                running = i
+                began = clock()
+                if runners is not None:
+                    out = runners[i](X)
+                else:
+                    out = stage.run(X, y, modes[i], **(params if i == last and params
+                                                       else _NO_PARAMS))
+                took = clock() - began
+                running = None
+                size_out = _output_size(out, stage)
+                records.append((names[i], i, modes[i], began, took, "success", size_in,
+                                size_out, None, recorder.take()
+                                if recorder is not None and recorder.caught else ()))
+                size_in = size_out
+                X = out
+    except BaseException as error:
+        ended = clock()
+        if running is not None:  # that stage failed
+            records.append((names[running], running, modes[running], began, ended - began,
+                            "failed", size_in, (None, None, None), error, recorder.take()
+                            if recorder is not None and recorder.caught else ()))
+            annotate(error, pipe.name, names[running], modes[running], parent)
+        if recorder is not None:
+            recorder.close()
+        monitor._record_direct(pipe, run_mode, run_id, start_time, start, ended - start, None,
+                               records, error)
+        raise
+    duration = clock() - start
+    if recorder is not None:
+        recorder.close()
+    monitor._record_direct(pipe, run_mode, run_id, start_time, start, duration, at_once,
+                           records, None)
+    return X, stages
 
 
 def _attempt_function(ctx, plugins, kwargs, runner=None):

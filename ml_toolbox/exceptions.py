@@ -57,10 +57,35 @@ def annotate(error, pipeline_name, stage_name, mode, parent=None):
     return error
 
 
-def _note(pipeline_name, stage_name, mode, parent=None):
+def pipeline_label(pipeline_name, parent=None):
+    """How messages name the pipeline a stage runs in: the user's pipeline first.
+
+    Parameters
+    ----------
+    pipeline_name : str
+        The name of the pipeline running the stage (an inner one, e.g. ``"inference_pipeline"``).
+    parent : object, optional
+        The pipeline it runs for (a :class:`~ml_toolbox.UnifiedMLPipeline`), if any.
+
+    Returns
+    -------
+    str
+        ``"'churn' (its inference_pipeline)"`` when ``parent`` has another name, else
+        ``"'inference_pipeline'"``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> pipeline_label("inference_pipeline", SimpleNamespace(name="churn"))
+    "'churn' (its inference_pipeline)"
+    """
     outer = getattr(parent, "name", None)
-    where = repr(pipeline_name) if not outer or outer == pipeline_name \
+    return repr(pipeline_name) if not outer or outer == pipeline_name \
         else f"{outer!r} (its {pipeline_name})"
+
+
+def _note(pipeline_name, stage_name, mode, parent=None):
+    where = pipeline_label(pipeline_name, parent)
     return f"[ml_toolbox] raised by stage {stage_name!r} of pipeline {where} during {mode}"
 
 

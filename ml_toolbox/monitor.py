@@ -791,6 +791,15 @@ class PipelineMonitor(PipelinePlugin):
     """
 
     observer = True  # records what happened; its hooks change nothing
+    # Whether the execution loop may record a run for this monitor alone directly, without
+    # contexts (ml_toolbox.base._monitored): not for a subclass that overrides a hook.
+    _direct = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._direct = cls.observer is True and all(getattr(cls, hook) is getattr(PipelineMonitor, hook) for hook in (
+            "before_run", "before_stage", "after_stage", "on_stage_error", "on_stage_retry",
+            "on_run_error", "after_run", "_record_direct"))
 
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
                  anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0,
@@ -1020,6 +1029,47 @@ class PipelineMonitor(PipelinePlugin):
             metrics._at_once = (run.start_time, run.start, *at_once)
         elif len(metrics._stages) > 1:
             metrics._stages.sort(key=_by_index)  # in order even when stages ran in parallel
+        self._append(metrics)
+        if self.sinks:
+            self._emit(metrics, may_raise=error is None)
+
+    def _record_direct(self, pipeline, mode, run_id, start_time, start, duration, at_once,
+                       stages, error):
+        """Record one execution the execution loop ran for this monitor alone, without contexts
+        (:func:`ml_toolbox.base._monitored`: what the hooks would have recorded, made directly).
+
+        ``at_once`` is ``(names, modes, stamps, sizes)`` when the stages ran in one call (the
+        records are then made when first read); otherwise ``stages`` lists, per stage run,
+        ``(name, index, mode, began, duration, status, size_in, size_out, error, warnings)``
+        with ``began`` on the ``start`` clock and ``warnings`` the recorded messages. ``error``
+        is the exception that ended the run, or None.
+        """
+        metrics = _new_object(PipelineMetrics)
+        metrics.pipeline_name = pipeline.name
+        metrics.mode = mode
+        metrics.run_id = run_id
+        metrics.start_time = start_time
+        metrics.duration = duration
+        metrics._last_output = None
+        if error is None:
+            metrics.status = "success"
+            metrics.error = None
+        else:
+            metrics.status = "failed"
+            metrics.error = _error_text(error)
+        plan = getattr(pipeline, "fast_plan_", None)  # an inference pipeline's fast plan
+        metrics.fast_path = None if plan is None else plan.current_path(mode)
+        if at_once is not None:
+            metrics._at_once = (start_time, start, *at_once)
+            metrics._stages = []
+        else:
+            metrics._at_once = None
+            metrics._stages = [_new_record(StageRecord, (
+                name, i, stage_mode, start_time + (began - start), took, status, *size_in,
+                *size_out, 1, None if failure is None else _error_text(failure), (),
+                tuple([_warning_text(w) for w in warned]) if warned else ()))
+                for name, i, stage_mode, began, took, status, size_in, size_out, failure, warned
+                in stages]
         self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=error is None)

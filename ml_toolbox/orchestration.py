@@ -881,6 +881,8 @@ def run_plan(pipeline, plan, stages, X, y, *, fitting, mode, run_mode, parent=No
     if cache is not None and fitting:
         root_key = data_key(X, y)
     run = RunContext(pipeline, pipeline.name, run_mode, order)
+    if parent is not None:  # plug-ins and retry messages can name the user's pipeline
+        run.extra["parent"] = parent
     deadline = None if timeout is None else clock() + timeout
     outputs, ran, failures, skipped = {}, {}, {}, {}
     stored = False

@@ -56,6 +56,8 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from .exceptions import pipeline_label
+
 __all__ = [
     "NEVER_RETRIED",
     "RetryConfig",
@@ -89,6 +91,15 @@ _IN_PLACE_MODES = frozenset(["partial_fit", "partial_fit_transform"])
 
 _STAT_KEYS = ("runs", "attempts", "retries", "successes", "successes_after_retry", "failures",
               "exhausted", "not_retried", "total_sleep")
+
+
+def _pipeline_of(ctx):
+    """The pipeline a retry message names: the user's (``'churn' (its inference_pipeline)``),
+    from the run's ``extra["parent"]`` when an inner pipeline runs for it."""
+    run = getattr(ctx, "run", None)
+    extra = getattr(run, "extra", None)
+    parent = extra.get("parent") if isinstance(extra, dict) else None
+    return pipeline_label(getattr(ctx, "pipeline_name", None), parent)
 
 
 class RetryConfigError(ValueError, TypeError):
@@ -854,8 +865,8 @@ class RetryHandler:
                         state.ml_toolbox_start = clock_start
                         raise first_error
                     logger.warning(
-                        "Retrying stage %r of %r (attempt %d%s) after %s: %s; slept %.3g s "
-                        "so far", ctx.stage_name, ctx.pipeline_name, n,
+                        "Retrying stage %r of %s (attempt %d%s) after %s: %s; slept %.3g s "
+                        "so far", ctx.stage_name, _pipeline_of(ctx), n,
                         "" if built.max_attempts is None else f" of {built.max_attempts}",
                         type(last_error).__name__, last_error, state.idle_for)
                     ctx.attempt = n
@@ -913,7 +924,7 @@ class RetryHandler:
     def _add_note(self, ctx, built, error, n, slept, exhausted):
         if isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             return
-        where = f"stage {ctx.stage_name!r} of {ctx.pipeline_name!r}"
+        where = f"stage {ctx.stage_name!r} of {_pipeline_of(ctx)}"
         if exhausted:
             limit = (f"max_retries={built.checked.max_retries}" if built.config is None
                      or built.config.stop is None else "the stop condition")

@@ -766,6 +766,11 @@ class StageByStage(PipelineMonitor):
     observer = False  # the loop then calls its hooks between the stages
 
 
+class AtOnce(PipelineMonitor):
+    def after_stage(self, ctx, status="success", error=None):  # the loop's contexts, at once
+        super().after_stage(ctx, status, error)
+
+
 class SeesData(PipelinePlugin):
     observer = True
 
@@ -792,16 +797,26 @@ def test_observers_see_the_same_runs_whether_stages_run_at_once_or_one_by_one(da
     template = UnifiedMLPipeline(features=[("impute", SimpleImputer()),
                                            ("scale", StandardScaler())],
                                  model=LogisticRegression())
-    at_once, one_by_one, sees = PipelineMonitor(), StageByStage(), SeesData()
+    at_once, one_by_one, sees = AtOnce(), StageByStage(), SeesData()
+    direct = PipelineMonitor()  # a monitor alone: recorded without contexts (base._monitored)
     a = clone(template).set_params(monitor=at_once).fit(X, y)
     b = clone(template).set_params(monitor=one_by_one).fit(X, y)
+    c = clone(template).set_params(monitor=direct).fit(X, y)
     rows = [X.iloc[[i]] for i in range(8)]
     for row in rows:
-        np.testing.assert_array_equal(a.predict_proba(row), b.predict_proba(row))
+        expected = b.predict_proba(row)
+        np.testing.assert_array_equal(a.predict_proba(row), expected)
+        np.testing.assert_array_equal(c.predict_proba(row), expected)
     assert len(calls) == 8 and all(c is not None for c in calls)  # a ran them all at once
     ra = at_once.history("inference_pipeline", mode="predict_proba")
     rb = one_by_one.history("inference_pipeline", mode="predict_proba")
+    rc = direct.history("inference_pipeline", mode="predict_proba")
     assert [_without_times(r) for r in ra] == [_without_times(r) for r in rb]
+    assert [_without_times(r) for r in rc] == [_without_times(r) for r in rb]
+    assert [r.fast_path for r in rc] == [r.fast_path for r in rb] == ["kernel"] * 8
+    assert [(r.status, r.mode, r.pipeline_name) for r in rc] == \
+        [(r.status, r.mode, r.pipeline_name) for r in rb]
+    assert all(s.duration > 0 for r in rc for s in r.stages)
     assert all(s.duration > 0 for r in ra for s in r.stages)
     first = ra[0].stages
     # one after the other (epoch seconds: a double resolves about 2e-7 s there, hence the margin)
@@ -1131,3 +1146,68 @@ def test_docs_page_examples_run(tmp_path, monkeypatch):
     exec(blocks[2], ns)  # export / load
     assert ns["same"].history() == ns["monitor"].history()
     assert (tmp_path / "monitor.json").exists()
+
+
+class WarnsAtTransform(BaseEstimator, TransformerMixin):
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        warnings.warn(f"transform saw {len(X)} rows", UserWarning)
+        if self.fail and len(X) == 3:
+            raise ValueError("refuses batches of three rows")
+        return np.asarray(X) * 2.0
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("capture", [True, False])
+def test_a_monitor_alone_records_as_its_hooks_would(data, rows, capture):
+    """A lone PipelineMonitor is recorded directly (ml_toolbox.base._monitored), without
+    contexts; its records are those of the hook-by-hook loop: sizes, warnings, failures."""
+    X, _ = data
+    steps = [("scale", StandardScaler()), ("warns", WarnsAtTransform()),
+             ("fails", WarnsAtTransform(fail=True))]
+    direct, hooks = PipelineMonitor(capture_warnings=capture), \
+        StageByStage(capture_warnings=capture)
+    assert direct._direct and not hooks._direct
+    a = FeaturePipeline(steps, monitor=direct).fit(X)
+    b = FeaturePipeline(steps, monitor=hooks).fit(X)
+    direct.reset(), hooks.reset()
+    outcomes = []
+    for pipe in (a, b):
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            try:
+                outcomes.append(pipe.transform(X.iloc[:rows]))
+            except ValueError as error:
+                outcomes.append(("raised", str(error), error.__notes__))
+        outcomes.append(sorted(str(w.message) for w in shown))  # still shown to the user
+    assert repr(outcomes[0]) == repr(outcomes[2]) and outcomes[1] == outcomes[3]
+    [ra], [rb] = direct.history(), hooks.history()
+    assert _without_times(ra) == _without_times(rb)
+    assert (ra.status, ra.error, ra.mode, ra.fast_path) == (rb.status, rb.error, rb.mode,
+                                                              rb.fast_path)
+    assert ra.status == ("failed" if rows > 1 else "success")
+    assert [s.warnings for s in ra.stages][1:] == \
+        [(f"UserWarning: transform saw {rows} rows",) if capture else ()] * (len(ra.stages) - 1)
+    assert all(r.start_time <= s.start_time for r in (ra,) for s in ra.stages)
+
+
+def test_a_monitor_subclass_with_its_own_hooks_is_called_through_them(data):
+    X, y = data
+
+    class Counting(PipelineMonitor):
+        def after_stage(self, ctx, status="success", error=None):
+            self.seen = getattr(self, "seen", 0) + 1
+            super().after_stage(ctx, status, error)
+
+    m = Counting()
+    assert not m._direct
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=m).fit(X, y)
+    m.seen = 0
+    pipe.predict(X.iloc[[0]])
+    assert m.seen == 3 and len(m.history("inference_pipeline")) == 1

@@ -982,8 +982,8 @@ def test_exhausted_through_the_pipeline_keeps_type_and_notes():
         pipe.fit(X, y)
     assert info.value is errors[2]
     assert info.value.__notes__[0] == (
-        "Retry: gave up on stage 'flaky' of 'feature_pipeline' after 3 attempts (max_retries=2; "
-        "slept 3 s); this is the last attempt's error.")
+        "Retry: gave up on stage 'flaky' of 'unified_pipeline' (its feature_pipeline) after 3 "
+        "attempts (max_retries=2; slept 3 s); this is the last attempt's error.")
     assert "raised by stage 'flaky' of pipeline 'unified_pipeline' (its feature_pipeline)" \
         in info.value.__notes__[1]
     assert "stages_" not in pipe.feature_pipeline.__dict__  # nothing half-committed
@@ -1173,3 +1173,88 @@ def test_monitor_counts_the_retries_the_handler_counts():
 ])
 def test_only_library_code(estimator, expected):
     assert only_library_code(PipelineStage(estimator)) is expected
+
+
+# ---------------------------------------------------------------------------------------------
+# retry messages name the user's pipeline (issue 18): every message, every pipeline kind
+# ---------------------------------------------------------------------------------------------
+class Stepper(BaseEstimator, TransformerMixin):
+    """Steps its shared script at fit or at transform (``at``), passing the data through."""
+
+    def __init__(self, script=None, at="fit"):
+        self.script = script
+        self.at = at
+
+    def fit(self, X, y=None):
+        if self.at == "fit":
+            self.script.step()
+        return self
+
+    def transform(self, X):
+        if self.at == "transform":
+            self.script.step()
+        return np.asarray(X, dtype=float)
+
+
+def _named(kind, script, at, handler):
+    from ml_toolbox import Pipeline
+
+    stage = Stepper(script, at)
+    if kind == "Pipeline":
+        return Pipeline([("flaky", stage), ("model", LogisticRegression())], retry=handler,
+                        name="churn")
+    if kind == "UnifiedMLPipeline":
+        return UnifiedMLPipeline(features=[("flaky", stage), ("scale", StandardScaler())],
+                                 model=LogisticRegression(), retry=handler, name="churn")
+    return UnifiedMLPipeline(MLToolbox(), features=[("flaky", stage)], retry=handler,
+                             name="churn")  # the toolbox chooses the model
+
+
+_USERS = re.compile(r"of 'churn'( \(its (feature|training|inference)_pipeline\))?[ .;)]")
+
+
+@pytest.mark.parametrize("kind", ["Pipeline", "UnifiedMLPipeline", "toolbox"])
+@pytest.mark.parametrize("at", ["fit", "transform"])
+@pytest.mark.parametrize("outcome", ["recovers", "gives up", "not retried"])
+def test_retry_messages_name_the_users_pipeline(kind, at, outcome, caplog):
+    X, y = data()
+    errors = {"recovers": [ConnectionError("blip")],
+              "gives up": [ConnectionError(f"down {i}") for i in range(3)],
+              "not retried": [ValueError("bad value")]}[outcome]
+    script = Script()
+    handler, _ = handler_for(max_retries=2)
+    pipe = _named(kind, script, at, handler)
+    if at == "transform":
+        pipe.fit(X, y)
+    script.errors = list(errors)
+    call = (lambda: pipe.fit(X, y)) if at == "fit" else (lambda: pipe.predict(X))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ml_toolbox.retry"):
+        if outcome == "recovers":
+            call()
+            notes = []
+        else:
+            with pytest.raises((ConnectionError, ValueError)) as info:
+                call()
+            notes = [n for n in info.value.__notes__ if n.startswith("Retry:")]
+    logs = [r.getMessage() for r in caplog.records if r.name == "ml_toolbox.retry"]
+    expected_logs = {"recovers": 1, "gives up": 2, "not retried": 0}[outcome]
+    assert len(logs) == expected_logs, logs
+    assert len(notes) == (0 if outcome == "recovers" else 1), notes
+    for message in logs + notes:
+        assert _USERS.search(message), message
+        assert "of 'feature_pipeline'" not in message and "of 'inference_pipeline'" not in message
+    if outcome == "gives up":
+        assert notes[0].startswith("Retry: gave up on stage 'flaky' of 'churn'")
+    if outcome == "not retried":
+        assert "was not retried after attempt 1: ValueError is not in retry_on" in notes[0]
+
+
+def test_retry_messages_of_a_pipeline_used_alone_name_it():
+    X, _ = data()
+    script = Script([ConnectionError(f"down {i}") for i in range(2)])
+    handler, _ = handler_for(max_retries=1)
+    pipe = FeaturePipeline([("flaky", Stepper(script))], retry_handler=handler, name="features")
+    with pytest.raises(ConnectionError) as info:
+        pipe.fit(X)
+    assert info.value.__notes__[0].startswith("Retry: gave up on stage 'flaky' of 'features' ")
