@@ -22,7 +22,7 @@ from .stage import HTMLReprMixin, PipelineStage
 
 __all__ = ["BasePipeline", "StageTimeoutError", "close_match_hint", "stage_timeout_call"]
 
-_NO_PARAMS = {}
+_NO_PARAMS: dict[str, object] = {}  # shared and never written: "no parameters"
 _NO_BEFORE_STAGE = PipelinePlugin.before_stage
 
 

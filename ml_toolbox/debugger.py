@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ml_toolbox._html import table
 from ml_toolbox.context import RunContext, StageContext, data_summary
 from ml_toolbox.plugins import PipelinePlugin
 
@@ -730,19 +731,6 @@ _TRACE_COLUMNS = ["#", "started", "pipeline", "stage", "mode", "attempt", "input
                   "status"]
 _NUMERIC_COLUMNS = {0, 1, 5, 8}  # right-aligned: #, started, attempt, time
 _STATUS_STYLE = {"success": "green", "failed": "bold red", "retried": "yellow", "running": "cyan"}
-# The trace's own CSS, so numbers align and statuses show their colour in any notebook front end.
-_TRACE_CSS = ("<style>.mlt-trace{font-family:var(--jp-code-font-family,monospace);font-size:12px;"
-              "margin:4px 0 8px 0}.mlt-trace table{border-collapse:collapse}"
-              ".mlt-trace caption{text-align:left;font-weight:bold;padding-bottom:4px}"
-              ".mlt-trace th,.mlt-trace td{padding:2px 8px;text-align:left;white-space:nowrap;"
-              "border-bottom:1px solid rgba(128,128,128,.3)}"
-              ".mlt-trace th.num,.mlt-trace td.num{text-align:right;"
-              "font-variant-numeric:tabular-nums}"
-              ".mlt-trace .success{color:#2e7d32}.mlt-trace .failed{color:#c62828}"
-              ".mlt-trace .retried{color:#ef6c00}.mlt-trace .hint{opacity:.7;font-style:italic}"
-              "</style>")
-
-
 class Trace(Sequence):
     """The ordered stage runs a debugger saw: a read-only sequence of :class:`TraceEvent`.
 
@@ -919,27 +907,14 @@ class Trace(Sequence):
         return f"<Trace: {len(self.events)} events>"
 
     def _repr_html_(self):
-        esc = html.escape
-
-        def cell(i, text, tag="td"):
-            return f'<{tag} class="num">{esc(text)}</{tag}>' if i in _NUMERIC_COLUMNS else \
-                f"<{tag}>{esc(text)}</{tag}>"
-
-        head = "".join(cell(i, c, "th") for i, c in enumerate(_TRACE_COLUMNS))
         shown = max(0, int(self.html_rows))
         earlier = max(0, len(self.events) - shown)
-        body = []
-        if earlier:
-            body.append(f'<tr><td class="hint" colspan="{len(_TRACE_COLUMNS)}">{earlier:,} earlier '
-                        f"stage run{'s' * (earlier != 1)} not shown (trace.to_frame() has them all)"
-                        "</td></tr>")
         events = self.events[earlier:]
-        for e, row in zip(events, Trace(events)._rows(first=earlier + 1)):
-            cells = "".join(cell(i, c) for i, c in enumerate(row[:-1]))
-            cells += f'<td class="{esc(e.status)}">{esc(row[-1])}</td>'
-            body.append(f"<tr>{cells}</tr>")
-        return (f'{_TRACE_CSS}<div class="mlt-trace"><table><caption>{esc(self._title())}</caption>'
-                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+        rows = [[*row[:-1], (row[-1], e.status)]
+                for e, row in zip(events, Trace(events)._rows(first=earlier + 1))]
+        return table(self._title(), _TRACE_COLUMNS, rows, numeric=_NUMERIC_COLUMNS, total=len(self.events),
+                     hidden=f"earlier stage run{'s' * (earlier != 1)}",
+                     note=" (trace.to_frame() has them all)", empty=None)
 
 
 # ------------------------------------------------------------------------------------------------

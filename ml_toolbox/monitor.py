@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
-import html
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from typing import NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
+from ml_toolbox import _html
 from ml_toolbox.context import _AtOnceStageContext, data_summary
 from ml_toolbox.plugins import PipelinePlugin
 
@@ -146,7 +146,8 @@ class StageRecord(NamedTuple):
     """
 
     stage_name: str
-    index: int
+    # The stage's position: a field named like tuple.index, kept for the API (mypy sees the clash).
+    index: int  # type: ignore[assignment]
     mode: str
     start_time: float
     duration: float
@@ -408,7 +409,7 @@ class PipelineMetrics:
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value and mutable: unhashable
 
     def __repr__(self):
         return (f"PipelineMetrics({self.pipeline_name!r}, mode={self.mode!r}, run_id={self.run_id}, "
@@ -1520,15 +1521,21 @@ class PipelineMonitor(PipelinePlugin):
         return cls.from_json(text, source=repr(str(path)), **kwargs)
 
     # -- display --------------------------------------------------------------------------------
-    def _sections(self):
-        """Display sections: ``(pipeline, execution mode, n executions, [(stage, stats), ...])``."""
-        snapshot, _ = self._snapshot()
+    def _sections(self, snapshot=None, only=None):
+        """Display sections: ``(pipeline, execution mode, n executions, [(stage, stats), ...])``.
+
+        ``only``, a set of ``(pipeline, mode)``, limits the work to those sections.
+        """
+        if snapshot is None:
+            snapshot, _ = self._snapshot()
         sections = []
         for pipe_name, items in snapshot.items():
             by_mode = {}
             for m in items:
                 by_mode.setdefault(m.mode, []).append(m)
             for mode, runs in by_mode.items():
+                if only is not None and (pipe_name, mode) not in only:
+                    continue
                 groups = {}
                 for m in runs:
                     for s in m.stages:
@@ -1589,20 +1596,66 @@ class PipelineMonitor(PipelinePlugin):
             parts.append(Text("nothing recorded yet", style="dim"))
         return Group(*parts)
 
+    #: How many stage rows the notebook's HTML shows: those of the most recently run pipelines.
+    html_rows = 100
+
     def _repr_html_(self):
-        ncol = len(self._COLUMNS)
-        head = "".join(f"<th>{c}</th>" for c in self._COLUMNS)
-        body = []
-        for pipe_name, mode, n, rows in self._sections():
-            body.append(f'<tr><th colspan="{ncol}" style="text-align:left">'
-                        f"{html.escape(self._section_title(pipe_name, mode, n))}</th></tr>")
-            for stage_name, st in rows:
-                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>"
-                                             for c in self._cells(stage_name, st)) + "</tr>")
-        if not body:
-            body = [f'<tr><td colspan="{ncol}">nothing recorded yet</td></tr>']
-        return (f'<table class="ml-toolbox-monitor"><caption>{html.escape(self._title())}'
-                f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        """The notebook's table: the stage rows of the most recently run pipelines, bounded.
+
+        Each pipeline and execution mode is a group (its heading says when it last ran, local time to
+        the second); groups come oldest first, and only the latest :attr:`html_rows` stage rows are
+        shown, after a line counting the others, so 100,000 recorded runs stay a small page.
+
+        Returns
+        -------
+        str
+            The HTML, with its scoped CSS (see :mod:`ml_toolbox._html`).
+        """
+        snapshot, _ = self._snapshot()
+        last, stages = {}, {}  # (pipeline, mode) -> its latest start; -> its stage names
+        for pipe_name, items in snapshot.items():
+            for m in items:
+                key = (pipe_name, m.mode)
+                last[key] = max(last.get(key, m.start_time), m.start_time)
+                stages.setdefault(key, set()).update(s.stage_name for s in m.stages)
+        limit = max(0, int(self.html_rows))
+        latest, budget = set(), limit  # the groups of the latest `limit` stage rows: only those get stats
+        for key in sorted(last, key=last.__getitem__, reverse=True):
+            if budget <= 0:
+                break
+            latest.add(key)
+            budget -= len(stages[key])
+        sections = sorted(self._sections(snapshot, only=latest), key=lambda sec: last[(sec[0], sec[1])])
+        rows, classes = [], []
+        for pipe_name, mode, n, stage_rows in sections:
+            heading = f"{self._section_title(pipe_name, mode, n)} · last {_html.local_time(last[(pipe_name, mode)])}"
+            rows.append(["\0" + heading])
+            classes.append(None)
+            for stage_name, st in stage_rows:
+                rows.append(list(self._cells(stage_name, st)))
+                classes.append("failed" if st["failures"] else None)
+        limit = max(0, int(self.html_rows))
+        shown, count, pending, i = [], 0, False, len(rows) - 1  # the latest `limit` stage rows
+        while i >= 0:
+            if len(rows[i]) == 1:  # a group's heading: shown with its rows
+                if pending:
+                    shown.append(i)
+                pending = False
+            elif count < limit:
+                shown.append(i)
+                count, pending = count + 1, True
+            else:
+                break
+            i -= 1
+        if pending:  # stopped inside a group: its heading still shows
+            shown.append(max(j for j in range(i + 1) if len(rows[j]) == 1))
+        shown.reverse()
+        hidden = sum(len(names) for names in stages.values()) - sum(len(rows[i]) != 1 for i in shown)
+        return _html.table(self._title(), self._COLUMNS, [rows[i] for i in shown],
+                           numeric=range(1, len(self._COLUMNS)), css=[classes[i] for i in shown],
+                           total=len(shown) + hidden, hidden="stage rows of earlier pipelines",
+                           note=" (monitor.to_frame() has every run)",
+                           empty="nothing recorded yet")
 
     def __repr__(self):
         return (f"PipelineMonitor(executions={len(self)}, pipelines={self.pipeline_names}, "

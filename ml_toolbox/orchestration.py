@@ -56,7 +56,7 @@ class PipelineGraphError(ValueError):
     """
 
 
-_GROUP_CLASSES = {}
+_GROUP_CLASSES: dict[type, type] = {}  # a failures' common built-in type -> its StageFailures class
 
 
 class StageFailures(ExceptionGroup):  # noqa: N818 - an ExceptionGroup, named for what it holds
@@ -661,10 +661,10 @@ def stage_key(stage, input_keys, mode):
 class _Outcome:
     stage: object = None
     output: object = None
-    error: BaseException = None
-    trace: str = None
+    error: BaseException | None = None
+    trace: str | None = None
     duration: float = 0.0
-    cache: str = None
+    cache: str | None = None
     warnings: list = field(default_factory=list)
 
 

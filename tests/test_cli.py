@@ -100,7 +100,7 @@ def test_delete_and_prune(store, capsys):
     code, out, _ = run(capsys, "--store", str(store.path), "delete", "churn", "2")
     assert code == 0 and "deleted churn version 2" in out
     code, out, _ = run(capsys, "--store", str(store.path), "--json", "prune", "--keep-last", "0", "--dry-run")
-    assert code == 0 and json.loads(out) == [["churn", 3], ["fraud", 1]]
+    assert code == 0 and json.loads(out) == [{"name": "churn", "version": 3}, {"name": "fraud", "version": 1}]
     assert store.list_versions("churn") == [1, 3]
     code, out, _ = run(capsys, "--store", str(store.path), "prune", "churn", "--keep-last", "0")
     assert code == 0 and "deleted 1 version(s)" in out

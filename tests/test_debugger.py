@@ -675,7 +675,7 @@ def test_visualize_trace_renders_a_rich_tree_and_html():
     debugger.visualize_trace(console=Console(file=console_file, width=110))
     assert "scale" in console_file.getvalue()
     html = debugger.get_execution_trace()._repr_html_()
-    assert html.startswith("<style>.mlt-trace") and "<td>scale</td>" in html
+    assert html.startswith("<style>.mlt-table") and "<td>scale</td>" in html
     assert '<td class="retried">retried: ConnectionError' in html and "not shown" not in html
 
 
@@ -734,8 +734,8 @@ def test_trace_times_are_local_to_the_second(monkeypatch):
 
 def test_trace_html_aligns_numbers_with_its_own_css():
     page = Trace(_events(3))._repr_html_()
-    assert page.startswith("<style>") and ".mlt-trace td.num{text-align:right" in page.replace(
-        ".mlt-trace th.num,", "")
+    assert page.startswith("<style>") and ".mlt-table td.num{text-align:right" in page.replace(
+        ".mlt-table th.num,", "")
     head = re.search(r"<thead>(.*)</thead>", page)[1]
     assert re.findall(r'<th class="num">(\w+|#)</th>', head) == ["#", "started", "attempt", "time"]
 

@@ -502,7 +502,7 @@ def test_rich_and_html_display():
     row = next(line for line in text.splitlines() if line.strip().startswith("scale"))
     assert row.split()[:4] == ["scale<b>", "1", "0", "500ms"]
     html = m._repr_html_()
-    assert "scale&lt;b&gt;" in html and "<td>500ms</td>" in html and "scale<b>" not in html
+    assert "scale&lt;b&gt;" in html and "<td class=\"num\">500ms</td>" in html and "scale<b>" not in html
     Console(file=io.StringIO()).print(m.history()[0])  # a PipelineMetrics renders too
     assert repr(m) == ("PipelineMonitor(executions=2, pipelines=['feature_pipeline'], "
                        "history_size=1000, enabled=True)")

@@ -951,9 +951,9 @@ def test_the_store_displays_its_names_versions_and_alias_history(tmp_path):
     assert "promote" in text and "baseline" in text
 
     html = store.show("churn")._repr_html_()
-    assert "<b>churn: 2 version(s)</b>" in html and "<b>churn: alias history</b>" in html
+    assert "<caption>churn: 2 version(s)</caption>" in html and "<caption>churn: alias history</caption>" in html
     assert "first &lt;try&gt;" in html  # escaped
     assert "<td>production</td>" in html
-    assert "<b>Store " in store._repr_html_()
+    assert "<caption>Store " in store._repr_html_()
     with pytest.raises(LookupError, match="nope"):
         store.show("nope")

@@ -491,9 +491,9 @@ def test_runs_cli_every_command_with_json(tmp_path):
     code, _, err = _cli(*base, "show", "feed")
     assert code == 1 and "Most recent runs" in err
     code, _, err = _cli(*base, "list", "--status", "finished")
-    assert code == 1 and "one of" in err
+    assert code == 2 and "'finished' is not one of running, success" in err  # a usage error
     code, _, err = _cli("runs", "list")
-    assert code == 1 or "ML_TOOLBOX_RUNS" in os.environ
+    assert code == 2 or "ML_TOOLBOX_RUNS" in os.environ
     code, _, _ = _cli(*base, "frobnicate")
     assert code == 2
 

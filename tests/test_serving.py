@@ -431,18 +431,21 @@ def test_serve_command_defaults_and_spec(store):
                               "dry_run": True}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--promote-rule", "agreement>=0.9"], "rollout rules judge a challenger; give --canary ALIAS or --shadow ALIAS"),
-    (["--canary", "c", "--percent", "150"], "--percent must be between 0 and 100; got 150.0"),
-    (["--canary", "production"], "the challenger alias must differ from --alias 'production'"),
-    (["--canary", "c", "--rollback-rule", "p95"], "Cannot parse the rollout rule 'p95'"),
-    (["--workers", "0"], "--workers must be at least 1; got 0"),
+@pytest.mark.parametrize("argv, code, message", [
+    (["--promote-rule", "agreement>=0.9"], 1, "rollout rules judge a challenger; give --canary ALIAS or --shadow ALIAS"),
+    (["--canary", "c", "--percent", "150"], 2, "argument --percent: '150' is not a percentage between 0 and 100"),
+    (["--canary", "production"], 1, "the challenger alias must differ from --alias 'production'"),
+    (["--canary", "c", "--rollback-rule", "p95"], 2, "argument --rollback-rule: 'p95' is not a rollout rule"),
+    (["--workers", "0"], 2, "argument --workers: '0' is not an integer >= 1"),
 ])
-def test_serve_command_refuses_bad_options(store, capsys, argv, message):
+def test_serve_command_refuses_bad_options(store, capsys, argv, code, message):
+    """A bad value is a usage error (exit 2, argparse's usage line); a bad combination is refused (1)."""
     from ml_toolbox.cli import main
 
-    code = main(["--store", str(store.path), "serve", "--name", "churn", *argv])
-    assert code == 1 and message in capsys.readouterr().err.replace("\n", "")
+    assert main(["--store", str(store.path), "serve", "--name", "churn", *argv]) == code
+    err = capsys.readouterr().err
+    assert message in err.replace("\n", "")
+    assert err.startswith("usage: ml-toolbox serve") == (code == 2)
 
 
 def test_a_policy_needs_one_worker():

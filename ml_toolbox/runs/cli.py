@@ -20,7 +20,12 @@ Examples
 
 from __future__ import annotations
 
+import argparse
 import os
+
+from ml_toolbox import _argtypes as argtypes
+from ml_toolbox._cliout import fit, print_json
+from ml_toolbox.runs._active import STATUSES
 
 from ml_toolbox.runs.store import RunNotFoundError, RunStore, RunStoreError
 from ml_toolbox.runs.views import RunTable, fmt, run_table, runs_table, took, when
@@ -28,74 +33,56 @@ from ml_toolbox.runs.views import RunTable, fmt, run_table, runs_table, took, wh
 __all__ = ["add_parser", "run"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+# The fields of the run store's records that hold wall-clock times (seconds since the epoch): --json
+# prints them as ISO 8601 (docs/cli.md, "JSON output").
+TIME_FIELDS = ("start", "end", "heartbeat", "time", "start_time")
 
 
 def add_parser(sub):
-    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command parsers of ``ml-toolbox`` (``parser.add_subparsers()``).
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The ``runs`` parser, with its own sub-commands (``list``, ``show``, ``compare``...).
-
-    Examples
-    --------
-    >>> import argparse
-    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
-    >>> add_parser(parser.add_subparsers(dest="command")).prog
-    'ml-toolbox runs'
-    """
+    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers."""
     runs = sub.add_parser("runs", help="recorded runs: list, show, compare, report, leaderboard...")
-    runs.add_argument("--runs", dest="runs_dir", default=None,
-                      help="the run store directory (default: $ML_TOOLBOX_RUNS)")
-    runs.add_argument("--json", dest="runs_json", action="store_true",
-                      help="print JSON instead of tables")
     cmds = runs.add_subparsers(dest="runs_command", metavar="RUNS_COMMAND",
                                parser_class=sub._parser_class)
     cmds.required = True
 
-    def json_flag(p):
-        p.add_argument("--json", dest="cmd_json", action="store_true", help="print JSON")
+    def json_flag(p):  # --runs and --json: ml_toolbox.cli adds them to every parser of the group
         return p
 
     p = json_flag(cmds.add_parser("list", help="runs, most recent first"))
     p.add_argument("--name")
-    p.add_argument("--status", action="append",
+    p.add_argument("--status", action="append", type=argtypes.choice(*STATUSES), metavar="STATUS",
                    help="running, success, failed, cancelled, stale (repeatable)")
-    p.add_argument("--since", help="an age (7d, 12h, 30m) or an ISO date")
+    p.add_argument("--since", type=argtypes.since, help="an age (7d, 12h, 30m) or an ISO date")
     p.add_argument("--tag", action="append", help="key=value or key (repeatable)")
     p.add_argument("--kind")
     p.add_argument("--archived", action="store_true", help="archived runs only")
     p.add_argument("--all", action="store_true", help="live and archived runs")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=argtypes.positive_int, default=50)
     p = json_flag(cmds.add_parser("show", help="one run: parameters, metrics, stages, lineage"))
     p.add_argument("run_id")
     p = json_flag(cmds.add_parser("compare", help="runs side by side, differences highlighted"))
     p.add_argument("run_ids", nargs="+")
     p = json_flag(cmds.add_parser("history", help="the runs of one pipeline, oldest first"))
     p.add_argument("name")
-    p.add_argument("--since")
+    p.add_argument("--since", type=argtypes.since)
     p = json_flag(cmds.add_parser("anomalies", help="stage runs far outside their history"))
     p.add_argument("name")
-    p.add_argument("--days", type=float)
-    p.add_argument("--threshold", type=float)
+    p.add_argument("--days", type=argtypes.positive_float)
+    p.add_argument("--threshold", type=argtypes.positive_float)
     p = json_flag(cmds.add_parser("report", help="P50/P95/P99, success rate, throughput, trend"))
     p.add_argument("name")
-    p.add_argument("--days", type=float, default=7.0)
+    p.add_argument("--days", type=argtypes.positive_float, default=7.0)
     p = json_flag(cmds.add_parser("leaderboard", help="finished runs ranked by a metric"))
     p.add_argument("--metric", required=True)
     p.add_argument("--name")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=argtypes.positive_int, default=10)
     p.add_argument("--direction", choices=("max", "min"))
     json_flag(cmds.add_parser("active", help="runs in progress, with their progress"))
     p = json_flag(cmds.add_parser("archive", help="archive finished / failed / stale runs"))
-    p.add_argument("--older-than", default="30d", help="an age such as 30d, 12h (default 30d)")
-    p.add_argument("--status", action="append")
+    p.add_argument("--older-than", default="30d", type=_archive_age,
+                   help="an age such as 30d, 12h (default 30d)")
+    p.add_argument("--status", action="append", type=argtypes.choice(*STATUSES[1:]), metavar="STATUS",
+                   help="success, failed, cancelled, stale (repeatable)")
     p.add_argument("--dry-run", action="store_true")
     p = json_flag(cmds.add_parser("note", help="add a free-text note to a run"))
     p.add_argument("run_id")
@@ -108,6 +95,14 @@ def add_parser(sub):
     return runs
 
 
+def _archive_age(text):
+    """``archive --older-than``: an age such as 30d, or a number of days (``0``: every finished run)."""
+    try:
+        return argtypes.non_negative_float(text)
+    except argparse.ArgumentTypeError:
+        return argtypes.since(text)
+
+
 def _store(args):
     path = args.runs_dir or os.environ.get("ML_TOOLBOX_RUNS")
     if not path:
@@ -117,36 +112,8 @@ def _store(args):
 
 
 def run(args, out, err):
-    """Carry out a parsed ``runs`` command.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed command line.
-    out, err : rich.console.Console
-        Where results and errors go.
-
-    Returns
-    -------
-    int
-        The exit code: 0 done, 1 refused.
-
-    Examples
-    --------
-    >>> import io, tempfile
-    >>> from rich.console import Console
-    >>> from sklearn.linear_model import LogisticRegression
-    >>> from ml_toolbox.cli import build_parser
-    >>> from ml_toolbox.runs import RunStore, track
-    >>> where, model = tempfile.mkdtemp(), LogisticRegression()
-    >>> with track(model, "fit", trackers=[RunStore(where)]):
-    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
-    >>> args = build_parser().parse_args(["runs", "--runs", where, "list"])
-    >>> run(args, Console(file=io.StringIO()), Console(file=io.StringIO()))
-    0
-    """
-    as_json = bool(getattr(args, "json", False) or args.runs_json
-                   or getattr(args, "cmd_json", False))
+    """Carry out a parsed ``runs`` command; returns the exit code."""
+    as_json = args.json
     try:
         store = _store(args)
         result = _COMMANDS[args.runs_command](store, args)
@@ -154,14 +121,11 @@ def run(args, out, err):
         err.print(f"ml-toolbox runs: refused: {exc}", markup=False, highlight=False)
         return EXIT_REFUSED
     if as_json:
-        data = result.to_dict() if hasattr(result, "to_dict") else result
-        import json
-
-        out.print_json(json.dumps(data, default=repr, allow_nan=True))
+        print_json(out, result.to_dict() if hasattr(result, "to_dict") else result, times=TIME_FIELDS)
     elif isinstance(result, str):
         out.print(result, markup=False, highlight=False)
     else:
-        out.print(result)
+        out.print(fit(result, out.width))
     return EXIT_OK
 
 
@@ -239,8 +203,7 @@ def _plot(store, args):
     matplotlib.use("Agg")
     ax = store.plot(args.metric, args.run_ids or None, name=args.name)
     ax.figure.savefig(args.out)
-    return {"written": args.out} if args.runs_json or getattr(args, "cmd_json", False) \
-        else f"wrote {args.out}"
+    return {"written": args.out} if args.json else f"wrote {args.out}"
 
 
 _COMMANDS = {"list": _list, "show": _show, "compare": _compare, "history": _history,

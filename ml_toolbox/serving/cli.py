@@ -12,13 +12,15 @@ Examples
     ml-toolbox --store models rollout status churn --url http://127.0.0.1:8000
 """
 
-import argparse
 import json
 import os
 import urllib.error
 import urllib.request
 
 from rich.table import Table
+
+from ml_toolbox import _argtypes as argtypes
+from ml_toolbox._cliout import fit, print_json
 
 from .policy import evidence_of
 
@@ -46,29 +48,28 @@ def add_commands(sub):
     ['rollout', 'serve']
     """
     p = sub.add_parser("serve", help="serve a store alias over HTTP (canary, shadow, rollout policy)")
-    p.add_argument("--store", default=argparse.SUPPRESS, help="the store directory (or give it before the command)")
     p.add_argument("--name", required=True, help="the model's name in the store")
     p.add_argument("--alias", default="production", help="the champion alias (default: production)")
     rollout = p.add_mutually_exclusive_group()
     rollout.add_argument("--canary", metavar="ALIAS", help="a challenger alias receiving --percent of traffic")
     rollout.add_argument("--shadow", metavar="ALIAS", help="a challenger alias shadowing --percent of traffic")
-    p.add_argument("--percent", type=float, default=None,
+    p.add_argument("--percent", type=argtypes.percent, default=None,
                    help="traffic share of the challenger, 0-100 (default: 10 for a canary, 100 in shadow)")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1: this machine only")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--port", type=argtypes.port, default=8000)
+    p.add_argument("--workers", type=argtypes.positive_int, default=1)
     p.add_argument("--token", default=None,
                    help="require 'Authorization: Bearer TOKEN' on every endpoint (default: $ML_TOOLBOX_SERVE_TOKEN)")
-    p.add_argument("--max-body", type=int, default=None, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--max-body", type=argtypes.positive_int, default=None, help="largest request body in bytes (default 1 MiB)")
     p.add_argument("--metric", action="append", default=[], help="feedback metric by scikit-learn name (repeatable)")
-    p.add_argument("--promote-rule", action="append", default=[], metavar="RULE",
+    p.add_argument("--promote-rule", action="append", default=[], metavar="RULE", type=argtypes.rule,
                    help="e.g. 'agreement>=0.98', 'p95_ms<=champion*1.2' (all must hold; repeatable)")
-    p.add_argument("--rollback-rule", action="append", default=[], metavar="RULE",
+    p.add_argument("--rollback-rule", action="append", default=[], metavar="RULE", type=argtypes.rule,
                    help="e.g. 'error_rate<=0.01' (the challenger is rolled back when one fails; repeatable)")
-    p.add_argument("--min-requests", type=int, default=100)
-    p.add_argument("--gate", action="append", default=[], metavar="EXPR", help="store gate checked at promotion")
+    p.add_argument("--min-requests", type=argtypes.non_negative_int, default=100)
+    p.add_argument("--gate", action="append", default=[], metavar="EXPR", type=argtypes.gate, help="store gate checked at promotion")
     p.add_argument("--dry-run", action="store_true", help="the policy reports its verdict and never acts")
-    p.add_argument("--poll-interval", type=float, default=0.25, help="seconds between two reads of the aliases")
+    p.add_argument("--poll-interval", type=argtypes.positive_float, default=0.25, help="seconds between two reads of the aliases")
 
     r = sub.add_parser("rollout", help="the rollout of a served model: KPIs side by side and the verdict")
     rs = r.add_subparsers(dest="rollout_command", metavar="ACTION", parser_class=type(r))
@@ -152,7 +153,7 @@ def _cmd_rollout(store, args, out):
     status = _fetch(args.url, args.token) if args.url else None
     decisions = [dict(e, evidence=evidence_of(e)) for e in store.history(args.name) if evidence_of(e) is not None]
     if args.json:
-        out.print_json(data={"live": status, "aliases": store.aliases(args.name), "decisions": decisions})
+        print_json(out, {"live": status, "aliases": store.aliases(args.name), "decisions": decisions})
         return 0
     out.print(f"{args.name}: aliases {store.aliases(args.name)}")
     if status is None:
@@ -167,7 +168,7 @@ def _cmd_rollout(store, args, out):
         names = list(_ROWS) + [k for k in champion if k not in _ROWS]
         for key in names:
             table.add_row(key, _fmt(champion.get(key)), _fmt(challenger.get(key)))
-        out.print(table)
+        out.print(fit(table, out.width))
         verdict = status.get("verdict")
         if verdict:
             dry = " (dry run)" if status.get("policy", {}).get("dry_run") else ""

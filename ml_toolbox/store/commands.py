@@ -3,15 +3,20 @@ verify. :mod:`ml_toolbox.cli` registers them with :func:`add_commands` and opens
 :func:`open_store`.
 """
 
+import argparse
 import json
 import os
 
 from rich.table import Table
 
+from ml_toolbox import _argtypes as argtypes
+from ml_toolbox._cliout import fit, print_json
+
 from ml_toolbox.store._store import PipelinePersistence, StoreError
 from ml_toolbox.store.objstore import FsspecBackend, is_url
 from ml_toolbox.store.views import fmt as _fmt
-from ml_toolbox.store.views import history_rows, store_rows, version_rows
+from ml_toolbox._html import local_time
+from ml_toolbox.store.views import class_of, history_rows, kind_of, store_rows, version_rows
 from ml_toolbox.store.views import table as view_table
 
 __all__ = ["add_commands", "add_store_options", "open_store"]
@@ -23,53 +28,31 @@ def _version_arg(text):
     return int(text) if text.isdigit() else text
 
 
-def add_store_options(parser):
+def add_store_options(parser, suppress=False):
     """Add the options that open a store: --store, --signing-key and the format policy.
 
     Parameters
     ----------
-    parser : argparse.ArgumentParser
-        The parser to add them to.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> parser = argparse.ArgumentParser()
-    >>> add_store_options(parser)
-    >>> parser.parse_args(["--store", "models/", "--no-pickle"]).no_pickle
-    True
+    parser : argparse.ArgumentParser or argument group
+        Where to add them.
+    suppress : bool, default=False
+        Give every option the default :data:`argparse.SUPPRESS` (a sub-command's copy: a value given
+        there overrides the main parser's, and no value leaves it alone).
     """
-    parser.add_argument("--store", default=os.environ.get("ML_TOOLBOX_STORE"),
+    unset = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--store", default=argparse.SUPPRESS if suppress else os.environ.get("ML_TOOLBOX_STORE"),
                         help="the store directory, or a URL such as s3://bucket/prefix (default: $ML_TOOLBOX_STORE; fsspec options as JSON in $ML_TOOLBOX_STORAGE_OPTIONS)")
-    parser.add_argument("--signing-key", default=None,
+    parser.add_argument("--signing-key", default=unset,
                         help="HMAC key; default $ML_TOOLBOX_SIGNING_KEY. With a key, unsigned versions and alias "
                              "histories fail verify; a signed store needs it to promote, roll back, delete, prune.")
-    parser.add_argument("--no-pickle", action="store_true",
+    parser.add_argument("--no-pickle", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="refuse every pickle (joblib) artifact, whatever its manifest says: verify reports them")
-    parser.add_argument("--formats", default=None, metavar="LIST",
+    parser.add_argument("--formats", default=unset, metavar="LIST", type=argtypes.formats,
                         help="comma-separated artifact formats allowed (joblib,skops); others are refused")
 
 
 def add_commands(sub):
-    """Add the store's sub-commands to the CLI's parser.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        The sub-command parsers (``parser.add_subparsers()``).
-
-    Returns
-    -------
-    dict
-        Sub-command name -> the function that carries it out.
-
-    Examples
-    --------
-    >>> import argparse
-    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
-    >>> "promote" in add_commands(parser.add_subparsers(dest="command"))
-    True
-    """
+    """Add the store's sub-commands to ``sub`` (argparse sub-parsers); return name -> function."""
     p = sub.add_parser("list", help="names in the store, or the versions of one name")
     p.add_argument("name", nargs="?")
     p = sub.add_parser("show", help="the manifest of one version")
@@ -86,7 +69,7 @@ def add_commands(sub):
     p.add_argument("name")
     p.add_argument("version", type=_version_arg)
     p.add_argument("alias")
-    p.add_argument("--gate", action="append", default=[], metavar="EXPR",
+    p.add_argument("--gate", action="append", default=[], metavar="EXPR", type=argtypes.gate,
                    help="e.g. 'accuracy>=0.85', 'log_loss<=current', 'accuracy>=current-0.01' (repeatable)")
     p.add_argument("--reason")
     p = sub.add_parser("rollback", help="move an alias back one step")
@@ -98,8 +81,8 @@ def add_commands(sub):
     p.add_argument("version", type=_version_arg)
     p = sub.add_parser("prune", help="delete old versions, never aliased ones")
     p.add_argument("name", nargs="?")
-    p.add_argument("--keep-last", type=int)
-    p.add_argument("--older-than", help="age such as 30d, 12h, 45m")
+    p.add_argument("--keep-last", type=argtypes.non_negative_int, metavar="N")
+    p.add_argument("--older-than", type=argtypes.age, metavar="AGE", help="age such as 30d, 12h, 45m, 10s")
     p.add_argument("--dry-run", action="store_true")
     p = sub.add_parser("verify", help="check sizes, digests, signatures and alias histories without loading")
     p.add_argument("name", nargs="?")
@@ -108,40 +91,9 @@ def add_commands(sub):
 
 
 def open_store(args, usage_error):
-    """Open the store the command line names (never create one).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The parsed command line: ``store``, ``signing_key``, ``no_pickle``, ``formats``.
-    usage_error : callable
-        Makes the exception for a usage error (exit code 2) from a message and a hint.
-
-    Returns
-    -------
-    PipelinePersistence
-        The store.
-
-    Raises
-    ------
-    StoreError
-        When the location is missing, not a directory, or not an ml_toolbox store.
-
-    Examples
-    --------
-    >>> import argparse, tempfile
-    >>> from ml_toolbox import PipelinePersistence
-    >>> where = tempfile.mkdtemp()
-    >>> _ = PipelinePersistence(where)
-    >>> parser = argparse.ArgumentParser()
-    >>> add_store_options(parser)
-    >>> store = open_store(parser.parse_args(["--store", where]), SystemExit)
-    >>> store.path.name == PipelinePersistence(where).path.name
-    True
-    """
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None
+    formats = args.formats  # a tuple (argtypes.formats) or None
     if is_url(args.store):  # s3://bucket/prefix: fsspec options (endpoint, credentials) from the environment
         try:
             options = json.loads(os.environ.get("ML_TOOLBOX_STORAGE_OPTIONS") or "{}")
@@ -166,31 +118,37 @@ def _cmd_list(store, args, out):
     if args.name is None:
         rows = store_rows(store)
         if args.json:
-            out.print_json(data=rows)
+            print_json(out, rows)
             return EXIT_OK
-        out.print(view_table("store", f"Store {store.path}", rows, "(empty store)"))
+        out.print(fit(view_table("store", f"Store {store.path}", rows, "(empty store)"), out.width))
         return EXIT_OK
     if not store.list_versions(args.name):
         raise store._missing(args.name)
     rows = version_rows(store, args.name)
     if args.json:
-        out.print_json(data=rows)
+        print_json(out, rows)
         return EXIT_OK
-    out.print(view_table("versions", f"{args.name}: {len(rows)} version(s)", rows))
+    out.print(fit(view_table("versions", f"{args.name}: {len(rows)} version(s)", rows), out.width))
     return EXIT_OK
 
 
 def _cmd_show(store, args, out):
     manifest = store.manifest(args.name, args.version)
     if args.json:
-        out.print_json(data=manifest)
+        print_json(out, manifest)
         return EXIT_OK
     table = Table(title=f"{args.name} version {manifest['version']}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     aliases = [a for a, v in store.aliases(args.name).items() if v == manifest["version"]]
     for key in ("version", "created", "kind", "object_type", "format", "compress", "parent", "message", "run_id"):
-        table.add_row(key, _fmt(manifest.get(key)))
+        if key == "created":
+            table.add_row(key, local_time(manifest.get(key)))
+        elif key == "kind":  # a bare estimator saved with save() is an estimator, not a pipeline
+            kind = kind_of(manifest)
+            table.add_row(key, f"{kind} ({class_of(manifest)})" if kind == "estimator" else kind)
+        else:
+            table.add_row(key, _fmt(manifest.get(key)))
     table.add_row("aliases", ", ".join(sorted(aliases)) or "-")
     table.add_row("signed", "yes" if manifest.get("signature") else "no")
     for filename, info in manifest["files"].items():
@@ -203,16 +161,16 @@ def _cmd_show(store, args, out):
                 table.add_row(f"{section}.{key}", _fmt(value))
         else:
             table.add_row(section, _fmt(values))
-    out.print(table)
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
 def _cmd_history(store, args, out):
     events = history_rows(store, args.name, args.alias)
     if args.json:
-        out.print_json(data=events)
+        print_json(out, events)
         return EXIT_OK
-    out.print(view_table("history", f"{args.name}: alias history", events, "(no alias set yet)"))
+    out.print(fit(view_table("history", f"{args.name}: alias history", events, "(no alias set yet)"), out.width))
     return EXIT_OK
 
 
@@ -220,7 +178,7 @@ def _cmd_diff(store, args, out):
     changes = store.diff(args.name, args.a, args.b)
     a, b = store.resolve(args.name, args.a), store.resolve(args.name, args.b)
     if args.json:
-        out.print_json(data={s: {k: list(v) for k, v in c.items()} for s, c in changes.items()})
+        print_json(out, {s: {k: list(v) for k, v in c.items()} for s, c in changes.items()})
         return EXIT_OK
     table = Table(title=f"{args.name}: version {a} -> {b}")
     for col in ("section", "key", f"v{a}", f"v{b}"):
@@ -230,12 +188,15 @@ def _cmd_diff(store, args, out):
             table.add_row(section, key, _fmt(left), _fmt(right))
     if not any(changes.values()):
         table.caption = "no differences in params, metrics, schema, tags or environment"
-    out.print(table)
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
 def _cmd_promote(store, args, out):
     number = store.promote(args.name, args.version, args.alias, gates=args.gate or None, reason=args.reason)
+    if args.json:
+        print_json(out, {"name": args.name, "alias": args.alias, "version": number, "gates": args.gate})
+        return EXIT_OK
     gates = f" (gates passed: {', '.join(args.gate)})" if args.gate else ""
     out.print(f"{args.alias} -> {args.name} version {number}{gates}")
     return EXIT_OK
@@ -244,12 +205,18 @@ def _cmd_promote(store, args, out):
 def _cmd_rollback(store, args, out):
     before = store.aliases(args.name).get(args.alias)
     number = store.rollback(args.name, args.alias, reason=args.reason)
+    if args.json:
+        print_json(out, {"name": args.name, "alias": args.alias, "from": before, "to": number})
+        return EXIT_OK
     out.print(f"{args.alias} of {args.name}: version {before} -> {number}")
     return EXIT_OK
 
 
 def _cmd_delete(store, args, out):
     number = store.delete_version(args.name, args.version)
+    if args.json:
+        print_json(out, {"name": args.name, "deleted": number})
+        return EXIT_OK
     out.print(f"deleted {args.name} version {number}")
     return EXIT_OK
 
@@ -257,7 +224,7 @@ def _cmd_delete(store, args, out):
 def _cmd_prune(store, args, out):
     deleted = store.prune(args.name, keep_last=args.keep_last, older_than=args.older_than, dry_run=args.dry_run)
     if args.json:
-        out.print_json(data=[list(d) for d in deleted])
+        print_json(out, [{"name": name, "version": number} for name, number in deleted])
         return EXIT_OK
     verb = "would delete" if args.dry_run else "deleted"
     out.print(f"prune: {verb} {len(deleted)} version(s)")
@@ -266,7 +233,7 @@ def _cmd_prune(store, args, out):
     table.add_column("version")
     for name, number in deleted:
         table.add_row(name, str(number))
-    out.print(table)
+    out.print(fit(table, out.width))
     return EXIT_OK
 
 
@@ -274,7 +241,7 @@ def _cmd_verify(store, args, out):
     results = store.verify(args.name, args.version)
     bad = [r for r in results if r[2] is not None]
     if args.json:
-        out.print_json(data=[{"name": n, "version": v, "ok": p is None, "problem": p} for n, v, p in results])
+        print_json(out, [{"name": n, "version": v, "ok": p is None, "problem": p} for n, v, p in results])
     else:
         out.print(f"verify: {len(results) - len(bad)} sound, {len(bad)} failed")
         table = Table()
@@ -282,7 +249,7 @@ def _cmd_verify(store, args, out):
             table.add_column(col, overflow="fold")
         for name, number, problem in results:
             table.add_row(name, str(number), "[green]ok[/]" if problem is None else "[red]FAILED[/]", problem or "")
-        out.print(table)
+        out.print(fit(table, out.width))
     return EXIT_REFUSED if bad else EXIT_OK
 
 
