@@ -22,7 +22,18 @@ HISTORY_COLUMNS = ("when", "alias", "action", "from", "to", "reason", "gates")
 
 
 def fmt(value):
-    """A cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers."""
+    """Return a cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    str
+        Its text.
+    """
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -33,7 +44,18 @@ def fmt(value):
 
 
 def size(n):
-    """``1.2 MB``-style byte counts."""
+    """Return a byte count as text, ``1.2 MB``-style.
+
+    Parameters
+    ----------
+    n : int or None
+        The number of bytes.
+
+    Returns
+    -------
+    str
+        The size with a unit.
+    """
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
