@@ -96,4 +96,7 @@ def parse(payload, path):
     for i, event in enumerate(payload["history"]):
         if not isinstance(event, dict) or not isinstance(event.get("alias"), str):
             raise bad(f"history event {i} is not an object naming its alias")
+    deleted = payload.get("deleted", [])
+    if not isinstance(deleted, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in deleted):
+        raise bad("its 'deleted' is not a list of version numbers")
     return payload

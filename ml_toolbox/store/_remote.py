@@ -18,26 +18,21 @@ with ``If-None-Match: *``. Two writers that pick the same number cannot both cre
 the next number. A writer that dies before its manifest leaves an unreferenced artifact, never a version.
 """
 
-import os
+import io
 import random
 import re
-import tempfile
 import threading
 import time
-import uuid
 
 from ml_toolbox.store import _aliases
-from ml_toolbox.store import _io as _store_io
 from ml_toolbox.store._store import (
     _FORMATS,
-    _NAME_RE,
     STORE_FORMAT,
     STORE_MARKER,
     PipelinePersistence,
     _alias_bytes,
     _iso,
     _manifest_bytes,
-    _version_numbers,
 )
 from ml_toolbox.store.errors import IntegrityError, StoreError
 from ml_toolbox.store.objstore import FsspecBackend, default_cache_dir
@@ -119,28 +114,13 @@ class ObjectStorePersistence(PipelinePersistence):
     def _clean_locks(self):
         pass
 
-    # ------------------------------------------------------------------------------ listing
-    def names(self):
-        return [entry for entry in self._backend.list("")
-                if entry != STORE_MARKER and _NAME_RE.fullmatch(entry) and self.list_versions(entry)]
-
-    def _scan(self, name):
-        return _version_numbers(self._backend.list(name))
-
-    def _has_version(self, name, number):
-        try:
-            self._backend.read(f"{name}/v{number:06d}/manifest.json")
-        except FileNotFoundError:
-            return False
-        return True
-
     # --------------------------------------------------------------------------------- save
     def _write_version(self, obj, name, kind, format, compress, parent, metrics, tags, message, run_id):
         artifact = _FORMATS[format]
-        with tempfile.TemporaryDirectory(prefix="ml_toolbox-upload-") as tmp:
-            path = os.path.join(tmp, artifact)
-            files, pickler = self._write_artifact(obj, path, format, compress)
-            data = _store_io.read_file(path)
+        buffer = io.BytesIO()  # written (and hashed) in memory, uploaded from there
+        files, pickler = self._write_artifact(obj, buffer, format, compress)
+        data = buffer.getvalue()
+        del buffer
         location = f"objects/{files[self.digest]}"
         manifest = {**self._manifest_fields(obj, name, kind, format, compress, metrics, tags, message, run_id),
                     **({"pickler": pickler} if pickler else {}), "files": {artifact: files}, "location": location}
@@ -158,106 +138,16 @@ class ObjectStorePersistence(PipelinePersistence):
         raise StoreError(f"Could not save a version of {name!r} in {self._root!r}: {_ATTEMPTS} other versions "
                          "were created while this save tried to number its own.")
 
-    # --------------------------------------------------------------------------------- load
-    def _artifact_key(self, name, number, manifest):
+    # ----------------------------------------------------------------------------- layout
+    def _artifact_key(self, name, number, manifest, filename):
+        """Artifacts live under ``<name>/objects/<digest>/``, as the (signed) manifest's location says."""
         location = manifest.get("location")
         path = self._backend.url_of(f"{name}/v{number:06d}/manifest.json")
         if not isinstance(location, str) or not _LOCATION_RE.fullmatch(location):
             raise IntegrityError(f"The manifest {path!r} names no artifact location under objects/ "
                                  f"(found {location!r}); it was not loaded.", path, "objects/<digest>", location)
-        return f"{name}/{location}/{manifest['artifact']}"
-
-    def load(self, name, version=None, *, mmap_mode=None, trusted=None, verify="auto", allow_pickle=None,
-             formats=None):
-        if mmap_mode is not None:
-            raise ValueError(f"mmap_mode={mmap_mode!r}: a store on object storage ({self._root!r}) loads into "
-                             "memory only; load without mmap_mode.")
-        self._check_verify(verify)
-        number = self.resolve(name, version)
-        manifest = self._verified_manifest(name, number)
-        fmt = self._check_format(name, number, manifest, allow_pickle, formats)
-        key = self._artifact_key(name, number, manifest)
-        url = self._backend.url_of(key)
-        expected = self._file_entry(manifest, manifest["artifact"], url)
-        algorithm = self._algorithm(verify, expected, url)
-        self._warn_versions(name, number, manifest)
-        memory = self._fetch_verified(key, url, expected, algorithm, name, number)
-        return self._deserialize(memory, expected["size"], fmt, manifest, url, name, number, trusted)
-
-    load.__doc__ = PipelinePersistence.load.__doc__
-
-    def _fetch_verified(self, key, url, expected, algorithm, name, number):
-        """The artifact's bytes, checked in private memory: from the digest-keyed cache when a verified
-        copy is there, else downloaded once (and then cached)."""
-        cached = self._cache_path(expected, algorithm)
-        if cached is not None:
-            try:
-                memory = bytearray(_store_io.read_file(cached))
-            except OSError:
-                memory = None
-            if memory is not None:
-                try:
-                    return _check_memory(memory, url, expected, algorithm)
-                except IntegrityError:  # a damaged cache entry: drop it and download
-                    _unlink(cached)
-        try:
-            data = self._backend.read(key)[0]
-        except FileNotFoundError:
-            raise IntegrityError(f"{url!r} is missing: version {number} of {name!r} is incomplete.",
-                                 url, "a file", None) from None
-        memory = _check_memory(bytearray(data), url, expected, algorithm)
-        del data
-        self._cache_put(expected, memory)
-        return memory
-
-    def _cache_path(self, expected, algorithm):
-        if self.cache_dir is None or algorithm not in _store_io.CRYPTOGRAPHIC:
-            return None
-        digest = expected.get(algorithm)
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{16,128}", digest):
-            return None
-        return os.path.join(self.cache_dir, algorithm, digest[:2], digest)
-
-    def _cache_put(self, files, data):
-        algorithm = next((a for a in _store_io.CRYPTOGRAPHIC if isinstance(files.get(a), str)), None)
-        path = self._cache_path(files, algorithm) if algorithm else None
-        if path is None or os.path.exists(path):
-            return
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-            _store_io.write_file(tmp, data, fsync=False)
-            os.replace(tmp, path)
-        except OSError:  # a cache that cannot be written is no cache, not an error
-            pass
-
-    # ------------------------------------------------------------------------------ verify
-    def verify(self, name=None, version=None):
-        results = []
-        for each in [name] if name is not None else self.names():
-            if version is None:
-                try:
-                    self._read_aliases(each)
-                except (IntegrityError, StoreError) as exc:
-                    results.append((each, "aliases", str(exc)))
-            for number in [self.resolve(each, version)] if version is not None else self.list_versions(each):
-                try:
-                    manifest = self._verified_manifest(each, number)
-                    self._check_format(each, number, manifest, None, None)
-                    key = self._artifact_key(each, number, manifest)
-                    url = self._backend.url_of(key)
-                    expected = self._file_entry(manifest, manifest["artifact"], url)
-                    algorithm = self._algorithm("auto", expected, url)
-                    data = self._backend.read(key)[0]  # never the cache: this checks the store itself
-                    _check_memory(bytearray(data), url, expected, algorithm)
-                    results.append((each, number, None))
-                except FileNotFoundError as exc:
-                    results.append((each, number, f"missing: {exc}"))
-                except (IntegrityError, StoreError, ValueError) as exc:
-                    results.append((each, number, str(exc)))
-        return results
-
-    verify.__doc__ = PipelinePersistence.verify.__doc__
+        super()._artifact_key(name, number, manifest, filename)  # the file name checked as on disk
+        return f"{name}/{location}/{filename}"
 
     # ----------------------------------------------------------------------------- aliases
     def _write_aliases(self, name, payload, tag):
@@ -280,6 +170,7 @@ class ObjectStorePersistence(PipelinePersistence):
         first = (getattr(_MOVES, "tags", None) or {}).get(id(self), {}).get(name, tag)
         if tag != first:
             raise _AliasConflict(f"{self._backend.url_of(name + '/aliases.json')!r} changed during this move.")
+        self._check_movable(name, payload, event["to"])
         _aliases.append(payload, name, event, self._key)
         payload["aliases"].setdefault(alias, {})["stack"] = stack
         self._write_aliases(name, payload, tag)
@@ -311,35 +202,8 @@ class ObjectStorePersistence(PipelinePersistence):
     sign_aliases.__doc__ = PipelinePersistence.sign_aliases.__doc__
 
     # ------------------------------------------------------------------------------ delete
-    def _delete_locked(self, name, number):
-        if not self._has_version(name, number):
-            raise self._missing(name, number)
-        self._backend.write(f"{name}/v{number:06d}.deleted", _alias_bytes({"deleted": _iso(self._clock())}))
-        self._backend.delete(f"{name}/v{number:06d}/manifest.json")  # the artifact may serve other versions
+    def _mark_deleted(self, name, number):
+        return self._retry_moves(super()._mark_deleted, name, number)
 
     def _clean_staging(self):
         return []
-
-
-def _check_memory(memory, path, expected, algorithm):
-    """``memory``, once its size and ``algorithm`` digest match the manifest's ``expected`` entry."""
-    size = expected["size"]
-    if len(memory) != size:
-        what = "truncated" if len(memory) < size else "longer than recorded"
-        raise IntegrityError(f"{path!r} is {what}: expected {size} bytes, found {len(memory)}. The artifact was "
-                             "modified or damaged; it was not loaded.", path, size, len(memory))
-    if algorithm != "size":
-        found = _store_io.digest_bytes(memory, algorithm)
-        if found != expected[algorithm]:
-            raise IntegrityError(f"{path!r} failed its {algorithm} check: expected {expected[algorithm]}, found "
-                                 f"{found}. The artifact was modified or damaged; it was not loaded.",
-                                 path, expected[algorithm], found)
-    return memory
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-

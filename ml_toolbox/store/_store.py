@@ -440,6 +440,7 @@ class PipelinePersistence:
         self.path = Path(os.fspath(storage_dir)).expanduser().absolute()
         self._root = str(self.path)
         self._backend = LocalBackend(self._root)
+        self.cache_dir = None  # artifacts are read in place: nothing to cache
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -611,13 +612,8 @@ class PipelinePersistence:
         list of str
             The names, sorted.
         """
-        out = []
-        for entry in sorted(os.listdir(self.path)):
-            if entry.startswith(".") or entry == STORE_MARKER or not _NAME_RE.fullmatch(entry):
-                continue
-            if (self.path / entry).is_dir() and self.list_versions(entry):
-                out.append(entry)
-        return out
+        return [entry for entry in self._backend.list("")
+                if entry != STORE_MARKER and _NAME_RE.fullmatch(entry) and self.list_versions(entry)]
 
     def list_versions(self, name):
         """Return the version numbers stored under a name.
@@ -637,11 +633,7 @@ class PipelinePersistence:
 
     def _scan(self, name):
         """One listing of a name's directory: (existing versions sorted, every number ever used)."""
-        try:
-            entries = os.listdir(os.path.join(self.path, name))
-        except FileNotFoundError:
-            return [], [0]
-        return _version_numbers(entries)
+        return _version_numbers(self._backend.list(name))
 
     def _check_kind(self, name, kind, record=False):
         """A name holds one kind of thing (objects, pipeline states or configurations).
@@ -709,6 +701,11 @@ class PipelinePersistence:
         TypeError
             When ``version`` is neither None, an int nor a str.
         """
+        return self._resolve(name, version)
+
+    def _resolve(self, name, version, check=True):
+        """:meth:`resolve`; ``check=False`` leaves a number's existence to the caller, who reads its
+        manifest next anyway (one read of the manifest per load, not two: on object storage, a request)."""
         _check_name(name)
         if version is None or version == "latest":
             versions = self.list_versions(name)
@@ -723,12 +720,12 @@ class PipelinePersistence:
         if isinstance(version, bool) or not isinstance(version, (numbers.Integral, str)):
             raise TypeError(f"version must be None, an int or an alias name; got {version!r}.")
         number = int(version)
-        if not self._has_version(name, number):
+        if check and not self._has_version(name, number):
             raise self._missing(name, number)
         return number
 
     def _has_version(self, name, number):
-        return os.path.isdir(self._vdir(name, number))
+        return self._backend.exists(f"{name}/v{number:06d}/manifest.json")
 
     def manifest(self, name, version=None):
         """Return the manifest of one version, as written at save time.
@@ -753,7 +750,7 @@ class PipelinePersistence:
             When the manifest is not valid JSON of the expected layout.
         """
 
-        return self._read_manifest(name, self.resolve(name, version))
+        return self._read_manifest(name, self._resolve(name, version, check=False))
 
     def _read_manifest(self, name, number):
         path = os.path.join(self._vdir(name, number), "manifest.json")
@@ -1029,7 +1026,8 @@ class PipelinePersistence:
             Memory-map the numpy arrays of an uncompressed joblib artifact instead of reading them. An
             artifact whose manifest records ``pickler="pickle"`` (an object holding no array of 1 MiB or
             more, written by the C pickler) has its arrays inside the pickle: it loads in memory, as do
-            artifacts saved before array ranges were recorded.
+            artifacts saved before array ranges were recorded. A store on object storage loads in
+            memory only and refuses ``mmap_mode``.
         trusted : list of str, optional
             For skops artifacts: the types you trust beyond skops' defaults and ml_toolbox's own
             (every ``ml_toolbox.*`` type, and ``numpy.dtype``, are trusted). Loading refuses any other
@@ -1055,16 +1053,23 @@ class PipelinePersistence:
             The manifest asks for a format the policy refuses; nothing was read.
         IntegrityError, SignatureError
             The artifact or its manifest failed a check; nothing was deserialised.
+        ValueError
+            When ``mmap_mode`` is not one of the above, or is given for a store on object storage.
         """
         if mmap_mode not in (None, "r", "r+", "c", "w+"):
             raise ValueError(f"mmap_mode={mmap_mode!r} is not one of None, 'r', 'r+', 'c'.")
+        if mmap_mode is not None and self._backend.local_path(STORE_MARKER) is None:
+            raise ValueError(f"mmap_mode={mmap_mode!r}: a store on object storage ({self._root!r}) loads into "
+                             "memory only; load without mmap_mode.")
         self._check_verify(verify)
-        number = self.resolve(name, version)
+        number = self._resolve(name, version, check=False)  # the manifest's read checks it exists
         manifest = self._verified_manifest(name, number)
         fmt = self._check_format(name, number, manifest, allow_pickle, formats)
-        artifact = os.path.join(self._vdir(name, number), manifest["artifact"])
-        expected = self._file_entry(manifest, manifest["artifact"], artifact)
-        algorithm = self._algorithm(verify, expected, artifact)
+        key = self._artifact_key(name, number, manifest, manifest["artifact"])
+        artifact = self._backend.local_path(key)  # the local backend's capability: open, no link, mmap
+        where = artifact or self._backend.url_of(key)
+        expected = self._file_entry(manifest, manifest["artifact"], where)
+        algorithm = self._algorithm(verify, expected, where)
         compressed = manifest.get("compress") not in (0, None, False)
         if mmap_mode is not None and (fmt != "joblib" or compressed):
             raise ValueError(
@@ -1073,6 +1078,9 @@ class PipelinePersistence:
                 "with compress=0."
             )
         self._warn_versions(name, number, manifest)
+        if artifact is None:  # object storage: downloaded once (or cached), verified in private memory
+            memory = self._fetch_verified(key, where, expected, algorithm, name, number)
+            return self._deserialize(memory, expected["size"], fmt, manifest, where, name, number, trusted)
         self._check_inside(artifact)
         fd = self._open_artifact(artifact, name, number, write=mmap_mode in ("r+", "w+"))
         try:
@@ -1089,6 +1097,62 @@ class PipelinePersistence:
         finally:
             os.close(fd)
         return self._deserialize(memory, expected["size"], fmt, manifest, artifact, name, number, trusted)
+
+    def _artifact_key(self, name, number, manifest, filename):
+        """The backend key of a version's file: in its version's directory here."""
+        if os.path.basename(filename) != filename or filename in ("", ".", ".."):
+            path = self._backend.url_of(f"{name}/v{number:06d}/manifest.json")
+            raise IntegrityError(f"The manifest {path!r} names a file outside its version: {filename!r}.", path)
+        return f"{name}/v{number:06d}/{filename}"
+
+    def _fetch_verified(self, key, url, expected, algorithm, name, number):
+        """An artifact the backend cannot open as a file: its bytes, checked in private memory, from the
+        digest-keyed cache when a verified copy is there, else read once through the backend (and then
+        cached)."""
+        cached = self._cache_path(expected, algorithm)
+        if cached is not None:
+            try:
+                fd = _store_io.open_fd(cached)
+            except OSError:
+                fd = None
+            if fd is not None:  # read once into private memory and checked there, as a local load is
+                try:
+                    return _verify.read_verified(fd, cached, expected, algorithm)
+                except IntegrityError:  # a damaged cache entry: drop it and download
+                    with contextlib.suppress(OSError):
+                        os.unlink(cached)
+                finally:
+                    os.close(fd)
+        try:
+            data = self._backend.read(key)[0]
+        except FileNotFoundError:
+            raise IntegrityError(f"{url!r} is missing: version {number} of {name!r} is incomplete.",
+                                 url, "a file", None) from None
+        memory = _verify.check_memory(bytearray(data), url, expected, algorithm)
+        del data
+        self._cache_put(expected, memory)
+        return memory
+
+    def _cache_path(self, expected, algorithm):
+        if self.cache_dir is None or algorithm not in _store_io.CRYPTOGRAPHIC:
+            return None
+        digest = expected.get(algorithm)
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{16,128}", digest):
+            return None
+        return os.path.join(self.cache_dir, algorithm, digest[:2], digest)
+
+    def _cache_put(self, files, data):
+        algorithm = next((a for a in _store_io.CRYPTOGRAPHIC if isinstance(files.get(a), str)), None)
+        path = self._cache_path(files, algorithm) if algorithm else None
+        if path is None or os.path.exists(path):
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            _store_io.write_file(tmp, data, fsync=False)
+            os.replace(tmp, path)
+        except OSError:  # a cache that cannot be written is no cache, not an error
+            pass
 
     def _deserialize(self, memory, size, fmt, manifest, artifact, name, number, trusted):
         """The object in verified private ``memory`` (``size`` bytes of it), as its format says."""
@@ -1272,19 +1336,21 @@ class PipelinePersistence:
                 try:
                     manifest = self._verified_manifest(each, number)
                     self._check_format(each, number, manifest, None, None)  # the format policy too
-                    directory = self._vdir(each, number)
+                    directory = self._backend.url_of(f"{each}/v{number:06d}")
                     files = manifest.get("files")
                     if not isinstance(files, dict) or manifest.get("artifact") not in files:
                         raise IntegrityError(f"The manifest of {directory!r} lists no artifact file.", directory)
                     for filename in files:
-                        path = os.path.join(directory, filename)
-                        if os.path.basename(filename) != filename:
-                            raise IntegrityError(f"The manifest of {directory!r} names a file outside its "
-                                                 f"version: {filename!r}.", path)
-                        expected = self._file_entry(manifest, filename, path)
+                        key = self._artifact_key(each, number, manifest, filename)
+                        path = self._backend.local_path(key)
+                        where = path or self._backend.url_of(key)
+                        expected = self._file_entry(manifest, filename, where)
                         algorithm = next((a for a in ("blake3", "sha256", "xxh3_128")
                                           if isinstance(expected.get(a), str)), None)
-                        algorithm = self._algorithm(algorithm or "auto", expected, path)
+                        algorithm = self._algorithm(algorithm or "auto", expected, where)
+                        if path is None:  # never the cache: this checks the store itself
+                            _verify.check_memory(bytearray(self._backend.read(key)[0]), where, expected, algorithm)
+                            continue
                         self._check_inside(path)
                         fd = self._open_artifact(path, each, number)
                         try:
@@ -1292,6 +1358,8 @@ class PipelinePersistence:
                         finally:
                             os.close(fd)
                     results.append((each, number, None))
+                except FileNotFoundError as exc:
+                    results.append((each, number, f"missing: {exc}"))
                 except (IntegrityError, StoreError, ValueError) as exc:
                     results.append((each, number, str(exc)))
         return results
@@ -1329,9 +1397,18 @@ class PipelinePersistence:
         """Append ``event`` (chained, and signed with a key) and set ``alias``'s stack; under the lock."""
         self._require_key(f"move the alias {alias!r} of {name!r}")
         payload, tag = self._read_aliases(name, tagged=True)
+        self._check_movable(name, payload, event["to"])
         _aliases.append(payload, name, event, self._key)
         payload["aliases"].setdefault(alias, {})["stack"] = stack
         self._write_aliases(name, payload, tag)
+
+    def _check_movable(self, name, payload, number):
+        """Refuse to point an alias at a version being (or already) deleted: one in the alias file's
+        ``deleted`` list (see :meth:`_delete_guarded`), or no longer in the store."""
+        if number in payload.get("deleted", ()) or not self._has_version(name, number):
+            raise VersionNotFoundError(
+                f"{name!r} has no version {number}: it was deleted (by another process, since this move was "
+                f"asked for). Versions: {', '.join(map(str, self.list_versions(name))) or 'none'}.")
 
     def _require_key(self, what):
         """A store marked as signed refuses its writes of refs without the key (they could not be signed)."""
@@ -1531,6 +1608,9 @@ class PipelinePersistence:
         ------
         GateError
             Naming every failed gate; the alias is left unchanged.
+        VersionNotFoundError
+            When there is no such version, or it was deleted (possibly by another process) before the
+            alias moved; the alias is left unchanged.
         """
         _check_name(alias, "alias")
         self._require_key(f"promote {name!r} version {version!r} to {alias!r}")
@@ -1604,7 +1684,7 @@ class PipelinePersistence:
                 raise VersionNotFoundError(f"{name!r} has no alias {alias!r}. Aliases: {known}.")
             stack = list(entry["stack"])
             current = stack.pop()
-            existing = set(self.list_versions(name))
+            existing = set(self.list_versions(name)) - set(payload.get("deleted", ()))
             while stack and stack[-1] not in existing:
                 stack.pop()  # a version deleted since: skip it
             if not stack:
@@ -1672,41 +1752,56 @@ class PipelinePersistence:
         self._require_key(f"delete {name!r} version {version!r}")
         number = self.resolve(name, version)
         with self._lock():
-            protected = self._protected(name)
-            if number in protected:
-                raise AliasedVersionError(
-                    f"Refusing to delete {name!r} version {number}: alias {protected[number]!r} points at it. "
-                    "Promote another version (or roll back) first."
-                )
-            self._delete_locked(name, number)
+            self._delete_guarded(name, number)
         return number
 
+    def _delete_guarded(self, name, number):
+        """Delete one version unless an alias points at it, safely against a concurrent promote.
+
+        The version's number is first added to the alias file's ``deleted`` list, by compare-and-swap on
+        the alias file as read when its aliases were checked; an alias move reads the same file and
+        refuses a version in that list. Of a promote and a delete of the same version, racing on two
+        machines, one moves the alias file first: the other's compare-and-swap then fails, and its retry
+        sees the alias (the delete refuses) or the mark (the promote refuses). Only then are the version's
+        files removed. The list only grows, so a tag is never seen twice (no ABA).
+        """
+        self._mark_deleted(name, number)
+        self._delete_locked(name, number)
+
+    def _mark_deleted(self, name, number):
+        """Add ``number`` to the alias file's ``deleted`` list, unless an alias points at it."""
+        payload, tag = self._read_aliases(name, tagged=True)
+        for alias, entry in sorted(payload["aliases"].items()):
+            if entry["stack"] and entry["stack"][-1] == number:
+                raise AliasedVersionError(
+                    f"Refusing to delete {name!r} version {number}: alias {alias!r} points at it. "
+                    "Promote another version (or roll back) first."
+                )
+        deleted = payload.setdefault("deleted", [])
+        if number in deleted:  # a delete interrupted after its mark: finish it
+            return
+        if not self._has_version(name, number):  # deleted by another process since it was resolved
+            raise self._missing(name, number)
+        deleted.append(number)
+        self._write_aliases(name, payload, tag)
+
     def _delete_locked(self, name, number):
-        name_dir = os.path.join(self._root, name)
-        self._check_inside(self._vdir(name, number))
-        if not os.path.isdir(self._vdir(name, number)):  # deleted by another process since it was resolved
+        if not self._has_version(name, number):  # deleted by another process since it was resolved
             raise self._missing(name, number)
         # the tombstone replaces whatever is at its name (a planted symlink itself, never what it points at)
         self._backend.write(f"{name}/v{number:06d}.deleted", json.dumps({"deleted": _iso(self._clock())}).encode())
-        trash = os.path.join(self._tmp(), f"deleted-{uuid.uuid4().hex}")
         try:
-            os.rename(self._vdir(name, number), trash)
+            self._backend.delete_tree(f"{name}/v{number:06d}")  # on disk one rename; S3: the manifest
         except FileNotFoundError:
             raise self._missing(name, number) from None
-        except OSError as exc:
-            raise StoreError(f"Cannot delete {self._vdir(name, number)!r}: {exc.strerror}.") from exc
-        _store_io.fsync_dir(name_dir)
-        shutil.rmtree(trash, ignore_errors=True)
         # Only the highest number ever used matters for the next one: a tombstone below another tombstone
         # or a version is redundant (the highest number only ever grows), and every save lists them all.
-        top = max(self._scan(name)[1])
-        for entry in os.listdir(name_dir):
+        entries = self._backend.list(name)
+        top = max(_version_numbers(entries)[1])
+        for entry in entries:
             if entry.startswith("v") and entry.endswith(".deleted") and entry[1:-8].isdigit() \
                     and int(entry[1:-8]) < top:
-                try:
-                    os.unlink(os.path.join(name_dir, entry))
-                except FileNotFoundError:  # pragma: no cover - another store object compacting too
-                    pass
+                self._backend.delete(f"{name}/{entry}")  # False: another store object compacted it first
 
     def prune(self, name=None, *, keep_last=None, older_than=None, dry_run=False):
         """Delete old versions, never one an alias points at.
@@ -1759,7 +1854,10 @@ class PipelinePersistence:
                         if now - created < age:
                             continue
                     if not dry_run:
-                        self._delete_locked(each, number)
+                        try:
+                            self._delete_guarded(each, number)
+                        except (AliasedVersionError, VersionNotFoundError):
+                            continue  # promoted, or deleted, by another process since it was listed
                     deleted.append((each, number))
             if not dry_run:
                 self._clean_staging()

@@ -42,18 +42,24 @@ def check_size(fd, path, expected_size):
     return size
 
 
-def read_private(fd, size):
+_CHUNK = 16 << 20  # a large file is read in chunks this big, each hashed (in a thread) while the next is read
+
+
+def read_private(fd, size, feed=None):
     """The file's ``size`` bytes, read once into private, writable memory (a bytearray, or anonymous
-    memory whose pages cost nothing until written). Fewer bytes than ``size``: IntegrityError by the caller."""
+    memory whose pages cost nothing until written). Fewer bytes than ``size``: IntegrityError by the caller.
+    ``feed`` (a hash's ``update``) is given each piece as soon as it is read."""
     memory = bytearray(size) if size <= _SMALL else mmap.mmap(-1, max(size, 1))
     view = memoryview(memory)
     done = 0
     with open(fd, "rb", buffering=0, closefd=False) as f:
         f.seek(0)
         while done < size:
-            n = f.readinto(view[done:size])
+            n = f.readinto(view[done:min(size, done + _CHUNK)])
             if not n:
                 break
+            if feed is not None:
+                feed(view[done:done + n])
             done += n
     view.release()
     return memory, done
@@ -62,12 +68,31 @@ def read_private(fd, size):
 def read_verified(fd, path, expected, algorithm):
     """Read the open file once, check its size and ``algorithm`` digest in memory, return that memory."""
     size = check_size(fd, path, expected["size"])
-    memory, got = read_private(fd, size)
+    # the digest in a helper thread for a large file, hashing each chunk while the next one is read
+    digest = _io._Feeder(algorithm) if algorithm != "size" else None
+    try:
+        memory, got = read_private(fd, size, digest.update if digest is not None else None)
+    finally:
+        if digest is not None:
+            found = digest.hexdigest()  # joins the thread, whatever happened
     if got != size:
         raise IntegrityError(f"{path!r} shrank while it was read: expected {size} bytes, read {got}.",
                              path, size, got)
+    if digest is not None and found != expected[algorithm]:
+        raise _mismatch(path, algorithm, expected[algorithm], found)
+    return memory
+
+
+def check_memory(memory, path, expected, algorithm):
+    """``memory`` (bytes read from a backend that cannot open files), once its size and ``algorithm``
+    digest match the manifest's ``expected`` entry."""
+    size = expected["size"]
+    if len(memory) != size:
+        what = "truncated" if len(memory) < size else "longer than recorded"
+        raise IntegrityError(f"{path!r} is {what}: expected {size} bytes, found {len(memory)}. The artifact was "
+                             "modified or damaged; it was not loaded.", path, size, len(memory))
     if algorithm != "size":
-        found = _digest(memoryview(memory)[:size], algorithm)
+        found = _digest(memoryview(memory), algorithm)
         if found != expected[algorithm]:
             raise _mismatch(path, algorithm, expected[algorithm], found)
     return memory

@@ -16,6 +16,7 @@ import abc
 import errno
 import os
 import re
+import shutil
 import stat
 import threading
 import uuid
@@ -71,19 +72,19 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, key):
-        """Read the bytes stored at a key, with their tag.
+        """Read the bytes stored at ``key``.
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
 
         Returns
         -------
         data : bytes
-            The content.
+            The stored bytes.
         tag : str
-            An opaque string that changes whenever the content does (for :meth:`compare_and_swap`).
+            An opaque tag that changes whenever the bytes do (an ETag on S3).
 
         Raises
         ------
@@ -93,17 +94,16 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     def write(self, key, data, *, durable=True):
-        """Replace (or create) a key atomically: readers see the old or the new bytes.
+        """Replace (or create) ``key`` with ``data`` atomically: readers see the old or the new bytes.
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
         data : bytes
             The new content.
         durable : bool, default=True
-            Make the write survive a power cut before returning (fsync on a local disk; object storage is
-            always durable).
+            Make the write survive a power cut before returning (fsync), where the medium needs it.
 
         Returns
         -------
@@ -118,39 +118,37 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     def create(self, key, data, *, durable=True):
-        """Create a key only if it does not exist.
+        """Create ``key`` with ``data`` only if it does not exist (atomically, against every writer).
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
         data : bytes
-            The new content.
+            The content.
         durable : bool, default=True
-            Make the write survive a power cut before returning (fsync on a local disk; object storage is
-            always durable).
+            As for :meth:`write`.
 
         Returns
         -------
         bool
-            True if created, False if the key existed (nothing written).
+            True if created, False if the key existed.
         """
 
     @abc.abstractmethod
     def compare_and_swap(self, key, data, tag, *, durable=True):
-        """Replace a key only if its tag is still the one read.
+        """Replace ``key`` with ``data`` only if its tag is still ``tag`` (atomically).
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
         data : bytes
             The new content.
         tag : str or None
             The tag :meth:`read` returned; None: write only if the key is absent.
         durable : bool, default=True
-            Make the write survive a power cut before returning (fsync on a local disk; object storage is
-            always durable).
+            As for :meth:`write`.
 
         Returns
         -------
@@ -160,27 +158,27 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix=""):
-        """List the entries directly under a directory.
+        """List the entries directly under the directory ``prefix``.
 
         Parameters
         ----------
         prefix : str, default=""
-            The directory, as a key (``""``: the root).
+            A relative, ``/``-separated key; empty for the store's root.
 
         Returns
         -------
         list of str
-            The entry names, sorted (empty when the directory does not exist).
+            The entries' names, sorted (empty when ``prefix`` does not exist).
         """
 
     @abc.abstractmethod
     def delete(self, key):
-        """Remove a key.
+        """Remove ``key``.
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
 
         Returns
         -------
@@ -188,21 +186,75 @@ class StoreBackend(abc.ABC):
             True if it existed.
         """
 
-    def local_path(self, key):
-        """Return the key's path on the local file system, if it has one.
+    def delete_tree(self, prefix):
+        """Remove the keys directly under ``prefix`` (a version's files), by default one :meth:`delete` each.
 
-        Without one (object storage), the store reads artifacts through :meth:`read` and cannot
-        memory-map them.
+        Parameters
+        ----------
+        prefix : str
+            A relative, ``/``-separated key.
+
+        Raises
+        ------
+        FileNotFoundError
+            When nothing is under ``prefix``.
+        """
+        entries = self.list(prefix)
+        if not entries:
+            raise FileNotFoundError(prefix)
+        for entry in entries:
+            self.delete(f"{prefix}/{entry}")
+
+    def exists(self, key):
+        """Tell whether ``key`` exists (by default: whether it can be read).
 
         Parameters
         ----------
         key : str
-            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+            A relative, ``/``-separated key.
+
+        Returns
+        -------
+        bool
+            True when it exists.
+        """
+        try:
+            self.read(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def url_of(self, key):
+        """Name where ``key`` is, as error messages show it.
+
+        Parameters
+        ----------
+        key : str
+            A relative, ``/``-separated key.
+
+        Returns
+        -------
+        str
+            A path or a URL (by default the key itself).
+        """
+        return key
+
+    def local_path(self, key):
+        """Give the key's path on the local file system: an extra capability, None where there is none.
+
+        With a path, the store opens the file itself, once and without following links (the verified
+        load), and can memory-map its arrays; without, it reads artifacts through :meth:`read` into
+        private memory, verifies them there, and refuses ``mmap_mode``.
+
+        Parameters
+        ----------
+        key : str
+            A relative, ``/``-separated key.
 
         Returns
         -------
         str or None
-            The path, or None.
+            The path, or None (object storage).
         """
         return None
 
@@ -267,6 +319,27 @@ class LocalBackend(StoreBackend):
             if stat.S_ISLNK(mode):
                 raise StoreError(f"{current!r} is a symlink; the store never follows one.")
         return path
+
+    def url_of(self, key):
+        return self.local_path(key) if key else self.root
+
+    def exists(self, key):
+        return os.path.lexists(self.local_path(key))
+
+    def delete_tree(self, prefix):  # the directory at once: one rename out (into ``tmp``), then its removal
+        path = self.local_path(prefix)
+        trash = os.path.join(self.root, self.tmp, f"deleted-{uuid.uuid4().hex}")
+        try:
+            os.makedirs(os.path.dirname(trash), exist_ok=True)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise FileNotFoundError(errno.ENOENT, f"{path!r} is not a directory", path)
+            os.rename(path, trash)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self._failed(path, exc, "delete") from exc
+        _io.fsync_dir(os.path.dirname(path))
+        shutil.rmtree(trash, ignore_errors=True)
 
     def _failed(self, path, exc, what):
         if isinstance(exc, FileNotFoundError):
