@@ -39,7 +39,18 @@ TIME_FIELDS = ("start", "end", "heartbeat", "time", "start_time")
 
 
 def add_parser(sub):
-    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers."""
+    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-command parsers of ``ml-toolbox`` (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``runs`` parser, with its own sub-commands (``list``, ``show``, ``compare``...).
+    """
     runs = sub.add_parser("runs", help="recorded runs: list, show, compare, report, leaderboard...")
     cmds = runs.add_subparsers(dest="runs_command", metavar="RUNS_COMMAND",
                                parser_class=sub._parser_class)
@@ -112,7 +123,20 @@ def _store(args):
 
 
 def run(args, out, err):
-    """Carry out a parsed ``runs`` command; returns the exit code."""
+    """Carry out a parsed ``runs`` command.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+    out, err : rich.console.Console
+        Where results and errors go.
+
+    Returns
+    -------
+    int
+        The exit code: 0 done, 1 refused.
+    """
     as_json = args.json
     try:
         store = _store(args)

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.monitor import MLflowSink
 from ml_toolbox.runs._tracker import Tracker
 
@@ -39,11 +40,12 @@ def _numbers(metrics):
     return out
 
 
+@inherit_docstrings
 class MLflowTracker(MLflowSink, Tracker):
-    """Record each run as an MLflow run: parameters once, metrics per epoch, stage durations,
-    tags, the status, and the model version saved from it.
+    """Record each run as an MLflow run.
 
-    One MLflow run per ml_toolbox run, in experiment ``experiment_name`` (created if missing),
+    Parameters once, metrics per epoch, stage durations, tags, the status, and the model version
+    saved from it. One MLflow run per ml_toolbox run, in experiment ``experiment_name`` (created if missing),
     tagged ``ml_toolbox.run_id``. Epoch metrics are logged with ``step=epoch``; final metrics at
     the end; stage durations as ``<pipeline>/<mode>/<stage>/duration_s``. Used as a plain monitor
     sink (``PipelineMonitor(sinks=[MLflowTracker(...)])``) it behaves as
@@ -54,13 +56,25 @@ class MLflowTracker(MLflowSink, Tracker):
     tracking_uri : str, optional
         E.g. ``"sqlite:///mlflow.db"``; default: MLflow's own setting.
     experiment_name : str, default="ml_toolbox"
+        The MLflow experiment of the runs (created if missing).
+    run_id : str, optional
+        As a plain monitor sink only: log into this existing MLflow run.
+    run_name : str, default="pipeline-monitor"
+        As a plain monitor sink only: the name of the MLflow run the sink creates.
+    modes : iterable of str, optional
+        As a plain monitor sink only: forward only executions of these modes.
     artifact_location : str, optional
         Artifact location of an experiment the tracker creates.
 
     Examples
     --------
+    >>> import os, tempfile
     >>> from ml_toolbox.runs import MLflowTracker, RunStore
-    >>> tracking = [RunStore("runs/"), MLflowTracker("sqlite:///mlflow.db")]  # doctest: +SKIP
+    >>> where = tempfile.mkdtemp()
+    >>> uri = "sqlite:///" + os.path.join(where, "mlflow.db")
+    >>> tracking = [RunStore(where), MLflowTracker(uri, experiment_name="churn")]
+    >>> tracking[1].experiment_name
+    'churn'
     """
 
     def __init__(self, tracking_uri=None, experiment_name="ml_toolbox", run_id=None,
@@ -87,7 +101,18 @@ class MLflowTracker(MLflowSink, Tracker):
                                         artifact_location=self.artifact_location)
 
     def mlflow_run_id(self, run_id):
-        """The MLflow run id of an ml_toolbox run this tracker recorded (in this process)."""
+        """Return the MLflow run id of an ml_toolbox run this tracker recorded (in this process).
+
+        Parameters
+        ----------
+        run_id : str
+            The ml_toolbox run id.
+
+        Returns
+        -------
+        str or None
+            The MLflow run id, or None for a run this tracker did not record.
+        """
         return self._runs.get(run_id)
 
     def start_run(self, run):
@@ -128,8 +153,19 @@ class MLflowTracker(MLflowSink, Tracker):
                 self._client.log_batch(mlflow_id, metrics=batch[start:start + 1000])
 
     def emit(self, metrics, run=None):
+        """Called with one finished pipeline execution.
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        run : ~ml_toolbox.runs.ActiveRun or None, default=None
+            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
+            part of a tracked run).
+        """
         if run is None:  # a plain monitor sink
-            return super().emit(metrics)
+            super().emit(metrics)
+            return
         from mlflow.entities import Metric
 
         mlflow_id = self._runs.get(run.id)
@@ -185,6 +221,7 @@ class MLflowTracker(MLflowSink, Tracker):
                 f"experiment_name={self.experiment_name!r})")
 
 
+@inherit_docstrings
 class TensorBoardTracker(Tracker):
     """Write each run's scalars (per epoch, per step, stage durations) as TensorBoard event files.
 
@@ -194,12 +231,17 @@ class TensorBoardTracker(Tracker):
     Parameters
     ----------
     logdir : str or path-like
+        The directory of the event files: one sub-directory per run (see :meth:`run_dir`).
     flush_secs : float, default=10
+        How often, in seconds, the writers flush their events to disk.
 
     Examples
     --------
+    >>> import tempfile
     >>> from ml_toolbox.runs import TensorBoardTracker
-    >>> tracker = TensorBoardTracker("tb_logs/")  # doctest: +SKIP
+    >>> tracker = TensorBoardTracker(tempfile.mkdtemp(), flush_secs=5)
+    >>> tracker.flush_secs
+    5
     """
 
     def __init__(self, logdir, *, flush_secs=10):
@@ -230,7 +272,18 @@ class TensorBoardTracker(Tracker):
         return SummaryWriter
 
     def run_dir(self, run):
-        """The directory of one run's event files."""
+        """Return the directory of one run's event files.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+
+        Returns
+        -------
+        str
+            ``<logdir>/<run name>-<first 12 characters of the run id>``.
+        """
         safe = _KEY_RE.sub("_", str(run.name)).replace("/", "_")
         return os.path.join(os.fspath(self.logdir), f"{safe}-{run.id[:12]}")
 
@@ -278,6 +331,7 @@ class TensorBoardTracker(Tracker):
             writer.close()
 
     def close(self):
+        """Flush and close the event writers of every run."""
         with self._lock:
             writers, self._writers = list(self._writers.values()), {}
         for writer in writers:

@@ -21,6 +21,7 @@ import stat
 import threading
 import uuid
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.store import _io
 from ml_toolbox.store.errors import StoreError
 
@@ -34,6 +35,39 @@ class StoreBackend(abc.ABC):
 
     Implementations raise ``FileNotFoundError`` for a missing key and :class:`StoreError` (naming the
     key) when the medium refuses a write. Tags are opaque strings that change whenever the content does.
+
+    Examples
+    --------
+    A backend that keeps the files in memory (for tests):
+
+    >>> from ml_toolbox.store import StoreBackend
+    >>> class MemoryBackend(StoreBackend):
+    ...     def __init__(self):
+    ...         self.files = {}
+    ...     def read(self, key):
+    ...         data = self.files[key]
+    ...         return data, str(hash(data))
+    ...     def write(self, key, data, *, durable=True):
+    ...         self.files[key] = data
+    ...         return str(hash(data))
+    ...     def create(self, key, data, *, durable=True):
+    ...         return self.files.setdefault(key, data) is data
+    ...     def compare_and_swap(self, key, data, tag, *, durable=True):
+    ...         current = self.files.get(key)
+    ...         if (None if current is None else str(hash(current))) != tag:
+    ...             return False
+    ...         self.files[key] = data
+    ...         return True
+    ...     def list(self, prefix=""):
+    ...         start = prefix.rstrip("/") + "/" if prefix else ""
+    ...         return sorted({k[len(start):].split("/")[0] for k in self.files if k.startswith(start)})
+    ...     def delete(self, key):
+    ...         return self.files.pop(key, None) is not None
+    >>> backend = MemoryBackend()
+    >>> backend.create("churn/aliases.json", b"{}"), backend.create("churn/aliases.json", b"[]")
+    (True, False)
+    >>> backend.list("churn")
+    ['aliases.json']
     """
 
     @abc.abstractmethod
@@ -51,6 +85,11 @@ class StoreBackend(abc.ABC):
             The stored bytes.
         tag : str
             An opaque tag that changes whenever the bytes do (an ETag on S3).
+
+        Raises
+        ------
+        FileNotFoundError
+            When the key does not exist.
         """
 
     @abc.abstractmethod
@@ -70,6 +109,11 @@ class StoreBackend(abc.ABC):
         -------
         str
             The new tag.
+
+        Raises
+        ------
+        StoreError
+            When the medium refuses the write (naming the key).
         """
 
     @abc.abstractmethod
@@ -219,6 +263,7 @@ def _tag(data):
     return _io.digest_bytes(data, "blake3")[:32]
 
 
+@inherit_docstrings
 class LocalBackend(StoreBackend):
     """A store's files in the directory ``root`` on the local file system.
 

@@ -52,7 +52,18 @@ def add_store_options(parser, suppress=False):
 
 
 def add_commands(sub):
-    """Add the store's sub-commands to ``sub`` (argparse sub-parsers); return name -> function."""
+    """Add the store's sub-commands to the CLI's parser.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-command parsers (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    dict
+        Sub-command name -> the function that carries it out.
+    """
     p = sub.add_parser("list", help="names in the store, or the versions of one name")
     p.add_argument("name", nargs="?")
     p = sub.add_parser("show", help="the manifest of one version")
@@ -91,6 +102,25 @@ def add_commands(sub):
 
 
 def open_store(args, usage_error):
+    """Open the store the command line names (never create one).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: ``store``, ``signing_key``, ``no_pickle``, ``formats``.
+    usage_error : callable
+        Makes the exception for a usage error (exit code 2) from a message and a hint.
+
+    Returns
+    -------
+    PipelinePersistence
+        The store.
+
+    Raises
+    ------
+    StoreError
+        When the location is missing, not a directory, or not an ml_toolbox store.
+    """
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")
     formats = args.formats  # a tuple (argtypes.formats) or None

@@ -22,7 +22,23 @@ HISTORY_COLUMNS = ("when", "alias", "action", "from", "to", "reason", "gates")
 
 
 def fmt(value):
-    """A cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers."""
+    """Return a cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    str
+        Its text.
+
+    Examples
+    --------
+    >>> fmt(None), fmt(0.123456789), fmt({"a": 1})
+    ('-', '0.123457', '{"a": 1}')
+    """
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -33,7 +49,23 @@ def fmt(value):
 
 
 def size(n):
-    """``1.2 MB``-style byte counts."""
+    """Return a byte count as text, ``1.2 MB``-style.
+
+    Parameters
+    ----------
+    n : int or None
+        The number of bytes.
+
+    Returns
+    -------
+    str
+        The size with a unit.
+
+    Examples
+    --------
+    >>> size(1234567)
+    '1.2 MB'
+    """
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -102,6 +134,17 @@ def store_rows(store, names=None):
     list of dict
         ``name``, ``versions`` (a count), ``latest`` (a number), ``kind`` (see :func:`kind_of`), ``class``,
         ``created`` (ISO 8601, of the latest version) and ``aliases`` (an object alias -> number).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> [(r["name"], r["versions"]) for r in store_rows(store)]
+    [('churn', 1)]
     """
     rows = []
     for name in store.names() if names is None else names:
@@ -133,6 +176,17 @@ def version_rows(store, name, last=None):
     list of dict
         ``version``, ``created`` (ISO 8601), ``size`` (bytes), ``kind``, ``class``, ``format``, ``metrics``
         (an object), ``aliases`` (a list) and ``message``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> [(r["version"], r["metrics"]) for r in version_rows(store, "churn")]
+    [(1, {'accuracy': 0.91})]
     """
     by_version = {}
     for alias, number in store.aliases(name).items():
