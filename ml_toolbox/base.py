@@ -610,7 +610,18 @@ class StepsMixin:
         return list(zip(names, given))
 
     def get_params(self, deep=True):
-        """Parameters, with every stage under its name and its parameters as ``name__param``."""
+        """Get the parameters, with every stage under its name and its own as ``name__param``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the stages and their parameters; False returns the constructor's only.
+
+        Returns
+        -------
+        dict
+            Parameter names mapped to their values.
+        """
         out = super().get_params(deep=deep)
         if not deep:
             return out
@@ -627,6 +638,16 @@ class StepsMixin:
 
     def set_params(self, **params):
         """Set parameters; ``name`` replaces a stage, ``name__param`` sets one of its parameters.
+
+        Parameters
+        ----------
+        **params : dict
+            Pipeline parameters, stage names (the new stage) and ``name__param`` keys.
+
+        Returns
+        -------
+        self
+            This pipeline.
 
         Raises
         ------
