@@ -92,6 +92,21 @@ class BasePipeline(HTMLReprMixin, BaseEstimator):
     (:class:`~ml_toolbox.plugins.PipelinePlugin`) and runs the stage through the retry policy.
     When a stage raises, its exception propagates unchanged in type and message, with a note
     naming the pipeline, the stage and the mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ml_toolbox import BasePipeline, FeaturePipeline, Pipeline
+    >>> issubclass(FeaturePipeline, BasePipeline) and issubclass(Pipeline, BasePipeline)
+    True
+    >>> def broken(X):
+    ...     raise ValueError("bad input")
+    >>> fp = FeaturePipeline([("broken", broken)], name="features")
+    >>> try:
+    ...     fp.fit(np.ones((2, 1)))
+    ... except ValueError as error:
+    ...     print(error, error.__notes__)
+    bad input ["[ml_toolbox] raised by stage 'broken' of pipeline 'features' during fit_transform"]
     """
 
     # -- plug-ins ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import logging
 import math
 import numbers
@@ -39,7 +40,9 @@ __all__ = ["Metric", "MetricLog", "Callback", "EarlyStopping", "ModelCheckpoint"
 logger = logging.getLogger(__name__)
 
 
-class Metric(str, Enum):
+# PR01: the signature numpydoc sees is Enum's functional API (value, names, module...), not
+# something this class defines; ``Metric(value)`` only looks a member up, as the example shows.
+class Metric(str, Enum):  # numpydoc ignore=PR01
     """The standard metric names, usable wherever a metric name is.
 
     Members are strings (``Metric.VAL_LOSS == "validation_loss"``), so
@@ -240,6 +243,9 @@ class MetricLog(Mapping):
         return f"MetricLog({where}, tracked={self._tracked!r}, untracked={self._untracked!r})"
 
 
+_HOOKS = ("on_run_start", "on_epoch_start", "on_epoch_end", "on_run_end")
+
+
 class Callback:
     """Base class of training callbacks: every hook is a no-op.
 
@@ -261,21 +267,63 @@ class Callback:
     ...         return metrics.get("train_score", 0.0) >= self.score   # True stops training
     """
 
+    def __init_subclass__(cls, **kwargs):
+        """Give a hook a subclass overrides without a docstring the contract's docstring."""
+        super().__init_subclass__(**kwargs)
+        for hook in _HOOKS:
+            method = cls.__dict__.get(hook)
+            if inspect.isfunction(method) and not method.__doc__:
+                method.__doc__ = getattr(Callback, hook).__doc__
+
     def on_run_start(self, run):
-        """Training starts (before the first epoch)."""
+        """Training starts (before the first epoch).
+
+        Parameters
+        ----------
+        run : TrainingRun
+            The run: ``run.stage``, ``run.pipeline``, ``run.metrics``, ``run.history``,
+            ``run.params``.
+        """
 
     def on_epoch_start(self, epoch, metrics):
-        """Epoch ``epoch`` (0-based) starts; ``metrics`` is its new, empty log."""
+        """Epoch ``epoch`` starts; ``metrics`` is its new, empty log.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, 0-based.
+        metrics : MetricLog
+            The epoch's log: ``metrics.track(name, value)`` records a metric.
+        """
 
     def on_epoch_end(self, epoch, metrics):
         """Epoch ``epoch`` ended; return True to stop training after it.
 
         Called even when the epoch failed (``metrics.failed``); the return value is then ignored.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, 0-based.
+        metrics : MetricLog
+            The epoch's log: ``metrics.track(name, value)`` records a metric.
+
+        Returns
+        -------
+        bool
+            True stops training after this epoch.
         """
         return False
 
     def on_run_end(self, run):
-        """Training ended (``run.status``: ``"success"``, ``"stopped"`` or ``"failed"``)."""
+        """Training ended (``run.status``: ``"success"``, ``"stopped"`` or ``"failed"``).
+
+        Parameters
+        ----------
+        run : TrainingRun
+            The run: ``run.stage``, ``run.pipeline``, ``run.metrics``, ``run.history``,
+            ``run.params``.
+        """
 
     def __repr__(self):
         params = getattr(self, "_repr_params", ())
@@ -597,14 +645,17 @@ class History(Callback):
     # -- reading ---------------------------------------------------------------------------
     @property
     def records(self):
+        """``{"epoch": k, <metric>: value, ...}`` for every epoch run (tracked metrics only)."""
         return [{"epoch": log.epoch, **log.tracked} for log in self._logs]
 
     @property
     def epochs(self):
+        """The epochs recorded, in order."""
         return [log.epoch for log in self._logs]
 
     @property
     def metric_names(self):
+        """Every tracked metric name, in order of first appearance."""
         names = {}
         for log in self._logs:
             names.update(dict.fromkeys(log.tracked))
@@ -631,7 +682,28 @@ class History(Callback):
         return len(self._logs)
 
     def best(self, name, mode="auto"):
-        """``(epoch, value)`` of the best recorded value of ``name``."""
+        """Find the epoch with the best recorded value of metric ``name``.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric.
+        mode : {"auto", "min", "max"}, default="auto"
+            Whether lower or higher is better; ``"auto"`` decides by the metric (losses and
+            errors are minimised, the rest maximised).
+
+        Returns
+        -------
+        (int, float)
+            ``(epoch, value)``; NaN values are skipped.
+
+        Raises
+        ------
+        KeyError
+            No value of ``name`` was recorded (the message lists what was).
+        ValueError
+            An unknown ``mode``.
+        """
         name = _name(name)
         values = [(log.epoch, log.tracked[name]) for log in self._logs
                   if name in log.tracked and not math.isnan(log.tracked[name])]
@@ -645,7 +717,13 @@ class History(Callback):
         return pick(values, key=lambda ev: ev[1])
 
     def to_frame(self):
-        """The records as a pandas DataFrame indexed by epoch."""
+        """Return the records as a pandas DataFrame indexed by epoch.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch, one column per metric (NaN where an epoch did not record it).
+        """
         import pandas as pd  # noqa: PLC0415
 
         frame = pd.DataFrame.from_records(self.records, columns=["epoch", *self.metric_names])
@@ -663,10 +741,19 @@ class History(Callback):
         title : str, default=None
             Figure title.
 
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure drawn (``ax.figure`` when ``ax`` is given).
+
         Raises
         ------
         ImportError
             When matplotlib is not installed (it comes with the ``plot`` extra).
+        KeyError
+            A metric in ``metrics`` was not recorded.
+        ValueError
+            Nothing to plot: no metric was recorded.
         """
         try:
             import matplotlib  # noqa: PLC0415
