@@ -213,13 +213,13 @@ def render_docstring(doc, level):
     return "\n\n".join(out)
 
 
-def _signature(obj, name):
+def _signature(obj, name, method=False):
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return f"{name}(...)"
     params = list(sig.parameters.values())
-    if params and params[0].name in ("self", "cls"):
+    if method and params and params[0].name in ("self", "cls"):
         sig = sig.replace(parameters=params[1:])
     return _ADDRESS.sub("", f"{name}{sig}".replace(" -> None", ""))
 
@@ -331,7 +331,7 @@ def _render_object(name, obj, qualified):
             title = f"{name}.{member_name}"
             out.append(f"#### `{title}`" + (" (property)" if is_property else ""))
             if not is_property:
-                out.append(f"```python\n{_signature(target, member_name)}\n```")
+                out.append(f"```python\n{_signature(target, member_name, method=True)}\n```")
             out.append(render_docstring(target, level=4))
     return "\n\n".join(part for part in out if part)
 
