@@ -39,8 +39,8 @@ import warnings
 
 from numpydoc.docscrape import ClassDoc, FunctionDoc, NumpyDocString
 
-__all__ = ["build", "main", "public_members", "public_objects", "render_docstring",
-           "rst_to_markdown"]
+__all__ = ["build", "main", "public_members", "public_modules", "public_objects",
+           "render_docstring", "rst_to_markdown"]
 
 HEADER = """# API reference
 
@@ -53,7 +53,7 @@ by hand. Every name below is importable as `from ml_toolbox import NAME` (and fr
 Public docstrings follow [numpydoc](https://numpydoc.readthedocs.io/en/latest/format.html), and
 tests/test_docstrings.py runs numpydoc's validator (`numpydoc.validate`) on every public class,
 function, method and property: the names of `ml_toolbox`, of its subpackages `store`, `runs` and
-`serving`, and of the helper modules below. Methods a class inherits unchanged from scikit-learn
+`serving`, of the helper modules below and of every other public module's `__all__`. Methods a class inherits unchanged from scikit-learn
 carry scikit-learn's docstrings and are not checked. Parameters, Returns, Yields and Raises must
 match the signature. Four checks are switched off, each for a reason:
 
@@ -68,7 +68,8 @@ match the signature. Four checks are switched off, each for a reason:
 HELPER_MODULES = ("ml_toolbox.exceptions", "ml_toolbox.display", "ml_toolbox.progress",
                   "ml_toolbox.fast", "ml_toolbox.runs")
 
-# Public subpackages whose ``__all__`` is checked by the docstring test as well.
+# Public subpackages whose ``__all__`` is checked by the docstring test first (then every other
+# public module's: see public_modules).
 SUBPACKAGES = ("ml_toolbox.store", "ml_toolbox.runs", "ml_toolbox.serving")
 
 # numpydoc's section order (the validator's GL07); list sections are rendered as bullet lists.
@@ -276,13 +277,40 @@ def _module_names(module_name, mod):
             and getattr(getattr(mod, n), "__module__", module_name).startswith("ml_toolbox")]
 
 
+def public_modules():
+    """List the public modules of the package: no part of their dotted name starts with ``_``.
+
+    Returns
+    -------
+    list of str
+        Their names, sorted; a module that needs an extra this build does not have is left out.
+    """
+    import pkgutil
+
+    import ml_toolbox
+
+    names = []
+    for info in pkgutil.walk_packages(ml_toolbox.__path__, "ml_toolbox.",
+                                      onerror=lambda name: None):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        try:
+            if _import(info.name) is not None:
+                names.append(info.name)
+        except ModuleNotFoundError as error:  # a dependency of an optional extra
+            if (error.name or "").startswith("ml_toolbox"):
+                raise
+    return sorted(names)
+
+
 def public_objects():
     """Every public class, function, method and property, by the path numpydoc imports it from.
 
     The names of ``ml_toolbox.__all__`` (the same objects as ``ml_toolbox.pipelines``), of the
-    public subpackages' ``__all__`` and of the helper modules, then for each class the members
-    :func:`public_members` lists. An object reachable under several names is listed once, under
-    the first: a method a subclass inherits from a toolbox base class is listed on the base class.
+    public subpackages' ``__all__``, of the helper modules and of every other public module's
+    ``__all__`` (:func:`public_modules`), then for each class the members :func:`public_members`
+    lists. An object reachable under several names is listed once, under the first: a method a
+    subclass inherits from a toolbox base class is listed on the base class.
 
     Returns
     -------
@@ -293,7 +321,8 @@ def public_objects():
     import ml_toolbox
 
     roots = [("ml_toolbox", ml_toolbox, [(n, getattr(ml_toolbox, n)) for n in ml_toolbox.__all__])]
-    for module_name in SUBPACKAGES + HELPER_MODULES:
+    others = [m for m in public_modules() if m not in SUBPACKAGES + HELPER_MODULES]
+    for module_name in (*SUBPACKAGES, *HELPER_MODULES, *others):
         mod = _import(module_name)
         if mod is not None:
             roots.append((module_name, mod, _module_names(module_name, mod)))

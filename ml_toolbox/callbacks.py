@@ -94,11 +94,23 @@ def _name(name):
 
 
 def metric_direction(name, known=None):
-    """``"max"`` if a higher value of metric ``name`` is better, else ``"min"``.
+    """Say whether a higher or a lower value of metric ``name`` is better.
 
-    ``known`` maps names whose direction is known for sure (the loop's own losses and scorers);
-    other names follow a rule: names containing ``loss`` or ``error`` (but not starting with ``neg_``
-    after the ``train_`` / ``validation_`` / ``test_`` prefix) are minimised, everything else is maximised.
+    Names ``known`` does not settle follow a rule: names containing ``loss`` or ``error`` (but not
+    starting with ``neg_`` after the ``train_`` / ``validation_`` / ``test_`` prefix) are
+    minimised, everything else is maximised.
+
+    Parameters
+    ----------
+    name : str or Metric
+        The metric's name.
+    known : dict of str to {"min", "max"}, default=None
+        Names whose direction is known for sure (the loop's own losses and scorers).
+
+    Returns
+    -------
+    {"min", "max"}
+        ``"max"`` if a higher value is better, else ``"min"``.
 
     Examples
     --------
@@ -134,6 +146,13 @@ class MetricLog(Mapping):
 
     A new, empty log is made for every epoch, so epoch ``k`` holds only what epoch ``k`` set. Once
     the epoch has ended the log is closed: writing to it raises ``RuntimeError``.
+
+    Parameters
+    ----------
+    epoch : int, default=None
+        The epoch (0-based); None for the run-level log.
+    run : TrainingRun, default=None
+        The training run this log belongs to.
 
     Attributes
     ----------
@@ -176,7 +195,22 @@ class MetricLog(Mapping):
                                "can no longer change.")
 
     def track(self, name, value):
-        """Record a tracked metric: a real number, kept in the history and sent to the monitor."""
+        """Record a tracked metric: a real number, kept in the history and sent to the monitor.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric's name.
+        value : float
+            A real number (a bool is refused).
+
+        Raises
+        ------
+        TypeError
+            ``value`` is not a real number (the message points to :meth:`note`).
+        RuntimeError
+            The log is closed: its epoch has ended.
+        """
         name = _name(name)
         self._check_open(name)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -186,7 +220,20 @@ class MetricLog(Mapping):
         self._tracked[name] = float(value)
 
     def note(self, name, value):
-        """Record an untracked value (any object), seen by the callbacks of this epoch only."""
+        """Record an untracked value (any object), seen by the callbacks of this epoch only.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric's name.
+        value : object
+            Anything.
+
+        Raises
+        ------
+        RuntimeError
+            The log is closed: its epoch has ended.
+        """
         name = _name(name)
         self._check_open(name)
         self._tracked.pop(name, None)
@@ -212,10 +259,12 @@ class MetricLog(Mapping):
 
     @property
     def tracked(self):
+        """A copy of the tracked metrics (a dict)."""
         return dict(self._tracked)
 
     @property
     def untracked(self):
+        """A copy of the untracked values (a dict)."""
         return dict(self._untracked)
 
     def __getitem__(self, name):

@@ -30,6 +30,16 @@ def data_summary(X):
     Works for numpy arrays, pandas DataFrames / Series, scipy sparse matrices and lists;
     ``None`` (no data) gives ``(0, 0, 0)``. Unknown objects give ``None`` for what cannot be told.
 
+    Parameters
+    ----------
+    X : array-like, DataFrame, Series, sparse matrix, list or None
+        The data.
+
+    Returns
+    -------
+    (int or None, int or None, int or None)
+        ``(n_rows, n_cols, nbytes)``.
+
     Examples
     --------
     >>> import numpy as np

@@ -24,7 +24,17 @@ _METHODS = ("transform", "predict", "predict_proba", "predict_log_proba", "decis
 
 
 def default_stage_name(estimator):
-    """The name a stage gets when none is given: the lower-cased class or function name.
+    """Name a stage when no name is given: the lower-cased class or function name.
+
+    Parameters
+    ----------
+    estimator : estimator, callable, "passthrough" or None
+        What the stage wraps.
+
+    Returns
+    -------
+    str
+        The name: ``"passthrough"`` for None, ``"function"`` for a lambda.
 
     Examples
     --------
@@ -59,8 +69,18 @@ def _wrapped_has(attr):
 
 
 class HTMLReprMixin:
-    """Show ``_html_repr()`` in notebooks with every supported scikit-learn: 1.7 and later call
-    that hook themselves; 1.6 calls ``estimator_html_repr`` from these two methods."""
+    """Show ``_html_repr()`` in notebooks with every supported scikit-learn.
+
+    scikit-learn 1.7 and later call that hook themselves; 1.6 calls ``estimator_html_repr`` from
+    these two methods.
+
+    Examples
+    --------
+    >>> from ml_toolbox import PipelineStage
+    >>> from ml_toolbox.stage import HTMLReprMixin
+    >>> issubclass(PipelineStage, HTMLReprMixin), "<div" in PipelineStage()._repr_html_()
+    (True, True)
+    """
 
     def _repr_html_inner(self):
         return self._html_repr()

@@ -2,8 +2,9 @@
 
 What is checked: the objects ``ml_toolbox._apidoc.public_objects`` lists -- the names of
 ``ml_toolbox.__all__`` (``ml_toolbox.pipelines`` exports the very same objects), of the public
-subpackages' ``__all__`` (store, runs, serving) and of the helper modules the API page documents
-(exceptions, display, progress, fast), and for each class the public methods and properties defined
+subpackages' ``__all__`` (store, runs, serving), of the helper modules the API page documents
+(exceptions, display, progress, fast) and of every other public module (no part of its dotted name
+starts with ``_``: config, lifecycle, orchestration, monitor, ...), and for each class the public methods and properties defined
 in ml_toolbox. Methods a class inherits unchanged from scikit-learn (``get_params``,
 ``set_output``...) are left out: their docstrings are scikit-learn's, and scikit-learn validates
 them. An object reachable under several names is checked once.
@@ -183,8 +184,59 @@ ml_toolbox.Tracker.emit
 ml_toolbox.Tracker.end_run
 ml_toolbox.Tracker.log_metrics
 ml_toolbox.Tracker.start_run
+ml_toolbox.cli.build_parser
+ml_toolbox.cli.main
 ml_toolbox.create_app
+ml_toolbox.debugger.Breakpoint
+ml_toolbox.debugger.BreakpointConditionError
+ml_toolbox.debugger.Failure
+ml_toolbox.debugger.Failure.from_context
+ml_toolbox.debugger.Failure.replay
+ml_toolbox.debugger.FunctionTiming
+ml_toolbox.debugger.RunRecord
+ml_toolbox.debugger.Snapshot
+ml_toolbox.debugger.Snapshot.capture
+ml_toolbox.debugger.StageProfile
+ml_toolbox.debugger.StageProfile.report
+ml_toolbox.debugger.StageProfile.slowest
+ml_toolbox.debugger.Trace
+ml_toolbox.debugger.Trace.filter
+ml_toolbox.debugger.Trace.render
+ml_toolbox.debugger.Trace.to_frame
+ml_toolbox.debugger.TraceEvent
+ml_toolbox.debugger.UnknownStageError
+ml_toolbox.debugger.parse_size
 ml_toolbox.exceptions.describe_owner
+ml_toolbox.mlflow_registry.find_exported
+ml_toolbox.mlflow_registry.sync_aliases
+ml_toolbox.monitor.Anomaly
+ml_toolbox.monitor.MLflowSink.emit
+ml_toolbox.monitor.MonitorSink
+ml_toolbox.monitor.MonitorSink.emit
+ml_toolbox.monitor.StageRecord
+ml_toolbox.monitor.StageRecord.failed
+ml_toolbox.monitor.StageRecord.from_dict
+ml_toolbox.monitor.StageRecord.to_dict
+ml_toolbox.orchestration.FeatureGraph
+ml_toolbox.orchestration.FeatureGraph.fit
+ml_toolbox.orchestration.FeatureGraph.get_feature_names_out
+ml_toolbox.orchestration.FeatureGraph.transform
+ml_toolbox.orchestration.GraphPlan
+ml_toolbox.orchestration.GraphPlan.ancestors
+ml_toolbox.orchestration.GraphPlan.descendants
+ml_toolbox.orchestration.PipelineGraphError
+ml_toolbox.orchestration.StageCache.function
+ml_toolbox.orchestration.StageCache.reduce
+ml_toolbox.orchestration.StageFailures
+ml_toolbox.orchestration.StageFailures.build
+ml_toolbox.orchestration.StageFailures.derive
+ml_toolbox.orchestration.check_failure_strategy
+ml_toolbox.orchestration.check_n_jobs
+ml_toolbox.orchestration.fast_hash
+ml_toolbox.orchestration.join_outputs
+ml_toolbox.orchestration.plan_graph
+ml_toolbox.retry.as_policy
+ml_toolbox.retry.only_library_code
 ml_toolbox.runs.ActiveRun
 ml_toolbox.runs.ActiveRun.cancel_requested
 ml_toolbox.runs.ActiveRun.duration
@@ -202,10 +254,19 @@ ml_toolbox.runs.RunFuture.cancel
 ml_toolbox.runs.RunFuture.cancelled
 ml_toolbox.runs.RunReport
 ml_toolbox.runs.RunReport.to_dict
+ml_toolbox.runs.cli.add_parser
+ml_toolbox.runs.cli.run
 ml_toolbox.runs.current_run
 ml_toolbox.runs.fingerprint
 ml_toolbox.runs.submit
 ml_toolbox.runs.track
+ml_toolbox.runs.views.RunTable
+ml_toolbox.runs.views.RunTable.to_dict
+ml_toolbox.runs.views.fmt
+ml_toolbox.runs.views.plot_metric
+ml_toolbox.runs.views.run_table
+ml_toolbox.runs.views.runs_table
+ml_toolbox.runs.views.to_html
 ml_toolbox.serving.Answer
 ml_toolbox.serving.KPIBoard
 ml_toolbox.serving.KPIBoard.compare
@@ -220,7 +281,10 @@ ml_toolbox.serving.Rule.kpi
 ml_toolbox.serving.Rule.parse
 ml_toolbox.serving.Verdict
 ml_toolbox.serving.Verdict.to_dict
+ml_toolbox.serving.cli.add_commands
 ml_toolbox.serving.evidence_of
+ml_toolbox.serving.http.app_from_spec
+ml_toolbox.serving.kpis.resolve_metric
 ml_toolbox.serving.parse_payload
 ml_toolbox.serving.serve
 ml_toolbox.store.FormatRefusedError
@@ -254,21 +318,68 @@ ml_toolbox.store.StoreBackend.local_path
 ml_toolbox.store.StoreBackend.read
 ml_toolbox.store.StoreBackend.write
 ml_toolbox.store.StoreError
+ml_toolbox.store.commands.add_commands
+ml_toolbox.store.commands.add_store_options
+ml_toolbox.store.commands.open_store
+ml_toolbox.store.objstore.is_url
+ml_toolbox.store.views.StoreView
+ml_toolbox.store.views.fmt
+ml_toolbox.store.views.history_rows
+ml_toolbox.store.views.size
+ml_toolbox.store.views.store_rows
+ml_toolbox.store.views.version_rows
 """.split())
 
 # Classes and functions without an Examples section when this test landed.
 PENDING_EXAMPLES = set("""
 ml_toolbox.RunRecord
+ml_toolbox.cli.build_parser
+ml_toolbox.cli.main
+ml_toolbox.debugger.Breakpoint
+ml_toolbox.debugger.Failure
+ml_toolbox.debugger.FunctionTiming
+ml_toolbox.debugger.RunRecord
+ml_toolbox.debugger.Snapshot
+ml_toolbox.debugger.StageProfile
+ml_toolbox.debugger.TraceEvent
 ml_toolbox.exceptions.describe_owner
+ml_toolbox.mlflow_registry.find_exported
+ml_toolbox.monitor.Anomaly
+ml_toolbox.orchestration.FeatureGraph
+ml_toolbox.orchestration.GraphPlan
+ml_toolbox.orchestration.StageCache
+ml_toolbox.orchestration.check_failure_strategy
+ml_toolbox.orchestration.check_n_jobs
+ml_toolbox.orchestration.join_outputs
 ml_toolbox.runs.ActiveRun
 ml_toolbox.runs.RunComparison
 ml_toolbox.runs.RunFuture
 ml_toolbox.runs.RunReport
+ml_toolbox.runs.cli.add_parser
+ml_toolbox.runs.cli.run
 ml_toolbox.runs.track
+ml_toolbox.runs.views.RunTable
+ml_toolbox.runs.views.fmt
+ml_toolbox.runs.views.plot_metric
+ml_toolbox.runs.views.run_table
+ml_toolbox.runs.views.runs_table
+ml_toolbox.runs.views.to_html
 ml_toolbox.serving.Answer
 ml_toolbox.serving.Verdict
+ml_toolbox.serving.cli.add_commands
+ml_toolbox.serving.http.app_from_spec
 ml_toolbox.serving.serve
 ml_toolbox.store.StoreBackend
+ml_toolbox.store.commands.add_commands
+ml_toolbox.store.commands.add_store_options
+ml_toolbox.store.commands.open_store
+ml_toolbox.store.objstore.is_url
+ml_toolbox.store.views.StoreView
+ml_toolbox.store.views.fmt
+ml_toolbox.store.views.history_rows
+ml_toolbox.store.views.size
+ml_toolbox.store.views.store_rows
+ml_toolbox.store.views.version_rows
 """.split())
 
 
