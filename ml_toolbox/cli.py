@@ -55,7 +55,18 @@ class _UsageError(Exception):
 
 
 def build_parser():
-    """The argument parser of ``ml-toolbox`` (sub-commands list, show, diff, promote, rollback, ...)."""
+    """Build the argument parser of ``ml-toolbox`` (sub-commands list, show, diff, promote, rollback...).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with every sub-command (the store's, ``runs``, ``serve``, ``rollout``...).
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["--store", "models/", "list"]).command
+    'list'
+    """
     parser = _Parser(prog="ml-toolbox", description="Inspect and manage an ml_toolbox model store.")
     add_store_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -84,13 +95,25 @@ def main(argv=None, *, console=None, error_console=None):
     Parameters
     ----------
     argv : list of str, optional
+        The arguments, without the program name.
     console, error_console : rich.console.Console, optional
         Where results and errors go (default: stdout and stderr).
 
     Returns
     -------
-    code : int
-        0 done, 1 refused or failed check, 2 bad usage.
+    int
+        The exit code: 0 done, 1 refused or failed check, 2 bad usage.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from rich.console import Console
+    >>> from ml_toolbox import PipelinePersistence
+    >>> where = tempfile.mkdtemp()
+    >>> _ = PipelinePersistence(where)
+    >>> out = io.StringIO()
+    >>> main(["--store", where, "list"], console=Console(file=out))
+    0
     """
     out = console or Console(file=sys.stdout, soft_wrap=False)
     err = error_console or Console(file=sys.stderr, soft_wrap=True)

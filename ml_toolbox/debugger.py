@@ -75,14 +75,16 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE
 class UnknownStageError(ValueError):
     """A breakpoint (or a profiled stage) names a stage the pipeline does not have.
 
-    Attributes
+    Parameters
     ----------
+    message : str
+        The error message, naming the stage and the stages that exist.
     stage_name : str
-        The name given.
-    stage_names : list of str
-        The stage names that exist.
-    suggestion : str or None
-        The closest existing name, if one is close.
+        The name given (also the attribute).
+    stage_names : iterable of str
+        The stage names that exist (the attribute is a list).
+    suggestion : str or None, default=None
+        The closest existing name, if one is close (also the attribute).
     """
 
     def __init__(self, message, *, stage_name, stage_names, suggestion=None):
@@ -97,10 +99,14 @@ class BreakpointConditionError(RuntimeError):
 
     It is the condition that failed, not the stage: the stage's own errors keep their type.
 
-    Attributes
+    Parameters
     ----------
+    message : str
+        The error message.
     breakpoint : Breakpoint
+        The breakpoint whose condition raised (also the attribute).
     stage_name, pipeline_name, mode : str
+        Where it raised (also the attributes).
     """
 
     def __init__(self, message, *, breakpoint, stage_name, pipeline_name, mode):
@@ -115,10 +121,22 @@ class BreakpointConditionError(RuntimeError):
 # small helpers
 # ------------------------------------------------------------------------------------------------
 def parse_size(value, name="size"):
-    """A memory size in bytes from an int (``1_000_000``) or a string (``"512KB"``, ``"1GiB"``).
+    """Return a memory size in bytes from an int (``1_000_000``) or a string (``"512KB"``).
 
     Units: B, KB, MB, GB, TB (powers of 1000) and KiB, MiB, GiB, TiB (powers of 1024),
     case-insensitive.
+
+    Parameters
+    ----------
+    value : int or str
+        The size.
+    name : str, default="size"
+        The parameter's name, for error messages.
+
+    Returns
+    -------
+    int
+        The size in bytes.
 
     Raises
     ------
@@ -395,19 +413,24 @@ class Snapshot:
     included) never exceed the debugger's ``max_snapshot_bytes``. When the budget cannot hold
     every column or row, the snapshot keeps what fits and says so (``columns_shown``,
     ``head`` rows, ``note``). Statistics are exact: they are computed over all rows, in chunks
-    that also fit the budget, so memory stays bounded while time grows with the data.
+    that also fit the budget, so memory stays bounded while time grows with the data. Made by
+    :meth:`capture`.
 
-    Attributes
+    Parameters
     ----------
     pipeline, stage, phase, mode : str
-    attempt, run_id : int
-    time : float
+        Where and when the data was captured (``phase``: ``"before"``, ``"after"`` or ``"error"``).
+    attempt, run_id : int, default=1, 0
+        The attempt of the stage run, and the pipeline execution's id.
+    time : float, default=0.0
         Wall-clock time of the capture.
     kind : str
         Type of the data (``"DataFrame"``, ``"ndarray"``, ``"csr_matrix"``...), or of the estimator
         when a stage produced no data (a fitted model).
-    shape : tuple or None
-    y_shape : tuple or None
+    shape : tuple or None, default=None
+        The data's shape.
+    y_shape : tuple or None, default=None
+        The target's shape.
     head : pandas.DataFrame or None
         The first rows (copied), limited to ``columns_shown`` columns.
     stats : pandas.DataFrame or None
@@ -417,9 +440,18 @@ class Snapshot:
         How many of the columns ``head`` and ``stats`` cover (the first ones).
     nbytes : int
         Bytes held by ``head`` and ``stats``.
-    budget : int
-    note : str
+    budget : int, default=0
+        The budget, in bytes.
+    note : str, default=""
         What was left out to stay within the budget ("" when nothing was).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> snap = Snapshot.capture(np.arange(200.0).reshape(100, 2), budget=2_000, head_rows=3,
+    ...                         pipeline="p", stage="scale", phase="before", mode="fit_transform")
+    >>> snap.shape, snap.head.shape, list(snap.stats["mean"])
+    ((100, 2), (3, 2), [99.0, 100.0])
     """
 
     pipeline: str
@@ -441,7 +473,27 @@ class Snapshot:
 
     @classmethod
     def capture(cls, data, *, budget, head_rows=5, y=None, **meta):
-        """Summarise ``data`` within ``budget`` bytes (see the class docstring)."""
+        """Summarise data within a budget (see the class docstring).
+
+        Parameters
+        ----------
+        data : object
+            What the stage saw or produced: a DataFrame, an array, a sparse matrix... or an
+            estimator (a fitted model: only its type is kept).
+        budget : int
+            Bytes the snapshot may hold.
+        head_rows : int, default=5
+            First rows to keep, within the budget.
+        y : array-like, optional
+            The target (only its shape is kept).
+        **meta
+            The other fields: ``pipeline``, ``stage``, ``phase``, ``mode``, ``attempt``...
+
+        Returns
+        -------
+        Snapshot
+            The snapshot.
+        """
         snap = cls(budget=budget, y_shape=_shape_of(y), **meta)
         if not _is_data(data):
             snap.kind = type(data).__name__
@@ -527,18 +579,35 @@ class Breakpoint:
 
     Made by :meth:`PipelineDebugger.add_breakpoint`.
 
-    Attributes
+    Parameters
     ----------
     stage : str
-    when : {"before", "after", "error"}
-    condition : callable or None
+        The stage's name.
+    when : {"before", "after", "error"}, default="before"
+        Before the stage runs, after it succeeded, or when it failed for good.
+    condition : callable or None, default=None
         Called with the :class:`~ml_toolbox.context.StageContext`; the breakpoint fires only when
         it returns a true value.
-    action : {"snapshot", "pdb"} or callable
-    pipeline : str or None
+    action : {"snapshot", "pdb"} or callable, default="snapshot"
+        What firing does.
+    pipeline : str or None, default=None
         Only runs of the pipeline with this name, or any pipeline (None).
-    hits : int
+    hits : int, default=0
         How many times it fired.
+    validated : bool, default=False
+        Whether the stage name was checked against the pipeline's stages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> debugger = PipelineDebugger(profile=True)
+    >>> bp = debugger.add_breakpoint("scale", when="after")
+    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
+    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
+    >>> bp.hits, debugger.snapshot("scale", "after").shape
+    (1, (10, 2))
     """
 
     stage: str
@@ -567,11 +636,12 @@ class Breakpoint:
 class TraceEvent:
     """One stage run, or one attempt of it that failed and was retried.
 
-    Attributes
+    Parameters
     ----------
     run_id : int
         The pipeline execution this belongs to (``RunContext.run_id``).
     pipeline, stage : str
+        The pipeline's and the stage's names.
     index : int
         Position of the stage in that execution.
     mode : str
@@ -587,8 +657,22 @@ class TraceEvent:
     status : {"success", "failed", "retried"}
         ``"retried"``: this attempt failed and another one followed.
     attempt : int
-    error : str or None
+        The attempt number (1, 2...).
+    error : str or None, default=None
         ``"TypeName: message"`` of the attempt's error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> debugger = PipelineDebugger(profile=True)
+    >>> bp = debugger.add_breakpoint("scale", when="after")
+    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
+    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
+    >>> event = debugger.get_execution_trace()[0]
+    >>> event.stage, event.mode, event.status, event.input_shape
+    ('scale', 'fit_transform', 'success', (10, 2))
     """
 
     run_id: int
@@ -608,7 +692,38 @@ class TraceEvent:
 
 @dataclass(slots=True)
 class RunRecord:
-    """One pipeline execution: ``run_id``, ``pipeline``, ``mode``, ``start``, ``duration``, ``status``."""
+    """One pipeline execution, as the debugger's trace records it.
+
+    Parameters
+    ----------
+    run_id : int
+        The execution's id.
+    pipeline : str
+        The pipeline's name.
+    mode : str
+        What it did (``"fit"``, ``"predict"``...).
+    start : float
+        Wall-clock start (seconds since the epoch).
+    duration : float or None, default=None
+        Seconds (None while it runs).
+    status : str, default="running"
+        ``"running"``, ``"success"`` or ``"failed"``.
+    error : str or None, default=None
+        ``"TypeName: message"`` of the error that ended it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> debugger = PipelineDebugger(profile=True)
+    >>> bp = debugger.add_breakpoint("scale", when="after")
+    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
+    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
+    >>> run = debugger.get_execution_trace().runs[0]
+    >>> run.pipeline, run.mode, run.status
+    ('feature_pipeline', 'fit', 'success')
+    """
 
     run_id: int
     pipeline: str
@@ -645,10 +760,15 @@ class Trace(Sequence):
     shows the latest :attr:`html_rows` events and counts the earlier ones, so a long trace stays a
     small page; :meth:`to_frame` gives them all, as a pandas DataFrame with one row per event.
 
+    Parameters
+    ----------
+    events : iterable of TraceEvent
+        The stage runs, in order.
+    runs : iterable of RunRecord, default=()
+        The pipeline executions they belong to.
+
     Attributes
     ----------
-    events : list of TraceEvent
-    runs : list of RunRecord
     html_rows : int, default=100
         How many of the latest events the notebook's HTML table shows.
 
@@ -678,14 +798,37 @@ class Trace(Sequence):
         return len(self.events)
 
     def filter(self, *, pipeline=None, stage=None, status=None, mode=None):
-        """The events matching every given field, as a new Trace."""
+        """Return the events matching every given field, as a new trace.
+
+        Parameters
+        ----------
+        pipeline : str, optional
+            Only this pipeline's.
+        stage : str, optional
+            Only this stage's.
+        status : {"success", "failed", "retried"}, optional
+            Only those that ended this way.
+        mode : str, optional
+            Only those of this stage mode.
+
+        Returns
+        -------
+        Trace
+            The events selected (and every run).
+        """
         wanted = {"pipeline": pipeline, "stage": stage, "status": status, "mode": mode}
         events = [e for e in self.events
                   if all(v is None or getattr(e, k) == v for k, v in wanted.items())]
         return Trace(events, self.runs)
 
     def to_frame(self):
-        """One row per event, columns as the :class:`TraceEvent` fields."""
+        """Return one row per event, for your own analysis.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns as the :class:`TraceEvent` fields.
+        """
         names = list(TraceEvent.__dataclass_fields__)
         return pd.DataFrame([[getattr(e, n) for n in names] for e in self.events], columns=names)
 
@@ -754,7 +897,20 @@ class Trace(Sequence):
         return "\n".join(out)
 
     def render(self, *, use_rich=True, width=120):
-        """The trace as text: a rich tree (``use_rich=True``) or a plain fixed-width table."""
+        """Return the trace as text.
+
+        Parameters
+        ----------
+        use_rich : bool, default=True
+            A rich tree of runs and their stage runs; False: a plain fixed-width table.
+        width : int, default=120
+            Width of the text, in characters.
+
+        Returns
+        -------
+        str
+            The rendered trace.
+        """
         if not use_rich:
             return self._plain()
         from rich.console import Console
@@ -799,8 +955,36 @@ class Trace(Sequence):
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FunctionTiming:
-    """One function inside a profiled stage: ``function``, ``file``, ``line``, ``calls``,
-    ``tottime`` (in the function itself) and ``cumtime`` (with what it called), in seconds."""
+    """One function inside a profiled stage.
+
+    Parameters
+    ----------
+    function : str
+        The function's name.
+    file : str
+        Its source file.
+    line : int
+        Its first line.
+    calls : int
+        How many times it was called.
+    tottime : float
+        Seconds in the function itself.
+    cumtime : float
+        Seconds with what it called.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> debugger = PipelineDebugger(profile=True)
+    >>> bp = debugger.add_breakpoint("scale", when="after")
+    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
+    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
+    >>> timing = debugger.profiles[("scale", "fit_transform")].slowest(1)[0]
+    >>> timing.calls >= 1
+    True
+    """
 
     function: str
     file: str
@@ -812,15 +996,29 @@ class FunctionTiming:
 
 @dataclass(eq=False)
 class StageProfile:
-    """The ``cProfile`` of one stage run.
+    """The ``cProfile`` of one stage run (``PipelineDebugger(profile=...)``).
 
-    Attributes
+    Parameters
     ----------
     pipeline, stage, mode : str
+        The pipeline, the stage, and what the stage did.
     duration : float or None
         Seconds of the stage run.
-    stats : dict
+    stats : dict, default={}
         ``pstats.Stats(...).stats``: ``(file, line, function) -> (cc, nc, tt, ct, callers)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> debugger = PipelineDebugger(profile=True)
+    >>> bp = debugger.add_breakpoint("scale", when="after")
+    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
+    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
+    >>> profile = debugger.profiles[("scale", "fit_transform")]
+    >>> profile.stage, len(profile.slowest(3))
+    ('scale', 3)
     """
 
     pipeline: str
@@ -830,7 +1028,20 @@ class StageProfile:
     stats: dict = field(repr=False, default_factory=dict)
 
     def slowest(self, n=10, sort="tottime"):
-        """The ``n`` functions with the most ``sort`` time (``"tottime"`` or ``"cumtime"``)."""
+        """Return the functions with the most time.
+
+        Parameters
+        ----------
+        n : int, default=10
+            How many functions.
+        sort : {"tottime", "cumtime"}, default="tottime"
+            Time in the function itself, or with what it called.
+
+        Returns
+        -------
+        list of FunctionTiming
+            The slowest first.
+        """
         if sort not in ("tottime", "cumtime"):
             raise ValueError(f"sort must be 'tottime' or 'cumtime', got {sort!r}.")
         rows = [FunctionTiming(func, file, line, nc, tt, ct)
@@ -839,7 +1050,20 @@ class StageProfile:
         return rows[:n]
 
     def report(self, n=10, sort="tottime"):
-        """The slowest functions as plain text."""
+        """Return the slowest functions as plain text.
+
+        Parameters
+        ----------
+        n : int, default=10
+            How many functions.
+        sort : {"tottime", "cumtime"}, default="tottime"
+            Time in the function itself, or with what it called.
+
+        Returns
+        -------
+        str
+            One line per function.
+        """
         lines = [f"profile of {self.pipeline}/{self.stage} ({self.mode}), "
                  f"{_fmt_seconds(self.duration)}; slowest functions by {sort}:",
                  f"{'tottime':>10} {'cumtime':>10} {'calls':>8}  function"]
@@ -881,25 +1105,57 @@ def _head_rows(obj, n):
 class Failure:
     """The last stage run that failed: its input (within a budget), its error, and a way to replay it.
 
-    Attributes
+    Made by the debugger (:attr:`PipelineDebugger.last_failure`), with :meth:`from_context`.
+
+    Parameters
     ----------
     pipeline, stage, mode : str
+        The pipeline, the stage, and what the stage did.
     attempt : int
         The attempt that failed for good.
     error : BaseException
         The exception. Like any caught exception, its ``__traceback__`` keeps the frames of the
         failing call alive (``pdb.post_mortem(failure.error.__traceback__)`` works).
-    traceback : str
+    traceback : str, default=""
         The formatted traceback.
-    X, y : data
+    X, y : object, default=None
         Copies of the stage's input, or of its first rows when the whole does not fit
         ``max_failure_bytes`` (then ``truncated`` is True).
-    n_rows, n_rows_kept : int or None
-    truncated : bool
-    fitting : bool
+    n_rows, n_rows_kept : int or None, default=None
+        Rows of the input, and rows kept.
+    truncated : bool, default=False
+        Whether only the first rows were kept.
+    fitting : bool, default=False
         The stage was being fitted: :meth:`replay` fits a fresh clone.
-    time : float
+    time : float, default=0.0
         Wall-clock time of the failure.
+    budget : int, default=0
+        The byte budget of the kept input.
+    _template : object, default=None
+        Internal: the stage context :meth:`replay` reruns.
+    _index : int, default=0
+        Internal: the stage's position in its pipeline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
+    >>> def check_positive(X):
+    ...     if (X < 0).any():
+    ...         raise ValueError("negative values")
+    ...     return X
+    >>> debugger = PipelineDebugger()
+    >>> pipe = FeaturePipeline([("check", FunctionTransformer(check_positive))], debugger=debugger)
+    >>> pipe.fit(np.array([[1.0], [-1.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: negative values...
+    >>> failure = debugger.last_failure
+    >>> failure.stage, failure.mode, failure.n_rows, failure.truncated
+    ('check', 'fit_transform', 2, False)
+    >>> failure.replay(np.array([[1.0]]))  # the stage alone, on a corrected input
+    array([[1.]])
     """
 
     pipeline: str
@@ -921,6 +1177,22 @@ class Failure:
 
     @classmethod
     def from_context(cls, ctx, error, budget):
+        """Keep a failed stage run: its input within the budget, its error and traceback.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run that failed.
+        error : BaseException
+            Its error.
+        budget : int
+            Bytes the kept input may take; a larger input is cut to its first rows.
+
+        Returns
+        -------
+        Failure
+            The post-mortem.
+        """
         X, y = ctx.X, ctx.y
         n_rows, _, x_bytes = data_summary(X)
         _, _, y_bytes = data_summary(y)
@@ -948,11 +1220,25 @@ class Failure:
         """Run the failed stage alone again on the kept input (or on ``X`` / ``y`` if given).
 
         In a fitting mode a fresh clone of the stage is fitted; otherwise the fitted stage runs.
-        No pipeline and no plug-in is involved. Returns the stage's result, or raises what the
-        stage raises -- so a failure reproduces, and a fix can be checked in a notebook cell.
+        No pipeline and no plug-in is involved. It raises what the stage raises -- so a failure
+        reproduces, and a fix can be checked in a notebook cell.
 
-        Warns (``UserWarning``) when replaying on a truncated input, which may not reproduce
-        the failure.
+        Parameters
+        ----------
+        X : object, optional
+            The input to run on (default: the kept one).
+        y : object, optional
+            The target (default: the kept one).
+
+        Returns
+        -------
+        object
+            What the stage returns.
+
+        Warns
+        -----
+        UserWarning
+            When replaying on a truncated input, which may not reproduce the failure.
         """
         if X is None and self.truncated:
             warnings.warn(
@@ -1040,7 +1326,7 @@ class PipelineDebugger(PipelinePlugin):
 
     See Also
     --------
-    ml_toolbox.PipelineMonitor : numbers over many runs (durations, rows, errors).
+    ml_toolbox.PipelineMonitor : Numbers over many runs (durations, rows, errors).
 
     Examples
     --------
@@ -1131,7 +1417,21 @@ class PipelineDebugger(PipelinePlugin):
 
         Attaching is optional: ``pipe.debugger = debugger`` suffices for debugging. A unified
         pipeline brings the stage names of its feature, training and inference pipelines.
-        Returns self.
+
+        Parameters
+        ----------
+        *pipelines : pipeline
+            The pipelines (any ml_toolbox pipeline, a unified one included).
+
+        Returns
+        -------
+        PipelineDebugger
+            ``self``.
+
+        Raises
+        ------
+        UnknownStageError
+            When a breakpoint already added names a stage none of these pipelines has.
         """
         for pipeline in pipelines:
             for name, names in _pipelines_of(pipeline):
@@ -1205,6 +1505,7 @@ class PipelineDebugger(PipelinePlugin):
         Returns
         -------
         Breakpoint
+            The breakpoint added (pass it to :meth:`remove_breakpoint` to remove it).
 
         Raises
         ------
@@ -1237,9 +1538,25 @@ class PipelineDebugger(PipelinePlugin):
         return bp
 
     def remove_breakpoint(self, stage, when=None):
-        """Remove a breakpoint (the object), or every breakpoint on ``stage`` (and ``when``).
+        """Remove a breakpoint (the object), or every breakpoint on a stage.
 
-        Returns the number removed; raises ``ValueError`` listing the breakpoints when none match.
+        Parameters
+        ----------
+        stage : str or Breakpoint
+            A stage name (every breakpoint on it goes), or a breakpoint that
+            :meth:`add_breakpoint` returned (only that one goes).
+        when : {"before", "after", "error"} or None, default=None
+            With a stage name: only the breakpoints of this kind.
+
+        Returns
+        -------
+        int
+            The number of breakpoints removed.
+
+        Raises
+        ------
+        ValueError
+            When none match; the message lists the breakpoints.
         """
         with self._lock:
             if isinstance(stage, Breakpoint):
@@ -1300,7 +1617,25 @@ class PipelineDebugger(PipelinePlugin):
         return snap
 
     def snapshot(self, stage, phase="before"):
-        """The snapshot of ``stage`` at ``phase``; ``KeyError`` listing the keys if there is none."""
+        """Return the latest snapshot of a stage at a phase.
+
+        Parameters
+        ----------
+        stage : str
+            The stage's name.
+        phase : {"before", "after", "error"}, default="before"
+            Its input, its output, or the input of a failed run.
+
+        Returns
+        -------
+        Snapshot
+            The latest capture.
+
+        Raises
+        ------
+        KeyError
+            When there is none; the message lists the snapshots held.
+        """
         try:
             return self.snapshots[(stage, phase)]
         except KeyError:
@@ -1309,6 +1644,13 @@ class PipelineDebugger(PipelinePlugin):
 
     # -- hooks -----------------------------------------------------------------------------
     def before_run(self, run):
+        """Learn the run's stage names and open its trace entry (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        """
         # the stage names of this pipeline (and of its siblings, when a unified pipeline handed
         # the debugger down), read afresh each run: steps may have changed since the last one
         parent = run.extra.get("parent")
@@ -1336,12 +1678,35 @@ class PipelineDebugger(PipelinePlugin):
             self._runs.append(record)
 
     def after_run(self, run):
+        """Close the run's trace entry (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        """
         self._close_run(run)
 
     def on_run_error(self, run, error):
+        """Close the run's trace entry with its error (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        error : BaseException
+            The error that ended it.
+        """
         self._close_run(run, error)
 
     def before_stage(self, ctx):
+        """Fire the ``"before"`` breakpoints and start profiling (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        """
         ctx.extra[_ATTEMPT_KEY] = (self.clock(), time.time())
         if self.breakpoints:
             self._fire(ctx, "before")
@@ -1391,11 +1756,27 @@ class PipelineDebugger(PipelinePlugin):
                                       attempts + ctx.attempt)
 
     def on_stage_retry(self, ctx, error):
+        """Trace the attempt that failed and will be retried (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of the previous attempt.
+        """
         now = self.clock()
         self._record(ctx, self._event(ctx, "retried", error, end=now))
         ctx.extra[_ATTEMPT_KEY] = (now, time.time())
 
     def after_stage(self, ctx):
+        """Trace a stage run that succeeded; fire the ``"after"`` breakpoints (a hook).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        """
         self._stop_profile(ctx)
         self._record(ctx, self._event(ctx, "success"))
         if self.capture == "all" and ctx.fitting:
@@ -1404,6 +1785,17 @@ class PipelineDebugger(PipelinePlugin):
             self._fire(ctx, "after")
 
     def on_stage_error(self, ctx, error):
+        """Trace a failed stage run, keep its post-mortem, fire the ``"error"`` breakpoints.
+
+        A hook of the execution loop.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of its last attempt.
+        """
         self._stop_profile(ctx)
         self._record(ctx, self._event(ctx, "failed", error))
         failure = Failure.from_context(ctx, error, self.max_failure_bytes)
@@ -1414,7 +1806,22 @@ class PipelineDebugger(PipelinePlugin):
 
     # -- results ---------------------------------------------------------------------------
     def get_execution_trace(self, *, pipeline=None, stage=None, status=None):
-        """The stage runs seen so far, in order, as a :class:`Trace` (optionally filtered)."""
+        """Return the stage runs seen so far, in order.
+
+        Parameters
+        ----------
+        pipeline : str, optional
+            Only the runs of this pipeline.
+        stage : str, optional
+            Only the runs of this stage.
+        status : {"success", "failed", "retried"}, optional
+            Only the runs that ended this way.
+
+        Returns
+        -------
+        Trace
+            The events (stage runs) and runs (pipeline executions) kept, filtered.
+        """
         with self._lock:
             trace = Trace(self._events, self._runs)
         if pipeline is None and stage is None and status is None:
@@ -1429,12 +1836,14 @@ class PipelineDebugger(PipelinePlugin):
         use_rich : bool, default=None
             None follows the debugger's ``rich_output``.
         width : int, default=120
+            Width of the text, in characters.
         console : rich.console.Console, default=None
             Also print the table there (e.g. ``rich.get_console()``).
 
         Returns
         -------
         str
+            The rendered trace.
         """
         trace = self.get_execution_trace()
         use_rich = self.rich_output if use_rich is None else use_rich
@@ -1443,8 +1852,14 @@ class PipelineDebugger(PipelinePlugin):
         return trace.render(use_rich=use_rich, width=width)
 
     def time_breakdown(self):
-        """Per-stage time: one row per (pipeline, stage) with ``runs``, ``attempts``,
-        ``total_s``, ``mean_s``, ``max_s`` and ``share`` (of all stage time), slowest first."""
+        """Return the time spent in each stage, slowest first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (pipeline, stage) with ``runs``, ``attempts``, ``total_s``, ``mean_s``,
+            ``max_s`` and ``share`` (of all stage time).
+        """
         with self._lock:
             items = list(self._timings.items())
         rows = [(p, s, runs, attempts, tot, tot / runs, worst)

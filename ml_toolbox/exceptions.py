@@ -18,7 +18,25 @@ class StageDefinitionError(TypeError):
 
 
 def describe_owner(pipeline):
-    """``"UnifiedMLPipeline 'churn'"``: how messages name a pipeline."""
+    """Return how error messages name a pipeline: its class and, when it has one, its name.
+
+    Parameters
+    ----------
+    pipeline : object
+        The pipeline (or any estimator).
+
+    Returns
+    -------
+    str
+        ``"UnifiedMLPipeline 'churn'"``, or the class name alone.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import FeaturePipeline
+    >>> describe_owner(FeaturePipeline([], name="features")), describe_owner(LogisticRegression())
+    ("FeaturePipeline 'features'", 'LogisticRegression')
+    """
     name = getattr(pipeline, "name", None)
     cls = type(pipeline).__name__
     return f"{cls} {name!r}" if name else cls

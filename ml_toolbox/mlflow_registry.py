@@ -119,8 +119,7 @@ def _is_missing(exc):
 def find_exported(name: str, version_number: int, digest: str, *, registered_model: str | None = None,
                   client: Any = None, tracking_uri: str | None = None,
                   registry_uri: str | None = None) -> Any:
-    """The MLflow model version exported from store version ``name``/``version_number`` with that
-    ``digest``, or None.
+    """Return the MLflow model version exported from a store version with that digest, or None.
 
     Parameters
     ----------
@@ -140,6 +139,8 @@ def find_exported(name: str, version_number: int, digest: str, *, registered_mod
     Returns
     -------
     mlflow.entities.model_registry.ModelVersion or None
+        The model version whose ``ml_toolbox`` tags name this store version and digest; None when
+        it was not exported.
     """
     client = _client(client, tracking_uri, registry_uri)
     registered = _registered_name(name, registered_model)
@@ -302,9 +303,11 @@ def sync_aliases(store: PipelinePersistence | str | os.PathLike, name: str, *, d
     Parameters
     ----------
     store : PipelinePersistence or path
+        The store (or its location).
     name : str
         The name in the store.
     direction : {"to_mlflow", "from_mlflow"}
+        Which side's aliases are copied to the other.
     registered_model : str, default=None
         The registered model's name in MLflow. Default: ``name``.
     aliases : list of str, default=None
@@ -316,7 +319,9 @@ def sync_aliases(store: PipelinePersistence | str | os.PathLike, name: str, *, d
         ``from_mlflow`` only: recorded in the store's alias history (after the MLflow version synced).
     experiment : str, default="ml_toolbox exports"
         ``to_mlflow`` only: where :func:`export_version` logs its runs.
-    client, tracking_uri, registry_uri
+    client : mlflow.MlflowClient, default=None
+        As for :func:`export_version`.
+    tracking_uri, registry_uri : str, default=None
         As for :func:`export_version`.
 
     Returns

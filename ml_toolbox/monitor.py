@@ -110,7 +110,7 @@ class StageRecord(NamedTuple):
     :attr:`PipelineMetrics.stages`. A named tuple: cheap to make on the hot path, and a record of
     the past does not change.
 
-    Attributes
+    Parameters
     ----------
     stage_name : str
         The stage's name in its pipeline.
@@ -122,19 +122,19 @@ class StageRecord(NamedTuple):
         Wall-clock start (seconds since the epoch).
     duration : float
         Seconds, all attempts and the waits between them included.
-    status : {"success", "failed"}
+    status : {"success", "failed"}, default="success"
         How the stage run ended.
-    rows_in, cols_in, bytes_in : int or None
+    rows_in, cols_in, bytes_in : int or None, default=None
         Size of the input (None when it cannot be told cheaply).
-    rows_out, cols_out, bytes_out : int or None
+    rows_out, cols_out, bytes_out : int or None, default=None
         Size of the output (0 for a fitted model; None for a failed run).
-    attempts : int
+    attempts : int, default=1
         Attempts made (1 without retry). ``retries`` is ``attempts - 1``.
-    error : str or None
+    error : str or None, default=None
         ``"TypeName: message"`` of the error that failed the run.
-    retry_errors : tuple of str
+    retry_errors : tuple of str, default=()
         The errors that made the retry policy try again, in order.
-    warnings : tuple of str
+    warnings : tuple of str, default=()
         ``"Category: message"`` of each warning the stage raised.
 
     Examples
@@ -176,10 +176,17 @@ class StageRecord(NamedTuple):
 
     @property
     def failed(self):
+        """Whether the stage run failed (a bool)."""
         return self.status != "success"
 
     def to_dict(self):
-        """The record as plain JSON-ready values (see docs/monitoring.md for the layout)."""
+        """Return the record as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            One key per field (see docs/monitoring.md for the layout); tuples become lists.
+        """
         out = self._asdict()
         out["retry_errors"] = list(self.retry_errors)
         out["warnings"] = list(self.warnings)
@@ -187,7 +194,18 @@ class StageRecord(NamedTuple):
 
     @classmethod
     def from_dict(cls, data):
-        """Inverse of :meth:`to_dict`."""
+        """Build a record from the output of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : mapping
+            The fields of a record, as :meth:`to_dict` writes them.
+
+        Returns
+        -------
+        StageRecord
+            The record.
+        """
         data = dict(data)
         data["retry_errors"] = tuple(data.get("retry_errors", ()))
         data["warnings"] = tuple(data.get("warnings", ()))
@@ -242,23 +260,25 @@ def _records_at_once(start_time, start, names, modes, stamps, sizes):
 class PipelineMetrics:
     """One execution of one pipeline, with one :class:`StageRecord` per stage run.
 
-    Attributes
+    Parameters
     ----------
     pipeline_name : str
+        Name of the pipeline that ran.
     mode : str
         ``"fit"``, ``"transform"``, ``"predict"``, ``"predict_proba"``, ``"score"``, ...
-    run_id : int
+    run_id : int, optional
         The execution loop's id of the execution (increasing within one process).
-    start_time : float
-        Wall-clock start (seconds since the epoch).
-    duration : float or None
+    start_time : float, optional
+        Wall-clock start (seconds since the epoch); default: now.
+    duration : float or None, default=None
         Seconds (None while it runs).
-    status : {"running", "success", "failed"}
-    error : str or None
+    status : {"running", "success", "failed"}, default="running"
+        How the execution ended, or ``"running"``.
+    error : str or None, default=None
         ``"TypeName: message"`` of the error that ended it.
-    stages : list of StageRecord
+    stages : iterable of StageRecord, default=()
         The stage runs, in order.
-    fast_path : str or None
+    fast_path : str or None, default=None
         For an inference pipeline's prediction on the fast plan: ``"kernel"`` (every stage ran its
         kernel) or ``"fallback: stage 'x': reason; ..."`` (see :meth:`ml_toolbox.fast.FastPlan.path_counts`);
         None otherwise.
@@ -292,7 +312,7 @@ class PipelineMetrics:
 
     @property
     def stages(self):
-        """list of StageRecord: the stage runs, in order."""
+        """The stage runs, in order (a list of StageRecord)."""
         at_once = self._at_once
         if at_once is not None:  # made when first read (see PipelineMonitor.after_run)
             self._stages = _records_at_once(*at_once)
@@ -306,14 +326,32 @@ class PipelineMetrics:
 
     @property
     def failed(self):
+        """Whether the execution failed (a bool)."""
         return self.status == "failed"
 
     @property
     def n_stages(self):
+        """Number of stage runs recorded (an int)."""
         return len(self.stages)
 
     def stage(self, name):
-        """The record of stage ``name`` (the last one if the stage ran twice)."""
+        """Return the record of one stage (the last one if the stage ran twice).
+
+        Parameters
+        ----------
+        name : str
+            The stage's name.
+
+        Returns
+        -------
+        StageRecord
+            Its record in this execution.
+
+        Raises
+        ------
+        KeyError
+            When no stage of that name ran; the message lists the stages recorded.
+        """
         for record in reversed(self.stages):
             if record.stage_name == name:
                 return record
@@ -322,7 +360,14 @@ class PipelineMetrics:
                        f"Stages recorded: {known}")
 
     def to_dict(self):
-        """The execution as plain JSON-ready values (see docs/monitoring.md for the layout)."""
+        """Return the execution as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            The execution's fields, its stages as :meth:`StageRecord.to_dict` dictionaries (see
+            docs/monitoring.md for the layout).
+        """
         out = {"pipeline_name": self.pipeline_name, "mode": self.mode, "run_id": self.run_id,
                "start_time": self.start_time, "duration": self.duration, "status": self.status,
                "error": self.error, "stages": [s.to_dict() for s in self.stages]}
@@ -332,7 +377,18 @@ class PipelineMetrics:
 
     @classmethod
     def from_dict(cls, data):
-        """Inverse of :meth:`to_dict`."""
+        """Build an execution from the output of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : mapping
+            The fields of an execution, as :meth:`to_dict` writes them.
+
+        Returns
+        -------
+        PipelineMetrics
+            The execution, with its stage records.
+        """
         data = dict(data)
         stages = [StageRecord.from_dict(s) for s in data.pop("stages")]
         return cls(data.pop("pipeline_name"), data.pop("mode"), stages=stages, **data)
@@ -380,7 +436,9 @@ class PipelineMetrics:
 class Anomaly:
     """A stage run far outside its stage's own history.
 
-    Attributes
+    Made by :meth:`PipelineMonitor.anomalies`.
+
+    Parameters
     ----------
     pipeline_name, stage_name, mode : str
         Where it happened. The history compared against is that of the same stage in the same
@@ -401,6 +459,14 @@ class Anomaly:
     rows : str
         The size bucket compared within: ``"1 row"``, ``"2-10 rows"``, ``"11-100 rows"``, ...
         (``"unknown rows"`` when the input size was not known).
+
+    Examples
+    --------
+    >>> from ml_toolbox.monitor import Anomaly
+    >>> a = Anomaly("feature_pipeline", "scale", "transform", 7, 0.0, 0.9, 0.01, 0.002, 30.3, 20,
+    ...             "took 0.9 s, 90x its median", rows="11-100 rows")
+    >>> str(a)
+    'took 0.9 s, 90x its median'
     """
 
     pipeline_name: str
@@ -445,7 +511,13 @@ class MonitorSink(Protocol):
     """
 
     def emit(self, metrics: PipelineMetrics) -> None:
-        ...
+        """Take one finished execution.
+
+        Parameters
+        ----------
+        metrics : PipelineMetrics
+            The execution, with its stage records.
+        """
 
 
 class _CallableSink:
@@ -570,7 +642,13 @@ class MLflowSink:
         return "/".join(_METRIC_KEY_RE.sub("_", str(p)) for p in parts)
 
     def emit(self, metrics):
-        """Log one finished execution."""
+        """Log one finished execution.
+
+        Parameters
+        ----------
+        metrics : PipelineMetrics
+            The execution; skipped when its mode is not in ``modes``.
+        """
         if self.modes is not None and metrics.mode not in self.modes:
             return
         mlflow = self._mlflow()
@@ -692,8 +770,8 @@ class PipelineMonitor(PipelinePlugin):
 
     See Also
     --------
-    PipelineMetrics : one recorded execution.
-    MLflowSink : forward executions to MLflow.
+    PipelineMetrics : One recorded execution.
+    MLflowSink : Forward executions to MLflow.
 
     Examples
     --------
@@ -754,7 +832,23 @@ class PipelineMonitor(PipelinePlugin):
         self.enabled = bool(value)
 
     def add_sink(self, sink):
-        """Forward every finished execution to ``sink`` (an object with ``emit`` or a function)."""
+        """Forward every finished execution to a sink.
+
+        Parameters
+        ----------
+        sink : MonitorSink or callable
+            An object with ``emit(metrics)`` or a function ``f(metrics)``.
+
+        Returns
+        -------
+        MonitorSink or callable
+            ``sink`` itself (so it can be kept: ``s = monitor.add_sink(MLflowSink())``).
+
+        Raises
+        ------
+        TypeError
+            When ``sink`` has no ``emit`` method and is not callable.
+        """
         if isinstance(sink, MonitorSink):
             self.sinks.append(sink)
         elif callable(sink):
@@ -793,9 +887,27 @@ class PipelineMonitor(PipelinePlugin):
         return metrics
 
     def before_run(self, run):
+        """Start recording an execution (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        """
         run.extra[self] = _started(run)
 
     def after_stage(self, ctx, status="success", error=None):
+        """Record a finished stage run (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        status : {"success", "failed"}, default="success"
+            How it ended.
+        error : BaseException or None, default=None
+            The error of its last attempt.
+        """
         # The hot path of monitoring (single-row predict): attribute reads and one tuple, no
         # further call when the data are 2-D numpy arrays (``status``/``error``: on_stage_error's).
         if ctx.__class__ is _AtOnceStageContext:
@@ -843,15 +955,53 @@ class PipelineMonitor(PipelinePlugin):
             tuple([_warning_text(w) for w in caught]) if caught else ())))
 
     def on_stage_error(self, ctx, error):
+        """Record a stage run that failed for good (a hook of the execution loop).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of its last attempt.
+        """
         self.after_stage(ctx, "failed", error)
 
     def on_stage_retry(self, ctx, error):
+        """Note the error that made the retry policy try a stage again (a hook).
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run.
+        error : BaseException
+            The error of the previous attempt.
+        """
         ctx.extra.setdefault(self, []).append(_error_text(error))
 
     def on_run_error(self, run, error):
+        """Record a failed execution (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        error : BaseException
+            The error that ended it.
+        """
         self.after_run(run, "failed", error)
 
     def after_run(self, run, status="success", error=None):
+        """Record a finished execution and hand it to the sinks (a hook of the execution loop).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution.
+        status : {"success", "failed"}, default="success"
+            How it ended.
+        error : BaseException or None, default=None
+            The error that ended it.
+        """
         metrics = run.extra.pop(self, None)
         if metrics is None:
             metrics = self._metrics_of(run)
@@ -878,6 +1028,16 @@ class PipelineMonitor(PipelinePlugin):
         """Add a finished execution to the history (the hooks do this; also usable by hand).
 
         The sinks are not called.
+
+        Parameters
+        ----------
+        metrics : PipelineMetrics
+            The execution.
+
+        Raises
+        ------
+        TypeError
+            When ``metrics`` is not a :class:`PipelineMetrics`.
         """
         if not isinstance(metrics, PipelineMetrics):
             raise TypeError(f"record() takes a PipelineMetrics; got {type(metrics).__name__}")
@@ -946,6 +1106,7 @@ class PipelineMonitor(PipelinePlugin):
         Returns
         -------
         list of PipelineMetrics
+            The executions selected, oldest first.
         """
         snapshot, _ = self._snapshot()
         runs = [m for items in self._select(snapshot, name).values() for m in items
@@ -1130,7 +1291,19 @@ class PipelineMonitor(PipelinePlugin):
         return found
 
     def to_frame(self, name=None):
-        """One row per stage run (a pandas DataFrame), for your own analysis."""
+        """Return one row per stage run, for your own analysis.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this pipeline.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``pipeline_name``, ``pipeline_mode``, ``run_id``, the fields of
+            :class:`StageRecord` (``start_time`` as a timestamp) and ``throughput``.
+        """
         import pandas as pd
 
         rows = []
@@ -1153,7 +1326,14 @@ class PipelineMonitor(PipelinePlugin):
 
     # -- export / import ------------------------------------------------------------------------
     def to_dict(self):
-        """The monitor's settings and history as plain JSON-ready values."""
+        """Return the monitor's settings and history as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            ``format``, ``version``, ``created``, ``settings`` and ``executions`` (layout in
+            docs/monitoring.md).
+        """
         return {"format": FORMAT, "version": FORMAT_VERSION,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "settings": {"history_size": self.history_size,
@@ -1164,13 +1344,36 @@ class PipelineMonitor(PipelinePlugin):
                 "executions": [m.to_dict() for m in self.history()]}
 
     def to_json(self, indent=None):
-        """The history as JSON text (layout in docs/monitoring.md); :meth:`from_json` reads it."""
+        """Return the history as JSON text; :meth:`from_json` reads it.
+
+        Parameters
+        ----------
+        indent : int or None, default=None
+            Indentation of the JSON text (None: one line).
+
+        Returns
+        -------
+        str
+            :meth:`to_dict` as JSON (layout in docs/monitoring.md).
+        """
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def export(self, path, indent=None):
-        """Write :meth:`to_json` to ``path`` atomically (a complete file or none); returns the path.
+        """Write :meth:`to_json` to a file atomically (a complete file or none).
 
         :meth:`load` reads it back.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (replaced if it exists).
+        indent : int or None, default=None
+            Indentation of the JSON text.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
         """
         path = Path(path)
         text = self.to_json(indent=indent)
@@ -1189,10 +1392,24 @@ class PipelineMonitor(PipelinePlugin):
 
     @classmethod
     def from_json(cls, text, *, source="JSON text", **kwargs):
-        """A monitor holding the history of a :meth:`to_json` text.
+        """Build a monitor holding the history of a :meth:`to_json` text.
 
         Settings come from the text unless given in ``kwargs`` (e.g. ``sinks=``); the history size
         grows to hold every execution of the text.
+
+        Parameters
+        ----------
+        text : str or bytes
+            The JSON text.
+        source : str, default="JSON text"
+            What the text is, for error messages (:meth:`load` passes the file name).
+        **kwargs
+            Constructor parameters of :class:`PipelineMonitor` that override the text's settings.
+
+        Returns
+        -------
+        PipelineMonitor
+            A new monitor with the executions recorded.
 
         Raises
         ------
@@ -1223,7 +1440,27 @@ class PipelineMonitor(PipelinePlugin):
 
     @classmethod
     def load(cls, path, **kwargs):
-        """Read a file written by :meth:`export` (see :meth:`from_json`)."""
+        """Read a file written by :meth:`export` (see :meth:`from_json`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file.
+        **kwargs
+            Constructor parameters of :class:`PipelineMonitor` that override the file's settings.
+
+        Returns
+        -------
+        PipelineMonitor
+            A new monitor with the file's executions recorded.
+
+        Raises
+        ------
+        ValueError
+            The file is not UTF-8 text or not a valid monitor export.
+        OSError
+            The file cannot be read.
+        """
         path = Path(path)
         try:
             text = path.read_bytes().decode("utf-8")
@@ -1343,6 +1580,7 @@ class PipelineMonitor(PipelinePlugin):
         Returns
         -------
         matplotlib.figure.Figure
+            The figure drawn on (that of ``ax`` when given).
 
         Raises
         ------

@@ -50,8 +50,10 @@ FAILURE_STRATEGIES = ("fail_fast", "continue")
 
 # -- errors -------------------------------------------------------------------------------------
 class PipelineGraphError(ValueError):
-    """The stages' ``depends_on`` do not form a valid graph: a cycle, a missing stage, a stage
-    depending on itself. Raised before any stage runs."""
+    """The stages' ``depends_on`` do not form a valid graph.
+
+    A cycle, a missing stage, a stage depending on itself. Raised before any stage runs.
+    """
 
 
 _GROUP_CLASSES = {}
@@ -62,15 +64,20 @@ class StageFailures(ExceptionGroup):  # noqa: N818 - an ExceptionGroup, named fo
 
     An :class:`ExceptionGroup` (``except* ValueError`` picks the failures of that type), and,
     where Python allows it, also an instance of the most specific built-in type all failures
-    share: when every failure is a ``ValueError``, ``except ValueError`` catches it as well.
+    share: when every failure is a ``ValueError``, ``except ValueError`` catches it as well
+    (:meth:`build` makes such an instance).
 
-    Attributes
+    Parameters
     ----------
-    failures : dict
+    message : str
+        The message, naming the failed and skipped stages.
+    exceptions : sequence of Exception
+        The failures (the group's ``exceptions``).
+    failures : dict, optional
         ``{stage name: exception}``, in the order the stages were planned.
-    skipped : dict
+    skipped : dict, optional
         ``{stage name: name of the failed stage it depended on}`` for the stages not run.
-    completed : dict
+    completed : dict, optional
         ``{stage name: fitted stage}`` for the stages that ran well (a fitting run), so the
         work done is not lost.
     """
@@ -86,11 +93,47 @@ class StageFailures(ExceptionGroup):  # noqa: N818 - an ExceptionGroup, named fo
         super().__init__(message, exceptions)
 
     def derive(self, excs):
+        """Return a group of the same kind holding other exceptions (what ``except*`` splits make).
+
+        Parameters
+        ----------
+        excs : sequence of Exception
+            The exceptions of the new group.
+
+        Returns
+        -------
+        StageFailures
+            The new group, with the same message.
+        """
         return StageFailures(self.message, excs)
 
     @classmethod
     def build(cls, message, failures, skipped, completed):
-        """A ``StageFailures`` that is also an instance of the failures' common built-in type."""
+        """Build a ``StageFailures`` that is also an instance of the failures' common built-in type.
+
+        Parameters
+        ----------
+        message : str
+            The message.
+        failures : dict
+            ``{stage name: exception}``.
+        skipped : dict
+            ``{stage name: the failed stage it depended on}``.
+        completed : dict
+            ``{stage name: fitted stage}``.
+
+        Returns
+        -------
+        StageFailures
+            The group (of a subclass that also derives from the common type, when there is one).
+
+        Examples
+        --------
+        >>> group = StageFailures.build("2 stages failed", {"a": ValueError("x"), "b": ValueError("y")},
+        ...                             {"c": "a"}, {})
+        >>> isinstance(group, ValueError), group.skipped
+        (True, {'c': 'a'})
+        """
         errors = list(failures.values())
         common = _common_base(errors)
         klass = cls
@@ -127,7 +170,32 @@ def _common_base(errors):
 
 # -- checks of the options ----------------------------------------------------------------------
 def check_n_jobs(n_jobs, owner):
-    """``n_jobs`` must be None or a non-zero int (as joblib reads it)."""
+    """Check ``n_jobs``: None or a non-zero int (as joblib reads it).
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        The value given.
+    owner : str
+        How error messages name the pipeline.
+
+    Returns
+    -------
+    int or None
+        ``n_jobs`` as an int (or None).
+
+    Raises
+    ------
+    TypeError
+        When it is not an int (a bool included).
+    ValueError
+        When it is 0.
+
+    Examples
+    --------
+    >>> check_n_jobs(-1, "FeaturePipeline"), check_n_jobs(None, "FeaturePipeline")
+    (-1, None)
+    """
     if n_jobs is None:
         return None
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
@@ -139,7 +207,32 @@ def check_n_jobs(n_jobs, owner):
 
 
 def check_failure_strategy(strategy, owner):
-    """``failure_strategy`` must be ``"fail_fast"`` or ``"continue"``."""
+    """Check ``failure_strategy``: ``"fail_fast"`` or ``"continue"``.
+
+    Parameters
+    ----------
+    strategy : str
+        The value given.
+    owner : str
+        How error messages name the pipeline.
+
+    Returns
+    -------
+    str
+        ``strategy``.
+
+    Raises
+    ------
+    ValueError
+        For another value, suggesting the closest allowed one.
+
+    Examples
+    --------
+    >>> check_failure_strategy("contine", "FeaturePipeline")
+    Traceback (most recent call last):
+    ...
+    ValueError: FeaturePipeline: failure_strategy must be one of ['fail_fast', 'continue'], got 'contine'. Did you mean 'continue'?
+    """
     if strategy in FAILURE_STRATEGIES:
         return strategy
     match = difflib.get_close_matches(str(strategy), FAILURE_STRATEGIES, n=1)
@@ -153,7 +246,9 @@ def check_failure_strategy(strategy, owner):
 class GraphPlan:
     """How the stages of a pipeline run.
 
-    Attributes
+    Made by :func:`plan_graph`.
+
+    Parameters
     ----------
     names : list of str
         Stage names, in declaration order.
@@ -169,6 +264,20 @@ class GraphPlan:
         joined column-wise.
     explicit : bool
         True when some stage declared ``depends_on`` (a graph); False for a plain chain.
+    dependents : dict, default={}
+        ``{name: the stages that read its output}``.
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    >>> from ml_toolbox import PipelineStage
+    >>> stages = [PipelineStage(StandardScaler()), PipelineStage(MinMaxScaler()),
+    ...           PipelineStage(StandardScaler(), depends_on=["scaled", "minmax"])]
+    >>> plan = plan_graph(["scaled", "minmax", "both"], stages)
+    >>> plan.levels, plan.outputs
+    ([['scaled', 'minmax'], ['both']], ['both'])
+    >>> plan.ancestors("both"), plan.descendants("scaled")
+    (['scaled', 'minmax', 'both'], ['both'])
     """
 
     names: list
@@ -180,7 +289,18 @@ class GraphPlan:
     dependents: dict = field(default_factory=dict)
 
     def ancestors(self, name):
-        """``name`` and every stage it (indirectly) reads from, in dependency order."""
+        """Return a stage and every stage it (indirectly) reads from.
+
+        Parameters
+        ----------
+        name : str
+            The stage.
+
+        Returns
+        -------
+        list of str
+            The stages, in dependency order.
+        """
         keep, todo = set(), [name]
         while todo:
             n = todo.pop()
@@ -190,7 +310,18 @@ class GraphPlan:
         return [n for n in self.order if n in keep]
 
     def descendants(self, name):
-        """Every stage that (indirectly) reads from ``name``."""
+        """Return every stage that (indirectly) reads from a stage.
+
+        Parameters
+        ----------
+        name : str
+            The stage.
+
+        Returns
+        -------
+        list of str
+            The stages, nearest first.
+        """
         found, todo = [], list(self.dependents.get(name, ()))
         while todo:
             n = todo.pop(0)
@@ -221,13 +352,16 @@ def plan_graph(names, stages, owner="pipeline"):
     Parameters
     ----------
     names : list of str
+        The stage names, in declaration order.
     stages : list of PipelineStage
-    owner : str
+        The stages (their ``depends_on`` and ``timeout`` are read).
+    owner : str, default="pipeline"
         How messages name the pipeline.
 
     Returns
     -------
     GraphPlan
+        The plan: order, waves of concurrent stages, outputs.
 
     Raises
     ------
@@ -324,6 +458,24 @@ def join_outputs(parts, names):
     One part is returned as it is. DataFrames are concatenated (columns prefixed with
     ``"<stage>__"``, as ``FeatureUnion`` names them), sparse matrices stacked as CSR, anything
     else stacked as a dense 2-D array.
+
+    Parameters
+    ----------
+    parts : list
+        The outputs (DataFrames, arrays or sparse matrices), in order.
+    names : list of str
+        The stages' names (prefixes of DataFrame columns).
+
+    Returns
+    -------
+    DataFrame, numpy.ndarray or scipy.sparse.csr_matrix
+        The joined output.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> list(join_outputs([pd.DataFrame({"x": [1]}), pd.DataFrame({"y": [2]})], ["a", "b"]).columns)
+    ['a__x', 'b__y']
     """
     if len(parts) == 1:
         return parts[0]
@@ -390,6 +542,16 @@ def fast_hash(*objects):
     pickle that :func:`joblib.hash` computes takes ~100 ms. Dtypes, shapes, column names and the
     index are part of the hash.
 
+    Parameters
+    ----------
+    *objects : object
+        The data to hash, together.
+
+    Returns
+    -------
+    str
+        32 hex digits.
+
     Examples
     --------
     >>> import numpy as np
@@ -448,6 +610,13 @@ class StageCache:
     bytes_limit : int or str, default=None
         Size bound, e.g. ``"500M"``: after a run that stored something, the least recently
         used entries are removed (:meth:`joblib.Memory.reduce_size`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cache = StageCache(tempfile.mkdtemp(), bytes_limit="500M")
+    >>> cache.bytes_limit
+    '500M'
     """
 
     def __init__(self, memory, bytes_limit=None):
@@ -461,9 +630,17 @@ class StageCache:
         self.bytes_limit = bytes_limit
 
     def function(self):
+        """Return the cached fitting function (joblib hashes only the stage run's key and mode).
+
+        Returns
+        -------
+        callable
+            ``joblib.Memory.cache`` of the function that fits a stage.
+        """
         return self.memory.cache(_fit_for_cache, ignore=["stage", "X", "y", "params"])
 
     def reduce(self):
+        """Remove the least recently used entries beyond ``bytes_limit`` (when set)."""
         if self.bytes_limit is not None and self.memory.location is not None:
             self.memory.reduce_size(bytes_limit=self.bytes_limit)
 
@@ -544,6 +721,19 @@ class FeatureGraph(TransformerMixin, BaseEstimator):
     stages : list of PipelineStage
         Fitted stages, in declaration order.
     names : list of str
+        Their names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    >>> from ml_toolbox import PipelineStage
+    >>> X = np.arange(8.0).reshape(4, 2)
+    >>> scale = PipelineStage(StandardScaler())
+    >>> minmax = PipelineStage(MinMaxScaler(), depends_on=["scale"])
+    >>> _ = minmax.run(scale.run(X, None, "fit_transform"), None, "fit_transform")
+    >>> FeatureGraph([scale, minmax], ["scale", "minmax"]).transform(X).shape
+    (4, 2)
     """
 
     def __init__(self, stages=None, names=None):
@@ -551,7 +741,20 @@ class FeatureGraph(TransformerMixin, BaseEstimator):
         self.names = names
 
     def fit(self, X, y=None):
-        """Already fitted (built from fitted stages); returns self."""
+        """Do nothing: the graph is built from fitted stages.
+
+        Parameters
+        ----------
+        X : object
+            Ignored.
+        y : object, optional
+            Ignored.
+
+        Returns
+        -------
+        FeatureGraph
+            ``self``.
+        """
         return self
 
     def __sklearn_is_fitted__(self):
@@ -564,7 +767,18 @@ class FeatureGraph(TransformerMixin, BaseEstimator):
         return plan
 
     def transform(self, X):
-        """The features of ``X``: every fitted stage, in dependency order."""
+        """Return the features of ``X``: every fitted stage, in dependency order.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            The input.
+
+        Returns
+        -------
+        DataFrame, numpy.ndarray or sparse matrix
+            The outputs of the stages nobody depends on, joined column-wise.
+        """
         plan = self._plan()
         by_name = dict(zip(self.names, self.stages))
         outputs = {}
@@ -575,7 +789,18 @@ class FeatureGraph(TransformerMixin, BaseEstimator):
         return join_outputs([outputs[n] for n in plan.outputs], plan.outputs)
 
     def get_feature_names_out(self, input_features=None):
-        """Output names, as the feature pipeline gives them."""
+        """Return the output names, as the feature pipeline gives them.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            The input's column names.
+
+        Returns
+        -------
+        numpy.ndarray of str
+            The output feature names.
+        """
         return graph_feature_names(self._plan(), dict(zip(self.names, self.stages)),
                                    input_features)
 

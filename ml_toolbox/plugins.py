@@ -60,26 +60,81 @@ class PipelinePlugin:
 
     # -- one pipeline execution ------------------------------------------------------------
     def before_run(self, run):
-        """A pipeline execution starts."""
+        """Called when a pipeline execution starts.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution: pipeline name, mode (``fit``, ``transform``, ``predict``...), run id and
+            start time.
+        """
 
     def after_run(self, run):
-        """A pipeline execution ended well."""
+        """Called when a pipeline execution ended well.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution: pipeline name, mode (``fit``, ``transform``, ``predict``...), run id and
+            start time.
+        """
 
     def on_run_error(self, run, error):
-        """A pipeline execution ended with ``error`` (which then propagates)."""
+        """Called when a pipeline execution ended with an error.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.context.RunContext
+            The execution: pipeline name, mode (``fit``, ``transform``, ``predict``...), run id and
+            start time.
+        error : BaseException
+            The exception raised by the execution; it propagates to the caller after every plug-in has seen it.
+        """
 
     # -- one stage run ---------------------------------------------------------------------
     def before_stage(self, ctx):
-        """A stage run starts (before its first attempt)."""
+        """Called when a stage run starts, before its first attempt.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run: stage name and index, mode, attempt number, input ``X`` and, after a
+            success, ``output``.
+        """
 
     def after_stage(self, ctx):
-        """A stage run ended well; ``ctx.output`` holds its result."""
+        """Called when a stage run ended well; ``ctx.output`` holds its result.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run: stage name and index, mode, attempt number, input ``X`` and, after a
+            success, ``output``.
+        """
 
     def on_stage_error(self, ctx, error):
-        """A stage run failed for good (all attempts used); ``error`` then propagates."""
+        """Called when a stage run failed for good, all attempts used.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run: stage name and index, mode, attempt number, input ``X`` and, after a
+            success, ``output``.
+        error : BaseException
+            The exception raised by the last attempt; it then propagates.
+        """
 
     def on_stage_retry(self, ctx, error):
-        """Attempt ``ctx.attempt`` (2 or more) starts after ``error`` ended the previous one."""
+        """Called when attempt ``ctx.attempt`` (2 or more) starts.
+
+        Parameters
+        ----------
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run: stage name and index, mode, attempt number, input ``X`` and, after a
+            success, ``output``.
+        error : BaseException
+            The exception raised by the previous attempt.
+        """
 
     # -- sharing ---------------------------------------------------------------------------
     def __sklearn_clone__(self):

@@ -33,6 +33,7 @@ import copy as _copy
 import dataclasses
 import enum
 import functools
+import inspect
 import logging
 import math
 import numbers
@@ -96,6 +97,15 @@ class RetryConfigError(ValueError, TypeError):
     A ``ValueError`` and a ``TypeError`` (as scikit-learn's ``InvalidParameterError``), so
     either ``except`` catches it. The message names the parameter, shows the value given and
     what is allowed.
+
+    Examples
+    --------
+    >>> from ml_toolbox.retry import RetryConfig, RetryConfigError
+    >>> try:
+    ...     RetryConfig(max_retries=-1).validate()
+    ... except RetryConfigError as error:
+    ...     print(type(error).__name__)
+    RetryConfigError
     """
 
 
@@ -122,6 +132,11 @@ class RetryStrategy(str, enum.Enum):
     Strings are accepted case-insensitively (``"exponential_backoff"``,
     ``"Exponential-Backoff"``).
 
+    Parameters
+    ----------
+    value : str or RetryStrategy
+        The strategy's name.
+
     Examples
     --------
     >>> RetryStrategy("EXPONENTIAL_BACKOFF") is RetryStrategy.EXPONENTIAL_BACKOFF
@@ -144,6 +159,12 @@ class RetryStrategy(str, enum.Enum):
 
     def __str__(self):
         return self.value
+
+
+# inspect.signature (help(), numpydoc) shows how a strategy is made -- RetryStrategy(value) -- rather
+# than Enum's functional API (names, module, qualname, type, start, boundary).
+RetryStrategy.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
 
 _STRATEGY_CHOICES = ", ".join(repr(s.value) for s in RetryStrategy)
@@ -255,11 +276,14 @@ IsADirectoryError, NotADirectoryError, PermissionError)
     reraise : bool, default=True
         When attempts run out, raise the last attempt's own exception (with a note). ``False``
         raises ``tenacity.RetryError`` instead (its ``__cause__`` is that exception).
-    stop, wait, retry : tenacity strategy or None, default=None
-        Your own tenacity objects. ``stop`` replaces ``max_retries``, ``wait`` replaces
-        ``strategy`` / delays / jitter, ``retry`` replaces ``retry_on``. ``give_up_on`` and
-        :data:`NEVER_RETRIED` still apply. (tenacity's ``retry_if_*`` objects hold lambdas and
-        do not pickle; a config that holds one cannot be saved with the pipeline.)
+    stop : tenacity stop strategy or None, default=None
+        Your own tenacity stop condition; replaces ``max_retries``.
+    wait : tenacity wait strategy or None, default=None
+        Your own tenacity wait; replaces ``strategy``, the delays and ``jitter``.
+    retry : tenacity retry strategy or None, default=None
+        Your own tenacity retry condition; replaces ``retry_on``. ``give_up_on`` and
+        :data:`NEVER_RETRIED` still apply to all three. tenacity's ``retry_if_*`` objects hold
+        lambdas and do not pickle: a config that holds one cannot be saved with the pipeline.
     sleep : callable or None, default=None
         ``sleep(seconds)``; ``None`` is ``time.sleep``. Inject ``delays.append`` in tests.
     clock : callable or None, default=None
@@ -298,7 +322,12 @@ integer >= 0 (retries after the first attempt).
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self):
-        """Check every parameter; return ``self``.
+        """Check every parameter.
+
+        Returns
+        -------
+        RetryConfig
+            ``self``, so that ``RetryConfig(...).validate()`` can be chained.
 
         Raises
         ------
@@ -389,10 +418,25 @@ integer >= 0 (retries after the first attempt).
         return wait
 
     def delays(self, n=None):
-        """The delays (seconds) slept before retries ``1 .. n`` (default ``max_retries``).
+        """Compute the delays (seconds) slept before retries ``1 .. n``.
 
         Computed by the very tenacity wait object a handler uses; with ``jitter`` each call
         draws new random values.
+
+        Parameters
+        ----------
+        n : int or None, default=None
+            How many retries to compute; None means ``max_retries``.
+
+        Returns
+        -------
+        list of float
+            The ``n`` delays, in seconds, in the order they are slept.
+
+        Raises
+        ------
+        RetryConfigError
+            When a parameter of the config is invalid.
 
         Examples
         --------
@@ -409,6 +453,19 @@ integer >= 0 (retries after the first attempt).
         So a config works wherever a handler does: ``UnifiedMLPipeline(retry=RetryConfig())``,
         ``pipe.feature_pipeline.retry_handler = RetryConfig(...)``; its statistics are
         ``as_policy(config).statistics``.
+
+        Parameters
+        ----------
+        attempt : callable
+            Runs the stage once (no arguments) and returns its result; the execution loop
+            builds it.
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run; ``ctx.attempt`` and ``ctx.last_error`` are set before each attempt.
+
+        Returns
+        -------
+        object
+            What the successful attempt returned.
         """
         return as_policy(self).call(attempt, ctx)
 
@@ -502,12 +559,22 @@ def _may_mutate_input(stage):
 
 
 def only_library_code(stage):
-    """Does running ``stage`` execute only scikit-learn's (and ml_toolbox's) own code?
+    """Tell whether running ``stage`` executes only scikit-learn's and ml_toolbox's code.
 
     True for scikit-learn estimators and compositions of them that hold no user estimator,
     ``FunctionTransformer`` or user function. Such a stage does no I/O, so it cannot fail
     transiently: retrying it is pointless, and a pipeline may run it on a path without the
     retry policy (the fast inference plan).
+
+    Parameters
+    ----------
+    stage : PipelineStage or estimator
+        The stage (its ``estimator`` is inspected) or an estimator or function itself.
+
+    Returns
+    -------
+    bool
+        True when no user code (own estimator class, ``FunctionTransformer`` or function) runs.
 
     Examples
     --------
@@ -626,7 +693,20 @@ class RetryHandler:
 
     # -- building ---------------------------------------------------------------------------
     def validate(self):
-        """Validate the config and build the tenacity objects (done on first use); ``self``."""
+        """Validate the config and build the tenacity objects (otherwise done on first use).
+
+        Returns
+        -------
+        RetryHandler
+            ``self``.
+
+        Raises
+        ------
+        RetryConfigError
+            When a parameter of the config is invalid.
+        TypeError
+            When ``config`` is neither a :class:`RetryConfig` nor None.
+        """
         self._build()
         return self
 
@@ -667,8 +747,20 @@ class RetryHandler:
         return built
 
     def schedule(self, n=None):
-        """Delays (seconds) this handler sleeps before retries ``1 .. n`` (default
-        ``max_retries``), computed by the very wait object it runs with."""
+        """Compute the delays (seconds) this handler sleeps before retries ``1 .. n``.
+
+        They come from the very wait object the handler runs with.
+
+        Parameters
+        ----------
+        n : int or None, default=None
+            How many retries to compute; None means the config's ``max_retries``.
+
+        Returns
+        -------
+        list of float
+            The ``n`` delays, in seconds, in the order they are slept.
+        """
         built = self._build()
         return _schedule(built.wait, built.checked.max_retries if n is None else n)
 
@@ -685,6 +777,14 @@ class RetryHandler:
         call ``ctx.X`` / ``ctx.y`` are the original input again. In ``partial_fit`` modes,
         where the fitted stage is updated in place, its state is saved before attempt 1 and put
         back (in place) before every retry, so a half-applied batch is never applied twice.
+
+        Parameters
+        ----------
+        attempt : callable
+            Runs the stage once (no arguments) and returns its result; the execution loop
+            builds it.
+        ctx : ~ml_toolbox.context.StageContext
+            The stage run; ``ctx.attempt`` and ``ctx.last_error`` are set before each attempt.
 
         Returns
         -------
@@ -932,7 +1032,9 @@ _as_policy_lock = threading.Lock()
 
 
 def as_policy(obj):
-    """The retry policy for a stage's own ``retry`` value (the execution loop calls this).
+    """Return the retry policy for a stage's own ``retry`` value.
+
+    The execution loop calls this.
 
     Parameters
     ----------
@@ -941,6 +1043,11 @@ def as_policy(obj):
         config object, so its statistics accumulate across runs and clones
         (``as_policy(config).statistics``). Any other object with a ``call(attempt, ctx)``
         method is a policy already and is returned as is.
+
+    Returns
+    -------
+    RetryHandler or policy object
+        An object with a ``call(attempt, ctx)`` method.
 
     Raises
     ------

@@ -37,12 +37,19 @@ STATUSES = ("running", "success", "failed", "cancelled", "stale")
 
 
 class RunCancelled(concurrent.futures.CancelledError):
-    """Raised inside a run, between stages or epochs, once its cancellation was asked for (a
-    :class:`concurrent.futures.CancelledError`, as a cancelled future's ``result()`` raises)."""
+    """Raised inside a run, between stages or epochs, once its cancellation was asked for.
+
+    A :class:`concurrent.futures.CancelledError`, as a cancelled future's ``result()`` raises.
+    """
 
 
 def current_run():
-    """The :class:`ActiveRun` of the execution running in this thread / task, or None.
+    """Return the :class:`ActiveRun` of the execution running in this thread / task, or None.
+
+    Returns
+    -------
+    ActiveRun or None
+        The run, or None outside a tracked execution.
 
     Examples
     --------
@@ -82,11 +89,25 @@ def as_trackers(tracking, owner="tracking"):
 
 
 def fingerprint(X, y=None, *, content=True):
-    """A cheap fingerprint of training data: shape, column names and dtypes, and a content hash.
+    """Return a cheap fingerprint of training data: shape, column names and dtypes, a content hash.
 
     The hash (xxh3-64) covers the data's bytes column by column (object columns through pandas'
     own hashing), so the same data gives the same fingerprint in any process. ``content=False``
     leaves the hash out (see :func:`content_hash`).
+
+    Parameters
+    ----------
+    X : array-like, DataFrame or sparse matrix
+        The features.
+    y : array-like, optional
+        The targets.
+    content : bool, default=True
+        Compute the content hash.
+
+    Returns
+    -------
+    dict
+        ``shape``, ``columns``, ``dtypes`` and (with ``content``) the hash.
 
     Examples
     --------
@@ -207,6 +228,24 @@ def _peak_memory():
 class ActiveRun:
     """A run in progress, as trackers and callbacks see it (made by :func:`track`).
 
+    Parameters
+    ----------
+    trackers : list of Tracker
+        The trackers the run's hooks go to (each on its own: one that raises is dropped from the
+        run, with a warning).
+    name : str
+        The pipeline's name.
+    kind : str
+        What runs: ``"fit"``, ``"execute"``, ``"partial_fit"``...
+    params : dict, optional
+        The pipeline's parameters, flattened and JSON-safe.
+    data : dict, optional
+        The fingerprint of the training data.
+    tags : dict, optional
+        Free labels.
+    parent_id : str, optional
+        The id of the run this one belongs to (e.g. a search's run).
+
     Attributes
     ----------
     id : str
@@ -232,6 +271,19 @@ class ActiveRun:
         Store versions saved from this run.
     tracker_errors : dict
         ``{tracker repr: "TypeName: message"}`` of the trackers that failed (each warned once).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> model = LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    ...     run.log_metrics({"loss": 0.1}, step=1)
+    >>> run.status, run.name, run.kind
+    ('success', 'LogisticRegression', 'fit')
     """
 
     def __init__(self, trackers, *, name, kind, params=None, data=None, tags=None, parent_id=None):
@@ -302,6 +354,7 @@ class ActiveRun:
                       f"run.", RuntimeWarning, stacklevel=4)
 
     def start(self):
+        """Start the run: record the environment and call every tracker's ``start_run`` (once)."""
         if not self._started:
             self._started = True
             from ml_toolbox.persistence import environment
@@ -310,7 +363,15 @@ class ActiveRun:
             self._call("start_run", self)
 
     def log_metrics(self, metrics, step=None):
-        """Send ``{name: value}`` measured at ``step`` to every tracker."""
+        """Send metrics to every tracker.
+
+        Parameters
+        ----------
+        metrics : dict of str to float
+            The values, by metric name.
+        step : int or None, default=None
+            The step (an epoch), or None for final values.
+        """
         if metrics:
             methods = self._hooks[2].get("log_metrics") if self._hooks is not None else None
             if methods is None:
@@ -322,17 +383,41 @@ class ActiveRun:
                     self._failed(key, "log_metrics", exc)
 
     def emit(self, metrics):
-        """The monitor-sink side: one finished pipeline execution of this run."""
+        """Send one finished pipeline execution of this run to every tracker (the monitor-sink side).
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        """
         self._call("emit", metrics, self)
 
     def set_progress(self, fraction, text=None):
-        """Record how far the run is (``runs active`` shows it)."""
+        """Record how far the run is (``ml-toolbox runs active`` shows it).
+
+        Parameters
+        ----------
+        fraction : float
+            Fraction done, in [0, 1].
+        text : str, optional
+            A short description (``"epoch 3/10"``).
+        """
         self.progress = None if fraction is None else float(min(max(fraction, 0.0), 1.0))
         self.progress_text = text
         self._call("progress", self)
 
     def link_version(self, store, name, version):
-        """Record that ``store``'s ``name`` version ``version`` was saved from this run."""
+        """Record that a store version was saved from this run.
+
+        Parameters
+        ----------
+        store : PipelinePersistence, str or path-like
+            The model store (or its location).
+        name : str
+            The name the version is stored under.
+        version : int
+            The version number.
+        """
         entry = {"store": str(store), "name": name, "version": int(version), "time": time.time()}
         self.versions.append(entry)
         self._call("link_version", self, entry)
@@ -343,9 +428,20 @@ class ActiveRun:
 
     @property
     def cancel_requested(self):
+        """Whether :meth:`cancel` was called (a bool)."""
         return self._cancel.is_set()
 
     def finish(self, error=None, metrics=None):
+        """End the run: status, final metrics, resources used; call every tracker's ``end_run``.
+
+        Parameters
+        ----------
+        error : BaseException, optional
+            The error that ended the run (``"failed"``, or ``"cancelled"`` for :class:`RunCancelled`);
+            None for a success.
+        metrics : dict, optional
+            The final metrics.
+        """
         hashing, self._hashing = self._hashing, None
         if hashing is not None:
             hashing.join()
@@ -366,6 +462,7 @@ class ActiveRun:
 
     @property
     def duration(self):
+        """Seconds since the start, or from start to end once the run ended (a float)."""
         end = self.end_time if self.end_time is not None else time.time()
         return end - self.start_time
 
@@ -442,11 +539,29 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     X, y : data, optional
         Fingerprinted (:func:`fingerprint`).
     trackers : list, optional
+        The trackers (a :class:`RunStore`, an :class:`MLflowTracker`...); default: the pipeline's
+        ``tracking``.
     tags : dict, optional
+        Free labels recorded with the run.
 
     Yields
     ------
     ActiveRun
+        The run; it ends ``"success"`` when the block does, ``"failed"`` (the error re-raised)
+        otherwise.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> model = LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    ...     run.log_metrics({"loss": 0.1}, step=1)
+    >>> store.metric_history(run.id, "loss")
+    [(1, 0.1)]
     """
     if trackers is None:
         trackers = as_trackers(getattr(pipeline, "tracking", None),

@@ -39,22 +39,68 @@ class Tracker:
     """
 
     def start_run(self, run):
-        """A run starts."""
+        """Called when a run starts.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; its ``params``, ``data`` and ``tags`` are set.
+        """
 
     def log_metrics(self, run, metrics, step=None):
-        """``metrics`` (``{name: float}``) were measured at ``step`` (an epoch, or None: final)."""
+        """Called when metrics were measured.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        metrics : dict of str to float
+            The values, by metric name.
+        step : int or None, default=None
+            The step (an epoch), or None for final values.
+        """
 
     def emit(self, metrics, run=None):
-        """One finished pipeline execution (:class:`~ml_toolbox.monitor.PipelineMetrics`)."""
+        """Called with one finished pipeline execution.
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        run : ~ml_toolbox.runs.ActiveRun or None, default=None
+            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
+            part of a tracked run).
+        """
 
     def progress(self, run):
-        """The run's progress changed (``run.progress``, ``run.progress_text``)."""
+        """Called when the run's progress changed.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.progress`` (in [0, 1]) and ``run.progress_text`` are set.
+        """
 
     def end_run(self, run):
-        """A run ended (``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``)."""
+        """Called when a run ended.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
+            and ``run.metrics`` are set.
+        """
 
     def link_version(self, run, version):
-        """A store version (a dict: store, name, version) was saved from ``run``."""
+        """Called when a store version was saved from a run.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        version : dict
+            The version: ``store``, ``name`` and ``version``.
+        """
 
     def close(self):
         """Release what the tracker holds (files, connections)."""

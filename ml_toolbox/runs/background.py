@@ -34,11 +34,29 @@ def _executor():
 class RunFuture(concurrent.futures.Future):
     """The handle of a background execution: a Future, plus the run's id, status and progress.
 
+    Made by :func:`submit`.
+
+    Parameters
+    ----------
+    run : ActiveRun
+        The run the execution records.
+
     Attributes
     ----------
     run : ActiveRun
         The run (its id is known at once, before the work starts).
     run_id : str
+        The run's id.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import UnifiedMLPipeline
+    >>> from ml_toolbox.runs import submit
+    >>> future = submit(UnifiedMLPipeline(model=LogisticRegression()), [[0.0], [1.0]] * 5, [0, 1] * 5)
+    >>> _ = future.result(timeout=60)
+    >>> future.status, len(future.run_id)
+    ('success', 32)
     """
 
     def __init__(self, run):
@@ -61,9 +79,16 @@ class RunFuture(concurrent.futures.Future):
         return self.run.progress
 
     def cancel(self):
-        """Cancel: at once if the work has not started; else at the next stage or epoch
-        boundary (the run ends ``"cancelled"`` and ``result()`` raises :class:`RunCancelled`).
-        Returns False only when the execution has already finished."""
+        """Cancel the execution.
+
+        At once if the work has not started; else at the next stage or epoch boundary (the run ends
+        ``"cancelled"`` and ``result()`` raises :class:`RunCancelled`).
+
+        Returns
+        -------
+        bool
+            False only when the execution has already finished.
+        """
         if super().cancel():
             self.run.status = "cancelled"
             return True
@@ -73,6 +98,13 @@ class RunFuture(concurrent.futures.Future):
         return True
 
     def cancelled(self):
+        """Tell whether the execution was cancelled (before it started, or at a boundary).
+
+        Returns
+        -------
+        bool
+            True when cancelled.
+        """
         return super().cancelled() or (self.done() and self.run.status == "cancelled")
 
     def __repr__(self):
@@ -86,7 +118,10 @@ def submit(pipeline, X, y=None, *, mode="fit", executor=None, **fit_params):
     ----------
     pipeline : UnifiedMLPipeline
         Its ``tracking`` trackers record the run (none: the run is only in the handle).
-    X, y : data
+    X : array-like or DataFrame
+        The features.
+    y : array-like, optional
+        The targets.
     mode : str, default="fit"
         ``"fit"`` or ``"partial_fit"`` call that method; any other mode (``"train"``,
         ``"predict"``...) calls ``pipeline.execute(X, y, mode=mode)``.

@@ -31,7 +31,25 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub):
-    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers."""
+    """Add the ``runs`` command group to ``ml-toolbox``'s sub-parsers.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-command parsers of ``ml-toolbox`` (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``runs`` parser, with its own sub-commands (``list``, ``show``, ``compare``...).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
+    >>> add_parser(parser.add_subparsers(dest="command")).prog
+    'ml-toolbox runs'
+    """
     runs = sub.add_parser("runs", help="recorded runs: list, show, compare, report, leaderboard...")
     runs.add_argument("--runs", dest="runs_dir", default=None,
                       help="the run store directory (default: $ML_TOOLBOX_RUNS)")
@@ -99,7 +117,34 @@ def _store(args):
 
 
 def run(args, out, err):
-    """Carry out a parsed ``runs`` command; returns the exit code."""
+    """Carry out a parsed ``runs`` command.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+    out, err : rich.console.Console
+        Where results and errors go.
+
+    Returns
+    -------
+    int
+        The exit code: 0 done, 1 refused.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from rich.console import Console
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.cli import build_parser
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> where, model = tempfile.mkdtemp(), LogisticRegression()
+    >>> with track(model, "fit", trackers=[RunStore(where)]):
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    >>> args = build_parser().parse_args(["runs", "--runs", where, "list"])
+    >>> run(args, Console(file=io.StringIO()), Console(file=io.StringIO()))
+    0
+    """
     as_json = bool(getattr(args, "json", False) or args.runs_json
                    or getattr(args, "cmd_json", False))
     try:

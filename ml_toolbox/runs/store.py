@@ -152,6 +152,20 @@ def _pid_alive(pid):
 class RunRecord:
     """One stored run (read from a :class:`RunStore`): plain attributes, ``to_dict()``, displays.
 
+    Made by the store's queries (:meth:`RunStore.get`, :meth:`RunStore.runs`...), not by hand.
+
+    Parameters
+    ----------
+    row : sequence
+        The run's row of the ``runs`` table, in the order of ``RunRecord._FIELDS``.
+    versions : iterable of dict, default=()
+        The store versions saved from the run.
+    stale_after : float, default=3600.0
+        A running run whose heartbeat is older than this many seconds (or whose process is gone,
+        on this host) shows as ``"stale"``.
+    now : float, optional
+        The current time (seconds since the epoch); default: now.
+
     Attributes
     ----------
     id, name, kind, status : str
@@ -170,6 +184,20 @@ class RunRecord:
     versions : list of dict
         Store versions saved from the run (``store``, ``name``, ``version``).
     archived : bool
+        Whether the run was archived.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> model = LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    >>> record = store.get(run.id[:8])
+    >>> record.status, record.kind, record.params["C"]
+    ('success', 'fit', 1.0)
     """
 
     _FIELDS = ("id", "name", "kind", "status", "start", "end", "heartbeat", "progress",
@@ -193,12 +221,19 @@ class RunRecord:
 
     @property
     def duration(self):
+        """Seconds from start to end (so far, for a running run; None for a run that never ended)."""
         if self.end is None:
             return None if self.status != "running" else time.time() - self.start
         return self.end - self.start
 
     def to_dict(self):
-        """The run as JSON-ready values."""
+        """Return the run as JSON-ready values.
+
+        Returns
+        -------
+        dict
+            Every stored field, ``duration`` and ``versions``.
+        """
         out = {f: getattr(self, f) for f in self._FIELDS}
         out["duration"] = self.duration
         out["versions"] = self.versions
@@ -386,6 +421,13 @@ class RunStore(Tracker):
         return {"series": {}, "stages": [], "last": time.monotonic(), "chunk": 0}
 
     def start_run(self, run):
+        """Record that a run starts (a tracker hook).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; its ``params``, ``data`` and ``tags`` are set.
+        """
         self._buffers[run.id] = self._new_buffer()
         now = time.time()
         self._write(run.id, "start", [(
@@ -397,6 +439,17 @@ class RunStore(Tracker):
              run.host))])
 
     def log_metrics(self, run, metrics, step=None):
+        """Record metrics measured in a run (a tracker hook).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        metrics : dict of str to float
+            The values, by metric name.
+        step : int or None, default=None
+            The step (an epoch), or None for final values.
+        """
         buffer = self._buffers.get(run.id)
         if buffer is None:
             return
@@ -416,8 +469,16 @@ class RunStore(Tracker):
             self._flush(run)
 
     def emit(self, metrics, run=None):
-        """Record one pipeline execution: within a run, its stages; alone (as a monitor sink), a
-        run of its own, or (predictions) a share of an aggregate run."""
+        """Record one finished pipeline execution.
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        run : ~ml_toolbox.runs.ActiveRun or None, default=None
+            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
+            part of a tracked run).
+        """
         if run is not None:
             buffer = self._buffers.get(run.id)
             if buffer is not None:
@@ -429,6 +490,13 @@ class RunStore(Tracker):
             self._aggregate(metrics)
 
     def progress(self, run):
+        """Record a run's progress and heartbeat (a tracker hook).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.progress`` (in [0, 1]) and ``run.progress_text`` are set.
+        """
         buffer = self._buffers.get(run.id)
         if buffer is not None and time.monotonic() - buffer["last"] >= _FLUSH_EVERY:
             self._flush(run)
@@ -459,6 +527,14 @@ class RunStore(Tracker):
         self._write(run.id, "progress", statements)
 
     def end_run(self, run):
+        """Record how a run ended (a tracker hook).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
+            and ``run.metrics`` are set.
+        """
         buffer = self._buffers.pop(run.id, None) or self._new_buffer()
         series = buffer["series"]
         for key, value in run.metrics.items():  # final values: step None
@@ -483,6 +559,15 @@ class RunStore(Tracker):
         self._write(run.id, "end", statements)
 
     def link_version(self, run, version):
+        """Record a store version saved from a run (a tracker hook).
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        version : dict
+            The version: ``store``, ``name`` and ``version``.
+        """
         self._write(run.id, "version link", [(
             "INSERT INTO versions VALUES (?, ?, ?, ?, ?)",
             (run.id, version["store"], version["name"], version["version"], version["time"]))])
@@ -573,7 +658,17 @@ class RunStore(Tracker):
         return ", ".join(RunRecord._FIELDS)
 
     def resolve(self, run_id):
-        """The full id of the run ``run_id`` names (the id, or a unique prefix of it).
+        """Return the full id of the run ``run_id`` names.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+
+        Returns
+        -------
+        str
+            The full id.
 
         Raises
         ------
@@ -601,13 +696,35 @@ class RunStore(Tracker):
         return f"Run {run_id!r} {why}. Most recent runs: {listed}."
 
     def get(self, run_id):
-        """The :class:`RunRecord` of one run (an id or a unique prefix)."""
+        """Return the record of one run.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+
+        Returns
+        -------
+        RunRecord
+            The run.
+
+        Raises
+        ------
+        RunNotFoundError
+            When no run, or several, match ``run_id``.
+        """
         full = self.resolve(run_id)
         row = self._read(f"SELECT {self._cols()} FROM runs WHERE id=?", (full,))[0]
         return self._record(row)
 
     def names(self):
-        """Pipeline names with runs, alphabetically."""
+        """Return the pipeline names with runs.
+
+        Returns
+        -------
+        list of str
+            The names, alphabetically.
+        """
         return [r[0] for r in self._read("SELECT DISTINCT name FROM runs ORDER BY name")]
 
     def runs(self, name=None, *, status=None, since=None, tag=None, kind=None, archived=False,
@@ -629,10 +746,12 @@ class RunStore(Tracker):
         archived : bool or None, default=False
             False: live runs only; True: archived only; None: both.
         limit : int, optional
+            At most this many runs (the most recent).
 
         Returns
         -------
         list of RunRecord
+            The runs selected, most recent first.
 
         Raises
         ------
@@ -693,8 +812,20 @@ class RunStore(Tracker):
         return records
 
     def show(self, name=None, **filters):
-        """A display of the runs (the most recent 50 unless ``limit=``): a table in a notebook,
-        rich in a terminal; ``filters`` as for :meth:`runs`."""
+        """Return a display of the runs: a table in a notebook, rich in a terminal.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this pipeline.
+        **filters
+            As for :meth:`runs`; the most recent 50 unless ``limit=`` is given.
+
+        Returns
+        -------
+        ml_toolbox.runs.views.RunTable
+            The display object (``__rich__`` and ``_repr_html_``).
+        """
         from ml_toolbox.runs.views import runs_table
 
         filters.setdefault("limit", 50)
@@ -708,11 +839,37 @@ class RunStore(Tracker):
         return self.show()._repr_html_()
 
     def history(self, name, *, since=None, limit=None):
-        """The runs of pipeline ``name``, oldest first."""
+        """Return the runs of one pipeline, oldest first (archived ones included).
+
+        Parameters
+        ----------
+        name : str
+            The pipeline's name.
+        since : str, float or datetime, optional
+            Only runs started at or after this (as for :meth:`runs`).
+        limit : int, optional
+            At most this many runs (the most recent).
+
+        Returns
+        -------
+        list of RunRecord
+            The runs, oldest first.
+        """
         return list(reversed(self.runs(name, since=since, limit=limit, archived=None)))
 
     def metric_names(self, run_id=None):
-        """Metric names recorded (in one run, or in any)."""
+        """Return the metric names recorded.
+
+        Parameters
+        ----------
+        run_id : str, optional
+            Only those of this run (an id or a unique prefix); default: of any run.
+
+        Returns
+        -------
+        list of str
+            The names.
+        """
         if run_id is None:
             rows = self._read("SELECT DISTINCT key FROM metrics ORDER BY key")
         else:
@@ -721,7 +878,19 @@ class RunStore(Tracker):
         return [r[0] for r in rows]
 
     def metric_history(self, run_id, metric):
-        """``[(step, value), ...]`` of ``metric`` in one run, by step (final values: step None).
+        """Return the values of one metric in one run, by step.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+        metric : str
+            The metric's name.
+
+        Returns
+        -------
+        list of tuple
+            ``[(step, value), ...]``, by step (final values: step None).
 
         Raises
         ------
@@ -739,7 +908,19 @@ class RunStore(Tracker):
         return stepped + [p for p in points if p[0] is None]
 
     def stages(self, run_id):
-        """The stage runs recorded in one run: dicts (pipeline, stage, mode, duration, ...)."""
+        """Return the stage runs recorded in one run.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+
+        Returns
+        -------
+        list of dict
+            One per stage run: ``pipeline``, ``stage``, ``index``, ``mode``, ``start``, ``duration``,
+            ``status``, ``rows_in``...
+        """
         full = self.resolve(run_id)
         keys = ("pipeline", "stage", "mode", "index", "start", "duration", "status", "rows_in",
                 "cols_in", "bytes_in", "retries", "error")
@@ -747,7 +928,27 @@ class RunStore(Tracker):
             "SELECT * FROM stages WHERE run_id=? ORDER BY start, idx", (full,))]
 
     def note(self, run_id, text):
-        """Add a free-text note to a run (``runs note ID "..."``); returns the run's notes."""
+        """Add a free-text note to a run (``ml-toolbox runs note ID "..."``).
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+        text : str
+            The note (not empty).
+
+        Returns
+        -------
+        list of dict
+            The run's notes, each with ``time`` and ``text``.
+
+        Raises
+        ------
+        ValueError
+            When ``text`` is empty or not a string.
+        RunNotFoundError
+            When no run matches ``run_id``.
+        """
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"A note must be a non-empty string; got {text!r}.")
         full = self.resolve(run_id)
@@ -758,7 +959,20 @@ class RunStore(Tracker):
         return notes
 
     def tag(self, run_id, **tags):
-        """Set tags on a stored run; returns all its tags."""
+        """Set tags on a stored run.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+        **tags
+            The tags to set, ``key=value``.
+
+        Returns
+        -------
+        dict
+            All the run's tags.
+        """
         full = self.resolve(run_id)
         current = _loads(self._read("SELECT tags FROM runs WHERE id=?", (full,))[0][0], {}) or {}
         current.update({str(k): v for k, v in tags.items()})
@@ -777,7 +991,13 @@ class RunStore(Tracker):
                                     f"{_problem(exc)}.") from exc
 
     def active(self):
-        """Runs in progress (not stale), most recent first, with their progress."""
+        """Return the runs in progress (not stale), most recent first.
+
+        Returns
+        -------
+        list of RunRecord
+            The runs, with their progress.
+        """
         return self.runs(status="running", archived=None)
 
     def archive(self, older_than="30d", *, status=None, dry_run=False):
@@ -793,6 +1013,7 @@ class RunStore(Tracker):
         status : str or list of str, optional
             Only runs with these statuses (default: success, failed, cancelled, stale).
         dry_run : bool, default=False
+            Only report what would be archived.
 
         Returns
         -------
@@ -828,6 +1049,28 @@ class RunStore(Tracker):
         ``direction`` is ``"max"`` or ``"min"``; by default ``"min"`` for names with ``loss`` or
         ``error`` in them, else ``"max"``.
 
+        Parameters
+        ----------
+        metric : str
+            The final metric to rank on.
+        name : str, optional
+            Only the runs of this pipeline.
+        kind : str, optional
+            Only runs of this kind (``"fit"``, ``"execute"``...).
+        top : int, default=10
+            How many runs to keep.
+        direction : {"max", "min"}, optional
+            Whether larger or smaller is better.
+        since : str, float or datetime, optional
+            Only runs started at or after this (as for :meth:`runs`).
+        archived : bool or None, default=False
+            False: live runs only; True: archived only; None: both.
+
+        Returns
+        -------
+        list of RunRecord
+            The ranked runs, best first.
+
         Raises
         ------
         RunNotFoundError
@@ -854,8 +1097,22 @@ class RunStore(Tracker):
         return [r for _, r in scored[:top]] if top else [r for _, r in scored]
 
     def compare(self, *run_ids, only_differences=False):
-        """Parameters and metrics of several runs side by side (a :class:`RunComparison`);
-        cells that differ are highlighted (``only_differences``: only those rows)."""
+        """Return the parameters and metrics of several runs side by side.
+
+        Cells that differ are highlighted.
+
+        Parameters
+        ----------
+        *run_ids : str
+            The runs (ids or unique prefixes).
+        only_differences : bool, default=False
+            Show only the rows whose values differ.
+
+        Returns
+        -------
+        ml_toolbox.runs.RunComparison
+            The comparison (a display object, and ``to_dict()``).
+        """
         from ml_toolbox.runs.views import RunComparison
 
         if len(run_ids) == 1 and isinstance(run_ids[0], (list, tuple)):
@@ -865,7 +1122,20 @@ class RunStore(Tracker):
         return RunComparison([self.get(i) for i in run_ids], only_differences=only_differences)
 
     def report(self, name, *, days=7):
-        """P50/P95/P99 stage durations, success rate, throughput and trend over the last days."""
+        """Return P50/P95/P99 stage durations, success rate, throughput and trend over the last days.
+
+        Parameters
+        ----------
+        name : str
+            The pipeline's name.
+        days : float, default=7
+            How many days back.
+
+        Returns
+        -------
+        ml_toolbox.runs.RunReport
+            The report (a display object, and ``to_dict()``).
+        """
         from ml_toolbox.runs.views import RunReport
 
         runs = self.runs(name, since=time.time() - float(days) * 86400, archived=None)
@@ -877,10 +1147,24 @@ class RunStore(Tracker):
         return RunReport(name, days, runs, stages)
 
     def anomalies(self, name, *, days=None, **options):
-        """The monitor's anomaly rules (median / MAD per stage and mode) over the stored history.
+        """Apply the monitor's anomaly rules (median / MAD per stage and mode) to the stored history.
 
         ``options`` go to :meth:`~ml_toolbox.PipelineMonitor.anomalies` (``threshold``,
         ``min_runs``, ``stage``, ``mode``).
+
+        Parameters
+        ----------
+        name : str
+            The pipeline's name.
+        days : float, optional
+            Only the runs of the last ``days`` days (default: all).
+        **options
+            Options of :meth:`ml_toolbox.PipelineMonitor.anomalies`.
+
+        Returns
+        -------
+        list of ~ml_toolbox.monitor.Anomaly
+            The stage runs flagged (empty when nothing was recorded).
         """
         from ml_toolbox.monitor import PipelineMetrics, PipelineMonitor, StageRecord
 
@@ -905,8 +1189,21 @@ class RunStore(Tracker):
     def plot(self, metric, runs=None, *, name=None, ax=None):
         """Draw ``metric`` per step (epoch) for several runs (matplotlib; the ``plot`` extra).
 
-        ``runs``: ids (default: the last 10 runs of ``name``, or of the store, with the metric).
-        Returns the matplotlib Axes.
+        Parameters
+        ----------
+        metric : str
+            The metric's name.
+        runs : list of str, optional
+            Run ids (default: the last 10 runs of ``name``, or of the store, with the metric).
+        name : str, optional
+            The pipeline whose runs are drawn by default.
+        ax : matplotlib Axes, optional
+            Draw on it instead of a new figure.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
         """
         from ml_toolbox.runs.views import plot_metric
 
@@ -920,6 +1217,27 @@ class RunStore(Tracker):
         winner is the one whose run ranks first on ``metric`` (as :meth:`leaderboard` ranks).
         The version's manifest records the run id, the run records the version, and the run's
         final metrics go to the manifest (where the gates read them).
+
+        Parameters
+        ----------
+        candidates : list of pipeline
+            Fitted pipelines tracked by this store.
+        store : PipelinePersistence, str or path-like
+            The model store (or its location).
+        name : str
+            The name to save the winner under.
+        metric : str
+            The final metric the runs are ranked on.
+        alias : str, default="production"
+            The alias to promote the winner to.
+        gates : mapping or list, optional
+            Quality gates, as :meth:`ml_toolbox.PipelinePersistence.promote` takes them.
+        direction : {"max", "min"}, optional
+            How to rank (default as in :meth:`leaderboard`).
+        reason : str, optional
+            Recorded in the alias history.
+        **save_options
+            Options of :meth:`ml_toolbox.PipelinePersistence.save`.
 
         Returns
         -------
@@ -961,7 +1279,19 @@ class RunStore(Tracker):
         return Bunch(run_id=winner.id, version=version, alias=alias, pipeline=pipe)
 
     def record_version(self, run_id, store, name, version):
-        """Record (by hand) that a store version was saved from a run: the run <-> version link."""
+        """Record (by hand) that a store version was saved from a run: the run <-> version link.
+
+        Parameters
+        ----------
+        run_id : str
+            A run id, or a unique prefix of one.
+        store : PipelinePersistence, str or path-like
+            The model store (or its location).
+        name : str
+            The name the version is stored under.
+        version : int
+            The version number.
+        """
         full = self.resolve(run_id)
         location = getattr(store, "path", store)
         self._write_or_raise("version link", [("INSERT INTO versions VALUES (?, ?, ?, ?, ?)", (

@@ -40,10 +40,10 @@ def _numbers(metrics):
 
 
 class MLflowTracker(MLflowSink, Tracker):
-    """Record each run as an MLflow run: parameters once, metrics per epoch, stage durations,
-    tags, the status, and the model version saved from it.
+    """Record each run as an MLflow run.
 
-    One MLflow run per ml_toolbox run, in experiment ``experiment_name`` (created if missing),
+    Parameters once, metrics per epoch, stage durations, tags, the status, and the model version
+    saved from it. One MLflow run per ml_toolbox run, in experiment ``experiment_name`` (created if missing),
     tagged ``ml_toolbox.run_id``. Epoch metrics are logged with ``step=epoch``; final metrics at
     the end; stage durations as ``<pipeline>/<mode>/<stage>/duration_s``. Used as a plain monitor
     sink (``PipelineMonitor(sinks=[MLflowTracker(...)])``) it behaves as
@@ -54,13 +54,25 @@ class MLflowTracker(MLflowSink, Tracker):
     tracking_uri : str, optional
         E.g. ``"sqlite:///mlflow.db"``; default: MLflow's own setting.
     experiment_name : str, default="ml_toolbox"
+        The MLflow experiment of the runs (created if missing).
+    run_id : str, optional
+        As a plain monitor sink only: log into this existing MLflow run.
+    run_name : str, default="pipeline-monitor"
+        As a plain monitor sink only: the name of the MLflow run the sink creates.
+    modes : iterable of str, optional
+        As a plain monitor sink only: forward only executions of these modes.
     artifact_location : str, optional
         Artifact location of an experiment the tracker creates.
 
     Examples
     --------
+    >>> import os, tempfile
     >>> from ml_toolbox.runs import MLflowTracker, RunStore
-    >>> tracking = [RunStore("runs/"), MLflowTracker("sqlite:///mlflow.db")]  # doctest: +SKIP
+    >>> where = tempfile.mkdtemp()
+    >>> uri = "sqlite:///" + os.path.join(where, "mlflow.db")
+    >>> tracking = [RunStore(where), MLflowTracker(uri, experiment_name="churn")]
+    >>> tracking[1].experiment_name
+    'churn'
     """
 
     def __init__(self, tracking_uri=None, experiment_name="ml_toolbox", run_id=None,
@@ -87,10 +99,28 @@ class MLflowTracker(MLflowSink, Tracker):
                                         artifact_location=self.artifact_location)
 
     def mlflow_run_id(self, run_id):
-        """The MLflow run id of an ml_toolbox run this tracker recorded (in this process)."""
+        """Return the MLflow run id of an ml_toolbox run this tracker recorded (in this process).
+
+        Parameters
+        ----------
+        run_id : str
+            The ml_toolbox run id.
+
+        Returns
+        -------
+        str or None
+            The MLflow run id, or None for a run this tracker did not record.
+        """
         return self._runs.get(run_id)
 
     def start_run(self, run):
+        """Called when a run starts.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; its ``params``, ``data`` and ``tags`` are set.
+        """
         from mlflow.entities import Param, RunTag
 
         with self._lock:
@@ -113,6 +143,17 @@ class MLflowTracker(MLflowSink, Tracker):
                 client.log_batch(mlflow_id, tags=env)
 
     def log_metrics(self, run, metrics, step=None):
+        """Called when metrics were measured.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        metrics : dict of str to float
+            The values, by metric name.
+        step : int or None, default=None
+            The step (an epoch), or None for final values.
+        """
         from mlflow.entities import Metric
 
         mlflow_id = self._runs.get(run.id)
@@ -128,8 +169,19 @@ class MLflowTracker(MLflowSink, Tracker):
                 self._client.log_batch(mlflow_id, metrics=batch[start:start + 1000])
 
     def emit(self, metrics, run=None):
+        """Called with one finished pipeline execution.
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        run : ~ml_toolbox.runs.ActiveRun or None, default=None
+            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
+            part of a tracked run).
+        """
         if run is None:  # a plain monitor sink
-            return super().emit(metrics)
+            super().emit(metrics)
+            return
         from mlflow.entities import Metric
 
         mlflow_id = self._runs.get(run.id)
@@ -146,6 +198,14 @@ class MLflowTracker(MLflowSink, Tracker):
                 self._client.log_batch(mlflow_id, metrics=batch)
 
     def end_run(self, run):
+        """Called when a run ended.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
+            and ``run.metrics`` are set.
+        """
         from mlflow.entities import Metric, RunTag
 
         mlflow_id = self._runs.get(run.id)
@@ -172,6 +232,15 @@ class MLflowTracker(MLflowSink, Tracker):
             self._client.set_terminated(mlflow_id, _MLFLOW_STATUS.get(run.status, "FINISHED"))
 
     def link_version(self, run, version):
+        """Called when a store version was saved from a run.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        version : dict
+            The version: ``store``, ``name`` and ``version``.
+        """
         mlflow_id = self._runs.get(run.id)
         if mlflow_id is None:
             return
@@ -194,12 +263,17 @@ class TensorBoardTracker(Tracker):
     Parameters
     ----------
     logdir : str or path-like
+        The directory of the event files: one sub-directory per run (see :meth:`run_dir`).
     flush_secs : float, default=10
+        How often, in seconds, the writers flush their events to disk.
 
     Examples
     --------
+    >>> import tempfile
     >>> from ml_toolbox.runs import TensorBoardTracker
-    >>> tracker = TensorBoardTracker("tb_logs/")  # doctest: +SKIP
+    >>> tracker = TensorBoardTracker(tempfile.mkdtemp(), flush_secs=5)
+    >>> tracker.flush_secs
+    5
     """
 
     def __init__(self, logdir, *, flush_secs=10):
@@ -230,11 +304,29 @@ class TensorBoardTracker(Tracker):
         return SummaryWriter
 
     def run_dir(self, run):
-        """The directory of one run's event files."""
+        """Return the directory of one run's event files.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+
+        Returns
+        -------
+        str
+            ``<logdir>/<run name>-<first 12 characters of the run id>``.
+        """
         safe = _KEY_RE.sub("_", str(run.name)).replace("/", "_")
         return os.path.join(os.fspath(self.logdir), f"{safe}-{run.id[:12]}")
 
     def start_run(self, run):
+        """Called when a run starts.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; its ``params``, ``data`` and ``tags`` are set.
+        """
         writer = self._writer_class()(self.run_dir(run), flush_secs=self.flush_secs)
         with self._lock:
             self._writers[run.id] = writer
@@ -242,6 +334,17 @@ class TensorBoardTracker(Tracker):
         writer.add_text("params", params or "-", 0)
 
     def log_metrics(self, run, metrics, step=None):
+        """Called when metrics were measured.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run.
+        metrics : dict of str to float
+            The values, by metric name.
+        step : int or None, default=None
+            The step (an epoch), or None for final values.
+        """
         writer = self._writers.get(run.id)
         if writer is None or step is None:
             return  # final values are written at the end, at the last step
@@ -250,6 +353,16 @@ class TensorBoardTracker(Tracker):
         self._steps[run.id] = max(self._steps[run.id], int(step))
 
     def emit(self, metrics, run=None):
+        """Called with one finished pipeline execution.
+
+        Parameters
+        ----------
+        metrics : ~ml_toolbox.monitor.PipelineMetrics
+            The execution, with its stage records.
+        run : ~ml_toolbox.runs.ActiveRun or None, default=None
+            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
+            part of a tracked run).
+        """
         if run is None:
             return
         writer = self._writers.get(run.id)
@@ -264,6 +377,14 @@ class TensorBoardTracker(Tracker):
                                        "duration_s"), float(s.duration), step)
 
     def end_run(self, run):
+        """Called when a run ended.
+
+        Parameters
+        ----------
+        run : ~ml_toolbox.runs.ActiveRun
+            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
+            and ``run.metrics`` are set.
+        """
         with self._lock:
             writer = self._writers.pop(run.id, None)
         if writer is None:
@@ -278,6 +399,7 @@ class TensorBoardTracker(Tracker):
             writer.close()
 
     def close(self):
+        """Flush and close the event writers of every run."""
         with self._lock:
             writers, self._writers = list(self._writers.values()), {}
         for writer in writers:

@@ -50,7 +50,24 @@ def took(seconds):
 class RunTable:
     """Rows with a title: drawn by rich (``__rich__``) and in a notebook (``_repr_html_``).
 
-    ``marked`` holds ``(row, column)`` cells to highlight (differences, in a comparison).
+    Parameters
+    ----------
+    title : str
+        The table's title.
+    columns : sequence of str
+        The column headers.
+    rows : iterable of sequence
+        The rows; values that are not strings are formatted with :func:`fmt`.
+    marked : iterable of tuple, default=()
+        ``(row, column)`` cells to highlight (differences, in a comparison).
+    data : dict, optional
+        What :meth:`to_dict` returns (default: the title and the rows as dicts).
+
+    Examples
+    --------
+    >>> table = RunTable("runs", ["id", "score"], [["a1b2", 0.91]])
+    >>> table.to_dict()
+    {'title': 'runs', 'rows': [{'id': 'a1b2', 'score': '0.91'}]}
     """
 
     def __init__(self, title, columns, rows, *, marked=(), data=None):
@@ -61,6 +78,13 @@ class RunTable:
         self.data = data
 
     def to_dict(self):
+        """Return the table as plain JSON-ready values (what ``--json`` prints).
+
+        Returns
+        -------
+        dict
+            ``data`` when given, else ``title`` and ``rows`` (one dict per row).
+        """
         return self.data if self.data is not None else {
             "title": self.title, "rows": [dict(zip(self.columns, r)) for r in self.rows]}
 
@@ -163,11 +187,35 @@ def run_table(r, stages=None, metric_history=None):
 class RunComparison(RunTable):
     """Parameters and metrics of several runs side by side; cells that differ are highlighted.
 
-    Attributes
+    Made by :meth:`RunStore.compare`.
+
+    Parameters
     ----------
     runs : list of RunRecord
+        The runs, one column each.
+    only_differences : bool, default=False
+        Show only the rows whose values differ.
+
+    Attributes
+    ----------
     differences : list of str
         The parameter and metric names whose values differ between the runs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> ids = []
+    >>> for C in (0.1, 1.0):
+    ...     model = LogisticRegression(C=C)
+    ...     with track(model, "fit", trackers=[store]) as run:
+    ...         _ = model.fit([[0.0], [1.0]], [0, 1])
+    ...     ids.append(run.id)
+    >>> comparison = store.compare(*ids)
+    >>> comparison.differences
+    ['params.C']
     """
 
     def __init__(self, runs, only_differences=False):
@@ -194,6 +242,13 @@ class RunComparison(RunTable):
                          ["field", *[r.id[:12] for r in runs]], rows, marked=marked)
 
     def to_dict(self):
+        """Return the comparison as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            ``runs`` (each run's :meth:`RunRecord.to_dict`) and ``differences``.
+        """
         return {"runs": [r.to_dict() for r in self.runs], "differences": self.differences}
 
 
@@ -201,8 +256,43 @@ class RunReport(RunTable):
     """Per stage over the last days: P50 / P95 / P99 duration, success rate, throughput, trend.
 
     The trend is the ratio of the median duration in the second half of the window's runs to
-    that of the first half (above 1: slower lately). Attributes: ``name``, ``days``,
-    ``n_runs``, ``success_rate`` and ``stages`` (a list of dicts, one per stage and mode).
+    that of the first half (above 1: slower lately). Made by :meth:`RunStore.report`.
+
+    Parameters
+    ----------
+    name : str
+        The pipeline's name.
+    days : float
+        The window, in days.
+    runs : list of RunRecord
+        The runs of the window.
+    stage_runs : list of dict
+        Their stage runs (as :meth:`RunStore.stages` returns them).
+
+    Attributes
+    ----------
+    n_runs : int
+        The number of runs.
+    success_rate : float or None
+        The share of runs that succeeded.
+    stages : list of dict
+        One per stage and mode: durations, success rate, throughput, trend.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store = RunStore(tempfile.mkdtemp())
+    >>> ids = []
+    >>> for C in (0.1, 1.0):
+    ...     model = LogisticRegression(C=C)
+    ...     with track(model, "fit", trackers=[store]) as run:
+    ...         _ = model.fit([[0.0], [1.0]], [0, 1])
+    ...     ids.append(run.id)
+    >>> report = store.report("LogisticRegression", days=1)
+    >>> report.n_runs, report.success_rate
+    (2, 1.0)
     """
 
     COLUMNS = ("pipeline", "stage", "mode", "runs", "success", "p50", "p95", "p99",
@@ -244,6 +334,13 @@ class RunReport(RunTable):
                          f"success rate {rate}", self.COLUMNS, rows)
 
     def to_dict(self):
+        """Return the report as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            ``name``, ``days``, ``runs`` (their number), ``success_rate`` and ``stages``.
+        """
         return {"name": self.name, "days": self.days, "runs": self.n_runs,
                 "success_rate": self.success_rate, "stages": self.stages}
 

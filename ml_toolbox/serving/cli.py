@@ -26,7 +26,25 @@ __all__ = ["add_commands"]
 
 
 def add_commands(sub):
-    """Add ``serve`` and ``rollout`` to the sub-command parsers ``sub``; return their handlers."""
+    """Add the ``serve`` and ``rollout`` sub-commands to the CLI's parser.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-command parsers (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    dict
+        Sub-command name -> handler ``f(args)``.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
+    >>> sorted(add_commands(parser.add_subparsers(dest="command")))
+    ['rollout', 'serve']
+    """
     p = sub.add_parser("serve", help="serve a store alias over HTTP (canary, shadow, rollout policy)")
     p.add_argument("--store", default=argparse.SUPPRESS, help="the store directory (or give it before the command)")
     p.add_argument("--name", required=True, help="the model's name in the store")

@@ -27,7 +27,20 @@ _STAGE_RE = re.compile(r"\[ml_toolbox\] raised by stage '([^']*)'")
 
 
 class PayloadError(ValueError):
-    """A request body that is not one of the accepted input formats."""
+    """A request body that is not one of the accepted input formats.
+
+    The server answers it with status 400 and the message.
+
+    Examples
+    --------
+    >>> from ml_toolbox.serving import parse_payload
+    >>> from ml_toolbox.serving.http import PayloadError
+    >>> try:
+    ...     parse_payload({"rows": [[1.0]]})
+    ... except PayloadError as error:
+    ...     print("refused")
+    refused
+    """
 
 
 def _columns_of(slot):
@@ -48,6 +61,11 @@ def parse_payload(payload, columns=None):
         ``{"instances": [...]}`` or ``{"inputs": ...}`` (rows as lists or dicts, or a dict of columns).
     columns : list of str, optional
         The fitted column names, used to name rows given as plain lists.
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        The rows: a DataFrame when column names are known, else an array.
 
     Raises
     ------
@@ -179,13 +197,14 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
     Parameters
     ----------
     router : Router
+        The router that answers the requests (see :class:`~ml_toolbox.serving.Router`).
     token : str, optional
         When set, every endpoint requires ``Authorization: Bearer <token>`` (401 otherwise).
-    max_body : int
+    max_body : int, default=MAX_BODY
         Largest request body in bytes; a larger one answers 413.
-    manage_router : bool
+    manage_router : bool, default=True
         Start the router when the server starts and stop it when the server stops.
-    offload : {"auto", True, False}
+    offload : {"auto", True, False}, default="auto"
         Where predictions run. A prediction of a few microseconds is cheapest on the event loop itself;
         a slow one there would stop the server from accepting other requests. ``"auto"`` runs them on
         the loop while the last one took under 1 ms, in a worker thread otherwise; ``True`` always in
@@ -194,6 +213,8 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
     Returns
     -------
     starlette.applications.Starlette
+        The app: ``/predict``, ``/invocations`` (MLflow's scoring protocol), ``/feedback``,
+        ``/health``, ``/ready``, ``/status`` and ``/metrics`` (Prometheus).
 
     Examples
     --------
@@ -415,9 +436,28 @@ def _registry(router):
 
 
 def app_from_spec(spec):
-    """Build the app from a plain spec (what ``ml-toolbox serve`` and its worker processes use):
-    ``{"store", "name", "alias", "challenger", "mode", "share", "policy": {...}, "token", "max_body",
-    "signing_key"}``."""
+    """Build the app from a plain spec (what ``ml-toolbox serve`` and its worker processes use).
+
+    Parameters
+    ----------
+    spec : dict
+        ``store`` (a store location) and ``name`` are required; ``alias``, ``challenger``, ``mode``,
+        ``share``, ``policy`` (keyword arguments of :class:`~ml_toolbox.serving.RolloutPolicy`),
+        ``metrics``, ``poll_interval``, ``token``, ``max_body`` and ``signing_key`` are optional.
+
+    Returns
+    -------
+    starlette.applications.Starlette
+        The app, as :func:`create_app` makes it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ml_toolbox.serving.http import app_from_spec
+    >>> app = app_from_spec({"store": tempfile.mkdtemp(), "name": "churn"})
+    >>> type(app).__name__
+    'Starlette'
+    """
     from ml_toolbox.persistence import PipelinePersistence
 
     from .policy import RolloutPolicy
@@ -445,8 +485,31 @@ def serve(app_or_spec, *, host="127.0.0.1", port=8000, workers=1, log_level="war
     app_or_spec : Starlette app or dict
         An app from :func:`create_app`, or a spec for :func:`app_from_spec` (required for ``workers > 1``:
         each worker process builds its own router, with its own KPIs).
-    host : str
-        ``127.0.0.1`` (this machine only) unless told otherwise.
+    host : str, default="127.0.0.1"
+        The interface to listen on: this machine only unless told otherwise.
+    port : int, default=8000
+        The TCP port.
+    workers : int, default=1
+        Worker processes (each with its own router and KPIs); more than one needs a spec.
+    log_level : str, default="warning"
+        The log level of uvicorn.
+    timeout_graceful_shutdown : float, default=30
+        Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+
+    Raises
+    ------
+    ValueError
+        When ``workers > 1`` comes with an app instead of a spec, or with a rollout policy.
+
+    Examples
+    --------
+    Several workers need a spec, so that each builds its own router:
+
+    >>> from ml_toolbox.serving import serve
+    >>> serve(object(), workers=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: serve: workers > 1 needs a spec (dict), so that each worker builds its own router.
     """
     import uvicorn
 

@@ -20,8 +20,27 @@ KPI_NAMES = ("requests", "errors", "error_rate", "rejected", "p50_ms", "p95_ms",
 
 
 def resolve_metric(name):
-    """The scikit-learn metric function for ``name``: ``"accuracy"`` -> ``accuracy_score``,
-    ``"f1"`` -> ``f1_score``, ``"mean_absolute_error"`` as it is.
+    """Return the scikit-learn metric function a name means.
+
+    ``"accuracy"`` -> ``accuracy_score``, ``"f1"`` -> ``f1_score``, ``"mean_absolute_error"`` as
+    it is.
+
+    Parameters
+    ----------
+    name : str
+        The metric's name.
+
+    Returns
+    -------
+    callable
+        The function of :mod:`sklearn.metrics`, ``f(y_true, y_pred)``.
+
+    Raises
+    ------
+    TypeError
+        When ``name`` is not a string.
+    ValueError
+        When :mod:`sklearn.metrics` has no such function.
 
     Examples
     --------
@@ -63,7 +82,7 @@ class KPIBoard:
     Parameters
     ----------
     metrics : sequence of str
-        scikit-learn metric names computed from feedback (default ``("accuracy",)``).
+        The scikit-learn metric names computed from feedback (default ``("accuracy",)``).
     window : int
         Latency percentiles are over the last ``window`` successful requests of each version.
     max_pending_feedback : int
@@ -97,8 +116,23 @@ class KPIBoard:
         return stats
 
     def record(self, version, seconds, ok, request_id=None, prediction=None):
-        """Count one request answered (``ok``) or failed by ``version`` in ``seconds``; remember its
-        prediction under ``request_id`` for a later :meth:`feedback`."""
+        """Count one request answered or failed by a version.
+
+        The prediction is remembered under ``request_id`` for a later :meth:`feedback`.
+
+        Parameters
+        ----------
+        version : int
+            The store version.
+        seconds : float
+            How long the version took.
+        ok : bool
+            Whether it answered (False: it raised).
+        request_id : str, optional
+            The request's id, for feedback.
+        prediction : array-like, optional
+            Its predictions, for feedback.
+        """
         with self._lock:
             stats = self._get(version)
             stats.requests += 1
@@ -110,8 +144,15 @@ class KPIBoard:
                 self._remember(request_id, version, prediction)
 
     def reject(self, version):
-        """Count one request whose input the pipeline's input check refused (not counted as a request
-        or an error of the version: the caller sent bad input)."""
+        """Count one request whose input the pipeline's input check refused.
+
+        It is not counted as a request or an error of the version: the caller sent bad input.
+
+        Parameters
+        ----------
+        version : int
+            The store version.
+        """
         with self._lock:
             self._get(version).rejected += 1
 
@@ -125,8 +166,21 @@ class KPIBoard:
             entry.append((version, prediction))
 
     def compare(self, version, reference, candidate, request_id=None):
-        """Record how many rows of ``candidate`` (predictions of ``version``) agree with ``reference``
-        (the champion's); the candidate's predictions are also remembered for feedback."""
+        """Record how many rows of a version's predictions agree with the champion's.
+
+        The candidate's predictions are also remembered for feedback.
+
+        Parameters
+        ----------
+        version : int
+            The store version.
+        reference : array-like
+            The champion's predictions.
+        candidate : array-like
+            The predictions of ``version`` on the same rows.
+        request_id : str, optional
+            The request's id, for feedback.
+        """
         ref = np.asarray(reference)
         cand = np.asarray(candidate)
         if ref.ndim == 2 and ref.shape[1:] == cand.shape[1:] and ref.dtype.kind == "f":
@@ -141,7 +195,19 @@ class KPIBoard:
                 self._remember(request_id, version, candidate)
 
     def feedback(self, request_id, y_true):
-        """Attach the true labels of an answered request; return how many versions it scored.
+        """Attach the true labels of an answered request.
+
+        Parameters
+        ----------
+        request_id : str
+            The request's id.
+        y_true : array-like
+            The true labels, one per row of the request.
+
+        Returns
+        -------
+        int
+            How many versions the labels scored.
 
         Raises
         ------
@@ -167,11 +233,31 @@ class KPIBoard:
         return len(entry)
 
     def versions(self):
+        """Return the versions with KPIs.
+
+        Returns
+        -------
+        list of int
+            The versions, ascending.
+        """
         with self._lock:
             return sorted(self._stats)
 
     def snapshot(self, version):
-        """The KPIs of ``version`` as a dict (latencies in milliseconds; None where nothing was measured)."""
+        """Return the KPIs of one version.
+
+        Parameters
+        ----------
+        version : int
+            The store version.
+
+        Returns
+        -------
+        dict
+            ``requests``, ``errors``, ``error_rate``, ``rejected``, ``p50_ms`` / ``p95_ms`` / ``p99_ms``
+            (latencies in milliseconds), ``agreement``, ``compared``, ``feedback`` and one entry per
+            metric; None where nothing was measured.
+        """
         with self._lock:
             stats = self._stats.get(version) or _VersionStats(1)
             latencies = np.asarray(stats.latencies, dtype=float)

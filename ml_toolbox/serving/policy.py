@@ -29,8 +29,23 @@ def _num(value):
 
 @dataclass(frozen=True)
 class Rule(Gate):
-    """One rule on a KPI, absolute or relative to the champion: a store gate (same grammar, same
-    arithmetic) whose ``current`` reads ``champion``, judged on live KPIs instead of saved metrics.
+    """One rule on a KPI, absolute or relative to the champion.
+
+    A store gate (same grammar, same arithmetic) whose ``current`` reads ``champion``, judged on
+    live KPIs instead of saved metrics.
+
+    Parameters
+    ----------
+    metric : str
+        The KPI (``"error_rate"``, ``"p95_ms"``, ``"agreement"``, a metric name...).
+    op : {">=", "<=", ">", "<", "=="}
+        How the challenger's KPI must compare.
+    threshold : float, optional
+        Absolute threshold. Leave None for a rule relative to the champion.
+    shift : {None, "+", "-", "*"}, optional
+        For a relative rule: how ``amount`` modifies the champion's KPI.
+    amount : float, default=0.0
+        The shift applied to the champion's KPI.
 
     Examples
     --------
@@ -43,6 +58,7 @@ class Rule(Gate):
 
     @property
     def kpi(self):
+        """The KPI the rule reads (its ``metric``)."""
         return self.metric
 
     def __str__(self):
@@ -53,7 +69,25 @@ class Rule(Gate):
 
     @classmethod
     def parse(cls, spec):
-        """Build a rule from text such as ``"error_rate<=0.01"`` or ``"p95_ms<=champion*1.2"``."""
+        """Build a rule from text such as ``"error_rate<=0.01"`` or ``"p95_ms<=champion*1.2"``.
+
+        Parameters
+        ----------
+        spec : str or Rule
+            The rule's text (a rule is returned as is).
+
+        Returns
+        -------
+        Rule
+            The rule.
+
+        Raises
+        ------
+        TypeError
+            When ``spec`` is not a string.
+        ValueError
+            When the text is not a rule; the message shows the shapes rules take.
+        """
         if isinstance(spec, Rule):
             return spec
         if not isinstance(spec, str):
@@ -68,7 +102,22 @@ class Rule(Gate):
         return cls(gate.metric, gate.op, gate.threshold, gate.shift, gate.amount)
 
     def check(self, challenger, champion):
-        """``(passed, explanation)``, or ``(None, explanation)`` when a KPI needed has no value yet."""
+        """Judge the challenger's KPIs against the rule.
+
+        Parameters
+        ----------
+        challenger : dict
+            The challenger's KPIs (as :meth:`KPIBoard.snapshot` returns them).
+        champion : dict
+            The champion's KPIs (read by relative rules).
+
+        Returns
+        -------
+        passed : bool or None
+            Whether the rule holds; None when a KPI needed has no value yet.
+        explanation : str
+            The values compared, for the decision's reasons.
+        """
         value = challenger.get(self.kpi)
         if value is None:
             return None, f"{self.kpi}: no value yet"
@@ -85,8 +134,29 @@ class Rule(Gate):
 
 @dataclass
 class Verdict:
-    """What a policy decides: ``action`` is ``"wait"`` (too few requests), ``"hold"`` (keep watching),
-    ``"promote"`` or ``"rollback"``; ``reasons`` explain it; ``evidence`` holds the KPIs it saw."""
+    """What a policy decides.
+
+    Parameters
+    ----------
+    action : {"wait", "hold", "promote", "rollback"}
+        ``"wait"`` (too few requests), ``"hold"`` (keep watching), ``"promote"`` or ``"rollback"``.
+    reasons : list of str, default=[]
+        Why: the rules that failed, or held.
+    evidence : dict, default={}
+        The KPIs the policy saw (``champion``, ``challenger``) and the policy itself.
+    done : bool, default=False
+        Whether the decision was carried out on the store (False in a dry run, or when refused).
+    error : str or None, default=None
+        Why carrying it out failed (e.g. a store gate refused the promotion).
+
+    Examples
+    --------
+    >>> from ml_toolbox.serving import RolloutPolicy
+    >>> verdict = RolloutPolicy(rollback=["error_rate<=0.01"], min_requests=10).decide(
+    ...     {"requests": 100, "error_rate": 0.0}, {"requests": 20, "error_rate": 0.5})
+    >>> verdict.action, verdict.reasons
+    ('rollback', ['error_rate=0.5 <= 0.01 fails'])
+    """
 
     action: str
     reasons: list = field(default_factory=list)
@@ -95,6 +165,13 @@ class Verdict:
     error: str | None = None
 
     def to_dict(self):
+        """Return the verdict as plain JSON-ready values.
+
+        Returns
+        -------
+        dict
+            ``action``, ``reasons``, ``done``, ``error`` and ``evidence``.
+        """
         return {"action": self.action, "reasons": list(self.reasons), "done": self.done, "error": self.error,
                 "evidence": self.evidence}
 
@@ -104,15 +181,15 @@ class RolloutPolicy:
 
     Parameters
     ----------
-    promote : list of str
+    promote : list of str, default=()
         All must hold to promote the challenger (absolute, or relative to the champion: see :class:`Rule`).
-    rollback : list of str
+    rollback : list of str, default=()
         Limits: the challenger is rolled back as soon as one of them fails.
-    min_requests : int
+    min_requests : int, default=100
         No decision before the challenger has answered (or shadowed) this many requests.
     gates : list or mapping, optional
         The store's quality gates, checked by ``PipelinePersistence.promote`` (e.g. ``["accuracy>=current"]``).
-    dry_run : bool
+    dry_run : bool, default=False
         Decide and report, never act on the store.
 
     Examples
@@ -142,12 +219,32 @@ class RolloutPolicy:
                 f"min_requests={self.min_requests}, dry_run={self.dry_run})")
 
     def describe(self):
-        """The policy as plain data (recorded with every decision)."""
+        """Return the policy as plain data (recorded with every decision).
+
+        Returns
+        -------
+        dict
+            ``promote``, ``rollback`` (the rules as text), ``min_requests``, ``gates`` and ``dry_run``.
+        """
         return {"promote": [str(r) for r in self.promote], "rollback": [str(r) for r in self.rollback],
                 "min_requests": self.min_requests, "gates": self.gates, "dry_run": self.dry_run}
 
     def decide(self, champion, challenger):
-        """The :class:`Verdict` for the KPIs ``challenger`` against ``champion`` (dicts of KPIs)."""
+        """Decide on the challenger from its KPIs and the champion's.
+
+        Parameters
+        ----------
+        champion : dict
+            The champion's KPIs (as :meth:`KPIBoard.snapshot` returns them).
+        challenger : dict
+            The challenger's KPIs.
+
+        Returns
+        -------
+        Verdict
+            ``"wait"`` before ``min_requests``, ``"rollback"`` when a rollback rule fails,
+            ``"promote"`` when every promotion rule holds, else ``"hold"``.
+        """
         evidence = {"policy": self.describe(), "champion": dict(champion), "challenger": dict(challenger)}
         seen = max(challenger.get("requests") or 0, challenger.get("compared") or 0)
         if seen < self.min_requests:
@@ -171,7 +268,18 @@ class RolloutPolicy:
 
 
 def evidence_of(event):
-    """The KPI evidence a policy recorded with an alias-history event (``store.history(name)``), or None.
+    """Return the KPI evidence a policy recorded with an alias-history event.
+
+    Parameters
+    ----------
+    event : dict
+        An event of ``store.history(name)``.
+
+    Returns
+    -------
+    dict or None
+        The evidence (``policy``, ``champion``, ``challenger``), or None for an event a policy did
+        not record.
 
     Examples
     --------

@@ -35,7 +35,22 @@ _MODES = ("canary", "shadow")
 
 
 class NotReadyError(RuntimeError):
-    """No verified version is loaded yet for the champion alias."""
+    """No verified version is loaded yet for the champion alias.
+
+    The HTTP server answers 503 while it is raised.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ml_toolbox import PipelinePersistence
+    >>> from ml_toolbox.serving import NotReadyError, Router
+    >>> router = Router(PipelinePersistence(tempfile.mkdtemp()), "churn")
+    >>> try:
+    ...     router.predict([[0.0]])
+    ... except NotReadyError:
+    ...     print("not ready")
+    not ready
+    """
 
 
 class _Slot(NamedTuple):
@@ -52,8 +67,28 @@ class _State(NamedTuple):
 
 @dataclass
 class Answer:
-    """One answered request: the ``predictions``, the ``version`` and ``alias`` that answered, and the
-    ``request_id`` to give :meth:`Router.feedback` when the true labels arrive."""
+    """One answered request, as :meth:`Router.predict` returns it.
+
+    Parameters
+    ----------
+    predictions : array-like
+        What the version answered.
+    version : int
+        The store version that answered.
+    alias : str
+        The alias that routed to it (the champion's or the challenger's).
+    request_id : str
+        The id to give :meth:`Router.feedback` when the true labels arrive.
+    offpath : object, optional
+        With ``predict(..., defer=True)``: the shadow and agreement work, for :meth:`Router.submit`.
+
+    Examples
+    --------
+    >>> from ml_toolbox.serving import Answer
+    >>> answer = Answer(predictions=[1], version=3, alias="production", request_id="r-1")
+    >>> answer.version, answer.offpath
+    (3, None)
+    """
 
     predictions: Any
     version: int
@@ -87,7 +122,7 @@ class Router:
         Evaluated every ``policy_interval`` seconds in the background; it promotes or rolls back the
         challenger through the store (see :meth:`evaluate`).
     metrics : sequence of str
-        scikit-learn metrics computed from :meth:`feedback` (default ``("accuracy",)``).
+        The scikit-learn metrics computed from :meth:`feedback` (default ``("accuracy",)``).
     poll_interval : float
         Seconds between two reads of the store's aliases (one small JSON file).
     policy_interval : float
@@ -180,10 +215,15 @@ class Router:
 
     # -------------------------------------------------------------------------- life cycle
     def start(self):
-        """Load (and verify) the aliases' versions, then follow them in the background. Returns self.
+        """Load (and verify) the aliases' versions, then follow them in the background.
 
         A version that fails to load is reported in :attr:`failures` and the router keeps trying when
         the alias moves; :attr:`ready` tells whether a champion is being served.
+
+        Returns
+        -------
+        Router
+            ``self`` (started once: a second call does nothing).
         """
         if self._threads:
             return self
@@ -196,7 +236,13 @@ class Router:
         return self
 
     def stop(self, timeout=5.0):
-        """Stop following the store and finish the off-path work already queued."""
+        """Stop following the store and finish the off-path work already queued.
+
+        Parameters
+        ----------
+        timeout : float, default=5.0
+            Seconds to wait for each background thread to end.
+        """
         self._stop.set()
         self._jobs.put(None)
         for thread in self._threads:
@@ -223,7 +269,13 @@ class Router:
 
     # ------------------------------------------------------------------------ following aliases
     def refresh(self):
-        """Read the store's aliases once; load, verify and swap in any version that moved."""
+        """Read the store's aliases once; load, verify and swap in any version that moved.
+
+        Returns
+        -------
+        dict
+            ``{"champion": version, "challenger": version}`` as routed now (None when not loaded).
+        """
         with self._refresh_lock:
             targets = self.store.aliases(self.name)
             state = self._state
@@ -295,7 +347,23 @@ class Router:
         return h < self.share * 4294967296.0
 
     def route(self, key=None):
-        """The slot that would answer a request with ``key`` (canary), as ``(alias, version)``."""
+        """Return the slot that would answer a request with ``key`` (canary).
+
+        Parameters
+        ----------
+        key : str, optional
+            Canary stickiness: the same key always meets the same version.
+
+        Returns
+        -------
+        tuple of (str, int)
+            ``(alias, version)`` of the slot.
+
+        Raises
+        ------
+        NotReadyError
+            When no champion version is loaded yet.
+        """
         state = self._state
         if state.champion is None:
             raise NotReadyError(f"No verified version of {self.name!r} is loaded yet for alias {self.alias!r}.")
@@ -311,12 +379,19 @@ class Router:
         Parameters
         ----------
         X : array-like or DataFrame
-        method : {"predict", "predict_proba"}
+            The request's rows.
+        method : {"predict", "predict_proba"}, default="predict"
+            The pipeline method that answers.
         key : str, optional
             Canary stickiness: the same key always meets the same version.
-        defer : bool
+        defer : bool, default=False
             Leave the off-path work (shadow, agreement) in ``answer.offpath`` for :meth:`submit`, to be
             queued once the caller has its answer (the HTTP server does so after sending the response).
+
+        Returns
+        -------
+        Answer
+            The predictions, the alias and version that made them, and the request id.
 
         Raises
         ------
@@ -324,6 +399,8 @@ class Router:
             When no champion version is loaded yet.
         Exception
             Whatever the serving version raised (counted as an error of that version).
+        ValueError
+            For a ``method`` the router does not serve.
         """
         state = self._state  # read once: this request sees one routing state, whatever swaps meanwhile
         champion = state.champion
@@ -359,8 +436,16 @@ class Router:
         return answer
 
     def submit(self, answer):
-        """Queue the off-path work of an answer made with ``defer=True`` (dropped and counted when
-        ``max_pending`` jobs are already waiting)."""
+        """Queue the off-path work of an answer made with ``defer=True``.
+
+        The work is dropped (and counted in :attr:`dropped`) when ``max_pending`` jobs are already
+        waiting.
+
+        Parameters
+        ----------
+        answer : Answer
+            The answer :meth:`predict` returned.
+        """
         job, answer.offpath = answer.offpath, None
         if job is None:
             return
@@ -392,18 +477,56 @@ class Router:
                 self.kpis.compare(primary.version, theirs, result)
 
     def feedback(self, request_id, y_true):
-        """Attach true labels to an answered request (see :meth:`KPIBoard.feedback`)."""
+        """Attach true labels to an answered request (see :meth:`KPIBoard.feedback`).
+
+        Parameters
+        ----------
+        request_id : str
+            The ``request_id`` of the :class:`Answer`.
+        y_true : array-like
+            The true labels, one per row of the request.
+
+        Returns
+        -------
+        int
+            How many versions the labels scored (the one that answered, and a shadow or canary).
+
+        Raises
+        ------
+        KeyError
+            When ``request_id`` is unknown (never answered, or forgotten).
+        ValueError
+            When ``y_true`` has another length than the request's predictions.
+        """
         return self.kpis.feedback(request_id, y_true)
 
     def drain(self, timeout=5.0):
-        """Wait until the off-path work queued so far is done (tests, benchmarks, before a decision)."""
+        """Wait until the off-path work queued so far is done (tests, benchmarks, before a decision).
+
+        Parameters
+        ----------
+        timeout : float, default=5.0
+            Seconds to wait at most.
+
+        Returns
+        -------
+        bool
+            True when the work was done in time.
+        """
         done = threading.Event()
         self._jobs.put(done)
         return done.wait(timeout)
 
     # ---------------------------------------------------------------------------- KPIs, policy
     def status(self):
-        """The routing state and the KPIs of the champion and challenger versions, side by side."""
+        """Return the routing state and the KPIs of the champion and challenger versions.
+
+        Returns
+        -------
+        dict
+            ``name``, ``alias``, ``mode``, ``share``, ``ready``, ``failures``, ``decisions``, the KPIs of
+            ``champion`` and ``challenger`` side by side and, with a policy, its ``verdict``.
+        """
         state = self._state
         out = {"name": self.name, "alias": self.alias, "challenger_alias": self.challenger, "mode": self.mode,
                "share": self.share, "ready": state.champion is not None, "dropped": self.dropped,
@@ -424,9 +547,15 @@ class Router:
         records the reason and the KPI evidence (read it back with :func:`evidence_of`). A verdict is
         carried out once per challenger version.
 
+        Parameters
+        ----------
+        act : bool, default=True
+            Carry the verdict out (unless the policy is a dry run); False only judges.
+
         Returns
         -------
         Verdict
+            The decision, its reasons and the KPI evidence.
         """
         from ml_toolbox.persistence import PersistenceError
 

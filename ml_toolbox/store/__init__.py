@@ -10,6 +10,8 @@ model" section of docs/persistence.md). The store reaches its files through a sm
 ``ml_toolbox.persistence`` re-exports the same names.
 """
 
+import inspect
+
 from ml_toolbox.store._store import (
     AliasedVersionError,
     FormatRefusedError,
@@ -27,6 +29,23 @@ from ml_toolbox.store._store import (
 from ml_toolbox.store.backend import LocalBackend, StoreBackend
 from ml_toolbox.store.objstore import FsspecBackend
 from ml_toolbox.store.gates import Gate
+
+
+class _ConstructorSignature:
+    """``cls.__signature__``: the parameters of ``cls.__init__`` (without ``self``).
+
+    ``PipelinePersistence.__new__`` takes ``*args, **kwargs`` (it picks the object-storage class for a
+    URL), and ``inspect.signature`` -- hence ``help()`` and numpydoc -- would show that catch-all.
+    """
+
+    def __get__(self, obj, cls):
+        if obj is not None:
+            raise AttributeError("__signature__")
+        init = inspect.signature(cls.__init__)
+        return init.replace(parameters=list(init.parameters.values())[1:])
+
+
+PipelinePersistence.__signature__ = _ConstructorSignature()  # type: ignore[attr-defined]
 
 __all__ = [
     "PipelinePersistence",

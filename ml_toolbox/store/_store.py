@@ -347,7 +347,7 @@ class PipelinePersistence:
         ``single_writer=``, ``cache_dir=`` and ``retries=``: see "Shared store on object storage" in
         docs/persistence.md.
     compress : int or (str, int), default=0
-        joblib compression for new artifacts (``0`` is fastest and allows ``mmap_mode`` loads; ``3`` or
+        The joblib compression for new artifacts (``0`` is fastest and allows ``mmap_mode`` loads; ``3`` or
         ``("lz4", 3)`` trade speed for size). Compressed artifacts cannot be memory-mapped.
     signing_key : str or bytes, optional
         HMAC-SHA256 key. When set (here or through ``ML_TOOLBOX_SIGNING_KEY``), every save and every
@@ -385,7 +385,7 @@ class PipelinePersistence:
 
     See Also
     --------
-    UnifiedMLPipeline.save, UnifiedMLPipeline.load : the scikit-learn style entry points.
+    UnifiedMLPipeline.save, UnifiedMLPipeline.load : The scikit-learn style entry points.
 
     Examples
     --------
@@ -444,7 +444,25 @@ class PipelinePersistence:
     # ------------------------------------------------------------------------------ construction
     @classmethod
     def from_location(cls, store_or_path, **kwargs):
-        """Return ``store_or_path`` if it is a store, else open (or create) a store at that path."""
+        """Return ``store_or_path`` if it is a store, else open (or create) a store at that path.
+
+        Parameters
+        ----------
+        store_or_path : PipelinePersistence, str or path-like
+            A store, or where to open one (a directory or an fsspec URL).
+        **kwargs
+            Constructor parameters, for a path only.
+
+        Returns
+        -------
+        PipelinePersistence
+            The store.
+
+        Raises
+        ------
+        TypeError
+            When ``store_or_path`` is neither, or ``kwargs`` come with a store.
+        """
         if isinstance(store_or_path, cls):
             if kwargs:
                 raise TypeError(f"Options {sorted(kwargs)} apply only when opening a store from a path.")
@@ -586,7 +604,13 @@ class PipelinePersistence:
         return os.path.join(self._root, name, f"v{version:06d}")
 
     def names(self):
-        """Every name in the store that holds at least one version, sorted."""
+        """Return every name in the store that holds at least one version.
+
+        Returns
+        -------
+        list of str
+            The names, sorted.
+        """
         out = []
         for entry in sorted(os.listdir(self.path)):
             if entry.startswith(".") or entry == STORE_MARKER or not _NAME_RE.fullmatch(entry):
@@ -596,7 +620,18 @@ class PipelinePersistence:
         return out
 
     def list_versions(self, name):
-        """The version numbers stored under ``name``, ascending (empty when the name is unknown)."""
+        """Return the version numbers stored under a name.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+
+        Returns
+        -------
+        list of int
+            The numbers, ascending (empty when the name is unknown).
+        """
         _check_name(name)
         return self._scan(name)[0]
 
@@ -652,7 +687,28 @@ class PipelinePersistence:
         )
 
     def resolve(self, name, version=None):
-        """The version number that ``version`` (None = latest, an int, or an alias) means under ``name``."""
+        """Return the version number that ``version`` means under ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int, str or None, default=None
+            None for the latest version, a version number, or an alias such as ``"production"``.
+
+        Returns
+        -------
+        int
+            The version number.
+
+        Raises
+        ------
+        VersionNotFoundError
+            When the name has no versions, or no such version or alias; the message lists what
+            exists.
+        TypeError
+            When ``version`` is neither None, an int nor a str.
+        """
         _check_name(name)
         if version is None or version == "latest":
             versions = self.list_versions(name)
@@ -675,7 +731,27 @@ class PipelinePersistence:
         return os.path.isdir(self._vdir(name, number))
 
     def manifest(self, name, version=None):
-        """The manifest (a dict) of one version, as written at save time."""
+        """Return the manifest of one version, as written at save time.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int, str or None, default=None
+            None for the latest version, a version number, or an alias such as ``"production"``.
+
+        Returns
+        -------
+        dict
+            The manifest: kind, format, files with sizes and digests, params, metrics, tags...
+
+        Raises
+        ------
+        VersionNotFoundError
+            When there is no such version.
+        MalformedFileError
+            When the manifest is not valid JSON of the expected layout.
+        """
 
         return self._read_manifest(name, self.resolve(name, version))
 
@@ -693,7 +769,18 @@ class PipelinePersistence:
         return manifest
 
     def manifests(self, name):
-        """The manifests of every version under ``name``, oldest first."""
+        """Return the manifests of every version under a name.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+
+        Returns
+        -------
+        list of dict
+            The manifests, oldest first.
+        """
         return [self.manifest(name, v) for v in self.list_versions(name)]
 
     # -------------------------------------------------------------------------------------- save
@@ -712,6 +799,7 @@ class PipelinePersistence:
         metrics : dict of str to number, optional
             Recorded in the manifest; quality gates read them.
         tags : dict or list of str, optional
+            Labels recorded in the manifest (and signed with it).
         message : str, optional
             Free text (why this version exists).
         parent : int or str, optional
@@ -723,7 +811,10 @@ class PipelinePersistence:
             1 MiB or more (and under 64 MiB of arrays in all) is written by Python's C pickler, faster
             than joblib's, and the manifest's ``pickler`` says which wrote it.
         compress : int or (str, int), optional
-            joblib compression for this artifact (default: the store's ``compress``).
+            The joblib compression for this artifact (default: the store's ``compress``).
+        kind : {"pipeline", "model", "state", "config"}, default="pipeline"
+            What the version holds, recorded in the manifest; a name holds one kind only
+            (:meth:`save_model`, :meth:`save_pipeline_state` and :meth:`save_config` set it).
         plugins : {"drop", "keep"}, default="drop"
             The plug-ins attached to a pipeline (monitor, debugger, retry handler) are left out of
             the artifact; attach them again after loading. ``"keep"`` saves them too (an error
@@ -734,7 +825,8 @@ class PipelinePersistence:
 
         Returns
         -------
-        version : int
+        int
+            The new version number.
         """
         _check_name(name)
         metrics = _check_metrics(metrics)
@@ -929,6 +1021,7 @@ class PipelinePersistence:
         Parameters
         ----------
         name : str
+            The name the version is stored under.
         version : None, int or str
             None for the latest version, a version number, or an alias such as ``"production"`` (whose
             signed history is checked first when the store has a signing key).
@@ -953,7 +1046,8 @@ class PipelinePersistence:
 
         Returns
         -------
-        obj : object
+        object
+            The object saved, as verified.
 
         Raises
         ------
@@ -1145,12 +1239,25 @@ class PipelinePersistence:
             )
 
     def verify(self, name=None, version=None):
-        """Check every file's size and strongest recorded digest, the signatures (with a key) and each
-        name's alias history, without deserialising anything.
+        """Check files, signatures and alias histories without deserialising anything.
 
-        Returns a list of ``(name, version, problem)``; ``problem`` is None for a sound version. A name
-        whose ``aliases.json`` fails its check (malformed; with a key: unsigned, altered, a broken chain,
-        or an alias that disagrees with its history) adds ``(name, "aliases", problem)``.
+        Every file's size and strongest recorded digest, the signatures (with a key) and each name's
+        alias history are checked.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this name (default: every name).
+        version : int, str or None, default=None
+            Only this version of ``name`` (a number or an alias; default: every version).
+
+        Returns
+        -------
+        list of tuple
+            ``(name, version, problem)`` per version; ``problem`` is None for a sound version. A
+            name whose ``aliases.json`` fails its check (malformed; with a key: unsigned, altered, a
+            broken chain, or an alias that disagrees with its history) adds
+            ``(name, "aliases", problem)``.
         """
         results = []
         names = [name] if name is not None else self.names()
@@ -1241,7 +1348,18 @@ class PipelinePersistence:
             return False
 
     def aliases(self, name):
-        """Current aliases of ``name``: a dict alias -> version number."""
+        """Return the current aliases of a name.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+
+        Returns
+        -------
+        dict of str to int
+            Alias -> the version number it points at.
+        """
         _check_name(name)
         return {alias: entry["stack"][-1] for alias, entry in self._read_aliases(name)["aliases"].items()
                 if entry["stack"]}
@@ -1253,6 +1371,18 @@ class PipelinePersistence:
         unsigned one): its events are kept, unsigned, under ``unsigned_history``, and a new signed chain
         starts with one ``adopt`` event per alias, recording its current stack. Check the aliases first
         (``store.aliases(name)`` reads them without the key's check only on a store object without it).
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        reason : str, optional
+            Recorded in the ``adopt`` events.
+
+        Returns
+        -------
+        dict of str to int
+            The aliases (alias -> version number), now signed.
         """
         _check_name(name)
         if not self._key:
@@ -1282,6 +1412,21 @@ class PipelinePersistence:
 
         Rich in a terminal (``rich.print(store.show("churn"))``), a table in a notebook; the same
         rows as ``ml-toolbox list`` and ``ml-toolbox history``.
+
+        Parameters
+        ----------
+        name : str, optional
+            One name (default: the whole store).
+
+        Returns
+        -------
+        ml_toolbox.store.views.StoreView
+            The display object (``__rich__`` and ``_repr_html_``).
+
+        Raises
+        ------
+        VersionNotFoundError
+            When ``name`` has no versions.
         """
         from ml_toolbox.store.views import StoreView
 
@@ -1296,13 +1441,42 @@ class PipelinePersistence:
         return self.show()._repr_html_()
 
     def history(self, name, alias=None):
-        """The audited alias history of ``name`` (oldest first): dicts with when, alias, action, from,
-        to and reason. ``alias`` keeps only that alias's events."""
+        """Return the audited alias history of a name, oldest first.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        alias : str, optional
+            Only this alias's events.
+
+        Returns
+        -------
+        list of dict
+            The events, with ``when``, ``alias``, ``action``, ``from``, ``to`` and ``reason``.
+        """
         events = self._read_aliases(name)["history"]
         return [e for e in events if alias is None or e["alias"] == alias]
 
     def check_gates(self, name, version, alias, gates):
-        """The failed gates of promoting ``version`` to ``alias``, as messages (empty when all pass)."""
+        """Check quality gates for promoting a version to an alias, without moving anything.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int or str
+            The candidate version (a number or an alias).
+        alias : str
+            The alias it would move; relative gates compare with the version holding it.
+        gates : mapping or list
+            The gates, as :meth:`promote` takes them.
+
+        Returns
+        -------
+        list of str
+            One message per failed gate (empty when all pass).
+        """
         gates = parse_gates(gates)
         number = self.resolve(name, version)
         metrics = self.manifest(name, number).get("metrics", {})
@@ -1331,16 +1505,27 @@ class PipelinePersistence:
         return failed
 
     def promote(self, name, version, alias, *, gates=None, reason=None):
-        """Point ``alias`` at ``version`` after checking quality ``gates``; return the version number.
+        """Point an alias at a version after checking quality gates.
 
         Parameters
         ----------
+        name : str
+            The name the versions are stored under.
+        version : int or str
+            The version to point at (a number, or an alias: the version it points at).
+        alias : str
+            The alias to move (``"production"``, ``"staging"``...); created if missing.
         gates : mapping or list, optional
             ``{"accuracy": 0.85}`` (a minimum), ``{"log_loss": "<=0.3"}``, ``["accuracy>=current-0.01"]``:
             absolute thresholds, or comparisons with the version currently holding ``alias`` (skipped
             when nothing holds it yet). A gate on a metric the version lacks fails.
         reason : str, optional
             Recorded in the alias history.
+
+        Returns
+        -------
+        int
+            The version number the alias now points at.
 
         Raises
         ------
@@ -1387,7 +1572,27 @@ class PipelinePersistence:
         _store_io.fsync_dir(os.path.dirname(directory))
 
     def rollback(self, name, alias, *, reason=None):
-        """Move ``alias`` back one step (to the version it pointed at before); return that version."""
+        """Move an alias back one step, to the version it pointed at before.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        alias : str
+            The alias to move back.
+        reason : str, optional
+            Recorded in the alias history.
+
+        Returns
+        -------
+        int
+            The version the alias now points at.
+
+        Raises
+        ------
+        VersionNotFoundError
+            When the alias does not exist or has no earlier version.
+        """
         _check_name(name)
         _check_name(alias, "alias")
         self._require_key(f"roll back the alias {alias!r} of {name!r}")
@@ -1415,8 +1620,21 @@ class PipelinePersistence:
 
     # ---------------------------------------------------------------------------------- compare
     def diff(self, name, a, b):
-        """What changed from version ``a`` to ``b``: params, metrics and schema, as
-        ``{section: {key: (value_in_a, value_in_b)}}`` with only the keys that differ (missing -> None)."""
+        """Return what changed between two versions: params, metrics and schema.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        a, b : int or str
+            The two versions (numbers or aliases).
+
+        Returns
+        -------
+        dict
+            ``{section: {key: (value_in_a, value_in_b)}}`` with only the keys that differ
+            (a missing key is None).
+"""
         left, right = self.manifest(name, a), self.manifest(name, b)
         out = {}
         for section in ("params", "metrics", "schema", "tags", "environment"):
@@ -1430,7 +1648,27 @@ class PipelinePersistence:
         return {v: alias for alias, v in self.aliases(name).items()}
 
     def delete_version(self, name, version):
-        """Delete one version (refused while an alias points at it). Its number is never reused."""
+        """Delete one version (refused while an alias points at it); its number is never reused.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int or str
+            The version (a number or an alias).
+
+        Returns
+        -------
+        int
+            The number of the version deleted.
+
+        Raises
+        ------
+        AliasedVersionError
+            When an alias points at the version.
+        VersionNotFoundError
+            When there is no such version.
+        """
         self._require_key(f"delete {name!r} version {version!r}")
         number = self.resolve(name, version)
         with self._lock():
@@ -1475,7 +1713,28 @@ class PipelinePersistence:
 
         A version is deleted when it is not among the ``keep_last`` newest of its name (if given) and is
         older than ``older_than`` (if given; a timedelta, days, or '30d' / '12h'). At least one of the
-        two is required. Returns the ``(name, version)`` pairs deleted (or, with ``dry_run``, that would be).
+        two is required.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this name (default: every name).
+        keep_last : int, optional
+            Keep at least this many newest versions of each name.
+        older_than : datetime.timedelta, number or str, optional
+            Delete only versions older than this (a timedelta, days, or ``'30d'`` / ``'12h'``).
+        dry_run : bool, default=False
+            Only report what would be deleted.
+
+        Returns
+        -------
+        list of tuple
+            The ``(name, version)`` pairs deleted (or, with ``dry_run``, that would be).
+
+        Raises
+        ------
+        ValueError
+            When neither ``keep_last`` nor ``older_than`` is given, or one is invalid.
         """
         if keep_last is None and older_than is None:
             raise ValueError("prune needs keep_last=..., older_than=..., or both.")
@@ -1509,18 +1768,79 @@ class PipelinePersistence:
 
     # ------------------------------------------------------------------------- the seed's API
     def save_model(self, model, name, *, metrics=None, tags=None, message=None, **kwargs):
-        """Save a fitted model as the next version of ``name``; return the version number (its id)."""
+        """Save a fitted model as the next version of a name.
+
+        Parameters
+        ----------
+        model : estimator
+            The fitted model.
+        name : str
+            The name the versions are stored under.
+        metrics : dict of str to number, optional
+            Recorded in the manifest; quality gates read them.
+        tags : dict or list of str, optional
+            Labels recorded in the manifest.
+        message : str, optional
+            Free text (why this version exists).
+        **kwargs
+            Other options of :meth:`save` (``format``, ``compress``, ``parent``, ``run_id``...).
+
+        Returns
+        -------
+        int
+            The new version number.
+        """
         return self.save(model, name, metrics=metrics, tags=tags, message=message, kind="model", **kwargs)
 
     def load_model(self, name, version=None, **kwargs):
-        """Load a model saved with ``save_model`` (or ``save``): latest, a number, or an alias."""
+        """Load a model saved with :meth:`save_model` (or :meth:`save`).
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int, str or None, default=None
+            None for the latest version, a version number, or an alias such as ``"production"``.
+        **kwargs
+            Options of :meth:`load` (``mmap_mode``, ``trusted``, ``verify``...).
+
+        Returns
+        -------
+        object
+            The model, as verified.
+        """
         return self.load(name, version, **kwargs)
 
     def save_pipeline_state(self, name, state, *, metrics=None, tags=None, message=None, **kwargs):
-        """Save a pipeline's ``state`` dict (``pipeline.state``) as the next version; return its number.
+        """Save a pipeline's ``state`` dict (``pipeline.state``) as the next version of a name.
 
         ``state["params"]``, ``state["schema"]`` and the numeric ``state["metrics"]`` (when present, and
         unless ``metrics=`` is given) go to the manifest.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        state : dict
+            The pipeline's state.
+        metrics : dict of str to number, optional
+            Recorded in the manifest; quality gates read them.
+        tags : dict or list of str, optional
+            Labels recorded in the manifest.
+        message : str, optional
+            Free text (why this version exists).
+        **kwargs
+            Other options of :meth:`save` (``format``, ``compress``, ``parent``, ``run_id``...).
+
+        Returns
+        -------
+        int
+            The new version number.
+
+        Raises
+        ------
+        TypeError
+            When ``state`` is not a dict.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict (pipeline.state); got {type(state).__name__}.")
@@ -1530,11 +1850,48 @@ class PipelinePersistence:
         return self.save(state, name, metrics=metrics, tags=tags, message=message, kind="state", **kwargs)
 
     def load_pipeline_state(self, name, version=None, **kwargs):
-        """Load a state saved with ``save_pipeline_state``."""
+        """Load a state saved with :meth:`save_pipeline_state`.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int, str or None, default=None
+            None for the latest version, a version number, or an alias such as ``"production"``.
+        **kwargs
+            Options of :meth:`load` (``mmap_mode``, ``trusted``, ``verify``...).
+
+        Returns
+        -------
+        dict
+            The pipeline's state.
+        """
         return self._load_kind(name, version, "state", **kwargs)
 
     def save_config(self, name, config, *, tags=None, message=None):
-        """Save a JSON-serialisable configuration (stored as JSON, loads without pickle)."""
+        """Save a JSON-serialisable configuration (stored as JSON, loads without pickle).
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        config : dict, list, str or number
+            The configuration.
+        tags : dict or list of str, optional
+            Labels recorded in the manifest.
+        message : str, optional
+            Free text (why this version exists).
+
+        Returns
+        -------
+        int
+            The new version number.
+
+        Raises
+        ------
+        TypeError
+            When ``config`` is not JSON-serialisable.
+        """
 
         try:
             json.dumps(config)
@@ -1543,7 +1900,20 @@ class PipelinePersistence:
         return self.save(config, name, tags=tags, message=message, format="json", kind="config")
 
     def load_config(self, name, version=None):
-        """Load a configuration saved with ``save_config``."""
+        """Load a configuration saved with :meth:`save_config`.
+
+        Parameters
+        ----------
+        name : str
+            The name the versions are stored under.
+        version : int, str or None, default=None
+            None for the latest version, a version number, or an alias such as ``"production"``.
+
+        Returns
+        -------
+        object
+            The configuration, as saved.
+        """
         return self._load_kind(name, version, "config")
 
     def _load_kind(self, name, version, kind, **kwargs):

@@ -14,6 +14,7 @@ the comparison and the rename. It never follows a symlink, and turns a read-only
 
 import abc
 import errno
+import inspect
 import os
 import re
 import stat
@@ -33,44 +34,211 @@ class StoreBackend(abc.ABC):
 
     Implementations raise ``FileNotFoundError`` for a missing key and :class:`StoreError` (naming the
     key) when the medium refuses a write. Tags are opaque strings that change whenever the content does.
+
+    Examples
+    --------
+    A backend that keeps the files in memory (for tests):
+
+    >>> from ml_toolbox.store import StoreBackend
+    >>> class MemoryBackend(StoreBackend):
+    ...     def __init__(self):
+    ...         self.files = {}
+    ...     def read(self, key):
+    ...         data = self.files[key]
+    ...         return data, str(hash(data))
+    ...     def write(self, key, data, *, durable=True):
+    ...         self.files[key] = data
+    ...         return str(hash(data))
+    ...     def create(self, key, data, *, durable=True):
+    ...         return self.files.setdefault(key, data) is data
+    ...     def compare_and_swap(self, key, data, tag, *, durable=True):
+    ...         current = self.files.get(key)
+    ...         if (None if current is None else str(hash(current))) != tag:
+    ...             return False
+    ...         self.files[key] = data
+    ...         return True
+    ...     def list(self, prefix=""):
+    ...         start = prefix.rstrip("/") + "/" if prefix else ""
+    ...         return sorted({k[len(start):].split("/")[0] for k in self.files if k.startswith(start)})
+    ...     def delete(self, key):
+    ...         return self.files.pop(key, None) is not None
+    >>> backend = MemoryBackend()
+    >>> backend.create("churn/aliases.json", b"{}"), backend.create("churn/aliases.json", b"[]")
+    (True, False)
+    >>> backend.list("churn")
+    ['aliases.json']
     """
 
     @abc.abstractmethod
     def read(self, key):
-        """The bytes stored at ``key`` and their tag, as ``(data, tag)``."""
+        """Read the bytes stored at a key, with their tag.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+
+        Returns
+        -------
+        data : bytes
+            The content.
+        tag : str
+            An opaque string that changes whenever the content does (for :meth:`compare_and_swap`).
+
+        Raises
+        ------
+        FileNotFoundError
+            When the key does not exist.
+        """
 
     @abc.abstractmethod
     def write(self, key, data, *, durable=True):
-        """Replace (or create) ``key`` with ``data`` atomically: readers see the old or the new bytes.
-        Returns the new tag."""
+        """Replace (or create) a key atomically: readers see the old or the new bytes.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+        data : bytes
+            The new content.
+        durable : bool, default=True
+            Make the write survive a power cut before returning (fsync on a local disk; object storage is
+            always durable).
+
+        Returns
+        -------
+        str
+            The new tag.
+
+        Raises
+        ------
+        StoreError
+            When the medium refuses the write (naming the key).
+        """
 
     @abc.abstractmethod
     def create(self, key, data, *, durable=True):
-        """Create ``key`` with ``data`` only if it does not exist; True if created, False if it existed."""
+        """Create a key only if it does not exist.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+        data : bytes
+            The new content.
+        durable : bool, default=True
+            Make the write survive a power cut before returning (fsync on a local disk; object storage is
+            always durable).
+
+        Returns
+        -------
+        bool
+            True if created, False if the key existed (nothing written).
+        """
 
     @abc.abstractmethod
     def compare_and_swap(self, key, data, tag, *, durable=True):
-        """Replace ``key`` with ``data`` only if its tag is still ``tag`` (``None``: only if absent).
-        True when written; False when someone changed it first (read it again and retry)."""
+        """Replace a key only if its tag is still the one read.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+        data : bytes
+            The new content.
+        tag : str or None
+            The tag :meth:`read` returned; None: write only if the key is absent.
+        durable : bool, default=True
+            Make the write survive a power cut before returning (fsync on a local disk; object storage is
+            always durable).
+
+        Returns
+        -------
+        bool
+            True when written; False when someone changed it first (read it again and retry).
+        """
 
     @abc.abstractmethod
     def list(self, prefix=""):
-        """The entries directly under the directory ``prefix`` (empty when it does not exist), sorted."""
+        """List the entries directly under a directory.
+
+        Parameters
+        ----------
+        prefix : str, default=""
+            The directory, as a key (``""``: the root).
+
+        Returns
+        -------
+        list of str
+            The entry names, sorted (empty when the directory does not exist).
+        """
 
     @abc.abstractmethod
     def delete(self, key):
-        """Remove ``key``; True if it existed."""
+        """Remove a key.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+
+        Returns
+        -------
+        bool
+            True if it existed.
+        """
 
     def local_path(self, key):
-        """The key's path on the local file system, or None (object storage): the store then reads
-        artifacts through :meth:`read` and cannot memory-map them."""
+        """Return the key's path on the local file system, if it has one.
+
+        Without one (object storage), the store reads artifacts through :meth:`read` and cannot
+        memory-map them.
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``"churn/v0001/manifest.json"``).
+
+        Returns
+        -------
+        str or None
+            The path, or None.
+        """
         return None
+
+
+def inherit_docstrings(cls):
+    """Give the methods ``cls`` overrides without a docstring the docstring of the base's method.
+
+    ``help()`` already shows the inherited text; this makes it the method's own ``__doc__``, which
+    is what numpydoc's validator and the API page read.
+
+    Parameters
+    ----------
+    cls : type
+        The class, changed in place.
+
+    Returns
+    -------
+    type
+        ``cls`` (a class decorator).
+    """
+    for name, member in vars(cls).items():
+        if not inspect.isfunction(member) or member.__doc__:
+            continue
+        for base in cls.__mro__[1:]:
+            doc = getattr(getattr(base, name, None), "__doc__", None)
+            if doc:
+                member.__doc__ = doc
+                break
+    return cls
 
 
 def _tag(data):
     return _io.digest_bytes(data, "blake3")[:32]
 
 
+@inherit_docstrings
 class LocalBackend(StoreBackend):
     """A store's files in the directory ``root`` on the local file system.
 

@@ -24,7 +24,21 @@ def _version_arg(text):
 
 
 def add_store_options(parser):
-    """The options that open a store: --store, --signing-key and the format policy."""
+    """Add the options that open a store: --store, --signing-key and the format policy.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser to add them to.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_store_options(parser)
+    >>> parser.parse_args(["--store", "models/", "--no-pickle"]).no_pickle
+    True
+    """
     parser.add_argument("--store", default=os.environ.get("ML_TOOLBOX_STORE"),
                         help="the store directory, or a URL such as s3://bucket/prefix (default: $ML_TOOLBOX_STORE; fsspec options as JSON in $ML_TOOLBOX_STORAGE_OPTIONS)")
     parser.add_argument("--signing-key", default=None,
@@ -37,7 +51,25 @@ def add_store_options(parser):
 
 
 def add_commands(sub):
-    """Add the store's sub-commands to ``sub`` (argparse sub-parsers); return name -> function."""
+    """Add the store's sub-commands to the CLI's parser.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-command parsers (``parser.add_subparsers()``).
+
+    Returns
+    -------
+    dict
+        Sub-command name -> the function that carries it out.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
+    >>> "promote" in add_commands(parser.add_subparsers(dest="command"))
+    True
+    """
     p = sub.add_parser("list", help="names in the store, or the versions of one name")
     p.add_argument("name", nargs="?")
     p = sub.add_parser("show", help="the manifest of one version")
@@ -76,6 +108,25 @@ def add_commands(sub):
 
 
 def open_store(args, usage_error):
+    """Open the store the command line names (never create one).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line: ``store``, ``signing_key``, ``no_pickle``, ``formats``.
+    usage_error : callable
+        Makes the exception for a usage error (exit code 2) from a message and a hint.
+
+    Returns
+    -------
+    PipelinePersistence
+        The store.
+
+    Raises
+    ------
+    StoreError
+        When the location is missing, not a directory, or not an ml_toolbox store.
+    """
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None

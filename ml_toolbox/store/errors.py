@@ -7,8 +7,11 @@ class PersistenceError(Exception):
 
 
 class StoreError(PersistenceError, OSError):
-    """The store is unusable: its path is a file or a directory that is not a store, it is read-only (every
-    write operation), or one of its files is malformed or a symlink (the message names the file)."""
+    """The store is unusable.
+
+    Its path is a file or a directory that is not a store, it is read-only (every write operation),
+    or one of its files is malformed or a symlink (the message names the file).
+    """
 
 
 class InvalidNameError(PersistenceError, ValueError):
@@ -25,12 +28,16 @@ class VersionNotFoundError(PersistenceError, LookupError):
 class IntegrityError(PersistenceError, ValueError):
     """An artifact whose size or digest differs from its manifest (tampered or truncated).
 
-    Attributes
+    Parameters
     ----------
-    path : str
-        The file that failed the check.
-    expected, found : object
-        What the manifest records and what was read.
+    message : str
+        What failed, naming the file, the expected and the found value.
+    path : str, optional
+        The file that failed the check (also the attribute ``path``).
+    expected : object, optional
+        What the manifest records (also the attribute ``expected``).
+    found : object, optional
+        What was read (also the attribute ``found``).
     """
 
     def __init__(self, message, path=None, expected=None, found=None):
@@ -41,12 +48,33 @@ class IntegrityError(PersistenceError, ValueError):
 
 
 class SignatureError(IntegrityError):
-    """A version that is unsigned, or signed with another key, while the store requires a signature."""
+    """A version that is unsigned, or signed with another key, while the store requires a signature.
+
+    Parameters
+    ----------
+    message : str
+        What failed, naming the version or the alias file.
+    path : str, optional
+        The file that failed the check (also the attribute ``path``).
+    expected : object, optional
+        What the manifest records (also the attribute ``expected``).
+    found : object, optional
+        What was read (also the attribute ``found``).
+    """
 
 
 class MalformedFileError(StoreError, IntegrityError):
-    """A store file (manifest, alias file, marker) that is not what the store writes: not JSON, or not
-    the structure expected. Both a StoreError and an IntegrityError; the message names the file."""
+    """A store file (manifest, alias file, marker) that is not what the store writes.
+
+    Not JSON, or not the structure expected. Both a StoreError and an IntegrityError.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the file.
+    path : str, optional
+        The file (also the attribute ``path``).
+    """
 
     def __init__(self, message, path=None):
         StoreError.__init__(self, message)
@@ -54,12 +82,34 @@ class MalformedFileError(StoreError, IntegrityError):
 
 
 class FormatRefusedError(IntegrityError):
-    """A version whose manifest asks for a format the store's or the load's policy refuses (a pickle
-    under ``allow_pickle=False``, or a format outside ``formats=``): nothing was deserialised."""
+    """A version whose manifest asks for a format the store's or the load's policy refuses.
+
+    A pickle under ``allow_pickle=False``, or a format outside ``formats=``: nothing was
+    deserialised.
+
+    Parameters
+    ----------
+    message : str
+        What was refused, naming the version and the formats allowed.
+    path : str, optional
+        The file that failed the check (also the attribute ``path``).
+    expected : object, optional
+        The formats allowed (also the attribute ``expected``).
+    found : object, optional
+        The format the manifest asks for (also the attribute ``found``).
+    """
 
 
 class GateError(PersistenceError, ValueError):
-    """``promote`` refused: at least one quality gate failed. ``failed`` lists the failed gates' messages."""
+    """``promote`` refused: at least one quality gate failed.
+
+    Parameters
+    ----------
+    message : str
+        The refusal, naming every failed gate.
+    failed : sequence of str, default=()
+        The failed gates' messages (also the attribute ``failed``, a list).
+    """
 
     def __init__(self, message, failed=()):
         super().__init__(message)

@@ -16,7 +16,23 @@ _RHS_RE = re.compile(r"^current\s*(?:(?P<shift>[-+*])\s*(?P<amount>[0-9.eE+-]+))
 
 
 def fmt_number(value):
-    """Shortest exact text of a number: 0.85 -> '0.85', 1.0 -> '1'."""
+    """Return the shortest exact text of a number.
+
+    Parameters
+    ----------
+    value : float
+        The number.
+
+    Returns
+    -------
+    str
+        Its ``repr`` as a float, without a trailing ``.0``.
+
+    Examples
+    --------
+    >>> fmt_number(0.85), fmt_number(1.0)
+    ('0.85', '1')
+    """
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
 
@@ -33,9 +49,9 @@ class Gate:
         How the candidate's metric must compare.
     threshold : float, optional
         Absolute threshold. Leave None for a relative gate.
-    shift : {None, "+", "-", "*"}
+    shift : {None, "+", "-", "*"}, optional
         For a relative gate (``threshold is None``): how ``amount`` modifies the current metric.
-    amount : float
+    amount : float, default=0.0
         The shift applied to the current version's metric (0 for a plain ``current``).
 
     Examples
@@ -54,6 +70,7 @@ class Gate:
 
     @property
     def relative(self):
+        """Whether the gate compares with the current version (no absolute threshold)."""
         return self.threshold is None
 
     def __str__(self):
@@ -68,7 +85,27 @@ class Gate:
 
     @classmethod
     def parse(cls, spec, metric=None):
-        """Build a gate from ``"accuracy>=0.85"``, or from ``(metric, ">=0.85")`` / ``(metric, 0.85)``."""
+        """Build a gate from ``"accuracy>=0.85"``, or from ``(metric, ">=0.85")`` / ``(metric, 0.85)``.
+
+        Parameters
+        ----------
+        spec : str, float or Gate
+            The gate's text, or a number (a minimum; with ``metric``). A gate is returned as is.
+        metric : str, optional
+            The metric, when ``spec`` does not name it.
+
+        Returns
+        -------
+        Gate
+            The gate.
+
+        Raises
+        ------
+        TypeError
+            When ``spec`` is neither a string nor a number.
+        ValueError
+            When the text is not a gate, names no metric, or has a NaN threshold.
+        """
         if isinstance(spec, Gate):
             return spec
         if metric is not None and isinstance(spec, (int, float)) and not isinstance(spec, bool):
@@ -102,6 +139,18 @@ class Gate:
         return cls(name, match["op"], value)
 
     def bound(self, current_value):
+        """Return the value the metric is compared with.
+
+        Parameters
+        ----------
+        current_value : float or None
+            The metric of the version holding the alias (read by a relative gate only).
+
+        Returns
+        -------
+        float
+            The threshold, or ``current_value`` shifted.
+        """
         if not self.relative:
             return self.threshold
         if self.shift == "+":
@@ -113,12 +162,46 @@ class Gate:
         return current_value
 
     def check(self, value, current_value=None):
-        """True when ``value`` passes (``current_value`` is needed for a relative gate)."""
+        """Tell whether a metric passes the gate.
+
+        Parameters
+        ----------
+        value : float
+            The candidate's metric.
+        current_value : float, optional
+            The metric of the version holding the alias (needed for a relative gate).
+
+        Returns
+        -------
+        bool
+            True when ``value`` passes.
+        """
         return bool(_OPS[self.op](value, self.bound(current_value)))
 
 
 def parse_gates(gates):
-    """Normalise ``gates`` (None, a mapping metric -> spec, or an iterable of specs) to a list of Gate."""
+    """Normalise gates to a list of :class:`Gate`.
+
+    Parameters
+    ----------
+    gates : None, str, Gate, mapping or iterable
+        None, one spec, a mapping metric -> spec (or list of specs), or an iterable of specs.
+
+    Returns
+    -------
+    list of Gate
+        The gates, in order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a spec that is not a gate (see :meth:`Gate.parse`).
+
+    Examples
+    --------
+    >>> parse_gates({"accuracy": 0.85, "log_loss": "<=current"})
+    [Gate('accuracy>=0.85'), Gate('log_loss<=current')]
+    """
     if gates is None:
         return []
     if isinstance(gates, (str, Gate)):

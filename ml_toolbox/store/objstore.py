@@ -16,7 +16,7 @@ import errno
 import os
 import posixpath
 
-from ml_toolbox.store.backend import StoreBackend
+from ml_toolbox.store.backend import StoreBackend, inherit_docstrings
 from ml_toolbox.store.errors import StoreError
 
 __all__ = ["FsspecBackend", "is_url"]
@@ -27,8 +27,23 @@ _TRANSIENT_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavail
 
 
 def is_url(location):
-    """True when ``location`` is an fsspec URL naming a remote file system (``file://`` and plain paths
-    are local)."""
+    """Tell whether a store location is an fsspec URL naming a remote file system.
+
+    Parameters
+    ----------
+    location : str or path-like
+        A store location.
+
+    Returns
+    -------
+    bool
+        True for ``s3://...`` and other remote protocols; False for ``file://`` URLs and plain paths.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/models"), is_url("file:///tmp/models"), is_url("models/")
+    (True, False, False)
+    """
     if not isinstance(location, str) or "://" not in location:
         return False
     return location.split("://", 1)[0].lower() not in ("file", "local")
@@ -61,6 +76,7 @@ def _transient(exc):
         "ClientConnectorError", "ClientOSError", "IncompleteRead", "ResponseStreamingError")
 
 
+@inherit_docstrings
 class FsspecBackend(StoreBackend):
     """A store's files under the fsspec URL ``url``.
 
@@ -132,7 +148,18 @@ class FsspecBackend(StoreBackend):
         return posixpath.join(self.key_prefix, key) if self.key_prefix else key
 
     def url_of(self, key):
-        """The full URL of ``key`` (what error messages name)."""
+        """Return the full URL of a key (what error messages name).
+
+        Parameters
+        ----------
+        key : str
+            A ``/``-separated path under the store's root (``""``: the root).
+
+        Returns
+        -------
+        str
+            ``<url>/<key>``.
+        """
         return f"{self.url}/{key}" if key else self.url
 
     def _run(self, what, key, function, *args, **kwargs):
