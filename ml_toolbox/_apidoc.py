@@ -63,6 +63,11 @@ match the signature. Four checks are switched off, each for a reason:
 - SA01 (a See Also section): cross-references are in the guide pages.
 - EX01 (an Examples section) for methods and properties: public classes and functions must have
   examples, and they run as doctests; a method's use is shown in its class's examples.
+
+Where the validator misreads a signature, the definition line says so with numpydoc's own
+`# numpydoc ignore=CODE` comment, its reason in a comment above: today PR02 on
+`fast.register_kernel` and `fast.unregister_kernel`, whose first parameter is named `cls` (the
+validator drops it, taking it for a classmethod's).
 """
 
 HELPER_MODULES = ("ml_toolbox.exceptions", "ml_toolbox.display", "ml_toolbox.progress",

@@ -40,9 +40,7 @@ __all__ = ["Metric", "MetricLog", "Callback", "EarlyStopping", "ModelCheckpoint"
 logger = logging.getLogger(__name__)
 
 
-# PR01: the signature numpydoc sees is Enum's functional API (value, names, module...), not
-# something this class defines; ``Metric(value)`` only looks a member up, as the example shows.
-class Metric(str, Enum):  # numpydoc ignore=PR01
+class Metric(str, Enum):
     """The standard metric names, usable wherever a metric name is.
 
     Members are strings (``Metric.VAL_LOSS == "validation_loss"``), so
@@ -56,6 +54,11 @@ class Metric(str, Enum):  # numpydoc ignore=PR01
     ``*_score`` is the model's own ``score`` (``scoring=None``); a named scorer gives
     ``train_<name>`` / ``validation_<name>`` instead (``scoring="accuracy"``: ``train_accuracy``),
     as in ``TrainingPipeline.metrics_``.
+
+    Parameters
+    ----------
+    value : str
+        ``Metric(value)`` looks the member up by its value.
 
     Examples
     --------
@@ -81,6 +84,12 @@ class Metric(str, Enum):  # numpydoc ignore=PR01
 
     def __format__(self, spec):
         return format(self.value, spec)
+
+
+# inspect.signature (help(), numpydoc) shows how a member is looked up -- Metric(value) -- rather
+# than Enum's functional API (names, module, qualname, type, start, boundary), as RetryStrategy.
+Metric.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
 
 def _name(name):
