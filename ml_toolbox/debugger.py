@@ -663,16 +663,13 @@ class TraceEvent:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
-    >>> debugger = PipelineDebugger(profile=True)
-    >>> bp = debugger.add_breakpoint("scale", when="after")
-    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
-    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
-    >>> event = debugger.get_execution_trace()[0]
-    >>> event.stage, event.mode, event.status, event.input_shape
-    ('scale', 'fit_transform', 'success', (10, 2))
+    The debugger records them (``debugger.get_execution_trace()``); one by hand:
+
+    >>> event = TraceEvent(run_id=1, pipeline="features", stage="scale", index=0,
+    ...                    mode="fit_transform", run_mode="fit", start=0.0, duration=0.002,
+    ...                    input_shape=(10, 2), output_shape=(10, 2), status="success", attempt=1)
+    >>> event.stage, event.status, event.error
+    ('scale', 'success', None)
     """
 
     run_id: int
@@ -713,16 +710,11 @@ class RunRecord:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
-    >>> debugger = PipelineDebugger(profile=True)
-    >>> bp = debugger.add_breakpoint("scale", when="after")
-    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
-    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
-    >>> run = debugger.get_execution_trace().runs[0]
-    >>> run.pipeline, run.mode, run.status
-    ('feature_pipeline', 'fit', 'success')
+    The debugger records them (``debugger.get_execution_trace().runs``); one by hand:
+
+    >>> run = RunRecord(run_id=1, pipeline="features", mode="fit", start=0.0)
+    >>> run.status, run.duration
+    ('running', None)
     """
 
     run_id: int
@@ -974,16 +966,12 @@ class FunctionTiming:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
-    >>> debugger = PipelineDebugger(profile=True)
-    >>> bp = debugger.add_breakpoint("scale", when="after")
-    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
-    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
-    >>> timing = debugger.profiles[("scale", "fit_transform")].slowest(1)[0]
-    >>> timing.calls >= 1
-    True
+    :meth:`StageProfile.slowest` makes them; one by hand:
+
+    >>> timing = FunctionTiming("fit", "preprocessing.py", 840, calls=1, tottime=0.001,
+    ...                         cumtime=0.004)
+    >>> timing.cumtime - timing.tottime
+    0.003
     """
 
     function: str
@@ -1010,15 +998,14 @@ class StageProfile:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn.preprocessing import MinMaxScaler
     >>> from ml_toolbox import FeaturePipeline, PipelineDebugger
-    >>> debugger = PipelineDebugger(profile=True)
-    >>> bp = debugger.add_breakpoint("scale", when="after")
-    >>> pipe = FeaturePipeline([("scale", StandardScaler())], debugger=debugger)
-    >>> _ = pipe.fit(np.arange(20.0).reshape(10, 2))
-    >>> profile = debugger.profiles[("scale", "fit_transform")]
+    >>> debugger = PipelineDebugger(profile=["minmax"])
+    >>> X = np.ones((5, 3))
+    >>> _ = FeaturePipeline([("minmax", MinMaxScaler())], debugger=debugger).fit(X)
+    >>> profile = debugger.profiles[("minmax", "fit_transform")]
     >>> profile.stage, len(profile.slowest(3))
-    ('scale', 3)
+    ('minmax', 3)
     """
 
     pipeline: str

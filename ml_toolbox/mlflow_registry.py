@@ -141,6 +141,13 @@ def find_exported(name: str, version_number: int, digest: str, *, registered_mod
     mlflow.entities.model_registry.ModelVersion or None
         The model version whose ``ml_toolbox`` tags name this store version and digest; None when
         it was not exported.
+
+    Examples
+    --------
+    >>> version = find_exported("churn", 4, "blake3:9f2c...",             # doctest: +SKIP
+    ...                         tracking_uri="sqlite:///mlflow.db")
+    >>> version.tags["ml_toolbox.version"]                                # doctest: +SKIP
+    '4'
     """
     client = _client(client, tracking_uri, registry_uri)
     registered = _registered_name(name, registered_model)

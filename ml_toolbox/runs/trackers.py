@@ -14,6 +14,7 @@ import re
 import threading
 import time
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.monitor import MLflowSink
 from ml_toolbox.runs._tracker import Tracker
 
@@ -39,6 +40,7 @@ def _numbers(metrics):
     return out
 
 
+@inherit_docstrings
 class MLflowTracker(MLflowSink, Tracker):
     """Record each run as an MLflow run.
 
@@ -114,13 +116,6 @@ class MLflowTracker(MLflowSink, Tracker):
         return self._runs.get(run_id)
 
     def start_run(self, run):
-        """Called when a run starts.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run; its ``params``, ``data`` and ``tags`` are set.
-        """
         from mlflow.entities import Param, RunTag
 
         with self._lock:
@@ -143,17 +138,6 @@ class MLflowTracker(MLflowSink, Tracker):
                 client.log_batch(mlflow_id, tags=env)
 
     def log_metrics(self, run, metrics, step=None):
-        """Called when metrics were measured.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run.
-        metrics : dict of str to float
-            The values, by metric name.
-        step : int or None, default=None
-            The step (an epoch), or None for final values.
-        """
         from mlflow.entities import Metric
 
         mlflow_id = self._runs.get(run.id)
@@ -198,14 +182,6 @@ class MLflowTracker(MLflowSink, Tracker):
                 self._client.log_batch(mlflow_id, metrics=batch)
 
     def end_run(self, run):
-        """Called when a run ended.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
-            and ``run.metrics`` are set.
-        """
         from mlflow.entities import Metric, RunTag
 
         mlflow_id = self._runs.get(run.id)
@@ -232,15 +208,6 @@ class MLflowTracker(MLflowSink, Tracker):
             self._client.set_terminated(mlflow_id, _MLFLOW_STATUS.get(run.status, "FINISHED"))
 
     def link_version(self, run, version):
-        """Called when a store version was saved from a run.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run.
-        version : dict
-            The version: ``store``, ``name`` and ``version``.
-        """
         mlflow_id = self._runs.get(run.id)
         if mlflow_id is None:
             return
@@ -254,6 +221,7 @@ class MLflowTracker(MLflowSink, Tracker):
                 f"experiment_name={self.experiment_name!r})")
 
 
+@inherit_docstrings
 class TensorBoardTracker(Tracker):
     """Write each run's scalars (per epoch, per step, stage durations) as TensorBoard event files.
 
@@ -320,13 +288,6 @@ class TensorBoardTracker(Tracker):
         return os.path.join(os.fspath(self.logdir), f"{safe}-{run.id[:12]}")
 
     def start_run(self, run):
-        """Called when a run starts.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run; its ``params``, ``data`` and ``tags`` are set.
-        """
         writer = self._writer_class()(self.run_dir(run), flush_secs=self.flush_secs)
         with self._lock:
             self._writers[run.id] = writer
@@ -334,17 +295,6 @@ class TensorBoardTracker(Tracker):
         writer.add_text("params", params or "-", 0)
 
     def log_metrics(self, run, metrics, step=None):
-        """Called when metrics were measured.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run.
-        metrics : dict of str to float
-            The values, by metric name.
-        step : int or None, default=None
-            The step (an epoch), or None for final values.
-        """
         writer = self._writers.get(run.id)
         if writer is None or step is None:
             return  # final values are written at the end, at the last step
@@ -353,16 +303,6 @@ class TensorBoardTracker(Tracker):
         self._steps[run.id] = max(self._steps[run.id], int(step))
 
     def emit(self, metrics, run=None):
-        """Called with one finished pipeline execution.
-
-        Parameters
-        ----------
-        metrics : ~ml_toolbox.monitor.PipelineMetrics
-            The execution, with its stage records.
-        run : ~ml_toolbox.runs.ActiveRun or None, default=None
-            The run it belongs to; None when the tracker is used as a monitor sink (the execution is not
-            part of a tracked run).
-        """
         if run is None:
             return
         writer = self._writers.get(run.id)
@@ -377,14 +317,6 @@ class TensorBoardTracker(Tracker):
                                        "duration_s"), float(s.duration), step)
 
     def end_run(self, run):
-        """Called when a run ended.
-
-        Parameters
-        ----------
-        run : ~ml_toolbox.runs.ActiveRun
-            The run; ``run.status`` is ``"success"``, ``"failed"`` or ``"cancelled"``, and ``run.error``
-            and ``run.metrics`` are set.
-        """
         with self._lock:
             writer = self._writers.pop(run.id, None)
         if writer is None:

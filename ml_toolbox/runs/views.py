@@ -18,7 +18,23 @@ __all__ = ["RunTable", "RunComparison", "RunReport", "runs_table", "run_table", 
 
 
 def fmt(value):
-    """A cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers."""
+    """Return a run table cell's text: ``-`` for None, 6 significant digits, JSON for containers.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value (booleans as ``True`` / ``False``, NaN as ``nan``).
+
+    Returns
+    -------
+    str
+        Its text.
+
+    Examples
+    --------
+    >>> fmt(None), fmt(2 / 3), fmt(float("nan")), fmt({"C": 1.0})
+    ('-', '0.666667', 'nan', '{"C": 1.0}')
+    """
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -121,7 +137,23 @@ def _escape(text):
 
 
 def to_html(renderable):
-    """HTML of a RunTable (or of anything rich draws, through rich's own HTML export)."""
+    """Return the HTML of a run table (or of anything rich draws, through rich's HTML export).
+
+    Parameters
+    ----------
+    renderable : RunTable or rich renderable
+        What to draw.
+
+    Returns
+    -------
+    str
+        The HTML, with its own CSS.
+
+    Examples
+    --------
+    >>> "<table" in to_html(RunTable("runs", ["id"], [["a1b2"]]))
+    True
+    """
     if hasattr(renderable, "_repr_html_"):
         return renderable._repr_html_()
     from rich.console import Console
@@ -147,13 +179,64 @@ def _list_row(r, metrics=3):
 
 
 def runs_table(runs, title="runs"):
-    """A :class:`RunTable` of runs, one row each."""
+    """Return a :class:`RunTable` of runs, one row each.
+
+    Parameters
+    ----------
+    runs : list of RunRecord
+        The runs.
+    title : str, default="runs"
+        The table's title.
+
+    Returns
+    -------
+    RunTable
+        Id, name, kind, status, start, duration and the first metrics of each run.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store, model = RunStore(tempfile.mkdtemp()), LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    >>> runs_table(store.runs(), "my runs").title
+    'my runs'
+    """
     return RunTable(title, LIST_COLUMNS, [_list_row(r) for r in runs],
                     data=[r.to_dict() for r in runs])
 
 
 def run_table(r, stages=None, metric_history=None):
-    """A :class:`RunTable` of one run: every field, parameters, metrics, stages and lineage."""
+    """Return a :class:`RunTable` of one run: every field, parameters, metrics, stages and lineage.
+
+    Parameters
+    ----------
+    r : RunRecord
+        The run.
+    stages : list of dict, optional
+        Its stage runs (as :meth:`RunStore.stages` returns them).
+    metric_history : dict, optional
+        ``{metric: [(step, value), ...]}`` of its metrics.
+
+    Returns
+    -------
+    RunTable
+        One row per field.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store, model = RunStore(tempfile.mkdtemp()), LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    >>> table = run_table(store.get(run.id))
+    >>> table.columns
+    ['field', 'value']
+    """
     rows = [["id", r.id], ["name", r.name], ["kind", fmt(r.kind)], ["status", r.status],
             ["archived", "yes" if r.archived else "no"], ["start", when(r.start)],
             ["end", when(r.end)], ["duration", took(r.duration)],
@@ -346,7 +429,40 @@ class RunReport(RunTable):
 
 
 def plot_metric(store, metric, runs=None, *, name=None, ax=None):
-    """Draw ``metric`` by step for several runs (see :meth:`RunStore.plot`)."""
+    """Draw a metric by step for several runs (see :meth:`RunStore.plot`).
+
+    Parameters
+    ----------
+    store : RunStore
+        The run store.
+    metric : str
+        The metric's name.
+    runs : list of str, optional
+        Run ids (default: the last 10 runs of ``name``, or of the store, with the metric).
+    name : str, optional
+        The pipeline whose runs are drawn by default.
+    ax : matplotlib Axes, optional
+        Draw on it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox.runs import RunStore, track
+    >>> store, model = RunStore(tempfile.mkdtemp()), LogisticRegression()
+    >>> with track(model, "fit", trackers=[store]) as run:
+    ...     _ = model.fit([[0.0], [1.0]], [0, 1])
+    ...     run.log_metrics({"loss": 0.5}, step=1)
+    ...     run.log_metrics({"loss": 0.2}, step=2)
+    >>> ax = plot_metric(store, "loss")
+    >>> len(ax.lines)
+    1
+    """
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -14,13 +14,13 @@ the comparison and the rename. It never follows a symlink, and turns a read-only
 
 import abc
 import errno
-import inspect
 import os
 import re
 import stat
 import threading
 import uuid
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.store import _io
 from ml_toolbox.store.errors import StoreError
 
@@ -205,33 +205,6 @@ class StoreBackend(abc.ABC):
             The path, or None.
         """
         return None
-
-
-def inherit_docstrings(cls):
-    """Give the methods ``cls`` overrides without a docstring the docstring of the base's method.
-
-    ``help()`` already shows the inherited text; this makes it the method's own ``__doc__``, which
-    is what numpydoc's validator and the API page read.
-
-    Parameters
-    ----------
-    cls : type
-        The class, changed in place.
-
-    Returns
-    -------
-    type
-        ``cls`` (a class decorator).
-    """
-    for name, member in vars(cls).items():
-        if not inspect.isfunction(member) or member.__doc__:
-            continue
-        for base in cls.__mro__[1:]:
-            doc = getattr(getattr(base, name, None), "__doc__", None)
-            if doc:
-                member.__doc__ = doc
-                break
-    return cls
 
 
 def _tag(data):

@@ -126,6 +126,18 @@ def open_store(args, usage_error):
     ------
     StoreError
         When the location is missing, not a directory, or not an ml_toolbox store.
+
+    Examples
+    --------
+    >>> import argparse, tempfile
+    >>> from ml_toolbox import PipelinePersistence
+    >>> where = tempfile.mkdtemp()
+    >>> _ = PipelinePersistence(where)
+    >>> parser = argparse.ArgumentParser()
+    >>> add_store_options(parser)
+    >>> store = open_store(parser.parse_args(["--store", where]), SystemExit)
+    >>> store.path.name == PipelinePersistence(where).path.name
+    True
     """
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")

@@ -16,7 +16,8 @@ import errno
 import os
 import posixpath
 
-from ml_toolbox.store.backend import StoreBackend, inherit_docstrings
+from ml_toolbox._docstrings import inherit_docstrings
+from ml_toolbox.store.backend import StoreBackend
 from ml_toolbox.store.errors import StoreError
 
 __all__ = ["FsspecBackend", "is_url"]

@@ -19,7 +19,23 @@ HISTORY_COLUMNS = ("when", "alias", "action", "from", "to", "reason", "gates")
 
 
 def fmt(value):
-    """A cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers."""
+    """Return a cell's text: ``-`` for None, 6 significant digits for floats, JSON for containers.
+
+    Parameters
+    ----------
+    value : object
+        The cell's value.
+
+    Returns
+    -------
+    str
+        Its text.
+
+    Examples
+    --------
+    >>> fmt(None), fmt(0.123456789), fmt({"a": 1})
+    ('-', '0.123457', '{"a": 1}')
+    """
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -30,7 +46,23 @@ def fmt(value):
 
 
 def size(n):
-    """``1.2 MB``-style byte counts."""
+    """Return a byte count as text, ``1.2 MB``-style.
+
+    Parameters
+    ----------
+    n : int or None
+        The number of bytes.
+
+    Returns
+    -------
+    str
+        The size with a unit.
+
+    Examples
+    --------
+    >>> size(1234567)
+    '1.2 MB'
+    """
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -38,7 +70,31 @@ def size(n):
 
 
 def store_rows(store):
-    """One row per name in the store: versions, latest, kind, created, aliases."""
+    """Return one row per name in the store: versions, latest, kind, created, aliases.
+
+    Parameters
+    ----------
+    store : PipelinePersistence
+        The store.
+
+    Returns
+    -------
+    list of dict
+        The rows (what ``ml-toolbox list --json`` prints).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> store.promote("churn", 1, "production")
+    1
+    >>> [(r["name"], r["versions"], r["kind"]) for r in store_rows(store)]
+    [('churn', 1, 'pipeline')]
+    """
     rows = []
     for name in store.names():
         versions = store.list_versions(name)
@@ -53,7 +109,33 @@ def store_rows(store):
 
 
 def version_rows(store, name):
-    """One row per version of ``name``: created, size, format, metrics, aliases, message."""
+    """Return one row per version of a name: created, size, format, metrics, aliases, message.
+
+    Parameters
+    ----------
+    store : PipelinePersistence
+        The store.
+    name : str
+        The name.
+
+    Returns
+    -------
+    list of dict
+        The rows, oldest version first.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> store.promote("churn", 1, "production")
+    1
+    >>> [(r["version"], r["metrics"], r["aliases"]) for r in version_rows(store, "churn")]
+    [(1, {'accuracy': 0.91}, ['production'])]
+    """
     by_version = {}
     for alias, number in store.aliases(name).items():
         by_version.setdefault(number, []).append(alias)
@@ -69,7 +151,35 @@ def version_rows(store, name):
 
 
 def history_rows(store, name, alias=None):
-    """The audited alias history of ``name`` (oldest first)."""
+    """Return the audited alias history of a name, oldest first, as display rows.
+
+    Parameters
+    ----------
+    store : PipelinePersistence
+        The store.
+    name : str
+        The name.
+    alias : str, optional
+        Only this alias's events.
+
+    Returns
+    -------
+    list of dict
+        The events: ``when``, ``alias``, ``action``, ``from``, ``to``, ``reason``...
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> store.promote("churn", 1, "production")
+    1
+    >>> [(e["action"], e["alias"], e["to"]) for e in history_rows(store, "churn")]
+    [('promote', 'production', 1)]
+    """
     return store.history(name, alias)
 
 
@@ -119,8 +229,22 @@ class StoreView:
     Parameters
     ----------
     store : PipelinePersistence
+        The store.
     name : str, default=None
         None shows the store's names; a name shows its versions and alias history.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> store.save(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "churn", metrics={"accuracy": 0.91})
+    1
+    >>> store.promote("churn", 1, "production")
+    1
+    >>> "<table" in StoreView(store, "churn")._repr_html_()
+    True
     """
 
     def __init__(self, store, name=None):
