@@ -32,6 +32,7 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.progress import is_watching
 
 __all__ = ["Metric", "MetricLog", "Callback", "EarlyStopping", "ModelCheckpoint", "History",
@@ -328,10 +329,7 @@ class Callback:
     def __init_subclass__(cls, **kwargs):
         """Give a hook a subclass overrides without a docstring the contract's docstring."""
         super().__init_subclass__(**kwargs)
-        for hook in _HOOKS:
-            method = cls.__dict__.get(hook)
-            if inspect.isfunction(method) and not method.__doc__:
-                method.__doc__ = getattr(Callback, hook).__doc__
+        inherit_docstrings(cls, _HOOKS)
 
     def on_run_start(self, run):
         """Training starts (before the first epoch).
