@@ -47,8 +47,9 @@ test-oldest: $(OLDEST)/.installed
 bench: $(VENV)/.installed-bench
 	COLUMNS=$${COLUMNS:-200} $(BIN)/python -m benchmarks $(BENCH)
 
-# docs/api.md, the API reference, generated from the numpydoc docstrings (tests check it is current).
-docs: $(VENV)/.installed-base
+# docs/api.md, the API reference, generated from the numpydoc docstrings (tests check it is current);
+# the `docs` extra brings numpydoc, whose parser reads them.
+docs: $(VENV)/.installed-docs
 	$(BIN)/python -m ml_toolbox._apidoc
 
 clean:

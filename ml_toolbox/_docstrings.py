@@ -3,7 +3,7 @@
 import inspect
 
 
-def inherit_docstrings(cls):
+def inherit_docstrings(cls, names=None):
     """Give the methods ``cls`` overrides without a docstring the docstring of the base's method.
 
     ``help()`` already shows the inherited text; this makes it the method's own ``__doc__``, which
@@ -13,6 +13,8 @@ def inherit_docstrings(cls):
     ----------
     cls : type
         The class, changed in place.
+    names : iterable of str, default=None
+        Only these methods (e.g. a base class's hooks); None means every method ``cls`` defines.
 
     Returns
     -------
@@ -20,6 +22,8 @@ def inherit_docstrings(cls):
         ``cls`` (a class decorator).
     """
     for name, member in vars(cls).items():
+        if names is not None and name not in names:
+            continue
         if not inspect.isfunction(member) or member.__doc__:
             continue
         for base in cls.__mro__[1:]:

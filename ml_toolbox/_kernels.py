@@ -772,20 +772,63 @@ _KERNEL_VERSION_OK = tuple(int(p) for p in sklearn.__version__.split(".")[:2]
 _FACTORIES: dict[type, Callable] = {}
 
 
-def register_kernel(cls, factory):
+# PR02 off for these two: numpydoc's validator takes a first parameter named ``cls`` for a
+# classmethod's and drops it, then calls the documented ``cls`` unknown.
+def register_kernel(cls, factory):  # numpydoc ignore=PR02
     """Register ``factory(est, method) -> kernel`` for fitted estimators of exactly type ``cls``.
 
     The factory raises :class:`NoKernel` (with the reason) for a configuration or method it does
-    not reproduce exactly. A registered factory is tried before the built-in ones. Returns the
-    factory it replaces (or None), so a test can put it back with :func:`unregister_kernel`.
+    not reproduce exactly. A registered factory is tried before the built-in ones.
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class; subclasses are not covered.
+    factory : callable
+        ``factory(est, method)`` returns a function ``X -> output`` computing ``method`` of the
+        fitted ``est`` on a 2-D float array, or raises :class:`NoKernel`.
+
+    Returns
+    -------
+    callable or None
+        The factory it replaces (or None), so a test can put it back with
+        :func:`unregister_kernel`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from ml_toolbox.fast import build_plan, register_kernel, unregister_kernel
+    >>> def doubling(est, method):
+    ...     return lambda X: 2 * X
+    >>> previous = register_kernel(FunctionTransformer, doubling)
+    >>> plan = build_plan([("double", FunctionTransformer().fit(np.ones((1, 1))))])
+    >>> plan.run(np.array([[1.5]]), "transform"), plan.explain("transform")[0].path
+    (array([[3.]]), 'kernel')
+    >>> unregister_kernel(FunctionTransformer, previous)
     """
     previous = _FACTORIES.get(cls)
     _FACTORIES[cls] = factory
     return previous
 
 
-def unregister_kernel(cls, previous=None):
-    """Remove the factory registered for ``cls`` (or put ``previous`` back)."""
+def unregister_kernel(cls, previous=None):  # numpydoc ignore=PR02
+    """Remove the factory registered for ``cls`` (or put ``previous`` back).
+
+    Parameters
+    ----------
+    cls : type
+        The estimator class given to :func:`register_kernel`.
+    previous : callable, default=None
+        What :func:`register_kernel` returned; None removes the registration.
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from ml_toolbox.fast import register_kernel, unregister_kernel
+    >>> previous = register_kernel(FunctionTransformer, lambda est, method: lambda X: X)
+    >>> unregister_kernel(FunctionTransformer, previous)
+    """
     if previous is None:
         _FACTORIES.pop(cls, None)
     else:

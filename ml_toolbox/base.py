@@ -27,7 +27,25 @@ _NO_BEFORE_STAGE = PipelinePlugin.before_stage
 
 
 def close_match_hint(name, candidates):
-    """``" Did you mean 'scale'?"`` when ``name`` is close to one of ``candidates``, else ``""``."""
+    """Suggest the closest of ``candidates`` to a misspelt ``name``, for an error message.
+
+    Parameters
+    ----------
+    name : object
+        The name given (compared as a string).
+    candidates : iterable
+        The valid names.
+
+    Returns
+    -------
+    str
+        ``" Did you mean 'scale'?"`` when ``name`` is close to one of them, else ``""``.
+
+    Examples
+    --------
+    >>> close_match_hint("scael", ["scale", "model"]), close_match_hint("x", ["scale"])
+    (" Did you mean 'scale'?", '')
+    """
     match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
 
@@ -92,6 +110,21 @@ class BasePipeline(HTMLReprMixin, BaseEstimator):
     (:class:`~ml_toolbox.plugins.PipelinePlugin`) and runs the stage through the retry policy.
     When a stage raises, its exception propagates unchanged in type and message, with a note
     naming the pipeline, the stage and the mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ml_toolbox import BasePipeline, FeaturePipeline, Pipeline
+    >>> issubclass(FeaturePipeline, BasePipeline) and issubclass(Pipeline, BasePipeline)
+    True
+    >>> def broken(X):
+    ...     raise ValueError("bad input")
+    >>> fp = FeaturePipeline([("broken", broken)], name="features")
+    >>> try:
+    ...     fp.fit(np.ones((2, 1)))
+    ... except ValueError as error:
+    ...     print(error, error.__notes__)
+    bad input ["[ml_toolbox] raised by stage 'broken' of pipeline 'features' during fit_transform"]
     """
 
     # -- plug-ins ---------------------------------------------------------------------------
@@ -519,9 +552,19 @@ def _timed(attempt, timeout, owner, name):
 class StageTimeoutError(TimeoutError):
     """A stage ran longer than its ``timeout`` (or than the pipeline's remaining ``timeout``).
 
+    Parameters
+    ----------
+    message : str
+        The error message, naming the pipeline and the stage.
+    stage_name : str, default=None
+        The stage that ran too long.
+    limit : float, default=None
+        The limit, in seconds, that was exceeded.
+
     Attributes
     ----------
     stage_name : str
+        The stage that ran too long.
     limit : float
         The limit, in seconds, that was exceeded.
     """
@@ -536,7 +579,32 @@ class StageTimeoutError(TimeoutError):
 
 
 def check_timeout(timeout, where):
-    """``timeout`` must be None or a positive number of seconds."""
+    """Check that ``timeout`` is None or a positive number of seconds.
+
+    Parameters
+    ----------
+    timeout : float or None
+        The value given.
+    where : str
+        What the error message names (the pipeline, the stage).
+
+    Returns
+    -------
+    float or None
+        ``timeout`` as a float, or None.
+
+    Raises
+    ------
+    TypeError
+        ``timeout`` is not a number (a bool is refused too).
+    ValueError
+        ``timeout`` is zero, negative or NaN.
+
+    Examples
+    --------
+    >>> check_timeout(2, "stage 'fit'"), check_timeout(None, "stage 'fit'")
+    (2.0, None)
+    """
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
@@ -553,11 +621,33 @@ class _TimedOut(Exception):
 
 
 def call_with_timeout(fn, timeout):
-    """``fn()``, given at most ``timeout`` seconds; raises ``_TimedOut`` when it is over.
+    """Call ``fn()``, waiting at most ``timeout`` seconds for it.
 
     The call runs in a helper thread (carrying scikit-learn's configuration) and the caller
     waits up to the limit. Python cannot stop a running thread: an overrun call finishes in the
     background and its result is thrown away.
+
+    Parameters
+    ----------
+    fn : callable
+        Called with no argument.
+    timeout : float or None
+        Seconds to wait; None calls ``fn`` in this thread, without a limit.
+
+    Returns
+    -------
+    object
+        What ``fn()`` returns; what it raises propagates.
+
+    Raises
+    ------
+    _TimedOut
+        The limit passed (:func:`stage_timeout_call` turns it into a StageTimeoutError).
+
+    Examples
+    --------
+    >>> call_with_timeout(lambda: 6 * 7, 5.0)
+    42
     """
     if timeout is None:
         return fn()
@@ -584,7 +674,39 @@ def call_with_timeout(fn, timeout):
 
 
 def stage_timeout_call(fn, timeout, owner, name):
-    """``fn()`` with the stage's ``timeout``; a :class:`StageTimeoutError` naming it when over."""
+    """Call ``fn()`` with the stage's ``timeout``.
+
+    Parameters
+    ----------
+    fn : callable
+        The stage run, called with no argument.
+    timeout : float or None
+        The stage's limit in seconds (checked by :func:`check_timeout`); None for none.
+    owner : str
+        How the error names the pipeline.
+    name : str
+        The stage's name.
+
+    Returns
+    -------
+    object
+        What ``fn()`` returns.
+
+    Raises
+    ------
+    StageTimeoutError
+        The stage ran longer than ``timeout``; the message names it.
+
+    Examples
+    --------
+    >>> import time
+    >>> stage_timeout_call(lambda: "done", 5.0, "FeaturePipeline 'f'", "scale")
+    'done'
+    >>> stage_timeout_call(lambda: time.sleep(1), 0.01, "FeaturePipeline 'f'", "slow")
+    Traceback (most recent call last):
+    ...
+    ml_toolbox.base.StageTimeoutError: FeaturePipeline 'f': stage 'slow' exceeded its timeout of 0.01 s ...
+    """
     limit = check_timeout(timeout, f"{owner}: stage {name!r}")
     try:
         return call_with_timeout(fn, limit)
@@ -710,7 +832,18 @@ class StepsMixin:
         return list(zip(names, given))
 
     def get_params(self, deep=True):
-        """Parameters, with every stage under its name and its parameters as ``name__param``."""
+        """Get the parameters, with every stage under its name and its own as ``name__param``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the stages and their parameters; False returns the constructor's only.
+
+        Returns
+        -------
+        dict
+            Parameter names mapped to their values.
+        """
         out = super().get_params(deep=deep)
         if not deep:
             return out
@@ -727,6 +860,16 @@ class StepsMixin:
 
     def set_params(self, **params):
         """Set parameters; ``name`` replaces a stage, ``name__param`` sets one of its parameters.
+
+        Parameters
+        ----------
+        **params : dict
+            Pipeline parameters, stage names (the new stage) and ``name__param`` keys.
+
+        Returns
+        -------
+        self
+            This pipeline.
 
         Raises
         ------

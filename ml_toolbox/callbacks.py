@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import logging
 import math
 import numbers
@@ -31,6 +32,7 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 
+from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.progress import is_watching
 
 __all__ = ["Metric", "MetricLog", "Callback", "EarlyStopping", "ModelCheckpoint", "History",
@@ -53,6 +55,11 @@ class Metric(str, Enum):
     ``*_score`` is the model's own ``score`` (``scoring=None``); a named scorer gives
     ``train_<name>`` / ``validation_<name>`` instead (``scoring="accuracy"``: ``train_accuracy``),
     as in ``TrainingPipeline.metrics_``.
+
+    Parameters
+    ----------
+    value : str
+        ``Metric(value)`` looks the member up by its value.
 
     Examples
     --------
@@ -80,6 +87,12 @@ class Metric(str, Enum):
         return format(self.value, spec)
 
 
+# inspect.signature (help(), numpydoc) shows how a member is looked up -- Metric(value) -- rather
+# than Enum's functional API (names, module, qualname, type, start, boundary), as RetryStrategy.
+Metric.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+
 def _name(name):
     """A metric name as a plain ``str`` (``Metric`` members give their value)."""
     if isinstance(name, Metric):
@@ -91,11 +104,23 @@ def _name(name):
 
 
 def metric_direction(name, known=None):
-    """``"max"`` if a higher value of metric ``name`` is better, else ``"min"``.
+    """Say whether a higher or a lower value of metric ``name`` is better.
 
-    ``known`` maps names whose direction is known for sure (the loop's own losses and scorers);
-    other names follow a rule: names containing ``loss`` or ``error`` (but not starting with ``neg_``
-    after the ``train_`` / ``validation_`` / ``test_`` prefix) are minimised, everything else is maximised.
+    Names ``known`` does not settle follow a rule: names containing ``loss`` or ``error`` (but not
+    starting with ``neg_`` after the ``train_`` / ``validation_`` / ``test_`` prefix) are
+    minimised, everything else is maximised.
+
+    Parameters
+    ----------
+    name : str or Metric
+        The metric's name.
+    known : dict of str to {"min", "max"}, default=None
+        Names whose direction is known for sure (the loop's own losses and scorers).
+
+    Returns
+    -------
+    {"min", "max"}
+        ``"max"`` if a higher value is better, else ``"min"``.
 
     Examples
     --------
@@ -131,6 +156,13 @@ class MetricLog(Mapping):
 
     A new, empty log is made for every epoch, so epoch ``k`` holds only what epoch ``k`` set. Once
     the epoch has ended the log is closed: writing to it raises ``RuntimeError``.
+
+    Parameters
+    ----------
+    epoch : int, default=None
+        The epoch (0-based); None for the run-level log.
+    run : TrainingRun, default=None
+        The training run this log belongs to.
 
     Attributes
     ----------
@@ -173,7 +205,22 @@ class MetricLog(Mapping):
                                "can no longer change.")
 
     def track(self, name, value):
-        """Record a tracked metric: a real number, kept in the history and sent to the monitor."""
+        """Record a tracked metric: a real number, kept in the history and sent to the monitor.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric's name.
+        value : float
+            A real number (a bool is refused).
+
+        Raises
+        ------
+        TypeError
+            ``value`` is not a real number (the message points to :meth:`note`).
+        RuntimeError
+            The log is closed: its epoch has ended.
+        """
         name = _name(name)
         self._check_open(name)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -183,7 +230,20 @@ class MetricLog(Mapping):
         self._tracked[name] = float(value)
 
     def note(self, name, value):
-        """Record an untracked value (any object), seen by the callbacks of this epoch only."""
+        """Record an untracked value (any object), seen by the callbacks of this epoch only.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric's name.
+        value : object
+            Anything.
+
+        Raises
+        ------
+        RuntimeError
+            The log is closed: its epoch has ended.
+        """
         name = _name(name)
         self._check_open(name)
         self._tracked.pop(name, None)
@@ -209,10 +269,12 @@ class MetricLog(Mapping):
 
     @property
     def tracked(self):
+        """A copy of the tracked metrics (a dict)."""
         return dict(self._tracked)
 
     @property
     def untracked(self):
+        """A copy of the untracked values (a dict)."""
         return dict(self._untracked)
 
     def __getitem__(self, name):
@@ -240,6 +302,9 @@ class MetricLog(Mapping):
         return f"MetricLog({where}, tracked={self._tracked!r}, untracked={self._untracked!r})"
 
 
+_HOOKS = ("on_run_start", "on_epoch_start", "on_epoch_end", "on_run_end")
+
+
 class Callback:
     """Base class of training callbacks: every hook is a no-op.
 
@@ -261,21 +326,60 @@ class Callback:
     ...         return metrics.get("train_score", 0.0) >= self.score   # True stops training
     """
 
+    def __init_subclass__(cls, **kwargs):
+        """Give a hook a subclass overrides without a docstring the contract's docstring."""
+        super().__init_subclass__(**kwargs)
+        inherit_docstrings(cls, _HOOKS)
+
     def on_run_start(self, run):
-        """Training starts (before the first epoch)."""
+        """Training starts (before the first epoch).
+
+        Parameters
+        ----------
+        run : TrainingRun
+            The run: ``run.stage``, ``run.pipeline``, ``run.metrics``, ``run.history``,
+            ``run.params``.
+        """
 
     def on_epoch_start(self, epoch, metrics):
-        """Epoch ``epoch`` (0-based) starts; ``metrics`` is its new, empty log."""
+        """Epoch ``epoch`` starts; ``metrics`` is its new, empty log.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, 0-based.
+        metrics : MetricLog
+            The epoch's log: ``metrics.track(name, value)`` records a metric.
+        """
 
     def on_epoch_end(self, epoch, metrics):
         """Epoch ``epoch`` ended; return True to stop training after it.
 
         Called even when the epoch failed (``metrics.failed``); the return value is then ignored.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, 0-based.
+        metrics : MetricLog
+            The epoch's log: ``metrics.track(name, value)`` records a metric.
+
+        Returns
+        -------
+        bool
+            True stops training after this epoch.
         """
         return False
 
     def on_run_end(self, run):
-        """Training ended (``run.status``: ``"success"``, ``"stopped"`` or ``"failed"``)."""
+        """Training ended (``run.status``: ``"success"``, ``"stopped"`` or ``"failed"``).
+
+        Parameters
+        ----------
+        run : TrainingRun
+            The run: ``run.stage``, ``run.pipeline``, ``run.metrics``, ``run.history``,
+            ``run.params``.
+        """
 
     def __repr__(self):
         params = getattr(self, "_repr_params", ())
@@ -597,14 +701,17 @@ class History(Callback):
     # -- reading ---------------------------------------------------------------------------
     @property
     def records(self):
+        """``{"epoch": k, <metric>: value, ...}`` for every epoch run (tracked metrics only)."""
         return [{"epoch": log.epoch, **log.tracked} for log in self._logs]
 
     @property
     def epochs(self):
+        """The epochs recorded, in order."""
         return [log.epoch for log in self._logs]
 
     @property
     def metric_names(self):
+        """Every tracked metric name, in order of first appearance."""
         names = {}
         for log in self._logs:
             names.update(dict.fromkeys(log.tracked))
@@ -631,7 +738,28 @@ class History(Callback):
         return len(self._logs)
 
     def best(self, name, mode="auto"):
-        """``(epoch, value)`` of the best recorded value of ``name``."""
+        """Find the epoch with the best recorded value of metric ``name``.
+
+        Parameters
+        ----------
+        name : str or Metric
+            The metric.
+        mode : {"auto", "min", "max"}, default="auto"
+            Whether lower or higher is better; ``"auto"`` decides by the metric (losses and
+            errors are minimised, the rest maximised).
+
+        Returns
+        -------
+        (int, float)
+            ``(epoch, value)``; NaN values are skipped.
+
+        Raises
+        ------
+        KeyError
+            No value of ``name`` was recorded (the message lists what was).
+        ValueError
+            An unknown ``mode``.
+        """
         name = _name(name)
         values = [(log.epoch, log.tracked[name]) for log in self._logs
                   if name in log.tracked and not math.isnan(log.tracked[name])]
@@ -645,7 +773,13 @@ class History(Callback):
         return pick(values, key=lambda ev: ev[1])
 
     def to_frame(self):
-        """The records as a pandas DataFrame indexed by epoch."""
+        """Return the records as a pandas DataFrame indexed by epoch.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch, one column per metric (NaN where an epoch did not record it).
+        """
         import pandas as pd  # noqa: PLC0415
 
         frame = pd.DataFrame.from_records(self.records, columns=["epoch", *self.metric_names])
@@ -663,10 +797,19 @@ class History(Callback):
         title : str, default=None
             Figure title.
 
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure drawn (``ax.figure`` when ``ax`` is given).
+
         Raises
         ------
         ImportError
             When matplotlib is not installed (it comes with the ``plot`` extra).
+        KeyError
+            A metric in ``metrics`` was not recorded.
+        ValueError
+            Nothing to plot: no metric was recorded.
         """
         try:
             import matplotlib  # noqa: PLC0415

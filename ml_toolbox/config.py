@@ -68,6 +68,13 @@ class ConfigError(ValueError, TypeError):
     Subclasses both ``ValueError`` and ``TypeError`` (as scikit-learn's
     ``InvalidParameterError`` does), so either ``except`` catches it.
 
+    Parameters
+    ----------
+    problems : iterable of str
+        One message per problem, each starting with the path of the field.
+    source : str, default="config"
+        What the message names as the config (a file path, ``"config"``).
+
     Attributes
     ----------
     problems : list of str
@@ -373,7 +380,25 @@ def validate_config(config, toolbox=None):
 
 
 def from_config(config, toolbox=None):
-    """A :class:`~ml_toolbox.UnifiedMLPipeline` from a config (dict or JSON path), validated.
+    """Build a :class:`~ml_toolbox.UnifiedMLPipeline` from a config (dict or JSON path), validated.
+
+    Parameters
+    ----------
+    config : dict, str or path-like
+        The config, or the path of a JSON file holding it.
+    toolbox : MLToolbox, default=None
+        Where component names are looked up (registered components first); None uses a default
+        one.
+
+    Returns
+    -------
+    UnifiedMLPipeline
+        The pipeline, not fitted.
+
+    Raises
+    ------
+    ConfigError
+        Every problem found in the config, listed at once.
 
     Examples
     --------
@@ -441,15 +466,38 @@ def _same(a, b):
 
 
 def to_config(pipeline, toolbox=None):
-    """The config of a :class:`~ml_toolbox.UnifiedMLPipeline` (JSON-able; parameters that keep
-    their default value are left out). Plug-ins (monitor, retry, debugger) and callbacks are
-    runtime objects, attached in code: they are not part of the config.
+    """Describe a :class:`~ml_toolbox.UnifiedMLPipeline` as a config.
+
+    Parameters that keep their default value are left out. Plug-ins (monitor, retry, debugger)
+    and callbacks are runtime objects, attached in code: they are not part of the config.
+
+    Parameters
+    ----------
+    pipeline : UnifiedMLPipeline
+        The pipeline, fitted or not.
+    toolbox : MLToolbox, default=None
+        Where component names are looked up (registered components first); None uses the
+        pipeline's toolbox, or a default one.
+
+    Returns
+    -------
+    dict
+        A JSON-able config, in the format :func:`from_config` reads.
 
     Raises
     ------
     ConfigError
         A stage wraps a function or an unregistered class, or a parameter holds a value JSON
         cannot hold; the message names it.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import UnifiedMLPipeline
+    >>> to_config(UnifiedMLPipeline(features=[("scale", StandardScaler())],
+    ...                             model=LogisticRegression(C=0.5)))
+    {'name': 'unified_pipeline', 'features': [{'name': 'scale', 'component': 'StandardScaler'}], 'model': {'component': 'LogisticRegression', 'params': {'C': 0.5}}}
     """
     from .feature import FeaturePipeline
 
@@ -577,10 +625,25 @@ def sample_rows(X, y, n, random_state=0):
 
 
 def dry_run(pipeline, X_sample, y_sample=None, *, n_rows=200, clock=time.perf_counter):
-    """Fit a copy of ``pipeline`` on ``n_rows`` rows and predict them: shape and type errors
-    surface in seconds, before a long fit. ``pipeline`` itself is not changed, and no plug-in,
-    cache or worker pool is involved. The rows are a sample seeded by the pipeline's
-    ``random_state`` (0 when None), stratified by ``y`` for class labels (:func:`sample_rows`).
+    """Fit a copy of ``pipeline`` on ``n_rows`` rows and predict them.
+
+    Shape and type errors surface in seconds, before a long fit. ``pipeline`` itself is not
+    changed, and no plug-in, cache or worker pool is involved. The rows are a sample seeded by
+    the pipeline's ``random_state`` (0 when None), stratified by ``y`` for class labels
+    (:func:`sample_rows`).
+
+    Parameters
+    ----------
+    pipeline : UnifiedMLPipeline
+        The pipeline to try.
+    X_sample : array-like of shape (n_samples, n_features) or DataFrame
+        Raw input like the real training data.
+    y_sample : array-like of shape (n_samples,), default=None
+        Its targets.
+    n_rows : int, default=200
+        How many rows to fit and predict (all of them when there are fewer).
+    clock : callable, default=time.perf_counter
+        The clock ``duration`` is measured with (tests inject one).
 
     Returns
     -------
@@ -592,6 +655,18 @@ def dry_run(pipeline, X_sample, y_sample=None, *, n_rows=200, clock=time.perf_co
     DryRunError
         Naming the pipeline, the step (fit / predict) and, in the message, the stage, with the
         stage's own error as ``__cause__``.
+    ValueError
+        ``n_rows`` is not a positive int.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from ml_toolbox import UnifiedMLPipeline
+    >>> X, y = load_iris(return_X_y=True, as_frame=True)
+    >>> report = dry_run(UnifiedMLPipeline(model=LogisticRegression()), X, y, n_rows=30)
+    >>> report.n_rows, report.features_shape, report.output_shape
+    (30, (30, 4), (30,))
     """
     from .feature import FeaturePipeline
 

@@ -30,6 +30,16 @@ def data_summary(X):
     Works for numpy arrays, pandas DataFrames / Series, scipy sparse matrices and lists;
     ``None`` (no data) gives ``(0, 0, 0)``. Unknown objects give ``None`` for what cannot be told.
 
+    Parameters
+    ----------
+    X : array-like, DataFrame, Series, sparse matrix, list or None
+        The data.
+
+    Returns
+    -------
+    (int or None, int or None, int or None)
+        ``(n_rows, n_cols, nbytes)``.
+
     Examples
     --------
     >>> import numpy as np
@@ -105,6 +115,20 @@ def data_summary(X):
 class RunContext:
     """One execution of one pipeline, as plug-ins see it.
 
+    The execution loop makes one per pipeline run and hands it to the plug-ins' ``before_run``,
+    ``after_run`` and ``on_run_error`` hooks; plug-ins read it and never build one.
+
+    Parameters
+    ----------
+    pipeline : BasePipeline
+        The pipeline object that runs.
+    pipeline_name : str
+        Its name.
+    mode : str
+        What the execution does (``"fit"``, ``"predict"``...).
+    stage_names : iterable of str
+        The stages this execution will run, in order.
+
     Attributes
     ----------
     pipeline : BasePipeline
@@ -136,6 +160,18 @@ class RunContext:
         what it needs in ``after_stage``.
     extra : dict
         Free room for plug-ins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelinePlugin
+    >>> class RunLog(PipelinePlugin):
+    ...     def after_run(self, run):
+    ...         print(run.pipeline_name, run.mode, run.stage_names, run.status)
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], monitor=RunLog())
+    >>> _ = fp.fit(np.array([[1.0], [3.0]]))
+    feature_pipeline fit ['scale'] success
     """
 
     # Defaults that most executions keep live on the class: an execution (one per single-row
@@ -166,6 +202,28 @@ class RunContext:
 
 class StageContext:
     """One stage run, as plug-ins see it.
+
+    The execution loop makes one per stage run and hands it to the plug-ins' stage hooks
+    (``before_stage``, ``after_stage``, ``on_stage_error``, ``on_stage_retry``).
+
+    Parameters
+    ----------
+    run : RunContext
+        The execution this stage run belongs to.
+    template : PipelineStage
+        The stage as the pipeline holds it.
+    stage_name : str
+        The stage's name in its pipeline.
+    index : int
+        Position of the stage in this execution (0-based).
+    mode : str
+        What the stage does in this run (``"fit"``, ``"transform"``...).
+    fitting : bool
+        Whether the stage is being (re)fitted.
+    X : array-like or DataFrame
+        The stage's input.
+    y : array-like or None
+        The targets, where the mode uses them.
 
     Attributes
     ----------
@@ -209,6 +267,18 @@ class StageContext:
         ``captures_warnings = True``; an empty tuple when there are none).
     extra : dict
         Free room for plug-ins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, PipelinePlugin
+    >>> class StageLog(PipelinePlugin):
+    ...     def after_stage(self, ctx):
+    ...         print(ctx.pipeline_name, ctx.stage_name, ctx.mode, ctx.status, ctx.n_rows)
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], monitor=StageLog())
+    >>> _ = fp.fit(np.array([[1.0], [3.0]]))
+    feature_pipeline scale fit_transform success 2
     """
 
     # Defaults on the class: a stage run (three per single-row predict of a three-stage
@@ -295,6 +365,19 @@ class StageContext:
         In a fitting mode a fresh clone of the template is fitted, so nothing the failed run
         half-changed is reused; otherwise the (fitted) stage runs again. The pipeline and its
         plug-ins are not involved.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, default=None
+            The input; None reuses this stage run's ``X`` (None once ``after_stage`` has run).
+        y : array-like, default=None
+            The targets; None reuses this stage run's ``y``.
+
+        Returns
+        -------
+        object
+            What the stage returns in this mode (the stage itself for ``"fit"``, an array for
+            ``"transform"`` or ``"predict"``...).
         """
         X = self.X if X is None else X
         y = self.y if y is None else y

@@ -39,7 +39,17 @@ _NO_MONITOR_HINT = "attach a PipelineMonitor to see where the time goes"
 
 
 def format_seconds(seconds):
-    """A duration for people: ``"850 µs"``, ``"12.3 ms"``, ``"4.56 s"``, ``"2 min 5 s"``.
+    """Format a duration for people: ``"850 µs"``, ``"12.3 ms"``, ``"4.56 s"``, ``"2 min 5 s"``.
+
+    Parameters
+    ----------
+    seconds : float or None
+        The duration; None is shown as a dash.
+
+    Returns
+    -------
+    str
+        Three significant digits below a minute, then minutes and seconds.
 
     Examples
     --------
@@ -62,20 +72,34 @@ def format_seconds(seconds):
 
 @dataclass
 class StageRow:
-    """One stage as a display shows it.
+    """One stage as a display shows it (a row of :attr:`PipelineView.rows`).
 
-    Attributes
+    Parameters
     ----------
     index : int
+        Position of the stage in its pipeline (0-based).
     name : str
+        The stage's name.
     estimator : str
         Class name of what the stage wraps (the fitted one when fitted).
     fitted : bool
-    n_in, n_out : int or None
-        Features the stage takes and gives (``n_out``: its ``get_feature_names_out`` count).
-    timings : dict
+        Whether the stage is fitted.
+    n_in : int or None, default=None
+        Features the stage takes.
+    n_out : int or None, default=None
+        Features the stage gives (its ``get_feature_names_out`` count).
+    timings : dict, default={}
         ``{column label: StageRecord-like}`` of the last runs a monitor recorded (``duration``,
         ``status``, ``attempts``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> describe(fp).rows
+    [StageRow(index=0, name='scale', estimator='StandardScaler', fitted=True, n_in=2, n_out=2, timings={})]
     """
 
     index: int
@@ -91,23 +115,39 @@ class StageRow:
 class PipelineView:
     """What a display of a pipeline or a stage shows, as data.
 
-    Attributes
+    :func:`describe` builds it; :func:`render_rich` and :func:`render_html` draw it.
+
+    Parameters
     ----------
     title : str
         ``"UnifiedMLPipeline 'churn'"``.
     fitted : bool
-    rows : list of StageRow
-    timing_columns : list of str
+        Whether the pipeline (or stage) is fitted.
+    rows : list of StageRow, default=[]
+        One row per stage, in order.
+    timing_columns : list of str, default=[]
         Labels of the timing columns (``"fit"``, ``"predict"``...), in order; empty when no
         monitor recorded anything.
-    run_totals : dict
+    run_totals : dict, default={}
         ``{column label: seconds}``: the whole execution's duration per timing column.
-    metrics : dict
+    metrics : dict, default={}
         The training metrics (``metrics_``), when the pipeline has some.
-    facts : list of (str, str)
+    facts : list of (str, str), default=[]
         Other facts, e.g. ``("input", "30 features, 30 named columns")``, ``("plug-ins", "monitor")``.
-    hint : str or None
+    hint : str or None, default=None
         What the user can do to see more (e.g. attach a monitor).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> view = describe(fp)
+    >>> view.title, view.fitted, view.facts
+    ("FeaturePipeline 'features'", True, [('input', '2 features'), ('plug-ins', 'none')])
+    >>> view.hint
+    'attach a PipelineMonitor to see where the time goes'
     """
 
     title: str
@@ -280,20 +320,31 @@ def _is_fit(mode):
 
 
 def describe(obj):
-    """The :class:`PipelineView` of a pipeline or a stage: what its displays show.
+    """Build the :class:`PipelineView` of a pipeline or a stage: what its displays show.
 
     Parameters
     ----------
     obj : PipelineStage, FeaturePipeline, TrainingPipeline, InferencePipeline or UnifiedMLPipeline
+        What to describe, fitted or not.
 
     Returns
     -------
     PipelineView
+        The title, stages, timings a monitor recorded, metrics and facts.
 
     Raises
     ------
     TypeError
         For an object that is none of those.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> [(row.name, row.estimator, row.n_in, row.n_out) for row in describe(fp).rows]
+    [('scale', 'StandardScaler', 2, 2)]
     """
     from .base import BasePipeline
     from .feature import FeaturePipeline
@@ -448,7 +499,27 @@ def _status(view):
 
 
 def render_rich(view):
-    """A rich renderable (a :class:`rich.panel.Panel`) of a :class:`PipelineView`."""
+    """Render a :class:`PipelineView` for the terminal, with rich.
+
+    Parameters
+    ----------
+    view : PipelineView
+        What to draw.
+
+    Returns
+    -------
+    rich.panel.Panel
+        A panel holding the stage table, the metrics and the facts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> type(render_rich(describe(fp))).__name__
+    'Panel'
+    """
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -496,7 +567,31 @@ def render_rich(view):
 
 
 def pipeline_rich(obj):
-    """The rich renderable of a pipeline or stage (what its ``__rich__`` returns)."""
+    """Render a pipeline or stage for the terminal (what its ``__rich__`` returns).
+
+    Parameters
+    ----------
+    obj : PipelineStage or pipeline
+        Anything :func:`describe` takes.
+
+    Returns
+    -------
+    rich.panel.Panel
+        ``render_rich(describe(obj))``.
+
+    Examples
+    --------
+    >>> import io
+    >>> from rich.console import Console
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> console = Console(file=io.StringIO(), width=80)
+    >>> console.print(pipeline_rich(fp))
+    >>> print(console.file.getvalue().splitlines()[0])
+    ╭─ FeaturePipeline 'features' · fitted ────────────────────╮
+    """
     return render_rich(describe(obj))
 
 
@@ -510,7 +605,28 @@ _CSS = ("<style>.mlt-state{font-family:var(--jp-code-font-family,monospace);font
 
 
 def render_html(view):
-    """The HTML table (a ``<div class="mlt-state">``) of a :class:`PipelineView`."""
+    """Render a :class:`PipelineView` as an HTML table, with its own CSS.
+
+    Parameters
+    ----------
+    view : PipelineView
+        What to draw.
+
+    Returns
+    -------
+    str
+        A ``<style>`` block and a ``<div class="mlt-state">`` holding the table.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> html = render_html(describe(fp))
+    >>> html.startswith("<style>"), '<div class="mlt-state">' in html
+    (True, True)
+    """
     e = html.escape
     status_class = "fitted" if view.fitted else "unfitted"
     out = [_CSS, '<div class="mlt-state">',
@@ -554,7 +670,30 @@ def render_html(view):
 
 
 def pipeline_html(obj):
-    """scikit-learn's diagram of ``obj`` followed by its state table (its ``_repr_html_``)."""
+    """Render scikit-learn's diagram of ``obj`` followed by its state table.
+
+    What the notebook shows (the object's ``_repr_html_``).
+
+    Parameters
+    ----------
+    obj : PipelineStage or pipeline
+        Anything :func:`describe` takes.
+
+    Returns
+    -------
+    str
+        The HTML of :func:`sklearn.utils.estimator_html_repr`, then :func:`render_html`'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline
+    >>> fp = FeaturePipeline([("scale", StandardScaler())], name="features").fit(np.ones((3, 2)))
+    >>> html = pipeline_html(fp)
+    >>> "sk-top-container" in html, '<div class="mlt-state">' in html
+    (True, True)
+    """
     from sklearn.utils import estimator_html_repr
 
     return estimator_html_repr(obj) + render_html(describe(obj))

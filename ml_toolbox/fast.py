@@ -52,7 +52,32 @@ METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
 
 
 class StageReport(NamedTuple):
-    """How one stage runs on the fast path: ``path`` is ``"kernel"`` or ``"fallback"``."""
+    """How one stage runs on the fast path (a row of :meth:`FastPlan.explain`).
+
+    Parameters
+    ----------
+    stage : str
+        The stage's name.
+    estimator : str
+        Its class name.
+    path : {"kernel", "fallback"}
+        Whether it runs on a kernel or through its own scikit-learn method.
+    reason : str
+        Which kernel, or why there is none.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import RobustScaler
+    >>> from ml_toolbox.fast import FastPlan
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> pipe = make_pipeline(RobustScaler(), Ridge()).fit(X, y)
+    >>> plan = FastPlan(pipe.steps, name="diabetes")
+    >>> plan.explain()[1]
+    StageReport(stage='ridge', estimator='Ridge', path='kernel', reason='numpy kernel for Ridge.predict')
+    """
 
     stage: str
     estimator: str
@@ -65,6 +90,28 @@ class PlanExplanation(tuple):
 
     ``calls`` holds the plan's :meth:`FastPlan.path_counts` for the method when it was made (None
     for an explanation made by hand); once a call has been made, ``str()`` ends with them.
+
+    Parameters
+    ----------
+    iterable : iterable of StageReport
+        The rows, in stage order.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import RobustScaler
+    >>> from ml_toolbox.fast import FastPlan
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> pipe = make_pipeline(RobustScaler(), Ridge()).fit(X, y)
+    >>> plan = FastPlan(pipe.steps, name="diabetes")
+    >>> _ = plan.run(X[:2])
+    >>> print(plan.explain())
+    stage         estimator     path    reason
+    robustscaler  RobustScaler  kernel  numpy kernel for RobustScaler.transform
+    ridge         Ridge         kernel  numpy kernel for Ridge.predict
+    calls: 1 on kernels, 0 fell back
     """
 
     calls = None
@@ -1059,6 +1106,21 @@ class FastPlan:
         The fitted stages, in order.
     name : str, default="pipeline"
         Named in the notes of errors raised on the fast path.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import RobustScaler
+    >>> from ml_toolbox.fast import FastPlan
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> pipe = make_pipeline(RobustScaler(), Ridge()).fit(X, y)
+    >>> plan = FastPlan(pipe.steps, name="diabetes")
+    >>> plan.run(X[:2]).round(1)
+    array([205.2,  68.9])
+    >>> plan.path_counts()
+    {'fast': 1, 'fallback': 0, 'reasons': {}}
     """
 
     def __init__(self, stages, *, name="pipeline"):
@@ -1119,8 +1181,15 @@ class FastPlan:
         return steps
 
     def explain(self, method="predict"):
-        """Say, per stage, whether ``method`` runs on a kernel or falls back, and why; and how
-        the calls so far went.
+        """Say, per stage, whether ``method`` runs on a kernel or falls back, and why.
+
+        The explanation also says how the calls so far went.
+
+        Parameters
+        ----------
+        method : str, default="predict"
+            The method of the last stage (``"predict"``, ``"predict_proba"``,
+            ``"predict_log_proba"``, ``"decision_function"`` or ``"transform"``).
 
         Returns
         -------
@@ -1140,6 +1209,12 @@ class FastPlan:
     def path_counts(self, method="predict"):
         """How the calls of ``method`` went: on kernels throughout, or falling back, and why.
 
+        Parameters
+        ----------
+        method : str, default="predict"
+            The method of the last stage (``"predict"``, ``"predict_proba"``,
+            ``"predict_log_proba"``, ``"decision_function"`` or ``"transform"``).
+
         Returns
         -------
         dict
@@ -1157,10 +1232,22 @@ class FastPlan:
         self._tally.reset()
 
     def current_path(self, method):
-        """How the call of ``method`` running on this thread has gone so far, when the execution
-        loop runs it with plug-ins attached: ``"kernel"`` (every stage on its kernel) or
-        ``"fallback: stage 'x': reason; ..."``; None when no such call is running. What the
-        monitor records per execution (``PipelineMetrics.fast_path``)."""
+        """Say how the call of ``method`` running on this thread has gone so far.
+
+        For a call the execution loop runs with plug-ins attached; what the monitor records per
+        execution (``PipelineMetrics.fast_path``).
+
+        Parameters
+        ----------
+        method : {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform"}
+            The method of the last stage.
+
+        Returns
+        -------
+        str or None
+            ``"kernel"`` (every stage on its kernel) or ``"fallback: stage 'x': reason; ..."``;
+            None when no such call is running.
+        """
         static = self._static.get(method)
         return None if static is None else self._tally.current(static)
 
@@ -1182,7 +1269,11 @@ class FastPlan:
         Parameters
         ----------
         X : ndarray or DataFrame of shape (n_samples, n_features)
-        method : {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform"}
+            Input of the first stage.
+        method : str, default="predict"
+            The method of the last stage (``"predict"``, ``"predict_proba"``,
+            ``"predict_log_proba"``, ``"decision_function"`` or ``"transform"``); the others
+            ``transform``.
         batch_size : int, optional
             Run ``X`` in chunks of this many rows (memory bounded by one chunk). Each chunk gives
             exactly what scikit-learn gives for that chunk.
@@ -1196,6 +1287,16 @@ class FastPlan:
         verbose : int, default=0
             With ``batch_size``, draw a progress bar over the chunks when a person is watching
             (:func:`ml_toolbox.progress.track`; silent in CI and when 0).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            What the pipeline's ``method`` returns, the same numbers as scikit-learn's.
+
+        Raises
+        ------
+        ValueError
+            ``batch_size`` is not a positive int or None.
         """
         if batch_size is not None and (
             not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1
@@ -1252,14 +1353,26 @@ class FastPlan:
         return row
 
     def stage_functions(self, method, n_stages):
-        """One callable ``X -> output`` per stage for ``method``: the plan, stage by stage.
+        """Give one callable ``X -> output`` per stage for ``method``: the plan, stage by stage.
 
         An execution loop with plug-ins attached runs these instead of the stages' own methods,
         so hooks see every stage while the stages still run on their kernels (same numbers as
         :meth:`run` without ``batch_size``). A one-row input runs on each stage's row kernel,
         checked as scikit-learn checks that stage's input, each output shaped as scikit-learn's
-        (see :func:`_row_stage_functions`). None when the plan's stages do not map one to one onto
-        the ``n_stages`` pipeline stages (a nested Pipeline was flattened).
+        (see :func:`_row_stage_functions`).
+
+        Parameters
+        ----------
+        method : {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform"}
+            The method of the last stage.
+        n_stages : int
+            The number of stages of the pipeline that runs them.
+
+        Returns
+        -------
+        list of callable or None
+            One function per stage; None when the plan's stages do not map one to one onto the
+            ``n_stages`` pipeline stages (a nested Pipeline was flattened).
         """
         functions = self._stage_fns.get((method, n_stages))
         if functions is None:  # compiled once per method, like the plan's other functions
@@ -1269,8 +1382,21 @@ class FastPlan:
         return functions or None
 
     def timed_row(self, method, n_stages):
-        """The stages' one-row function for observing plug-ins (:func:`_timed_row_function`), or
-        None (no row path, or stages that do not map one to one onto the ``n_stages``)."""
+        """Give the stages' one-row function for observing plug-ins (:func:`_timed_row_function`).
+
+        Parameters
+        ----------
+        method : {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform"}
+            The method of the last stage.
+        n_stages : int
+            The number of stages of the pipeline that runs it.
+
+        Returns
+        -------
+        callable or None
+            The function; None when there is no row path, or the stages do not map one to one
+            onto the ``n_stages``.
+        """
         key = ("timed", method, n_stages)
         function = self._stage_fns.get(key)
         if function is None:
@@ -1349,6 +1475,7 @@ def build_plan(stages, *, name="pipeline", methods=()):
     Returns
     -------
     FastPlan
+        The plan; kernels of the methods not in ``methods`` compile on first use.
 
     Examples
     --------

@@ -27,8 +27,11 @@ class FeaturePipeline(StepsMixin, BasePipeline):
     name : str, default="feature_pipeline"
         Name used by plug-ins and error messages.
     monitor : PipelineMonitor, default=None
+        Records every stage run (time, rows, bytes, errors, warnings, retries).
     debugger : PipelineDebugger, default=None
+        Breakpoints, traces, snapshots and post-mortems of stage runs.
     retry_handler : RetryHandler, default=None
+        How a failing stage run is re-attempted.
     enable_retry : bool, default=True
         Whether ``retry_handler`` (or the one handed down by a UnifiedMLPipeline) applies.
     n_jobs : int, default=None
@@ -55,9 +58,11 @@ class FeaturePipeline(StepsMixin, BasePipeline):
     stages_ : list of PipelineStage
         The fitted stages.
     stage_names_ : list of str
+        The stages' names, in order.
     input_schema_ : InputSchema
         Columns, dtypes and width seen at fit time.
     n_features_in_ : int
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
         Only for DataFrame input.
 
@@ -164,12 +169,38 @@ class FeaturePipeline(StepsMixin, BasePipeline):
             self.feature_names_in_ = np.asarray(schema.columns, dtype=object)
 
     def fit(self, X, y=None):
-        """Fit every stage on ``X`` (and ``y``), in order. Returns self."""
+        """Fit every stage on ``X`` (and ``y``), in order.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input; its columns, dtypes and width become ``input_schema_``.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for stages that use them (e.g. a target encoder).
+
+        Returns
+        -------
+        FeaturePipeline
+            This pipeline; the fitted stages are ``stages_``.
+        """
         self.fit_transform(X, y)
         return self
 
     def fit_transform(self, X, y=None):
-        """Fit every stage and return the features of ``X``."""
+        """Fit every stage and return the features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input; its columns, dtypes and width become ``input_schema_``.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for stages that use them (e.g. a target encoder).
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The last stage's output (``X`` itself when there is no stage).
+        """
         schema = InputSchema.from_data(X, self.owner)
         check_y_length(shape_of(X), y, self.owner)
         state, Xt = self._fit_state(X, y)
@@ -194,10 +225,29 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         return Xt
 
     def transform(self, X, until=None):
-        """Features of ``X``; with ``until="name"``, the output of that stage.
+        """Compute the features of ``X``; with ``until="name"``, the output of that stage.
 
         ``until`` runs the fitted stages up to and including the named one, refitting nothing:
         "what does the data look like after stage k".
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_``.
+        until : str, default=None
+            Name of the last stage to run; None runs them all.
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The output of the last stage run.
+
+        Raises
+        ------
+        ValueError
+            ``until`` names no stage (the message lists the stages).
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
         """
         check_is_fitted(self)
         if until is not None:
@@ -206,7 +256,27 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         return self._transform(X, until=until)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features, passed through every stage like scikit-learn's Pipeline."""
+        """Return the names of the output features, passed through every stage.
+
+        As scikit-learn's Pipeline does: each stage's ``get_feature_names_out`` receives the
+        previous stage's names.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Names of the input features; None uses ``feature_names_in_`` when fitted on a
+            DataFrame.
+
+        Returns
+        -------
+        ndarray of str
+            The names of the output features.
+
+        Raises
+        ------
+        AttributeError
+            A stage does not provide ``get_feature_names_out``.
+        """
         check_is_fitted(self)
         names = input_features
         if names is None and "feature_names_in_" in self.__dict__:
@@ -225,7 +295,18 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         return names
 
     def set_output(self, *, transform=None):
-        """Set the output container of every stage ("default", "pandas", "polars")."""
+        """Set the output container of every stage ("default", "pandas", "polars").
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            The container; None leaves the configuration as it is.
+
+        Returns
+        -------
+        FeaturePipeline
+            This pipeline.
+        """
         for stage in self._templates()[1]:
             stage.set_output(transform=transform)
         for stage in self.__dict__.get("stages_", []):

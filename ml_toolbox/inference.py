@@ -94,26 +94,54 @@ class InferencePipeline(BasePipeline):
     Parameters
     ----------
     feature_pipeline : FeaturePipeline, default=None
+        The feature stages; None means none (the model sees ``X`` as it is).
     training_pipeline : TrainingPipeline, default=None
         None makes a features-only pipeline (``transform`` but no ``predict``).
     name : str, default="inference_pipeline"
+        Name used by plug-ins and error messages.
     fast : bool, default=True
         Use the fast inference path where it applies (see the inference guide).
     batch_size : int, default=None
         Predict large inputs in chunks of this many rows.
     n_jobs : int, default=None
         Chunks predicted in parallel with joblib.
-    monitor, debugger, retry_handler, enable_retry
-        Plug-ins, as for every pipeline.
+    monitor : PipelineMonitor, default=None
+        Records every stage run (time, rows, bytes, errors, warnings, retries).
+    debugger : PipelineDebugger, default=None
+        Breakpoints, traces, snapshots and post-mortems of stage runs.
+    retry_handler : RetryHandler, default=None
+        How a failing stage run is re-attempted.
+    enable_retry : bool, default=True
+        Whether ``retry_handler`` (or the one handed down by a UnifiedMLPipeline) applies.
 
     Attributes
     ----------
     stages_ : list of PipelineStage
         The fitted feature stages, then the model stage (named ``"model"``).
     stage_names_ : list of str
+        The stages' names, in order.
     has_model_ : bool
+        Whether there is a model stage (False for a features-only pipeline).
     input_schema_ : InputSchema
+        Columns, dtypes and width seen at fit time.
     n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from ml_toolbox import FeaturePipeline, InferencePipeline, TrainingPipeline
+    >>> X, y = load_iris(return_X_y=True, as_frame=True)
+    >>> ip = InferencePipeline(FeaturePipeline([("scale", StandardScaler())]),
+    ...                        TrainingPipeline(LogisticRegression())).fit(X, y)
+    >>> ip.stage_names_, ip.predict(X.iloc[:3])
+    (['scale', 'model'], array([0, 0, 0]))
+    >>> ip.predict(X.iloc[:, :3])
+    Traceback (most recent call last):
+    ...
+    ml_toolbox.exceptions.InputSchemaError: InferencePipeline 'inference_pipeline': X does not have the columns seen at fit time: missing column(s) ['petal width (cm)']. ...
     """
 
     def __init__(self, feature_pipeline=None, training_pipeline=None, *,
@@ -204,7 +232,22 @@ class InferencePipeline(BasePipeline):
         return plan
 
     def fit(self, X, y=None, **fit_params):
-        """Fit clones of the feature and training pipelines on ``X``, ``y``. Returns self."""
+        """Fit clones of the feature and training pipelines on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input; its columns, dtypes and width become ``input_schema_``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets.
+        **fit_params : dict
+            Passed to the model's ``fit`` (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        InferencePipeline
+            This pipeline; the fitted stages are ``stages_``.
+        """
         schema = InputSchema.from_data(X, self.owner)
         check_y_length(shape_of(X), y, self.owner)
         fp = clone(self.feature_pipeline) if self.feature_pipeline is not None \
@@ -274,32 +317,132 @@ class InferencePipeline(BasePipeline):
 
     @available_if(_final_has("predict"))
     def predict(self, X):
-        """Predictions for ``X``."""
+        """Predict ``X``: the features, then the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._run(X, "predict")
 
     @available_if(_final_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities for ``X``."""
+        """Return the class probabilities for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._run(X, "predict_proba")
 
     @available_if(_final_has("predict_log_proba"))
     def predict_log_proba(self, X):
-        """Class log-probabilities for ``X``."""
+        """Return the class log-probabilities for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._run(X, "predict_log_proba")
 
     @available_if(_final_has("decision_function"))
     def decision_function(self, X):
-        """Decision function for ``X``."""
+        """Return the model's decision function for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Confidence scores (one column for binary problems).
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._run(X, "decision_function")
 
     @available_if(_final_has("score"))
     def score(self, X, y=None, sample_weight=None):
-        """The model's score on the features of ``X``."""
+        """Score the model on the features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+        y : array-like of shape (n_samples,), default=None
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, passed on only when given.
+
+        Returns
+        -------
+        float
+            The model's ``score`` (accuracy for a classifier, R² for a regressor).
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         params = {"sample_weight": sample_weight} if sample_weight is not None else None
         return self._run(X, "score", y=y, params=params)
 
     def transform(self, X):
-        """The features of ``X`` (the feature stages only)."""
+        """Compute the features of ``X`` (the feature stages only).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` before the feature stages run.
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The last feature stage's output.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._run(X, "transform")
 
     @property

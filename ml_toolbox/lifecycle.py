@@ -51,6 +51,23 @@ logger = logging.getLogger(__name__)
 class TrainingRun:
     """One training run, as the callbacks see it.
 
+    The epoch loop (:func:`fit_epochs`) makes one per fit and hands it to the callbacks.
+
+    Parameters
+    ----------
+    pipeline : TrainingPipeline
+        The pipeline being fitted.
+    stage : PipelineStage
+        The model stage being trained.
+    epochs : int
+        Epochs asked for.
+    params : dict
+        What the run is (epochs, batch_size, n_samples, n_batches...).
+    directions : dict
+        ``"min"`` / ``"max"`` of every metric the loop itself produces.
+    history : History
+        The record of the epochs.
+
     Attributes
     ----------
     pipeline : TrainingPipeline
@@ -79,6 +96,22 @@ class TrainingRun:
         What ended a failed run.
     stop_reason : str or None
         Why the run stopped early.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import SGDClassifier
+    >>> from ml_toolbox import Callback, TrainingPipeline
+    >>> class TwoEpochs(Callback):
+    ...     def on_epoch_end(self, epoch, metrics):
+    ...         if epoch == 1:
+    ...             metrics.run.stop("two epochs are enough")
+    ...     def on_run_end(self, run):
+    ...         print(run.status, run.epoch, run.stop_reason, run.params["n_batches"])
+    >>> X, y = load_iris(return_X_y=True)
+    >>> _ = TrainingPipeline(SGDClassifier(random_state=0), epochs=5, batch_size=50,
+    ...                      random_state=0, callbacks=[TwoEpochs()]).fit(X, y)
+    stopped 1 two epochs are enough 3
     """
 
     def __init__(self, pipeline, stage, epochs, params, directions, history):
@@ -96,16 +129,31 @@ class TrainingRun:
         self.stop_reason = None
 
     def stop(self, reason):
-        """Ask the loop to stop after the current epoch (``reason`` is recorded)."""
+        """Ask the loop to stop after the current epoch.
+
+        Parameters
+        ----------
+        reason : str
+            Why; recorded as ``stop_reason`` (the first reason given is kept).
+        """
         if self.stop_reason is None:
             self.stop_reason = reason
 
     @property
     def stop_requested(self):
+        """Whether a callback asked the loop to stop (:meth:`stop`)."""
         return self.stop_reason is not None
 
     def restore(self, stage, epoch):
-        """Make ``stage`` (a fitted copy from epoch ``epoch``) the run's result."""
+        """Make ``stage`` (a fitted copy from epoch ``epoch``) the run's result.
+
+        Parameters
+        ----------
+        stage : PipelineStage
+            The fitted copy (e.g. the best epoch's, kept by an EarlyStopping).
+        epoch : int
+            The epoch it comes from; becomes ``model_epoch``.
+        """
         self.stage = stage
         self.model_epoch = epoch
 
@@ -244,6 +292,15 @@ def check_epoch_model(pipeline, model, epochs):
     Pipelines call this before any work (before fitting feature stages, before splitting off
     validation data), so a wrong model costs nothing.
 
+    Parameters
+    ----------
+    pipeline : TrainingPipeline or UnifiedMLPipeline
+        The pipeline the error message names.
+    model : estimator or PipelineStage
+        The model to train.
+    epochs : int
+        The ``epochs`` asked for, quoted in the message.
+
     Raises
     ------
     TypeError
@@ -351,6 +408,17 @@ def fit_epochs(training_pipeline, stage, X, y, *, parent=None, **fit_params):
     ValueError
         For a bad ``epochs`` / ``batch_size`` / ``validation``, a scorer name scikit-learn does not
         know (with close matches), or a monitored metric never produced (end of the first epoch).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import SGDClassifier
+    >>> from ml_toolbox import PipelineStage, TrainingPipeline
+    >>> X, y = load_iris(return_X_y=True)
+    >>> tp = TrainingPipeline(SGDClassifier(random_state=0), epochs=3, random_state=0)
+    >>> state = fit_epochs(tp, PipelineStage(SGDClassifier(random_state=0), name="model"), X, y)
+    >>> sorted(state), state["n_epochs_"], state["history_"].metric_names
+    (['history_', 'metrics_', 'n_epochs_', 'stage_'], 3, ['train_loss', 'train_score'])
     """
     tp = training_pipeline
     owner = _owner(tp)

@@ -104,7 +104,7 @@ def _stage_view(name, estimator):
 
 
 class Pipeline(_skpipeline.Pipeline, BasePipeline):
-    """scikit-learn's :class:`~sklearn.pipeline.Pipeline`, with monitor, retry, debugger, fast path.
+    """A drop-in for scikit-learn's :class:`~sklearn.pipeline.Pipeline`, with plug-ins and fast path.
 
     A drop-in: everything scikit-learn's Pipeline does, this one does the same way (it is a
     subclass; scikit-learn's own ``sklearn/tests/test_pipeline.py`` is run against it in CI). The
@@ -225,10 +225,24 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
             raise
 
     def fit(self, X, y=None, **params):
-        """Fit the steps one after the other, then the last one. Returns self.
+        """Fit the steps one after the other, then the last one.
 
         scikit-learn's :meth:`~sklearn.pipeline.Pipeline.fit`; with a plug-in attached, each step
         runs through the toolbox's execution loop (hooks, retry) with the same routed parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Training data for the first step.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets, passed to every step's ``fit``.
+        **params : dict
+            Fit parameters routed to the steps (``step__param`` without metadata routing).
+
+        Returns
+        -------
+        Pipeline
+            This pipeline, fitted.
         """
         plugins, policy = self._active()
         if not plugins and policy is None:
@@ -240,7 +254,22 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
     @available_if(_skpipeline.Pipeline._can_fit_transform)
     def fit_transform(self, X, y=None, **params):
-        """Fit the steps and return the last step's transform of ``X``."""
+        """Fit the steps and return the last step's transform of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Training data for the first step.
+        y : array-like of shape (n_samples,), default=None
+            Targets, passed to every step's ``fit``.
+        **params : dict
+            Fit parameters routed to the steps.
+
+        Returns
+        -------
+        ndarray or DataFrame of shape (n_samples, n_features_out)
+            ``X`` transformed by every step (a DataFrame under ``set_output(transform="pandas")``).
+        """
         plugins, policy = self._active()
         if not plugins and policy is None:
             out = super().fit_transform(X, y, **params)
@@ -251,7 +280,22 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
     @available_if(_final_has("fit_predict"))
     def fit_predict(self, X, y=None, **params):
-        """Fit the transformers, then return the last step's ``fit_predict`` on their output."""
+        """Fit the transformers, then return the last step's ``fit_predict`` on their output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Training data for the first step.
+        y : array-like of shape (n_samples,), default=None
+            Targets, passed to every step's ``fit``.
+        **params : dict
+            Fit parameters routed to the steps.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The last step's ``fit_predict`` (e.g. cluster labels).
+        """
         plugins, policy = self._active()
         if not plugins and policy is None:
             out = super().fit_predict(X, y, **params)
@@ -427,31 +471,96 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
     @available_if(_final_has("predict"))
     def predict(self, X, **params):
-        """The last step's ``predict`` on the transformed ``X`` (``params`` go to it)."""
+        """Transform ``X`` through the steps and return the last step's ``predict``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        **params : dict
+            Parameters routed to the steps, as scikit-learn's Pipeline routes them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+        """
         out = self._serve(X, "predict", params)
         return super().predict(X, **params) if out is NotImplemented else out
 
     @available_if(_final_has("predict_proba"))
     def predict_proba(self, X, **params):
-        """The last step's ``predict_proba`` on the transformed ``X``."""
+        """Transform ``X`` through the steps and return the last step's ``predict_proba``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        **params : dict
+            Parameters routed to the steps, as scikit-learn's Pipeline routes them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Class probabilities, columns in the order of ``classes_``.
+        """
         out = self._serve(X, "predict_proba", params)
         return super().predict_proba(X, **params) if out is NotImplemented else out
 
     @available_if(_final_has("predict_log_proba"))
     def predict_log_proba(self, X, **params):
-        """The last step's ``predict_log_proba`` on the transformed ``X``."""
+        """Transform ``X`` through the steps and return the last step's ``predict_log_proba``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        **params : dict
+            Parameters routed to the steps, as scikit-learn's Pipeline routes them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log of the class probabilities, columns in the order of ``classes_``.
+        """
         out = self._serve(X, "predict_log_proba", params)
         return super().predict_log_proba(X, **params) if out is NotImplemented else out
 
     @available_if(_final_has("decision_function"))
     def decision_function(self, X, **params):
-        """The last step's ``decision_function`` on the transformed ``X``."""
+        """Transform ``X`` through the steps and return the last step's ``decision_function``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        **params : dict
+            Parameters routed to the steps, as scikit-learn's Pipeline routes them.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Confidence scores (one column for binary problems).
+        """
         out = self._serve(X, "decision_function", params)
         return super().decision_function(X, **params) if out is NotImplemented else out
 
     @available_if(_can_transform)
     def transform(self, X, **params):
-        """Every step's ``transform`` in turn."""
+        """Run every step's ``transform`` in turn.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        **params : dict
+            Parameters routed to the steps' ``transform``.
+
+        Returns
+        -------
+        ndarray or DataFrame of shape (n_samples, n_features_out)
+            ``X`` transformed by every step.
+        """
         out = self._serve(X, "transform", params)
         return super().transform(X, **params) if out is NotImplemented else out
 
@@ -461,10 +570,27 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         return _skpipeline.Pipeline._html_repr(self)
 
     def save(self, store, name, *, metrics=None, tags=None, message=None, **options):
-        """Save this pipeline as a new version in a versioned store; returns the version number.
+        """Save this pipeline as a new version in a versioned store.
 
-        ``store`` is a :class:`PipelinePersistence` or a directory path; see
-        :meth:`UnifiedMLPipeline.save`.
+        Parameters
+        ----------
+        store : PipelinePersistence, str or path-like
+            The store, or its location (a directory or an fsspec URL).
+        name : str
+            The pipeline's name in the store.
+        metrics : dict of str to float, default=None
+            Metrics recorded with the version.
+        tags : dict of str to str, default=None
+            Free-form tags recorded with the version.
+        message : str, default=None
+            A note recorded with the version.
+        **options : dict
+            Passed to :meth:`PipelinePersistence.save` (e.g. ``format``, ``parent``).
+
+        Returns
+        -------
+        int
+            The new version number.
         """
         from .persistence import PipelinePersistence
 
@@ -474,7 +600,29 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
 
     @classmethod
     def load(cls, store, name, version=None, **options):
-        """Load a saved Pipeline: the latest version, a version number, or an alias name."""
+        """Load a saved Pipeline: the latest version, a version number, or an alias name.
+
+        Parameters
+        ----------
+        store : PipelinePersistence, str or path-like
+            The store, or its location (a directory or an fsspec URL).
+        name : str
+            The pipeline's name in the store.
+        version : int or str, default=None
+            A version number or an alias; None loads the latest version.
+        **options : dict
+            Passed to :meth:`PipelinePersistence.load` (e.g. ``trusted``, ``verify``).
+
+        Returns
+        -------
+        Pipeline
+            The saved pipeline, fitted as it was saved.
+
+        Raises
+        ------
+        TypeError
+            The saved object is not a Pipeline of this class.
+        """
         from .persistence import PipelinePersistence
 
         obj = PipelinePersistence.from_location(store).load(name, version=version, **options)
@@ -490,15 +638,21 @@ def make_pipeline(*steps, memory=None, transform_input=None, verbose=False, **to
     Parameters
     ----------
     *steps : estimators
-    memory, transform_input, verbose
-        As for :class:`Pipeline` (scikit-learn's).
-    **toolbox_params
+        The steps, transformers then a final estimator.
+    memory : str or object with the joblib.Memory interface, default=None
+        Caches the fitted transformers, as for :class:`Pipeline`.
+    transform_input : list of str, default=None
+        Metadata transformed through the steps, as for :class:`Pipeline`.
+    verbose : bool, default=False
+        Print a line per step fitted, as for :class:`Pipeline`.
+    **toolbox_params : dict
         The toolbox's keyword parameters of :class:`Pipeline` (``monitor``, ``retry``,
         ``debugger``, ``fast_inference``, ``name``).
 
     Returns
     -------
     Pipeline
+        The pipeline, not fitted; step names are the lower-cased class names.
 
     Examples
     --------

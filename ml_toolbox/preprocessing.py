@@ -66,7 +66,25 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return [pd.Series(pd.to_datetime(X[:, i])) for i in range(X.shape[1])]
 
     def fit(self, X, y=None):
-        """Record, per column, the parts to make. Returns self."""
+        """Record, per column, the parts to make.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Datetime columns (naive or timezone-aware).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        DatetimeFeatures
+            This transformer.
+
+        Raises
+        ------
+        ValueError
+            ``parts`` names a part that is not one of the allowed ones.
+        """
         unknown = sorted(set(self.parts) - set(_DATE_PARTS))
         if unknown:
             raise ValueError(f"DatetimeFeatures: unknown parts {unknown}; allowed: {list(_DATE_PARTS)}")
@@ -85,7 +103,18 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """The parts of each column, as float64 (NaN for a missing value)."""
+        """Compute the parts of each column, as float64 (NaN for a missing value).
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Datetime columns, as in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out)
+            One column per part made, in the order of :meth:`get_feature_names_out`.
+        """
         check_is_fitted(self)
         columns = self._columns(X)
         if len(columns) != self.n_features_in_:
@@ -98,7 +127,19 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
         return np.column_stack(out)
 
     def get_feature_names_out(self, input_features=None):
-        """``<column>_<part>`` per part made."""
+        """Name the output features: ``<column>_<part>`` per part made.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Input column names; None uses ``feature_names_in_`` (DataFrame input), else
+            ``x0``, ``x1``...
+
+        Returns
+        -------
+        ndarray of str
+            The output feature names.
+        """
         check_is_fitted(self)
         if input_features is None:
             input_features = getattr(self, "feature_names_in_",
@@ -266,12 +307,38 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
         return ColumnTransformer(parts, remainder="drop")
 
     def fit(self, X, y=None):
-        """Sort the columns and fit the column transformer. Returns self."""
+        """Sort the columns by dtype and fit the column transformer.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Mixed columns: numbers, strings or categories, datetimes.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for the target encoding of high-cardinality columns.
+
+        Returns
+        -------
+        AutoPreprocessor
+            This transformer; the fitted column transformer is ``column_transformer_``.
+        """
         self.fit_transform(X, y)
         return self
 
     def fit_transform(self, X, y=None):
-        """Fit, and return the transformed ``X``."""
+        """Fit, and return the transformed ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Mixed columns: numbers, strings or categories, datetimes.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for the target encoding of high-cardinality columns.
+
+        Returns
+        -------
+        ndarray or sparse matrix of shape (n_samples, n_features_out)
+            The imputed, scaled and encoded features.
+        """
         self._check_params()
         _check_shape(X, "AutoPreprocessor")
         numeric, categorical, datetime = self._split_columns(X)
@@ -300,13 +367,36 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
         return Xt
 
     def transform(self, X):
-        """Impute, scale and encode ``X`` as learnt in ``fit``."""
+        """Impute, scale and encode ``X`` as learnt in ``fit``.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Mixed columns: numbers, strings or categories, datetimes.
+
+        Returns
+        -------
+        ndarray or sparse matrix of shape (n_samples, n_features_out)
+            The features, columns as :meth:`get_feature_names_out` names them.
+        """
         check_is_fitted(self)
         _check_shape(X, "AutoPreprocessor")
         return self.column_transformer_.transform(X if hasattr(X, "columns") else np.asarray(X))
 
     def get_feature_names_out(self, input_features=None):
-        """Output feature names (``numeric__age``, ``categorical__city_a``...)."""
+        """Name the output features (``numeric__age``, ``categorical__city_a``...).
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Input column names; None uses ``feature_names_in_`` (DataFrame input), else
+            ``x0``, ``x1``...
+
+        Returns
+        -------
+        ndarray of str
+            The output feature names.
+        """
         check_is_fitted(self)
         return self.column_transformer_.get_feature_names_out(input_features)
 

@@ -47,6 +47,11 @@ BAR_WIDTH = 20  # characters: at 80 columns, room is left for the description or
 def in_notebook():
     """Whether the code runs in a Jupyter kernel (IPython's ``ZMQInteractiveShell`` or similar).
 
+    Returns
+    -------
+    bool
+        True inside a Jupyter kernel, False in a terminal, a script or a plain IPython shell.
+
     Examples
     --------
     >>> in_notebook()
@@ -94,6 +99,7 @@ def is_watching(verbose=1, *, stream=None, env=None, notebook=None, console=None
     Returns
     -------
     bool
+        True when a progress display should be drawn.
 
     Examples
     --------
@@ -147,6 +153,7 @@ def shrinking_text_column(template, *, style=None, separator=None):
     Returns
     -------
     rich.progress.ProgressColumn
+        The column, to pass to :class:`rich.progress.Progress` with the other columns.
 
     Examples
     --------
@@ -212,9 +219,21 @@ def shrinking_text_column(template, *, style=None, separator=None):
 
 
 def fixed():
-    """A rich table column that keeps its width (``no_wrap``): pass it as ``table_column=`` to the
-    bar, count and time columns, so a narrow terminal shrinks the :func:`shrinking_text_column`
-    instead."""
+    """Make a rich table column that keeps its width (``no_wrap``).
+
+    Pass it as ``table_column=`` to the bar, count and time columns, so a narrow terminal shrinks
+    the :func:`shrinking_text_column` instead.
+
+    Returns
+    -------
+    rich.table.Column
+        A column with ``no_wrap=True``.
+
+    Examples
+    --------
+    >>> fixed().no_wrap
+    True
+    """
     from rich.table import Column
 
     return Column(no_wrap=True)
@@ -236,8 +255,10 @@ def progress_bar(*, verbose=1, console=None, transient=False, disable=None, env=
     disable : bool, default=None
         Force the display off (True) or on (False); None decides with :func:`is_watching`
         (on the console's file when a console is given).
-    env, notebook
-        Passed to :func:`is_watching`.
+    env : mapping, default=None
+        The environment :func:`is_watching` reads ``CI`` from (default ``os.environ``).
+    notebook : bool, default=None
+        Whether this runs in a Jupyter kernel, for :func:`is_watching` (default: detected).
     get_time : callable, default=None
         Clock for rich (tests inject one).
 
@@ -289,11 +310,23 @@ def track(iterable, description="working", *, total=None, verbose=1, console=Non
     Parameters
     ----------
     iterable : iterable
+        The items to go through.
     description : str, default="working"
+        The text shown before the bar.
     total : int, default=None
         Number of items (default ``len(iterable)`` when it has one).
-    verbose, console, transient, disable, env, notebook
-        As for :func:`progress_bar`.
+    verbose : int or bool, default=1
+        0 draws nothing, as for :func:`progress_bar`.
+    console : rich.console.Console, default=None
+        Where to draw (default: rich's console on stderr).
+    transient : bool, default=False
+        Remove the bar when done.
+    disable : bool, default=None
+        Force the display off (True) or on (False); None decides with :func:`is_watching`.
+    env : mapping, default=None
+        The environment :func:`is_watching` reads ``CI`` from (default ``os.environ``).
+    notebook : bool, default=None
+        Whether this runs in a Jupyter kernel (default: detected).
 
     Yields
     ------
@@ -331,8 +364,10 @@ class StageProgress(PipelinePlugin):
     Parameters
     ----------
     console : rich.console.Console, default=None
+        Where to draw (default: rich's console on stderr).
     disable : bool, default=None
-        As for :func:`progress_bar`.
+        Force the display off (True) or on (False); None draws only when a person is watching,
+        as for :func:`progress_bar`.
 
     Examples
     --------
@@ -357,6 +392,13 @@ class StageProgress(PipelinePlugin):
         self._bars = {}
 
     def before_run(self, run):
+        """Start a bar for a fitting run, a step per stage (other runs draw nothing).
+
+        Parameters
+        ----------
+        run : RunContext
+            The pipeline run.
+        """
         if run.mode not in self.FITTING_MODES:
             return
         bar = progress_bar(console=self.console, disable=self.disable)
@@ -365,6 +407,13 @@ class StageProgress(PipelinePlugin):
         self._bars[run.run_id] = (bar, task)
 
     def after_stage(self, ctx):
+        """Advance the run's bar by one step, naming the stage done.
+
+        Parameters
+        ----------
+        ctx : StageContext
+            The stage run that ended.
+        """
         entry = self._bars.get(ctx.run.run_id)
         if entry is not None:
             entry[0].update(entry[1], advance=1, description=(
@@ -376,7 +425,23 @@ class StageProgress(PipelinePlugin):
             entry[0].stop()
 
     def after_run(self, run):
+        """Stop the run's bar.
+
+        Parameters
+        ----------
+        run : RunContext
+            The pipeline run.
+        """
         self._close(run)
 
     def on_run_error(self, run, error):
+        """Stop the run's bar; the error propagates as it is.
+
+        Parameters
+        ----------
+        run : RunContext
+            The pipeline run.
+        error : BaseException
+            The error that ended the run.
+        """
         self._close(run)

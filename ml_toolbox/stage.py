@@ -24,7 +24,17 @@ _METHODS = ("transform", "predict", "predict_proba", "predict_log_proba", "decis
 
 
 def default_stage_name(estimator):
-    """The name a stage gets when none is given: the lower-cased class or function name.
+    """Name a stage when no name is given: the lower-cased class or function name.
+
+    Parameters
+    ----------
+    estimator : estimator, callable, "passthrough" or None
+        What the stage wraps.
+
+    Returns
+    -------
+    str
+        The name: ``"passthrough"`` for None, ``"function"`` for a lambda.
 
     Examples
     --------
@@ -59,8 +69,18 @@ def _wrapped_has(attr):
 
 
 class HTMLReprMixin:
-    """Show ``_html_repr()`` in notebooks with every supported scikit-learn: 1.7 and later call
-    that hook themselves; 1.6 calls ``estimator_html_repr`` from these two methods."""
+    """Show ``_html_repr()`` in notebooks with every supported scikit-learn.
+
+    scikit-learn 1.7 and later call that hook themselves; 1.6 calls ``estimator_html_repr`` from
+    these two methods.
+
+    Examples
+    --------
+    >>> from ml_toolbox import PipelineStage
+    >>> from ml_toolbox.stage import HTMLReprMixin
+    >>> issubclass(PipelineStage, HTMLReprMixin), "<div" in PipelineStage()._repr_html_()
+    (True, True)
+    """
 
     def _repr_html_inner(self):
         return self._html_repr()
@@ -168,7 +188,22 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
     # -- scikit-learn API ---------------------------------------------------------------
     def fit(self, X, y=None, **params):
-        """Fit a clone of the wrapped estimator on ``X`` (and ``y``). Returns self."""
+        """Fit a clone of the wrapped estimator on ``X`` (and ``y``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for a supervised estimator.
+        **params : dict
+            Passed to the wrapped estimator's fitting method (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        PipelineStage
+            This stage; the fitted clone is ``estimator_``.
+        """
         est = self._make_estimator()
         est.fit(X, y, **params)
         self.estimator_ = est
@@ -177,7 +212,22 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
     @available_if(_wrapped_has("transform"))
     def fit_transform(self, X, y=None, **params):
-        """Fit a clone of the wrapped estimator and return its transform of ``X``."""
+        """Fit a clone of the wrapped estimator and return its transform of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for a supervised estimator.
+        **params : dict
+            Passed to the wrapped estimator's fitting method (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The wrapped estimator's transform of ``X``.
+        """
         est = self._make_estimator()
         if hasattr(est, "fit_transform"):
             Xt = est.fit_transform(X, y, **params)
@@ -189,7 +239,27 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
     @available_if(_wrapped_has("partial_fit"))
     def partial_fit(self, X, y=None, **params):
-        """Update the wrapped estimator with one batch (the first call starts from a clone)."""
+        """Update the wrapped estimator with one batch (the first call starts from a clone).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            One batch.
+        y : array-like of shape (n_samples,), default=None
+            Targets of the batch, for a supervised estimator.
+        **params : dict
+            Passed to the wrapped estimator's ``partial_fit`` (e.g. ``classes`` on the first call).
+
+        Returns
+        -------
+        PipelineStage
+            This stage.
+
+        Raises
+        ------
+        AttributeError
+            The wrapped estimator has no ``partial_fit``.
+        """
         est = self.__dict__.get("estimator_")
         if est is None:
             est = self._make_estimator()
@@ -203,43 +273,126 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
     @available_if(_wrapped_has("transform"))
     def transform(self, X):
-        """Transform ``X`` with the fitted estimator."""
+        """Transform ``X`` with the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The wrapped estimator's transform.
+        """
         check_is_fitted(self)
         return self.estimator_.transform(X)
 
     @available_if(_wrapped_has("inverse_transform"))
     def inverse_transform(self, X):
-        """Inverse-transform ``X`` with the fitted estimator."""
+        """Inverse-transform ``X`` with the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data in the transformed space.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_in)
+            ``X`` mapped back to the original space.
+        """
         check_is_fitted(self)
         return self.estimator_.inverse_transform(X)
 
     @available_if(_wrapped_has("predict"))
     def predict(self, X, **params):
-        """Predict with the fitted estimator."""
+        """Predict with the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+        **params : dict
+            Passed to the wrapped estimator's ``predict``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+        """
         check_is_fitted(self)
         return self.estimator_.predict(X, **params)
 
     @available_if(_wrapped_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities from the fitted estimator."""
+        """Return the class probabilities of the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
 
     @available_if(_wrapped_has("predict_log_proba"))
     def predict_log_proba(self, X):
-        """Class log-probabilities from the fitted estimator."""
+        """Return the class log-probabilities of the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+        """
         check_is_fitted(self)
         return self.estimator_.predict_log_proba(X)
 
     @available_if(_wrapped_has("decision_function"))
     def decision_function(self, X):
-        """Decision function of the fitted estimator."""
+        """Return the decision function of the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Confidence scores (one column for binary problems).
+        """
         check_is_fitted(self)
         return self.estimator_.decision_function(X)
 
     @available_if(_wrapped_has("score"))
     def score(self, X, y=None, sample_weight=None):
-        """Score of the fitted estimator on ``X``, ``y``."""
+        """Score the fitted estimator on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+        y : array-like of shape (n_samples,), default=None
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, passed on only when given.
+
+        Returns
+        -------
+        float
+            The wrapped estimator's ``score`` (accuracy for a classifier, R² for a regressor).
+        """
         check_is_fitted(self)
         if sample_weight is not None:
             return self.estimator_.score(X, y, sample_weight=sample_weight)
@@ -247,7 +400,18 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
     @available_if(_wrapped_has("get_feature_names_out"))
     def get_feature_names_out(self, input_features=None):
-        """Output feature names of the fitted estimator."""
+        """Return the output feature names of the fitted estimator.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Input feature names, as scikit-learn's ``get_feature_names_out`` takes them.
+
+        Returns
+        -------
+        ndarray of str
+            The names of the output features.
+        """
         check_is_fitted(self)
         return self.estimator_.get_feature_names_out(input_features)
 
@@ -260,6 +424,16 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
         """Set the output container of ``transform`` ("default", "pandas", "polars").
 
         Passed on to the wrapped estimator, as :meth:`sklearn.pipeline.Pipeline.set_output` does.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            The container; None leaves the configuration as it is.
+
+        Returns
+        -------
+        PipelineStage
+            This stage.
         """
         if transform is None:
             return self
@@ -301,14 +475,31 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
 
         Parameters
         ----------
-        X, y : data
-        mode : {"fit", "fit_transform", "partial_fit", "partial_fit_transform", "transform", "predict", "predict_proba", \
-"predict_log_proba", "decision_function", "score", "inverse_transform"}
-            ``"fit"`` and ``"partial_fit"`` return the stage itself; ``"score"`` takes ``y``;
-            ``"partial_fit_transform"`` updates the stage with the batch and returns its transform;
-            the others return the wrapped estimator's output.
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Input of the wrapped estimator.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for the fitting modes and ``"score"``.
+        mode : str, default="fit"
+            One of ``"fit"``, ``"fit_transform"``, ``"partial_fit"``,
+            ``"partial_fit_transform"``, ``"transform"``, ``"predict"``, ``"predict_proba"``,
+            ``"predict_log_proba"``, ``"decision_function"``, ``"score"``,
+            ``"inverse_transform"``.
         **params : dict
             Passed to the fitting method (e.g. ``sample_weight``, ``classes``).
+
+        Returns
+        -------
+        PipelineStage, ndarray, DataFrame or float
+            ``"fit"`` and ``"partial_fit"`` return the stage itself; ``"score"`` a float;
+            ``"partial_fit_transform"`` updates the stage with the batch and returns its
+            transform; the others return the wrapped estimator's output.
+
+        Raises
+        ------
+        NotFittedError
+            An inference mode on a stage that is not fitted.
+        ValueError
+            An unknown ``mode``, with the list of known ones.
         """
         est = self.__dict__.get("estimator_")
         if est is not None and mode in _INFERENCE_MODES:  # the hot path: a fitted stage serving

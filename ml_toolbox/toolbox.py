@@ -205,7 +205,29 @@ class MLToolbox:
         self.task = task
 
     def register(self, name, factory, *, overwrite=False):
-        """Register ``factory`` under ``name``; returns the factory (usable as a decorator)."""
+        """Register ``factory`` under ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The component name configs and :meth:`create` use.
+        factory : class or callable
+            Called with the component's parameters to build it.
+        overwrite : bool, default=False
+            Replace a component already registered under ``name``.
+
+        Returns
+        -------
+        class or callable
+            ``factory`` itself, so ``register`` can be used as a decorator.
+
+        Raises
+        ------
+        ValueError
+            An empty name, or a name already registered without ``overwrite``.
+        TypeError
+            ``factory`` is not callable.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"MLToolbox.register: name must be a non-empty string, got {name!r}.")
         if not callable(factory):
@@ -218,8 +240,20 @@ class MLToolbox:
         return factory
 
     def resolve(self, name):
-        """The factory of the component ``name``: a registered one first, then ml_toolbox's own
-        (``"AutoPreprocessor"``), then any scikit-learn estimator by its class name (``"PCA"``).
+        """Find the factory of the component ``name``.
+
+        A registered one first, then ml_toolbox's own (``"AutoPreprocessor"``), then any
+        scikit-learn estimator by its class name (``"PCA"``).
+
+        Parameters
+        ----------
+        name : str
+            The component name.
+
+        Returns
+        -------
+        class or callable
+            The factory.
 
         Raises
         ------
@@ -240,15 +274,45 @@ class MLToolbox:
         return factory
 
     def create(self, name, **params):
-        """A new instance of the component ``name`` (see :meth:`resolve`), with ``params``."""
+        """Create a new instance of the component ``name`` (see :meth:`resolve`).
+
+        Parameters
+        ----------
+        name : str
+            The component name.
+        **params : dict
+            Passed to the factory.
+
+        Returns
+        -------
+        object
+            The new component (an estimator, for every built-in name).
+        """
         return self.resolve(name)(**params)
 
     def available_components(self):
-        """Every name :meth:`create` accepts, sorted: registered, ml_toolbox's, scikit-learn's."""
+        """List every name :meth:`create` accepts: registered, ml_toolbox's, scikit-learn's.
+
+        Returns
+        -------
+        list of str
+            The names, sorted.
+        """
         return sorted({*self.components, *_builtin_components(), *sklearn_estimators()})
 
     def name_of(self, estimator):
-        """The component name under which ``estimator``'s class is known, or None."""
+        """Find the component name under which ``estimator``'s class is known.
+
+        Parameters
+        ----------
+        estimator : object
+            An instance of a component.
+
+        Returns
+        -------
+        str or None
+            The name (registered names first), or None for a class the toolbox does not know.
+        """
         cls = type(estimator)
         for name, factory in self.components.items():
             if factory is cls:
@@ -261,12 +325,35 @@ class MLToolbox:
         return None
 
     def default_features(self):
-        """The default feature stages: ``[("preprocessing", AutoPreprocessor())]``."""
+        """Build the default feature stages.
+
+        Returns
+        -------
+        list of (str, estimator)
+            ``[("preprocessing", AutoPreprocessor())]``.
+        """
         return [("preprocessing", AutoPreprocessor())]
 
     def choose_task(self, y):
-        """``Bunch(task, reason)``: the toolbox's ``task`` when set, else :func:`infer_task`'s
-        rule applied to ``y`` (missing values in ``y`` are refused either way)."""
+        """Choose the task: the toolbox's ``task`` when set, else :func:`infer_task`'s rule on ``y``.
+
+        Missing values in ``y`` are refused either way.
+
+        Parameters
+        ----------
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The training target.
+
+        Returns
+        -------
+        sklearn.utils.Bunch
+            ``task`` (``"classification"`` or ``"regression"``) and ``reason`` (why, in words).
+
+        Raises
+        ------
+        ValueError
+            ``y`` is None, has missing values, or the toolbox's ``task`` is not a known one.
+        """
         _check_task(self.task, "MLToolbox")
         if y is None:
             raise ValueError("MLToolbox.default_model: no target y was given, so no model can be "
@@ -281,6 +368,16 @@ class MLToolbox:
         ``task``): :class:`~sklearn.linear_model.LogisticRegression` for classification
         (wrapped in :class:`~sklearn.multioutput.MultiOutputClassifier` for a 2-D target),
         :class:`~sklearn.linear_model.Ridge` for regression.
+
+        Parameters
+        ----------
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The training target.
+
+        Returns
+        -------
+        estimator
+            A new, unfitted model.
         """
         task = self.choose_task(y).task
         if task == "regression":

@@ -102,6 +102,7 @@ class TrainingPipeline(BasePipeline):
         The model. Required by ``fit`` (a :class:`UnifiedMLPipeline` chooses one from its
         toolbox when you give none).
     name : str, default="training_pipeline"
+        Name used by plug-ins and error messages.
     scoring : str, callable, list or dict, default=None
         What ``metrics_`` reports: scikit-learn scorer names (``"accuracy"``, ``"r2"``...),
         scorer callables ``f(estimator, X, y)``, or several of them. None uses the model's own
@@ -110,11 +111,27 @@ class TrainingPipeline(BasePipeline):
     validation : float or (X_val, y_val), default=None
         Held-out data for ``validation_*`` metrics: a fraction of the training data split off
         before fitting (stratified for classifiers, with ``random_state``), or explicit data.
-    epochs, batch_size, shuffle, random_state, callbacks, verbose
-        The epoch training lifecycle over ``partial_fit`` (see :mod:`ml_toolbox.lifecycle`).
-        ``random_state`` also seeds the ``validation`` split.
-    monitor, debugger, retry_handler, enable_retry
-        Plug-ins, as for every pipeline.
+    epochs : int, default=None
+        Train over this many epochs of mini-batch ``partial_fit`` calls (see
+        :mod:`ml_toolbox.lifecycle`); None fits the model once with ``fit``.
+    batch_size : int, default=None
+        Rows per ``partial_fit`` call in an epoch; None uses the whole training set.
+    shuffle : bool, default=True
+        Shuffle the rows before each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffling and the ``validation`` split.
+    callbacks : list of Callback, default=None
+        Called at the start and end of the run and of each epoch (e.g. :class:`EarlyStopping`).
+    verbose : int, default=0
+        With 1, an epoch run draws a progress bar when a person is watching; 0 is silent.
+    monitor : PipelineMonitor, default=None
+        Records every stage run (time, rows, bytes, errors, warnings, retries).
+    debugger : PipelineDebugger, default=None
+        Breakpoints, traces, snapshots and post-mortems of stage runs.
+    retry_handler : RetryHandler, default=None
+        How a failing stage run is re-attempted.
+    enable_retry : bool, default=True
+        Whether ``retry_handler`` (or the one handed down by a UnifiedMLPipeline) applies.
 
     Attributes
     ----------
@@ -125,6 +142,7 @@ class TrainingPipeline(BasePipeline):
     metrics_ : dict
         ``train_<score>`` and ``validation_<score>`` values (empty when none were asked for).
     n_features_in_ : int
+        Number of features seen during ``fit``.
 
     Examples
     --------
@@ -169,7 +187,25 @@ class TrainingPipeline(BasePipeline):
         return PipelineStage(model, name=MODEL_STAGE)
 
     def scorers(self, estimator):
-        """``{name: scorer}`` for ``scoring``, validated (unknown names list close matches)."""
+        """Build the scorers ``scoring`` asks for, validated.
+
+        Parameters
+        ----------
+        estimator : estimator
+            The model the scorers will score (None ``scoring`` uses its own ``score``).
+
+        Returns
+        -------
+        dict of str to callable
+            ``{name: scorer}``; a scorer is called as ``scorer(estimator, X, y)``.
+
+        Raises
+        ------
+        TypeError
+            ``scoring`` is not a name, a callable, a list or a dict of them.
+        ValueError
+            A name scikit-learn does not know (the message lists close matches).
+        """
         scoring = self.scoring
         if scoring is None:
             return {"score": check_scoring(estimator)}
@@ -195,7 +231,28 @@ class TrainingPipeline(BasePipeline):
         return out
 
     def compute_metrics(self, fitted_model, X, y, X_val=None, y_val=None, scorers=None):
-        """``{"train_<name>": ..., "validation_<name>": ...}`` for a fitted model."""
+        """Score a fitted model on the training data and, when given, the validation data.
+
+        Parameters
+        ----------
+        fitted_model : estimator
+            The fitted model.
+        X : array-like of shape (n_samples, n_features)
+            Training features.
+        y : array-like of shape (n_samples,)
+            Training targets.
+        X_val : array-like of shape (n_val_samples, n_features), default=None
+            Validation features; None scores the training data only.
+        y_val : array-like of shape (n_val_samples,), default=None
+            Validation targets.
+        scorers : dict of str to callable, default=None
+            As :meth:`scorers` returns them; None builds them from ``scoring``.
+
+        Returns
+        -------
+        dict of str to float
+            ``{"train_<name>": ..., "validation_<name>": ...}``.
+        """
         scorers = self.scorers(fitted_model) if scorers is None else scorers
         metrics = {}
         for prefix, (Xs, ys) in (("train", (X, y)), ("validation", (X_val, y_val))):
@@ -254,7 +311,23 @@ class TrainingPipeline(BasePipeline):
             self.feature_names_in_ = stage.feature_names_in_
 
     def fit(self, X, y=None, **fit_params):
-        """Fit the model (a clone of it) on ``X``, ``y``. Returns self."""
+        """Fit the model (a clone of it) on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Features.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets.
+        **fit_params : dict
+            Passed to the model's ``fit`` (or each ``partial_fit`` with ``epochs``), e.g.
+            ``sample_weight``.
+
+        Returns
+        -------
+        TrainingPipeline
+            This pipeline; the fitted model is ``model_``, the metrics ``metrics_``.
+        """
         schema = InputSchema.from_data(X, self.owner)
         check_y_length(shape_of(X), y, self.owner)
         state = self._fit_state(X, y, **fit_params)
@@ -277,22 +350,70 @@ class TrainingPipeline(BasePipeline):
 
     @available_if(_model_has("predict"))
     def predict(self, X):
-        """Predictions of the fitted model."""
+        """Predict with the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Features, checked against what the model saw at fit time.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+        """
         return self._predict(self._checked(X), "predict")
 
     @available_if(_model_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities of the fitted model."""
+        """Return the class probabilities of the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Features, checked against what the model saw at fit time.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+        """
         return self._predict(self._checked(X), "predict_proba")
 
     @available_if(_model_has("decision_function"))
     def decision_function(self, X):
-        """Decision function of the fitted model."""
+        """Return the decision function of the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Features, checked against what the model saw at fit time.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Confidence scores (one column for binary problems).
+        """
         return self._predict(self._checked(X), "decision_function")
 
     @available_if(_model_has("score"))
     def score(self, X, y=None, sample_weight=None):
-        """The fitted model's ``score`` on ``X``, ``y``."""
+        """Score the fitted model on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Features, checked against what the model saw at fit time.
+        y : array-like of shape (n_samples,), default=None
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, passed on only when given.
+
+        Returns
+        -------
+        float
+            The model's ``score`` (accuracy for a classifier, R² for a regressor).
+        """
         params = {"sample_weight": sample_weight} if sample_weight is not None else None
         return self._predict(self._checked(X), "score", y=y, params=params)
 

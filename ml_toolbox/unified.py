@@ -90,16 +90,27 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         The model; None lets the toolbox choose by the kind of target at fit time;
         ``"passthrough"`` makes a features-only pipeline.
     monitor : PipelineMonitor, default=None
+        Records every stage run of the three pipelines (time, rows, bytes, errors, retries).
     retry : RetryHandler, default=None
+        How a failing stage run is re-attempted.
     debugger : PipelineDebugger, default=None
+        Breakpoints, traces, snapshots and post-mortems of stage runs.
     scoring : str, callable, list or dict, default=None
         Metrics reported in ``metrics_`` (see :class:`TrainingPipeline`).
     validation : float or (X_val, y_val), default=None
         Held-out data for ``validation_*`` metrics: a fraction split off the training data before
         anything is fitted, or explicit raw data.
-    epochs, batch_size, shuffle, random_state, callbacks
-        Epoch training over ``partial_fit`` (see the training guide); ``random_state`` also seeds
-        the validation split.
+    epochs : int, default=None
+        Train the model over this many epochs of mini-batch ``partial_fit`` calls (see the
+        training guide); None fits it once with ``fit``.
+    batch_size : int, default=None
+        Rows per ``partial_fit`` call in an epoch; None uses the whole training set.
+    shuffle : bool, default=True
+        Shuffle the rows before each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffling and the ``validation`` split.
+    callbacks : list of Callback, default=None
+        Called at the start and end of the run and of each epoch (e.g. :class:`EarlyStopping`).
     fast_inference : bool, default=True
         Serve predictions through the fast inference path where it applies.
     extra_columns : {"error", "ignore"}, default="error"
@@ -107,6 +118,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         in a serving frame): be refused, or be dropped. Missing, duplicated or retyped columns
         are refused either way.
     name : str, default="unified_pipeline"
+        Name used by plug-ins, runs and error messages.
     verbose : int, default=0
         With 1, fitting draws a progress bar (a step per stage; epochs get their own bar) when a
         person is watching -- a terminal or a notebook, not CI; 0 is silent.
@@ -121,6 +133,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     input_schema_ : InputSchema
         Columns, dtypes and width seen at fit time; every later input is checked against it.
     n_features_in_ : int
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
         Only for DataFrame input.
     metrics_ : dict
@@ -328,7 +341,18 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
 
     # -- parameters -------------------------------------------------------------------------
     def get_params(self, deep=True):
-        """Parameters; with ``deep``, feature stages as ``features__<stage>__<param>``."""
+        """Get the parameters; with ``deep``, feature stages as ``features__<stage>__<param>``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the feature stages' and the model's parameters.
+
+        Returns
+        -------
+        dict
+            Parameter names mapped to their values.
+        """
         out = super().get_params(deep=deep)
         if deep and isinstance(self.features, (list, tuple)):
             view = FeaturePipeline(steps=self.features)
@@ -339,7 +363,18 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         return out
 
     def set_params(self, **params):
-        """Set parameters, including ``features__<stage>__<param>`` and ``model__<param>``."""
+        """Set parameters, including ``features__<stage>__<param>`` and ``model__<param>``.
+
+        Parameters
+        ----------
+        **params : dict
+            Constructor parameters and nested ``features__...`` / ``model__...`` keys.
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            This pipeline.
+        """
         if "features" in params:
             self.features = params.pop("features")
         nested = {key[len("features__"):]: params.pop(key) for key in list(params)
@@ -419,10 +454,23 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         self.task_, self.task_reason_ = state.get("task_"), state.get("task_reason_")
 
     def fit(self, X, y=None, **fit_params):
-        """Fit the feature stages, then the model on their output. Returns self.
+        """Fit the feature stages, then the model on their output.
 
-        ``fit_params`` (e.g. ``sample_weight``) go to the model's ``fit``. A failed fit leaves
-        a previously fitted pipeline exactly as it was.
+        A failed fit leaves a previously fitted pipeline exactly as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw training input; its columns, dtypes and width become ``input_schema_``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets (None for a features-only pipeline or an unsupervised model).
+        **fit_params : dict
+            Passed to the model's ``fit`` (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            This pipeline, fitted.
         """
         with self._tracked("fit", X, y):
             schema, fp_state, tp_state, _ = self._fit_states(X, y, fit_params, False)
@@ -430,7 +478,22 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
-        """Fit, and return the features of ``X`` computed while fitting."""
+        """Fit, and return the features of ``X`` computed while fitting.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw training input; its columns, dtypes and width become ``input_schema_``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Targets (None for a features-only pipeline or an unsupervised model).
+        **fit_params : dict
+            Passed to the model's ``fit`` (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The feature stages' output on ``X``.
+        """
         with self._tracked("fit", X, y):
             schema, fp_state, tp_state, Xt = self._fit_states(X, y, fit_params, False)
             self._commit(schema, fp_state, tp_state)
@@ -444,6 +507,22 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         already be fitted (by an earlier ``fit``) and only transform it. Then the model's
         ``partial_fit`` runs (``classes`` is passed on, as classifiers need on the first call).
         Nothing changes unless the whole update succeeds.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            One batch of raw input.
+        y : array-like of shape (n_samples,), default=None
+            The batch's targets.
+        classes : array-like of shape (n_classes,), default=None
+            Every class label, for a classifier's first call.
+        **params : dict
+            Passed to the model's ``partial_fit`` (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            This pipeline, updated.
         """
         with self._tracked("partial_fit", X, y):
             return self._partial_fit(X, y, classes, **params)
@@ -556,43 +635,165 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
 
     @available_if(_model_has("predict"))
     def predict(self, X):
-        """Predictions for ``X`` (checked against the fit-time schema first)."""
+        """Predict ``X``, checked against the fit-time schema first.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._serve(X, "predict")
 
     @available_if(_model_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities for ``X``."""
+        """Return the class probabilities for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._serve(X, "predict_proba")
 
     @available_if(_model_has("predict_log_proba"))
     def predict_log_proba(self, X):
-        """Class log-probabilities for ``X``."""
+        """Return the class log-probabilities for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._serve(X, "predict_log_proba")
 
     @available_if(_model_has("decision_function"))
     def decision_function(self, X):
-        """Decision function for ``X``."""
+        """Return the model's decision function for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Confidence scores (one column for binary problems).
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         return self._serve(X, "decision_function")
 
     @available_if(_model_has("score"))
     def score(self, X, y=None, sample_weight=None):
-        """The model's score on the features of ``X`` (accuracy, R^2... as the model defines)."""
+        """Score the model on the features of ``X`` (accuracy, R², ... as the model defines).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+        y : array-like of shape (n_samples,), default=None
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, passed on only when given.
+
+        Returns
+        -------
+        float
+            The model's ``score``.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         params = {"sample_weight": sample_weight} if sample_weight is not None else None
         return self._serve(X, "score", y=y, params=params)
 
     def transform(self, X):
-        """The features of ``X``: the fitted feature stages' output."""
+        """Compute the features of ``X``: the fitted feature stages' output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input, checked against ``input_schema_`` first.
+
+        Returns
+        -------
+        ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
+            The last feature stage's output.
+
+        Raises
+        ------
+        InputSchemaError
+            ``X`` has other columns, dtypes or width than at fit time.
+        """
         self._require_fitted()
         X = self.input_schema_.check(X, self)
         return self.feature_pipeline._transform(X, parent=self)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the features the feature stages produce."""
+        """Return the names of the features the feature stages produce.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Names of the input features; None uses ``feature_names_in_`` (DataFrame input).
+
+        Returns
+        -------
+        ndarray of str
+            The names of the output features.
+        """
         check_is_fitted(self)
         return self.feature_pipeline.get_feature_names_out(input_features)
 
     def set_output(self, *, transform=None):
-        """Set the output container of the feature stages ("default", "pandas", "polars")."""
+        """Set the output container of the feature stages ("default", "pandas", "polars").
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"}, default=None
+            The container; None leaves the configuration as it is.
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            This pipeline.
+        """
         self.feature_pipeline.set_output(transform=transform)
         return self
 
@@ -608,13 +809,26 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
 
         Parameters
         ----------
-        X, y : data
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input.
+        y : array-like of shape (n_samples,), default=None
+            Targets, for ``"train"`` and ``"score"``.
         mode : {"train", "predict", "predict_proba", "transform", "score"}, default="train"
-            ``"train"`` (or ``"fit"``) fits and returns ``model`` (the fitted model), ``metrics``
-            (training metrics, and validation metrics when ``validation`` is set) and
-            ``pipeline`` and ``task`` (``"classification"`` or ``"regression"``, see
-            ``task_``); ``"predict"`` returns ``predictions``; ``"predict_proba"``
-            ``probabilities``; ``"transform"`` ``features``; ``"score"`` ``score``.
+            What to do; ``"fit"`` is the same as ``"train"``.
+
+        Returns
+        -------
+        sklearn.utils.Bunch
+            ``"train"`` returns ``model`` (the fitted model), ``metrics`` (training metrics, and
+            validation metrics when ``validation`` is set), ``pipeline`` and ``task``
+            (``"classification"`` or ``"regression"``, see ``task_``); ``"predict"`` returns
+            ``predictions``; ``"predict_proba"`` ``probabilities``; ``"transform"``
+            ``features``; ``"score"`` ``score``.
+
+        Raises
+        ------
+        ValueError
+            An unknown ``mode``, with the list of known ones.
 
         Examples
         --------
@@ -645,11 +859,29 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     # -- config and dry run (see ml_toolbox.config) -----------------------------------------
     @classmethod
     def from_config(cls, config, toolbox=None):
-        """A pipeline from a config: a dict or the path of a JSON file, validated first.
+        """Build a pipeline from a config: a dict or the path of a JSON file, validated first.
 
         Every problem (unknown component or parameter, wrong type, bad graph...) is reported
         at once in a :class:`~ml_toolbox.config.ConfigError`, before anything is fitted.
         See :mod:`ml_toolbox.config` for the format.
+
+        Parameters
+        ----------
+        config : dict, str or path-like
+            The config, or the path of a JSON file holding it.
+        toolbox : MLToolbox, default=None
+            Where component names are looked up (registered components first); None uses a
+            default toolbox.
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            The pipeline, not fitted.
+
+        Raises
+        ------
+        ConfigError
+            Every problem found in the config, listed at once.
 
         Examples
         --------
@@ -664,9 +896,19 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         return from_config(config, toolbox=toolbox)
 
     def to_config(self, path=None):
-        """This pipeline's config (a JSON-able dict); also written to ``path`` when given.
+        """Describe this pipeline as a config (a JSON-able dict); also written to ``path``.
 
         ``UnifiedMLPipeline.from_config(p.to_config())`` has the same parameters as ``p``.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            A JSON file to write the config to; None writes nothing.
+
+        Returns
+        -------
+        dict
+            The config, in the format :meth:`from_config` reads.
         """
         from .config import to_config
 
@@ -686,9 +928,29 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         every class.
 
         Catches shape and type errors in seconds, before a long fit; this pipeline is not
-        changed. Returns a :class:`~sklearn.utils.Bunch` (``n_rows``, ``duration``,
-        ``features_shape``, ``output_shape``, ``stages``); raises
-        :class:`~ml_toolbox.config.DryRunError` naming the stage that failed.
+        changed.
+
+        Parameters
+        ----------
+        X_sample : array-like of shape (n_samples, n_features) or DataFrame
+            Raw input like the real training data.
+        y_sample : array-like of shape (n_samples,), default=None
+            Its targets.
+        n_rows : int, default=200
+            How many rows to fit and predict (all of them when there are fewer).
+
+        Returns
+        -------
+        sklearn.utils.Bunch
+            ``n_rows``, ``duration`` (seconds), ``features_shape``, ``output_shape`` and
+            ``stages`` (what each stage did).
+
+        Raises
+        ------
+        DryRunError
+            A stage failed; the message names it.
+        ValueError
+            ``n_rows`` is not a positive int.
         """
         from .config import dry_run
 
@@ -708,12 +970,31 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
                 "metrics": dict(self.__dict__.get("metrics_", {}))}
 
     def save(self, store, name, *, metrics=None, tags=None, message=None, **options):
-        """Save this pipeline as a new version in a versioned store; returns the version number.
+        """Save this pipeline as a new version in a versioned store.
 
-        ``store`` is a :class:`PipelinePersistence` or a directory path; ``options`` go to
-        :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``, ``parent``,
-        ``plugins``). The plug-ins attached (monitor, debugger, retry handler) are left out of
-        the artifact unless ``plugins="keep"``: attach them again after loading.
+        The plug-ins attached (monitor, debugger, retry handler) are left out of the artifact
+        unless ``plugins="keep"``: attach them again after loading.
+
+        Parameters
+        ----------
+        store : PipelinePersistence, str or path-like
+            The store, or its location (a directory or an fsspec URL).
+        name : str
+            The pipeline's name in the store.
+        metrics : dict of str to float, default=None
+            Metrics recorded with the version.
+        tags : dict of str to str, default=None
+            Free-form tags recorded with the version.
+        message : str, default=None
+            A note recorded with the version.
+        **options : dict
+            Passed to :meth:`PipelinePersistence.save` (``format="skops"``, ``compress``,
+            ``parent``, ``plugins``).
+
+        Returns
+        -------
+        int
+            The new version number.
         """
         from .persistence import PipelinePersistence
 
@@ -732,8 +1013,26 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     def load(cls, store, name, version=None, **options):
         """Load a saved pipeline: the latest version, a version number, or an alias name.
 
-        ``options`` go to :meth:`PipelinePersistence.load` (``mmap_mode``, ``trusted``,
-        ``verify``).
+        Parameters
+        ----------
+        store : PipelinePersistence, str or path-like
+            The store, or its location (a directory or an fsspec URL).
+        name : str
+            The pipeline's name in the store.
+        version : int or str, default=None
+            A version number or an alias; None loads the latest version.
+        **options : dict
+            Passed to :meth:`PipelinePersistence.load` (``mmap_mode``, ``trusted``, ``verify``).
+
+        Returns
+        -------
+        UnifiedMLPipeline
+            The saved pipeline, fitted as it was saved.
+
+        Raises
+        ------
+        TypeError
+            The saved object is not a pipeline of this class.
         """
         from .persistence import PipelinePersistence
 

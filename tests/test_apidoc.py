@@ -34,16 +34,18 @@ def test_sections_render():
     assert ":class:" not in text and "``" not in text.replace("```", "")
 
 
-def test_parse_docstring_sections():
-    doc = _apidoc.parse_docstring("""Do a thing.
+def test_sections_render_from_numpydoc_docscrape():
+    text = _apidoc.render_docstring("""Do a thing.
 
     Longer text
     over two lines.
 
+    Second paragraph.
+
     Parameters
     ----------
     a : int
-        First.
+        First, a :class:`~sklearn.base.BaseEstimator`.
         Still first.
     b
         No type.
@@ -56,13 +58,30 @@ def test_parse_docstring_sections():
     ------
     ValueError
         When a is negative.
-    """)
-    assert doc["summary"] == "Do a thing."
-    assert doc["extended"] == "Longer text\nover two lines."
-    assert doc["sections"]["Parameters"] == [("a", "int", "First. Still first."),
-                                             ("b", "", "No type.")]
-    assert doc["sections"]["Returns"] == [("out", "float", "")]
-    assert doc["sections"]["Raises"] == [("ValueError", "", "When a is negative.")]
+
+    See Also
+    --------
+    other : Does another thing.
+
+    Examples
+    --------
+    Some prose.
+
+    >>> 1 + 1
+    2
+    """, level=2)
+    assert text.split("\n\n") == [
+        "Do a thing.", "Longer text\nover two lines.", "Second paragraph.",
+        "### Parameters", "- **a** (int): First, a `BaseEstimator`. Still first.\n- **b**: No type.",
+        "### Returns", "- **out** (float)",
+        "### Raises", "- ValueError: When a is negative.",
+        "### See Also", "- `other`: Does another thing.",
+        "### Examples", "Some prose.", "```pycon\n>>> 1 + 1\n2\n```"]
+
+
+def test_the_hand_written_parser_is_gone():
+    assert not hasattr(_apidoc, "parse_docstring")
+    assert _apidoc.NumpyDocString.__module__ == "numpydoc.docscrape"
 
 
 def test_check_mode_reports_a_stale_file(tmp_path):

@@ -134,8 +134,8 @@ def test_serving_methods_survive_pickle_and_clone():
     unfitted = clone(pipe)
     assert hasattr(unfitted, "predict_proba")  # the given model says, before fit
     assert not hasattr(clone(UnifiedMLPipeline(model=LinearRegression())), "predict_proba")
-    assert UnifiedMLPipeline.predict.__doc__.startswith("Predictions for ``X``")
-    assert InferencePipeline.predict_proba.__doc__ == "Class probabilities for ``X``."
+    assert UnifiedMLPipeline.predict.__doc__.startswith("Predict ``X``, checked against")
+    assert InferencePipeline.predict_proba.__doc__.startswith("Return the class probabilities for ``X``.")
 
 
 class _Count(PipelinePlugin):
