@@ -22,7 +22,7 @@ from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .lifecycle import check_epoch_model
 from .pipeline import Pipeline
-from .progress import StageProgress, is_watching
+from . import progress
 from .stage import PipelineStage
 from .toolbox import MLToolbox, task_of
 from .training import MODEL_STAGE, TrainingPipeline, split_validation
@@ -226,11 +226,11 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
 
     def _stage_progress(self):
         """The progress plug-in for ``verbose`` fits, when a person is watching (else None)."""
-        if not is_watching(self.verbose):
+        if not progress.is_watching(self.verbose):
             return None
         plugin = self.__dict__.get("_progress_plugin")
         if plugin is None:
-            plugin = self.__dict__["_progress_plugin"] = StageProgress()
+            plugin = self.__dict__["_progress_plugin"] = progress.StageProgress()
         return plugin
 
     def __sklearn_clone__(self):
