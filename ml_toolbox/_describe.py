@@ -26,7 +26,7 @@ __all__ = ["HTMLReprMixin", "register_renderers", "description", "estimator_row"
 
 NO_MONITOR_HINT = "attach a PipelineMonitor to see where the time goes"
 
-_RENDERERS = {}
+_RENDERERS: dict = {}
 
 
 def register_renderers(*, html, rich):
