@@ -18,8 +18,6 @@ renderers :mod:`ml_toolbox.display` registers with :func:`register_renderers` wh
 
 from __future__ import annotations
 
-from sklearn import get_config
-
 __all__ = ["HTMLReprMixin", "register_renderers", "description", "estimator_row", "stage_row",
            "is_fitted", "schema_fact", "plugins_fact", "monitor_history", "last_run", "is_fit",
            "Batches", "format_seconds", "NO_MONITOR_HINT"]
@@ -60,6 +58,8 @@ class HTMLReprMixin:
         return self._html_repr()
 
     def _repr_mimebundle_(self, **kwargs):
+        from sklearn import get_config  # (keeps `import ml_toolbox`, which imports this, light)
+
         output = {"text/plain": repr(self)}
         if get_config()["display"] == "diagram":
             output["text/html"] = self._html_repr()
