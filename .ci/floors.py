@@ -1,8 +1,9 @@
-"""Print pip constraints pinning every dependency floor in setup.cfg (``pkg>=X`` -> ``pkg==X``).
+"""Print pip constraints pinning the dependency floors in setup.cfg (``pkg>=X`` -> ``pkg==X``).
 
 ``make test-oldest`` installs ml_toolbox with these constraints, so the suite runs on exactly the
-versions setup.cfg declares as the minimum: install_requires and the extras named on the command
-line (default: test).
+versions setup.cfg declares as the minimum of what ml_toolbox needs: install_requires, plus the
+extras named on the command line (default: none). The test extra is not pinned: its tools are not
+what is judged, and their floors pinned together do not resolve (pip: ResolutionImpossible).
 """
 
 import configparser
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def floors(extras=("test",)):
+def floors(extras=()):
     config = configparser.ConfigParser()
     config.read(Path(__file__).resolve().parent.parent / "setup.cfg")
     lines = config["options"]["install_requires"].splitlines()
@@ -29,5 +30,5 @@ def floors(extras=("test",)):
 
 
 if __name__ == "__main__":
-    for name, version in floors(sys.argv[1:] or ("test",)).items():
+    for name, version in floors(sys.argv[1:]).items():
         print(f"{name}=={version}")

@@ -20,6 +20,7 @@ Training lifecycle
 ``from ml_toolbox.pipelines import X`` gives the very same objects.
 """
 
+from ml_toolbox import display as _display  # noqa: F401 - registers the pipelines' renderers
 from ml_toolbox._lazy import lazy_exports
 
 __version__ = "0.1.0"

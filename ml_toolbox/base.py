@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import copy
 import difflib
 import threading
 import time
@@ -14,11 +15,15 @@ from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.pipeline import _VisualBlock  # (where it lives moved in 1.7; the pipeline has it)
 from sklearn.utils import Bunch, get_tags
 
+from ._schema import InputSchema
 from ._warnings_recorder import WarningRecorder
 from .context import RunContext, StageContext, _AtOnceStageContext, _run_ids, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
-from .stage import HTMLReprMixin, PipelineStage
+from .retry import as_policy
+from ._describe import (NO_MONITOR_HINT, HTMLReprMixin, description, is_fitted, last_run,
+                        monitor_history, plugins_fact, schema_fact, stage_row)
+from .stage import PipelineStage
 
 __all__ = ["BasePipeline", "StageTimeoutError", "close_match_hint", "stage_timeout_call"]
 
@@ -77,6 +82,21 @@ def composite_input_tags(tags, parts):
     return tags
 
 
+def _copy_model_tags(tags, model):
+    """Give a composite the estimator type and target tags of its model."""
+    if isinstance(model, str) or not hasattr(model, "fit"):
+        return tags
+    try:
+        model_tags = get_tags(model)
+    except (TypeError, ValueError, AttributeError):
+        return tags
+    tags.estimator_type = model_tags.estimator_type
+    tags.target_tags = copy.deepcopy(model_tags.target_tags)
+    tags.classifier_tags = copy.deepcopy(model_tags.classifier_tags)
+    tags.regressor_tags = copy.deepcopy(model_tags.regressor_tags)
+    return tags
+
+
 def visual_block(names, stages):
     """The HTML-diagram block scikit-learn's Pipeline draws for these steps (the estimators the
     ``stages`` wrap, fitted ones once fitted): its own code, so the diagrams are the same."""
@@ -93,8 +113,6 @@ def _policy_for(stage, pipeline_policy):
         return pipeline_policy
     if own is False:
         return None
-    from .retry import as_policy  # imported only when a stage carries its own policy
-
     return as_policy(own)
 
 
@@ -161,8 +179,6 @@ class BasePipeline(HTMLReprMixin, BaseEstimator):
             policy = getattr(parent, "retry", None)
         if policy is None or callable(getattr(policy, "call", None)):
             return policy  # a RetryHandler, or any object with call(attempt, ctx)
-        from .retry import as_policy  # a RetryConfig, or a wrong value: a clear TypeError
-
         return as_policy(policy)
 
     @property
@@ -377,18 +393,34 @@ class BasePipeline(HTMLReprMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "stages_" in self.__dict__
 
-    # -- displays (ml_toolbox.display) --------------------------------------------------------
-    def _html_repr(self):
-        """The notebook display: scikit-learn's diagram, then fitted state and last-run timings."""
-        from .display import pipeline_html
+    # -- displays: the description ml_toolbox.display draws (see ml_toolbox._describe) -------
+    def _describe_stages(self):
+        """``(names, stages)`` the displays list: the fitted stages (none before fit)."""
+        if "stages_" in self.__dict__:
+            return self.stage_names_, self.stages_
+        return [], []
 
-        return pipeline_html(self)
+    def _describe_rows(self):
+        return [stage_row(n, s) for n, s in zip(*self._describe_stages())]
 
-    def __rich__(self):
-        """The terminal display (rich): fitted state, features, metrics and last-run timings."""
-        from .display import pipeline_rich
+    def _describe_facts(self):
+        """Facts of this kind of pipeline, shown between its input and its plug-ins."""
+        return []
 
-        return pipeline_rich(self)
+    def _describe_(self):
+        """The plain description of this pipeline its displays draw."""
+        facts = [fact for fact in (schema_fact(self),) if fact]
+        facts += self._describe_facts()
+        facts.append(plugins_fact(self))
+        timings, hint = [], None
+        last = last_run(monitor_history(self.monitor, self.name))
+        if last is not None:
+            timings.append((f"last {last.mode}", [last]))
+        elif self.monitor is None:
+            hint = NO_MONITOR_HINT
+        return description(self.owner, is_fitted(self), self._describe_rows(),
+                           metrics=self.__dict__.get("metrics_"), facts=facts, timings=timings,
+                           hint=hint)
 
 
 def _no_stage_policy(stages):
@@ -965,8 +997,6 @@ class StepsMixin:
             if key.start in (None, 0) and "input_schema_" in self.__dict__:
                 new.input_schema_ = self.input_schema_
             elif new.stages_ and hasattr(new.stages_[0], "n_features_in_"):
-                from ._schema import InputSchema
-
                 first = new.stages_[0]
                 names = getattr(first, "feature_names_in_", None)
                 new.input_schema_ = InputSchema(first.n_features_in_, names)

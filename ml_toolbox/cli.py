@@ -137,6 +137,21 @@ def main(argv=None, *, console=None, error_console=None):
     -------
     int
         The exit code: 0 done, 1 refused or failed check, 2 bad usage.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from rich.console import Console
+    >>> from ml_toolbox import PipelinePersistence
+    >>> where = PipelinePersistence(tempfile.mkdtemp()).storage_dir
+    >>> out = Console(file=io.StringIO())
+    >>> main(["--store", str(where), "list", "--json"], console=out)
+    0
+    >>> out.file.getvalue()
+    '[]\\n'
+    >>> main(["list", "--store", str(where), "--older-than", "3x"], console=out,
+    ...      error_console=Console(file=io.StringIO()))  # a usage error
+    2
     """
     out = console or Console(file=sys.stdout, soft_wrap=False)
     err = error_console or Console(file=sys.stderr, soft_wrap=True)

@@ -32,43 +32,10 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from ._describe import format_seconds, register_renderers
+
 __all__ = ["PipelineView", "StageRow", "describe", "render_rich", "render_html", "pipeline_rich",
            "pipeline_html", "format_seconds"]
-
-_NO_MONITOR_HINT = "attach a PipelineMonitor to see where the time goes"
-
-
-def format_seconds(seconds):
-    """Format a duration for people: ``"850 µs"``, ``"12.3 ms"``, ``"4.56 s"``, ``"2 min 5 s"``.
-
-    Parameters
-    ----------
-    seconds : float or None
-        The duration; None is shown as a dash.
-
-    Returns
-    -------
-    str
-        Three significant digits below a minute, then minutes and seconds.
-
-    Examples
-    --------
-    >>> format_seconds(0.00085), format_seconds(0.0123), format_seconds(4.561), format_seconds(125)
-    ('850 µs', '12.3 ms', '4.56 s', '2 min 5 s')
-    >>> format_seconds(None)
-    '—'
-    """
-    if seconds is None:
-        return "—"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes:.0f} min {rest:.0f} s"
-
 
 @dataclass
 class StageRow:
@@ -161,55 +128,8 @@ class PipelineView:
 
 
 # ---------------------------------------------------------------------------------------------
-# building the view
-
-
-def _is_fitted(obj):
-    try:
-        return bool(obj.__sklearn_is_fitted__())
-    except Exception:  # a display never raises for a half-built object
-        return False
-
-
-def _n_out(stage):
-    if not _is_fitted(stage) or not hasattr(stage, "get_feature_names_out"):
-        return None
-    try:
-        return len(stage.get_feature_names_out())
-    except Exception:  # estimators that cannot name their output without input names
-        return None
-
-
-def _stage_row(index, name, stage):
-    from .stage import PipelineStage
-
-    if isinstance(stage, PipelineStage):
-        fitted = _is_fitted(stage)
-        est = stage.__dict__.get("estimator_", stage.estimator)
-        n_in = stage.__dict__.get("n_features_in_")
-        n_out = _n_out(stage)
-    else:  # a bare estimator (e.g. the model a UnifiedMLPipeline was given)
-        est = stage
-        fitted = False
-        n_in = n_out = None
-    if est is None or isinstance(est, str):
-        label = "passthrough"
-    elif hasattr(est, "fit"):
-        label = type(est).__name__
-    else:
-        label = getattr(est, "__name__", type(est).__name__)
-    return StageRow(index, name, label, fitted, n_in, n_out)
-
-
-def _history(monitor, name):
-    """The monitor's recorded executions of pipeline ``name`` (newest last), or []."""
-    history = getattr(monitor, "history", None)
-    if monitor is None or history is None:
-        return []
-    try:
-        return list(history(name))
-    except (KeyError, ValueError, TypeError):
-        return []
+# building the view: from the object's own description (its ``_describe_()``, see
+# ml_toolbox._describe); this module knows no pipeline class.
 
 
 def _record_timings(view, label, runs):
@@ -230,112 +150,24 @@ def _record_timings(view, label, runs):
         view.run_totals[label] = total
 
 
-def _plugins_of(*pipelines):
-    found = []
-    for pipe in pipelines:
-        for slot, label in (("monitor", "monitor"), ("debugger", "debugger"),
-                            ("retry_handler", "retry"), ("retry", "retry")):
-            if getattr(pipe, slot, None) is not None and label not in found:
-                found.append(label)
-    return found
-
-
-def _schema_fact(obj):
-    schema = obj.__dict__.get("input_schema_")
-    if schema is None:
-        return None
-    n = getattr(schema, "n_features", None)
-    columns = getattr(schema, "columns", None)
-    text = f"{n} features" if n is not None else "features"
-    if columns is not None:
-        text += " (DataFrame columns, checked at every call)"
-    return ("input", text)
-
-
-def _fast_fact(ip, parent=None):
-    plan = ip.__dict__.get("fast_plan_")
-    if plan is None or not getattr(ip, "has_model_", False):
-        return None
-    if not ip.fast:
-        switch = "fast_inference" if parent is not None else "fast"
-        return ("fast inference", f"off ({switch}=False)")
-    try:
-        applies = ip._fast_plan_for("predict", parent) is not None
-    except Exception:
-        applies = False
-    if not applies:
-        return ("fast inference", "not used: a stage has a timeout, or a retry policy covers a "
-                                  "stage running your own code")
-    try:
-        report = plan.explain("predict")
-    except Exception:
-        return ("fast inference", "on")
-    kernels = sum(1 for r in report if r.path == "kernel")
-    text = f"on: {kernels} of {len(report)} stage(s) on numpy kernels"
-    if kernels < len(report):
-        text += ", the others through their own methods"
-    if ip._plugins(parent):
-        text += " (stage by stage, so the plug-ins see every stage)"
-    return ("fast inference", text)
-
-
-class _Batches:
-    """Many executions (the batches of an epoch fit) read as one, stage by stage."""
-
-    mode = "partial_fit"
-
-    def __init__(self, duration, stages):
-        self.duration, self.stages = duration, stages
-
-    @classmethod
-    def of(cls, runs):
-        if not runs:
-            return None
-        merged = {}
-        for run in runs:
-            for record in getattr(run, "stages", ()):
-                name = getattr(record, "stage_name", None)
-                entry = merged.setdefault(name, _BatchRecord(name))
-                entry.duration += getattr(record, "duration", 0.0) or 0.0
-                entry.batches += 1
-                if getattr(record, "status", "success") != "success":
-                    entry.status = "failed"
-                entry.attempts = max(entry.attempts, getattr(record, "attempts", 1) or 1)
-        return cls(sum(getattr(r, "duration", 0.0) or 0.0 for r in runs), list(merged.values()))
-
-
-class _BatchRecord:
-    def __init__(self, stage_name):
-        self.stage_name, self.duration, self.status = stage_name, 0.0, "success"
-        self.attempts, self.batches = 1, 0
-
-
-def _last(runs, mode_filter=None):
-    runs = [r for r in runs if mode_filter is None or mode_filter(getattr(r, "mode", None))]
-    return runs[-1] if runs else None
-
-
-def _is_fit(mode):
-    return mode in ("fit", "partial_fit")
-
-
 def describe(obj):
     """Build the :class:`PipelineView` of a pipeline or a stage: what its displays show.
 
     Parameters
     ----------
-    obj : PipelineStage, FeaturePipeline, TrainingPipeline, InferencePipeline or UnifiedMLPipeline
-        What to describe, fitted or not.
+    obj : object
+        A pipeline or a stage of ml_toolbox: any object whose ``_describe_()`` method returns a
+        plain description (see :mod:`ml_toolbox._describe`).
 
     Returns
     -------
     PipelineView
-        The title, stages, timings a monitor recorded, metrics and facts.
+        The description, as data.
 
     Raises
     ------
     TypeError
-        For an object that is none of those.
+        For an object that does not describe itself.
 
     Examples
     --------
@@ -346,123 +178,17 @@ def describe(obj):
     >>> [(row.name, row.estimator, row.n_in, row.n_out) for row in describe(fp).rows]
     [('scale', 'StandardScaler', 2, 2)]
     """
-    from .base import BasePipeline
-    from .feature import FeaturePipeline
-    from .inference import InferencePipeline
-    from .stage import PipelineStage
-    from .training import MODEL_STAGE, TrainingPipeline
-    from .unified import UnifiedMLPipeline
-
-    if isinstance(obj, PipelineStage):
-        view = PipelineView(f"PipelineStage {obj.stage_name!r}", _is_fitted(obj),
-                            [_stage_row(0, obj.stage_name, obj)])
-        if obj.retry is not None:
-            view.facts.append(("retry", "off for this stage" if obj.retry is False
-                               else type(obj.retry).__name__))
-        if obj.timeout is not None:
-            view.facts.append(("timeout", format_seconds(obj.timeout)))
-        if obj.depends_on:
-            view.facts.append(("depends on", ", ".join(map(str, obj.depends_on))))
-        return view
-
-    if isinstance(obj, UnifiedMLPipeline):
-        return _describe_unified(obj, MODEL_STAGE)
-
-    if not isinstance(obj, BasePipeline):
+    own = getattr(obj, "_describe_", None)
+    if own is None or isinstance(obj, type):
         raise TypeError(f"describe() takes a PipelineStage or an ml_toolbox pipeline, got "
                         f"{type(obj).__name__}: {obj!r}.")
-
-    view = PipelineView(obj.owner, _is_fitted(obj))
-    if isinstance(obj, TrainingPipeline):
-        stage = obj.__dict__.get("stage_")
-        if stage is None:
-            try:
-                stage = obj._template()
-            except (TypeError, ValueError):
-                stage = None
-        if stage is not None:
-            view.rows.append(_stage_row(0, MODEL_STAGE, stage))
-        view.metrics = dict(obj.__dict__.get("metrics_", {}))
-    elif isinstance(obj, (FeaturePipeline, InferencePipeline)):
-        if "stages_" in obj.__dict__:
-            names, stages = obj.stage_names_, obj.stages_
-        elif isinstance(obj, FeaturePipeline):
-            try:
-                names, stages = obj._templates()
-            except (TypeError, ValueError):
-                names, stages = [], []
-        else:
-            names, stages = [], []
-        view.rows = [_stage_row(i, n, s) for i, (n, s) in enumerate(zip(names, stages))]
-    fact = _schema_fact(obj)
-    if fact:
-        view.facts.append(fact)
-    if isinstance(obj, InferencePipeline):
-        fact = _fast_fact(obj)
-        if fact:
-            view.facts.append(fact)
-    plugins = _plugins_of(obj)
-    view.facts.append(("plug-ins", ", ".join(plugins) if plugins else "none"))
-    last = _last(_history(obj.monitor, obj.name))
-    if last is not None:
-        _record_timings(view, f"last {last.mode}", [last])
-    elif obj.monitor is None:
-        view.hint = _NO_MONITOR_HINT
-    return view
-
-
-def _describe_unified(obj, model_stage):
-    fp, tp, ip = obj.feature_pipeline, obj.training_pipeline, obj.inference_pipeline
-    fitted = _is_fitted(obj)
-    view = PipelineView(obj.owner, fitted)
-    if "stages_" in fp.__dict__ and fitted:
-        names, stages = fp.stage_names_, fp.stages_
-    else:
-        try:
-            names, stages = fp._templates()
-        except (TypeError, ValueError):
-            names, stages = [], []
-    view.rows = [_stage_row(i, n, s) for i, (n, s) in enumerate(zip(names, stages))]
-    model = tp.__dict__.get("stage_") if fitted else None
-    if model is None and obj.model is not None and not isinstance(obj.model, str):
-        model = obj.model
-    if model is not None:
-        view.rows.append(_stage_row(len(view.rows), model_stage, model))
-    elif obj.model is None and not fitted:
-        view.rows.append(StageRow(len(view.rows), model_stage, "chosen at fit by the toolbox",
-                                  False))
-    view.metrics = dict(obj.__dict__.get("metrics_", {}))
-    task = obj.__dict__.get("task_") if fitted and obj.model is None else None
-    if task is not None:  # the toolbox chose the model: say which kind, and why
-        view.facts.append(("task", f"{task} ({obj.__dict__.get('task_reason_')})"))
-    fact = _schema_fact(obj)
-    if fact:
-        view.facts.append(fact)
-    if fitted:
-        fact = _fast_fact(ip, obj)
-        if fact:
-            view.facts.append(fact)
-    plugins = _plugins_of(obj, fp, tp, ip)
-    view.facts.append(("plug-ins", ", ".join(plugins) if plugins else "none"))
-    monitors = {id(m): m for m in (fp.monitor or obj.monitor, tp.monitor or obj.monitor,
-                                   ip.monitor or obj.monitor) if m is not None}
-    if not monitors:
-        view.hint = _NO_MONITOR_HINT
-        return view
-    feature_fit = _last(_history(fp.monitor or obj.monitor, fp.name), _is_fit)
-    model_runs = _history(tp.monitor or obj.monitor, tp.name)
-    model_fit = _last(model_runs, _is_fit)
-    if model_fit is not None and model_fit.mode == "partial_fit" and feature_fit is not None:
-        # epoch training: one execution per batch; the fit is every batch since the features'
-        batches = [r for r in model_runs if r.mode == "partial_fit"
-                   and getattr(r, "start_time", 0) >= getattr(feature_fit, "start_time", 0)]
-        model_fit = _Batches.of(batches) or model_fit
-    fit_runs = [r for r in (feature_fit, model_fit) if r is not None]
-    if fit_runs:
-        _record_timings(view, "last fit", fit_runs)
-    served = _last(_history(ip.monitor or obj.monitor, ip.name))
-    if served is not None:
-        _record_timings(view, f"last {served.mode}", [served])
+    plain = own()
+    view = PipelineView(plain["title"], plain["fitted"],
+                        [StageRow(i, **row) for i, row in enumerate(plain["rows"])],
+                        metrics=dict(plain["metrics"]), facts=list(plain["facts"]),
+                        hint=plain["hint"])
+    for label, runs in plain["timings"]:
+        _record_timings(view, label, runs)
     return view
 
 
@@ -697,3 +423,6 @@ def pipeline_html(obj):
     from sklearn.utils import estimator_html_repr
 
     return estimator_html_repr(obj) + render_html(describe(obj))
+
+
+register_renderers(html=pipeline_html, rich=pipeline_rich)

@@ -7,6 +7,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import BasePipeline, StepsMixin, composite_input_tags
+from .orchestration import (FeatureGraph, StageCache, check_failure_strategy, check_n_jobs,
+                            check_timeout, graph_feature_names, plan_graph, run_plan)
+from .stage import PipelineStage
 
 __all__ = ["FeaturePipeline"]
 
@@ -105,8 +108,6 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         return any(s.depends_on is not None or s.timeout is not None for s in stages)
 
     def _check_options(self):
-        from .orchestration import check_failure_strategy, check_n_jobs, check_timeout
-
         owner = self.owner
         check_n_jobs(self.n_jobs, owner)
         check_failure_strategy(self.failure_strategy, owner)
@@ -116,13 +117,9 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         """The plan of a graph pipeline, or None for a plain chain."""
         if not any(s.depends_on is not None for s in stages):
             return None
-        from .orchestration import plan_graph
-
         return plan_graph(names, stages, self.owner)
 
     def _run_planned(self, names, stages, X, y, *, fitting, parent, targets=None):
-        from .orchestration import StageCache, plan_graph, run_plan
-
         plan = plan_graph(names, stages, self.owner)
         cache = None
         if fitting and self.memory is not None:
@@ -139,13 +136,20 @@ class FeaturePipeline(StepsMixin, BasePipeline):
         stages, names = state["stages_"], state["stage_names_"]
         if not any(s.depends_on is not None for s in stages):
             return state
-        from .orchestration import FeatureGraph
-        from .stage import PipelineStage
-
         graph = FeatureGraph(stages=list(stages), names=list(names))
         stage = PipelineStage(graph, name=self.name)
         stage.estimator_ = graph
         return {**state, "stages_": [stage], "stage_names_": [self.name]}
+
+    # -- displays ----------------------------------------------------------------------------
+    def _describe_stages(self):
+        """The fitted stages, or before fit the ones ``steps`` defines, for the displays."""
+        if "stages_" in self.__dict__:
+            return self.stage_names_, self.stages_
+        try:
+            return self._templates()
+        except (TypeError, ValueError):
+            return [], []
 
     # -- fitting ----------------------------------------------------------------------------
     def _fit_state(self, X, y, parent=None):
@@ -283,8 +287,6 @@ class FeaturePipeline(StepsMixin, BasePipeline):
             names = self.feature_names_in_
         plan = self._graph(self.stage_names_, self.stages_)
         if plan is not None:
-            from .orchestration import graph_feature_names
-
             return graph_feature_names(plan, dict(zip(self.stage_names_, self.stages_)), names)
         for name, stage in zip(self.stage_names_, self.stages_):
             if not hasattr(stage, "get_feature_names_out"):

@@ -14,6 +14,7 @@ from .base import BasePipeline
 from .exceptions import InputSchemaError
 from .fast import build_plan
 from .feature import FeaturePipeline
+from .retry import only_library_code
 from .training import MODEL_STAGE
 
 __all__ = ["InferencePipeline"]
@@ -225,8 +226,6 @@ class InferencePipeline(BasePipeline):
         if retry:
             # Retry matters only for stages that can fail transiently (I/O in user code);
             # stages that run only scikit-learn's own code stay on the fast plan.
-            from .retry import only_library_code
-
             if not all(only_library_code(s) for s in stages):
                 return None
         return plan
@@ -258,6 +257,39 @@ class InferencePipeline(BasePipeline):
             tp_state = clone(self.training_pipeline)._fit_state(Xt, y, **fit_params)
         self._commit(self._state_from(fp._inference_state(fp_state), tp_state, schema))
         return self
+
+    # -- displays ----------------------------------------------------------------------------
+    def _describe_facts(self):
+        fact = self._fast_fact()
+        return [fact] if fact else []
+
+    def _fast_fact(self, parent=None):
+        """The displays' ``("fast inference", ...)`` fact: whether and how the fast plan serves
+        calls (``parent``: the UnifiedMLPipeline whose plug-ins apply), or None before fit."""
+        plan = self.__dict__.get("fast_plan_")
+        if plan is None or not getattr(self, "has_model_", False):
+            return None
+        if not self.fast:
+            switch = "fast_inference" if parent is not None else "fast"
+            return ("fast inference", f"off ({switch}=False)")
+        try:
+            applies = self._fast_plan_for("predict", parent) is not None
+        except Exception:  # noqa: BLE001 - a display never raises
+            applies = False
+        if not applies:
+            return ("fast inference", "not used: a stage has a timeout, or a retry policy covers "
+                                      "a stage running your own code")
+        try:
+            report = plan.explain("predict")
+        except Exception:  # noqa: BLE001
+            return ("fast inference", "on")
+        kernels = sum(1 for r in report if r.path == "kernel")
+        text = f"on: {kernels} of {len(report)} stage(s) on numpy kernels"
+        if kernels < len(report):
+            text += ", the others through their own methods"
+        if self._plugins(parent):
+            text += " (stage by stage, so the plug-ins see every stage)"
+        return ("fast inference", text)
 
     # -- using ------------------------------------------------------------------------------
     def _run(self, X, method, parent=None, y=None, params=None, checked=False):

@@ -40,8 +40,8 @@ from sklearn.utils.validation import _num_samples, check_consistent_length
 
 from ml_toolbox.callbacks import Callback, History, Metric, MetricLog, ProgressBar
 from ml_toolbox.runs._current import CURRENT as _current_run
-from ml_toolbox.training import _split_params, _take
-from ml_toolbox.training import split_validation as _split_validation
+from ml_toolbox._split import _split_params, _take
+from ml_toolbox._split import split_validation as _split_validation
 
 __all__ = ["fit_epochs", "TrainingRun", "check_epoch_model"]
 

@@ -31,6 +31,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils._user_interface import _print_elapsed_time
 from sklearn.utils.metadata_routing import _routing_enabled
 
+from ._describe import estimator_row, is_fitted
 from .base import BasePipeline
 from .fast import build_plan
 from .inference import available_if
@@ -569,6 +570,12 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         """The notebook display: scikit-learn's own diagram of the steps."""
         return _skpipeline.Pipeline._html_repr(self)
 
+    def _describe_rows(self):
+        """The steps as the terminal display lists them (fitted once the pipeline is)."""
+        fitted = is_fitted(self)
+        return [estimator_row(name, est, fitted, getattr(est, "n_features_in_", None))
+                for name, est in self.steps]
+
     def save(self, store, name, *, metrics=None, tags=None, message=None, **options):
         """Save this pipeline as a new version in a versioned store.
 
@@ -592,7 +599,7 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         int
             The new version number.
         """
-        from .persistence import PipelinePersistence
+        from .persistence import PipelinePersistence  # opt-in: the store loads on first use
 
         return PipelinePersistence.from_location(store).save(self, name, metrics=metrics,
                                                              tags=tags, message=message,
@@ -623,7 +630,7 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         TypeError
             The saved object is not a Pipeline of this class.
         """
-        from .persistence import PipelinePersistence
+        from .persistence import PipelinePersistence  # opt-in: the store loads on first use
 
         obj = PipelinePersistence.from_location(store).load(name, version=version, **options)
         if not isinstance(obj, cls):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-from sklearn import get_config
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import FunctionTransformer
@@ -13,6 +12,7 @@ from sklearn.utils._set_output import _safe_set_output
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from ._describe import (HTMLReprMixin, description, estimator_row, format_seconds, is_fitted)
 from .exceptions import StageDefinitionError
 
 __all__ = ["PipelineStage", "default_stage_name", "HTMLReprMixin"]
@@ -66,30 +66,6 @@ def _wrapped_has(attr):
         return True
 
     return check
-
-
-class HTMLReprMixin:
-    """Show ``_html_repr()`` in notebooks with every supported scikit-learn.
-
-    scikit-learn 1.7 and later call that hook themselves; 1.6 calls ``estimator_html_repr`` from
-    these two methods.
-
-    Examples
-    --------
-    >>> from ml_toolbox import PipelineStage
-    >>> from ml_toolbox.stage import HTMLReprMixin
-    >>> issubclass(PipelineStage, HTMLReprMixin), "<div" in PipelineStage()._repr_html_()
-    (True, True)
-    """
-
-    def _repr_html_inner(self):
-        return self._html_repr()
-
-    def _repr_mimebundle_(self, **kwargs):
-        output = {"text/plain": repr(self)}
-        if get_config()["display"] == "diagram":
-            output["text/html"] = self._html_repr()
-        return output
 
 
 class PipelineStage(HTMLReprMixin, BaseEstimator):
@@ -447,18 +423,31 @@ class PipelineStage(HTMLReprMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "estimator_" in self.__dict__
 
-    # -- displays (ml_toolbox.display) --------------------------------------------------------
-    def _html_repr(self):
-        """The notebook display: scikit-learn's diagram, then fitted state and last-run timings."""
-        from .display import pipeline_html
+    # -- displays: the description ml_toolbox.display draws (see ml_toolbox._describe) -------
+    def _describe_row_(self, name):
+        """This stage as one row of a display: what it wraps, fitted, features in and out."""
+        fitted = is_fitted(self)
+        n_out = None
+        if fitted and hasattr(self, "get_feature_names_out"):
+            try:
+                n_out = len(self.get_feature_names_out())
+            except Exception:  # noqa: BLE001 - cannot name its output without input names
+                n_out = None
+        return estimator_row(name, self.__dict__.get("estimator_", self.estimator), fitted,
+                             self.__dict__.get("n_features_in_"), n_out)
 
-        return pipeline_html(self)
-
-    def __rich__(self):
-        """The terminal display (rich): fitted state, features, metrics and last-run timings."""
-        from .display import pipeline_rich
-
-        return pipeline_rich(self)
+    def _describe_(self):
+        """The plain description of this stage its displays draw."""
+        facts = []
+        if self.retry is not None:
+            facts.append(("retry", "off for this stage" if self.retry is False
+                          else type(self.retry).__name__))
+        if self.timeout is not None:
+            facts.append(("timeout", format_seconds(self.timeout)))
+        if self.depends_on:
+            facts.append(("depends on", ", ".join(map(str, self.depends_on))))
+        return description(f"PipelineStage {self.stage_name!r}", is_fitted(self),
+                           [self._describe_row_(self.stage_name)], facts=facts)
 
     def __sklearn_tags__(self):
         est = self.estimator

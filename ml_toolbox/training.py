@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-
-import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
-from sklearn.model_selection import train_test_split
-from sklearn.utils import _safe_indexing
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import _num_samples, check_consistent_length, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import BasePipeline, close_match_hint
+from ._split import _split_params, _take, split_validation
+from .base import BasePipeline, _copy_model_tags, close_match_hint
+from .lifecycle import check_epoch_model, fit_epochs
 from .stage import PipelineStage
 
 __all__ = ["TrainingPipeline", "MODEL_STAGE"]
@@ -33,64 +30,6 @@ def _model_has(attr):
         return True
 
     return check
-
-
-def _take(X, idx):
-    if isinstance(X, np.ndarray):
-        return X[idx]
-    return _safe_indexing(X, idx)
-
-
-def _safe_len(value):
-    try:
-        return _num_samples(value)
-    except TypeError:
-        return None
-
-
-def _split_params(params, n_samples):
-    """Fit params that are per sample (arrays of length n_samples) are sliced with each batch."""
-    per_sample, constant = {}, {}
-    for key, value in params.items():
-        if (value is not None and not isinstance(value, (str, bytes, dict))
-                and hasattr(value, "__len__") and _safe_len(value) == n_samples):
-            per_sample[key] = value
-        else:
-            constant[key] = value
-    return per_sample, constant
-
-
-def split_validation(owner, validation, X, y, per_sample, classifier, random_state):
-    """``(X_train, y_train, per_sample_train, X_val, y_val)`` (val parts None without validation).
-
-    ``validation`` is a fraction (split off with ``train_test_split``, stratified for a
-    classifier) or a pair ``(X_val, y_val)``. ``per_sample`` fit params (``sample_weight``...)
-    are cut along with the training rows.
-    """
-    if validation is None:
-        return X, y, per_sample, None, None
-    if isinstance(validation, numbers.Real) and not isinstance(validation, bool):
-        if not 0.0 < float(validation) < 1.0:
-            raise ValueError(f"{owner}: validation as a fraction must be between 0 and 1 "
-                             f"(exclusive), got {validation!r}.")
-        indices = np.arange(_num_samples(X))
-        try:
-            train_idx, val_idx = train_test_split(
-                indices, test_size=float(validation), random_state=random_state, shuffle=True,
-                stratify=np.asarray(y) if classifier else None)
-        except ValueError as exc:
-            exc.add_note(f"{owner}: while splitting validation={validation!r} off the training "
-                         "data (stratified by class for a classifier).")
-            raise
-        return (_take(X, train_idx), _take(y, train_idx),
-                {k: _take(v, train_idx) for k, v in per_sample.items()},
-                _take(X, val_idx), _take(y, val_idx))
-    if isinstance(validation, (tuple, list)) and len(validation) == 2:
-        X_val, y_val = validation
-        check_consistent_length(X_val, y_val)
-        return X, y, per_sample, X_val, y_val
-    raise ValueError(f"{owner}: validation must be None, a fraction in (0, 1) or a pair "
-                     f"(X_val, y_val); got {validation!r} ({type(validation).__name__}).")
 
 
 class TrainingPipeline(BasePipeline):
@@ -272,8 +211,6 @@ class TrainingPipeline(BasePipeline):
         """
         template = self._template(model)
         if self.epochs is not None:
-            from .lifecycle import check_epoch_model  # before any work (validation split included)
-
             check_epoch_model(self, template.estimator, self.epochs)
         want_metrics = compute_metrics or self.scoring is not None or self.validation is not None
         scorers = self.scorers(template.estimator) if want_metrics else None
@@ -284,8 +221,6 @@ class TrainingPipeline(BasePipeline):
                 self.owner, self.validation, X, y, fit_params, is_classifier(template.estimator),
                 self.random_state)
         if self.epochs is not None:
-            from .lifecycle import fit_epochs
-
             return fit_epochs(self, clone(template), X_tr, y_tr, parent=parent,
                               validation_data=(X_val, y_val) if X_val is not None else None,
                               **fit_params)
@@ -333,6 +268,16 @@ class TrainingPipeline(BasePipeline):
         state = self._fit_state(X, y, **fit_params)
         self._commit(state, schema)
         return self
+
+    def _describe_stages(self):
+        """The model stage (fitted, or the one ``model`` defines), for the displays."""
+        stage = self.__dict__.get("stage_")
+        if stage is None:
+            try:
+                stage = self._template()
+            except (TypeError, ValueError):
+                return [], []
+        return [MODEL_STAGE], [stage]
 
     def __sklearn_is_fitted__(self):
         return "stage_" in self.__dict__
@@ -427,8 +372,6 @@ class TrainingPipeline(BasePipeline):
         tags = super().__sklearn_tags__()
         model = self.model.estimator if isinstance(self.model, PipelineStage) else self.model
         if model is not None:
-            from .unified import _copy_model_tags
-
             _copy_model_tags(tags, model)
         return tags
 

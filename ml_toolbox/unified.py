@@ -8,16 +8,22 @@ import copy
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import Bunch, get_tags
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
+from ._describe import (NO_MONITOR_HINT, Batches, HTMLReprMixin, description, estimator_row,
+                        is_fit, is_fitted, last_run, monitor_history, plugins_fact, schema_fact,
+                        stage_row)
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import composite_input_tags, visual_block
+from .base import _copy_model_tags, composite_input_tags, visual_block
+from .config import dry_run, from_config, to_config
 from .exceptions import InputSchemaError, describe_owner, name_parent
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
+from .lifecycle import check_epoch_model
 from .pipeline import Pipeline
-from .stage import HTMLReprMixin, PipelineStage
+from . import progress
+from .stage import PipelineStage
 from .toolbox import MLToolbox, task_of
 from .training import MODEL_STAGE, TrainingPipeline, split_validation
 
@@ -28,21 +34,6 @@ _TRAINING_PARAMS = ("model", "scoring", "epochs", "batch_size", "shuffle", "rand
                     "callbacks", "verbose")
 _MODES = ("train", "fit", "predict", "predict_proba", "transform", "score")
 _DEFAULT_TOOLBOX = MLToolbox()
-
-
-def _copy_model_tags(tags, model):
-    """Give a composite the estimator type and target tags of its model."""
-    if isinstance(model, str) or not hasattr(model, "fit"):
-        return tags
-    try:
-        model_tags = get_tags(model)
-    except (TypeError, ValueError, AttributeError):
-        return tags
-    tags.estimator_type = model_tags.estimator_type
-    tags.target_tags = copy.deepcopy(model_tags.target_tags)
-    tags.classifier_tags = copy.deepcopy(model_tags.classifier_tags)
-    tags.regressor_tags = copy.deepcopy(model_tags.regressor_tags)
-    return tags
 
 
 def _model_has(attr):
@@ -248,13 +239,11 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
 
     def _stage_progress(self):
         """The progress plug-in for ``verbose`` fits, when a person is watching (else None)."""
-        from .progress import StageProgress, is_watching
-
-        if not is_watching(self.verbose):
+        if not progress.is_watching(self.verbose):
             return None
         plugin = self.__dict__.get("_progress_plugin")
         if plugin is None:
-            plugin = self.__dict__["_progress_plugin"] = StageProgress()
+            plugin = self.__dict__["_progress_plugin"] = progress.StageProgress()
         return plugin
 
     def __sklearn_clone__(self):
@@ -412,8 +401,6 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         fp, tp = self.feature_pipeline, self.training_pipeline
         model = self._resolve_model(y)
         if self.epochs is not None and model is not None:
-            from .lifecycle import check_epoch_model  # before any work: no feature stage fitted
-
             check_epoch_model(self, model, self.epochs)
         X_val = y_val = None
         validation = self.validation
@@ -586,7 +573,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         nothing; sets ``run_id_`` once the fit succeeded."""
         if self.tracking is None:
             return contextlib.nullcontext()
-        from .runs._active import tracked_fit
+        from .runs._active import tracked_fit  # opt-in (tracking=): the run store on first use
 
         return tracked_fit(self, kind, X, y)
 
@@ -600,18 +587,61 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return "input_schema_" in self.__dict__
 
-    # -- displays (ml_toolbox.display) --------------------------------------------------------
-    def _html_repr(self):
-        """The notebook display: scikit-learn's diagram, then fitted state and last-run timings."""
-        from .display import pipeline_html
-
-        return pipeline_html(self)
-
-    def __rich__(self):
-        """The terminal display (rich): fitted state, features, metrics and last-run timings."""
-        from .display import pipeline_rich
-
-        return pipeline_rich(self)
+    # -- displays: the description ml_toolbox.display draws (see ml_toolbox._describe) -------
+    def _describe_(self):
+        """The plain description of this pipeline its displays draw: the feature stages and the
+        model, the training metrics, facts, and the last fit's and last prediction's timings."""
+        fp, tp, ip = self.feature_pipeline, self.training_pipeline, self.inference_pipeline
+        fitted = is_fitted(self)
+        if "stages_" in fp.__dict__ and fitted:
+            names, stages = fp.stage_names_, fp.stages_
+        else:
+            try:
+                names, stages = fp._templates()
+            except (TypeError, ValueError):
+                names, stages = [], []
+        rows = [stage_row(n, s) for n, s in zip(names, stages)]
+        model = tp.__dict__.get("stage_") if fitted else None
+        if model is None and self.model is not None and not isinstance(self.model, str):
+            model = self.model
+        if model is not None:
+            rows.append(stage_row(MODEL_STAGE, model))
+        elif self.model is None and not fitted:
+            rows.append(estimator_row(MODEL_STAGE, None))
+            rows[-1]["estimator"] = "chosen at fit by the toolbox"
+        facts = []
+        task = self.__dict__.get("task_") if fitted and self.model is None else None
+        if task is not None:  # the toolbox chose the model: say which kind, and why
+            facts.append(("task", f"{task} ({self.__dict__.get('task_reason_')})"))
+        fact = schema_fact(self)
+        if fact:
+            facts.append(fact)
+        if fitted:
+            fact = ip._fast_fact(self)
+            if fact:
+                facts.append(fact)
+        facts.append(plugins_fact(self, fp, tp, ip))
+        plain = description(self.owner, fitted, rows, metrics=self.__dict__.get("metrics_"),
+                            facts=facts)
+        monitors = [m for m in (fp.monitor, tp.monitor, ip.monitor, self.monitor) if m is not None]
+        if not monitors:
+            plain["hint"] = NO_MONITOR_HINT
+            return plain
+        feature_fit = last_run(monitor_history(fp.monitor or self.monitor, fp.name), is_fit)
+        model_runs = monitor_history(tp.monitor or self.monitor, tp.name)
+        model_fit = last_run(model_runs, is_fit)
+        if model_fit is not None and model_fit.mode == "partial_fit" and feature_fit is not None:
+            # epoch training: one execution per batch; the fit is every batch since the features'
+            batches = [r for r in model_runs if r.mode == "partial_fit"
+                       and getattr(r, "start_time", 0) >= getattr(feature_fit, "start_time", 0)]
+            model_fit = Batches.of(batches) or model_fit
+        fit_runs = [r for r in (feature_fit, model_fit) if r is not None]
+        if fit_runs:
+            plain["timings"].append(("last fit", fit_runs))
+        served = last_run(monitor_history(ip.monitor or self.monitor, ip.name))
+        if served is not None:
+            plain["timings"].append((f"last {served.mode}", [served]))
+        return plain
 
     def _serve(self, X, method, y=None, params=None):
         """The inference path: one input check, then the inference pipeline's stages."""
@@ -891,8 +921,6 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         >>> pipe.to_config()["model"]
         {'component': 'Ridge', 'params': {'alpha': 2.0}}
         """
-        from .config import from_config
-
         return from_config(config, toolbox=toolbox)
 
     def to_config(self, path=None):
@@ -910,8 +938,6 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         dict
             The config, in the format :meth:`from_config` reads.
         """
-        from .config import to_config
-
         config = to_config(self)
         if path is not None:
             import json
@@ -952,8 +978,6 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         ValueError
             ``n_rows`` is not a positive int.
         """
-        from .config import dry_run
-
         return dry_run(self, X_sample, y_sample, n_rows=n_rows)
 
     # -- persistence ------------------------------------------------------------------------
@@ -996,7 +1020,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         int
             The new version number.
         """
-        from .persistence import PipelinePersistence
+        from .persistence import PipelinePersistence  # opt-in: the store loads on first use
 
         store = PipelinePersistence.from_location(store)
         run_id = self.__dict__.get("run_id_")
@@ -1004,7 +1028,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
             options["run_id"] = run_id
         version = store.save(self, name, metrics=metrics, tags=tags, message=message, **options)
         if run_id is not None and self.tracking is not None:
-            from .runs._active import link_saved_version
+            from .runs._active import link_saved_version  # opt-in, as above
 
             link_saved_version(self, run_id, store, name, version)
         return version
@@ -1034,7 +1058,7 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         TypeError
             The saved object is not a pipeline of this class.
         """
-        from .persistence import PipelinePersistence
+        from .persistence import PipelinePersistence  # opt-in: the store loads on first use
 
         obj = PipelinePersistence.from_location(store).load(name, version=version, **options)
         if not isinstance(obj, cls):

@@ -16,3 +16,10 @@ needs_kernels = pytest.mark.skipif(
     not _KERNEL_VERSION_OK,
     reason=f"asserts the fast path's kernels, checked against scikit-learn >= 1.8 (this is "
            f"{sklearn.__version__}, which runs every stage's own method)")
+
+
+def sklearn_older(version):
+    """Whether the installed scikit-learn is older than ``version`` (``"1.9"``)."""
+    from sklearn.utils.fixes import parse_version
+
+    return parse_version(sklearn.__version__).release < parse_version(version).release

@@ -298,7 +298,6 @@ def test_one_row_transform_is_shaped_as_sklearns(first):
 
 @pytest.mark.parametrize("regression", [False, True])
 def test_target_encoder_kernel_copies_the_fitted_encodings(regression):
-    from sklearn.model_selection import KFold
     from sklearn.preprocessing import TargetEncoder
 
     rng = np.random.default_rng(0)
@@ -307,7 +306,7 @@ def test_target_encoder_kernel_copies_the_fitted_encodings(regression):
     y = rng.normal(size=80) if regression else rng.integers(0, 2, 80)
 
     def make():
-        return make_pipeline(TargetEncoder(cv=KFold(4, shuffle=True, random_state=0)),
+        return make_pipeline(TargetEncoder(cv=4, shuffle=True, random_state=0),
                              Ridge() if regression else LogisticRegression())
 
     ours = UnifiedMLPipeline(features=[("te", make()[0])], model=make()[-1]).fit(X, y)

@@ -22,7 +22,7 @@ from ml_toolbox.fast import _UNHANDLED, build_plan, compile_row
 
 COLUMNS = [f"f{i}" for i in range(5)]
 
-from _versions import needs_kernels
+from _versions import needs_kernels, sklearn_older
 
 pytestmark = needs_kernels
 
@@ -356,7 +356,8 @@ def test_binary_classifier_rows_identical(dtype):
     Xfit = X.astype(dtype)
     for pipe in (make_pipeline(LogisticRegression(max_iter=50)).fit(Xfit, y),  # the row as given
                  make_pipeline(StandardScaler(), SGDClassifier(random_state=0)).fit(Xfit, y)):
-        assert pipe[-1].coef_.dtype == dtype
+        if not (isinstance(pipe[-1], LogisticRegression) and sklearn_older("1.9")):
+            assert pipe[-1].coef_.dtype == dtype  # (LogisticRegression kept float64 before 1.9)
         plan = build_plan(pipe)
         for i in range(0, 400, 7):
             for method in methods(pipe, "clf"):

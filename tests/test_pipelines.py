@@ -23,6 +23,8 @@ from ml_toolbox import (FeaturePipeline, InferencePipeline, MLToolbox, PipelineS
 from ml_toolbox.exceptions import InputSchemaError, StageDefinitionError
 from ml_toolbox.plugins import PipelinePlugin
 
+from _versions import sklearn_older
+
 
 @pytest.fixture
 def frame():
@@ -221,6 +223,9 @@ def test_seed_pattern_with_toolbox_defaults():
     assert state["schema"]["columns"] == list(X.columns)
 
 
+@pytest.mark.xfail(sklearn_older("1.9"), strict=True,
+                   reason="scikit-learn 1.8 keeps None as its own category in the toolbox's default "
+                          "preprocessing (5 features, 1.9 gives 4): open, see issue 16's note")
 def test_toolbox_defaults_handle_categorical_columns_and_regression():
     X = pd.DataFrame({"city": ["a", "b", None, "a", "b", "c"] * 5,
                       "size": [1.0, 2.0, 3.0, np.nan, 5.0, 6.0] * 5})

@@ -50,6 +50,14 @@ def add_parser(sub):
     -------
     argparse.ArgumentParser
         The ``runs`` parser, with its own sub-commands (``list``, ``show``, ``compare``...).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="ml-toolbox")
+    >>> runs = add_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["runs", "list"]).runs_command
+    'list'
     """
     runs = sub.add_parser("runs", help="recorded runs: list, show, compare, report, leaderboard...")
     cmds = runs.add_subparsers(dest="runs_command", metavar="RUNS_COMMAND",
@@ -136,6 +144,18 @@ def run(args, out, err):
     -------
     int
         The exit code: 0 done, 1 refused.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from rich.console import Console
+    >>> from ml_toolbox.cli import build_parser
+    >>> args = build_parser().parse_args(["runs", "--runs", tempfile.mkdtemp(), "list", "--json"])
+    >>> out = Console(file=io.StringIO(), width=200)
+    >>> run(args, out, out)  # nothing recorded there yet: refused, exit code 1
+    1
+    >>> "No run store" in out.file.getvalue()
+    True
     """
     as_json = args.json
     try:

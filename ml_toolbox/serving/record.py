@@ -81,6 +81,13 @@ class RolloutRecorder:
         The rollout run in progress.
     finished : list of ActiveRun
         The rollout runs this recorder ended (most recent last; the last 20).
+
+    Examples
+    --------
+    A recorder without a tracker records nothing, and says so by being false:
+
+    >>> bool(RolloutRecorder(router=None, trackers=[]))
+    False
     """
 
     def __init__(self, router, trackers):

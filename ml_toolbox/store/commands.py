@@ -38,6 +38,15 @@ def add_store_options(parser, suppress=False):
     suppress : bool, default=False
         Give every option the default :data:`argparse.SUPPRESS` (a sub-command's copy: a value given
         there overrides the main parser's, and no value leaves it alone).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_store_options(parser)
+    >>> args = parser.parse_args(["--store", "models", "--formats", "skops"])
+    >>> args.store, args.formats, args.no_pickle
+    ('models', ('skops',), False)
     """
     unset = argparse.SUPPRESS if suppress else None
     parser.add_argument("--store", default=argparse.SUPPRESS if suppress else os.environ.get("ML_TOOLBOX_STORE"),
@@ -63,6 +72,14 @@ def add_commands(sub):
     -------
     dict
         Sub-command name -> the function that carries it out.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> commands = add_commands(parser.add_subparsers(dest="command"))
+    >>> "list" in commands and "promote" in commands
+    True
     """
     p = sub.add_parser("list", help="names in the store, or the versions of one name")
     p.add_argument("name", nargs="?")
@@ -120,6 +137,15 @@ def open_store(args, usage_error):
     ------
     StoreError
         When the location is missing, not a directory, or not an ml_toolbox store.
+
+    Examples
+    --------
+    >>> import argparse, tempfile
+    >>> from ml_toolbox import PipelinePersistence
+    >>> root = str(PipelinePersistence(tempfile.mkdtemp()).storage_dir)
+    >>> args = argparse.Namespace(store=root, signing_key=None, no_pickle=False, formats=None)
+    >>> open_store(args, ValueError).names()
+    []
     """
     if not args.store:
         raise usage_error("ml-toolbox: error: no store given (use --store DIR or set ML_TOOLBOX_STORE)", "")

@@ -114,6 +114,13 @@ def class_of(manifest):
     -------
     str or None
         The last part of the manifest's ``object_type``.
+
+    Examples
+    --------
+    >>> class_of({"object_type": "sklearn.linear_model._logistic.LogisticRegression"})
+    'LogisticRegression'
+    >>> class_of({}) is None
+    True
     """
     object_type = manifest.get("object_type")
     return object_type.rsplit(".", 1)[-1] if object_type else None
@@ -222,6 +229,17 @@ def history_rows(store, name, alias=None):
     -------
     list of dict
         ``when`` (ISO 8601), ``alias``, ``action``, ``from``, ``to``, ``reason`` and ``gates`` (a list).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn.dummy import DummyClassifier
+    >>> from ml_toolbox import PipelinePersistence
+    >>> store = PipelinePersistence(tempfile.mkdtemp())
+    >>> v = store.save(DummyClassifier().fit([[0], [1]], [0, 1]), "m")
+    >>> _ = store.promote("m", v, "production")
+    >>> [(e["alias"], e["action"], e["to"]) for e in history_rows(store, "m")]
+    [('production', 'promote', 1)]
     """
     return store.history(name, alias)
 
