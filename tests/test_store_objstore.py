@@ -280,3 +280,10 @@ def test_cli_takes_a_url(s3_server, url, monkeypatch):
     monkeypatch.setenv("ML_TOOLBOX_STORAGE_OPTIONS", "{not json")
     assert cli.main(["--store", url, "list"], console=out, error_console=err) == 2
     assert "ML_TOOLBOX_STORAGE_OPTIONS" in err.file.getvalue()
+
+
+@pytest.mark.parametrize("option, value", [("retries", 0), ("retries", True), ("retries", 2.5), ("retry_timeout", 0),
+                                           ("retry_timeout", -1.0), ("retry_timeout", "10s")])
+def test_bad_retry_budget_is_refused_naming_the_parameter(option, value):
+    with pytest.raises(ValueError, match=rf"{option}={value!r}: expected"):
+        PipelinePersistence(f"memory://ml-toolbox-{uuid.uuid4().hex[:8]}", single_writer=True, **{option: value})

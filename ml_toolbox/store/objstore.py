@@ -228,16 +228,7 @@ class FsspecBackend(StoreBackend):
                 except FileExistsError:  # gcsfs's 412
                     return None
                 return True
-            from urllib.parse import quote
-
-            params = {"ifGenerationMatch": str(tag)} if mode == "swap" else {}
-            try:
-                out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o",
-                                   uploadType="media", name=name, data=bytes(data), json_out=True,
-                                   headers={"Content-Type": "application/octet-stream"}, **params)
-            except FileExistsError:
-                return None
-            return str(out.get("generation") or True)
+            return self._gcs_upload(name, data, {"ifGenerationMatch": str(tag)} if mode == "swap" else {})
         if self.dialect == "azure":
             if mode == "create":  # adlfs's create-only upload (overwrite=False: If-None-Match: *)
                 try:
@@ -258,6 +249,26 @@ class FsspecBackend(StoreBackend):
                 raise
             return (out or {}).get("etag") or True
         raise AssertionError(self.dialect)
+
+    def _gcs_upload(self, name, data, params):
+        """A multipart upload (JSON metadata, then the bytes) of the object ``name``, under ``params``'
+        preconditions; its new generation, or None when a precondition failed (gcsfs raises 412 as
+        FileExistsError)."""
+        import json
+        import uuid
+        from urllib.parse import quote
+
+        boundary = uuid.uuid4().hex  # random: it cannot occur in the bytes by accident
+        body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps({'name': name})}"
+                f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        body += bytes(data) + f"\r\n--{boundary}--".encode()
+        try:
+            out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o",
+                               uploadType="multipart", data=body, json_out=True,
+                               headers={"Content-Type": f'multipart/related; boundary="{boundary}"'}, **params)
+        except FileExistsError:
+            return None
+        return str(out.get("generation") or "") or True
 
     def _conditional_put(self, what, key, data, mode, tag=None):
         """True when written, False when the condition failed (409 is retried as transient). A refusal of
@@ -352,6 +363,7 @@ class FsspecBackend(StoreBackend):
         path = self._path(prefix)
 
         def listing():
+            self.fs.invalidate_cache(path)  # adlfs ignores refresh=: its listings are cached until invalidated
             try:
                 entries = self.fs.ls(path, detail=False, refresh=True)
             except FileNotFoundError:
