@@ -215,3 +215,34 @@ def test_concurrent_writers_take_distinct_numbers_and_lose_no_promote(cloud):
     store = PipelinePersistence(url, storage_options=cloud[1], cache_dir=False)
     assert store.list_versions("churn") == numbers
     assert sorted(e["to"] for e in store.history("churn", "production")) == numbers
+
+
+def test_a_create_whose_answer_was_lost_is_not_a_lost_race(cloud):
+    """The server stores the manifest and the answer is lost: the client library retries, is refused
+    (the object exists), and the store recognises its own bytes, so the save takes one number, not two."""
+    import re
+
+    from _tcpproxy import TCPProxy
+
+    url = _url(cloud)
+    direct = PipelinePersistence(url, storage_options=cloud[1], cache_dir=False)
+    model, _ = _model()
+    assert direct.save(model, "churn") == 1
+    options = dict(cloud[1])
+    if cloud[0] == "gs":
+        port = int(options["endpoint_url"].rsplit(":", 1)[1])
+        pattern = rb"^POST /upload/storage/v1/b/models/o\?.*ifGenerationMatch=0"  # the name is in the body
+    else:
+        port = int(re.search(r"BlobEndpoint=http://127\.0\.0\.1:(\d+)/", options["connection_string"])[1])
+        pattern = rf"^PUT /devstoreaccount1/{BUCKET}/{url.split('/', 3)[3]}/churn/v\d+/manifest\.json".encode()
+    with TCPProxy(port) as proxy:
+        if cloud[0] == "gs":
+            options["endpoint_url"] = proxy.endpoint
+        else:
+            options["connection_string"] = options["connection_string"].replace(f":{port}/", f":{proxy.port}/")
+        client = PipelinePersistence(url, storage_options=options, cache_dir=False)
+        proxy.trip(pattern, at="response", then="drop")
+        assert client.save(model, "churn", message="answer lost") == 2
+        assert proxy.tripped.is_set()
+    assert direct.list_versions("churn") == [1, 2]
+    assert direct.manifest("churn", 2)["message"] == "answer lost"

@@ -377,7 +377,18 @@ class FsspecBackend(StoreBackend):
         return self._run("list", prefix, listing)
 
     def modified(self, key):
-        """When ``key`` was last written (seconds since the epoch), or None when the file system does not say."""
+        """When ``key`` was last written.
+
+        Parameters
+        ----------
+        key : str
+            A '/'-separated key under the store's URL.
+
+        Returns
+        -------
+        float or None
+            Seconds since the epoch, or None when the file system does not say.
+        """
         info = self._run("stat", key, self.fs.info, self._path(key))
         return _timestamp(info)
 
