@@ -223,9 +223,10 @@ def test_not_a_store_prefix_is_refused(s3_server, url):
 def test_unreachable_server_is_a_store_error_naming_url_and_operation():
     options = {"key": "testing", "secret": "testing",
                "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_s3server.free_port()}", "region_name": "us-east-1"},
-               "config_kwargs": {"connect_timeout": 0.2, "retries": {"max_attempts": 0}}, "retries": 1}
-    with pytest.raises(StoreError, match=r"Cannot read 's3://models/nowhere/ml_toolbox_store.json'"):
-        PipelinePersistence("s3://models/nowhere", storage_options=options, retries=2)
+               "config_kwargs": {"connect_timeout": 0.2, "retries": {"total_max_attempts": 1}}}
+    with pytest.raises(StoreError, match=r"Cannot read 's3://models/nowhere/ml_toolbox_store.json': "
+                                         r"\w*Connect\w*Error.*after 2 attempts"):
+        PipelinePersistence("s3://models/nowhere", storage_options=options, retries=2, retry_timeout=30)
 
 
 @settings(max_examples=25, deadline=None)
@@ -279,3 +280,10 @@ def test_cli_takes_a_url(s3_server, url, monkeypatch):
     monkeypatch.setenv("ML_TOOLBOX_STORAGE_OPTIONS", "{not json")
     assert cli.main(["--store", url, "list"], console=out, error_console=err) == 2
     assert "ML_TOOLBOX_STORAGE_OPTIONS" in err.file.getvalue()
+
+
+@pytest.mark.parametrize("option, value", [("retries", 0), ("retries", True), ("retries", 2.5), ("retry_timeout", 0),
+                                           ("retry_timeout", -1.0), ("retry_timeout", "10s")])
+def test_bad_retry_budget_is_refused_naming_the_parameter(option, value):
+    with pytest.raises(ValueError, match=rf"{option}={value!r}: expected"):
+        PipelinePersistence(f"memory://ml-toolbox-{uuid.uuid4().hex[:8]}", single_writer=True, **{option: value})

@@ -27,12 +27,14 @@ import time
 from ml_toolbox.store import _aliases
 from ml_toolbox.store._store import (
     _FORMATS,
+    _NAME_RE,
     STORE_FORMAT,
     STORE_MARKER,
     PipelinePersistence,
     _alias_bytes,
     _iso,
     _manifest_bytes,
+    _parse_age,
 )
 from ml_toolbox.store.errors import IntegrityError, StoreError
 from ml_toolbox.store.objstore import FsspecBackend, default_cache_dir
@@ -60,11 +62,17 @@ class ObjectStorePersistence(PipelinePersistence):
     cache_dir : str, None or False
         Verified artifacts are cached here, keyed by digest (None: ``$ML_TOOLBOX_CACHE`` or
         ``~/.cache/ml_toolbox/store``; False: no cache). A cached copy is verified again at each load.
+    retries : int, default=5
+        Attempts of each object-store request on transient errors (timeouts, resets, 5xx, throttling).
+    retry_timeout : float, default=60.0
+        Seconds after which a request still failing is given up: a :class:`StoreError` names the URL and
+        the operation, and the store is left as the last successful request left it.
     """
 
     def __init__(self, storage_dir, *, storage_options=None, single_writer=False, cache_dir=None, retries=5,
-                 **options):
-        backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries)
+                 retry_timeout=60.0, **options):
+        backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries,
+                                retry_timeout=retry_timeout)
         self._remote = (backend, cache_dir)
         super().__init__(storage_dir, **options)
 
@@ -207,3 +215,84 @@ class ObjectStorePersistence(PipelinePersistence):
 
     def _clean_staging(self):
         return []
+
+    # ------------------------------------------------------------------- unreferenced artifacts
+    def unreferenced(self, name=None):
+        """The artifacts that no version's manifest names.
+
+        A writer that died after uploading its artifact and before creating its manifest leaves one (never
+        a version); so does a deleted version, whose artifact is kept while another version may share it.
+        They cannot be loaded and take only space: :meth:`clean_unreferenced` (and :meth:`prune`) removes
+        them once they are old enough not to be a save still in progress.
+
+        Parameters
+        ----------
+        name : str, optional
+            One name; all names when omitted.
+
+        Returns
+        -------
+        list of (str, str)
+            ``(name, url)`` of each unreferenced artifact's folder, ``objects/<digest>``.
+        """
+        found = []
+        for each in self._all_names() if name is None else [name]:
+            referenced = set()
+            for number in self.list_versions(each):
+                location = self._read_manifest(each, number).get("location")
+                if isinstance(location, str) and _LOCATION_RE.fullmatch(location):
+                    referenced.add(location.split("/", 1)[1])
+            for digest in self._backend.list(f"{each}/objects"):
+                if digest not in referenced:
+                    found.append((each, self._backend.url_of(f"{each}/objects/{digest}")))
+        return found
+
+    def clean_unreferenced(self, name=None, *, older_than="1h", dry_run=False):
+        """Remove the artifacts no version names (see :meth:`unreferenced`) that are older than ``older_than``.
+
+        Parameters
+        ----------
+        name : str, optional
+            One name; all names when omitted.
+        older_than : timedelta, float or str, default="1h"
+            Keep artifacts uploaded more recently (days as a number, or '12h', '45m', '10s'): a save in
+            progress has uploaded its artifact and not yet created its manifest. Give ``0`` only when no
+            one else is writing.
+        dry_run : bool, default=False
+            Only say what would be removed.
+
+        Returns
+        -------
+        list of str
+            The URLs of the artifact folders removed (or, with ``dry_run``, that would be).
+        """
+        age = _parse_age(older_than)
+        if not dry_run:
+            self._require_writable()
+        now = time.time()
+        removed = []
+        for each, url in self.unreferenced(name):
+            folder = url[len(self._backend.url) + 1:]
+            files = self._backend.list(folder)
+            stamps = [self._backend.modified(f"{folder}/{f}") for f in files]
+            if any(stamp is None or now - stamp < age.total_seconds() for stamp in stamps):
+                continue
+            if not dry_run:
+                for f in files:
+                    self._backend.delete(f"{folder}/{f}")
+            removed.append(url)
+        return removed
+
+    def _all_names(self):
+        return [entry for entry in self._backend.list("") if entry != STORE_MARKER and _NAME_RE.fullmatch(entry)]
+
+    def prune(self, name=None, *, keep_last=None, older_than=None, dry_run=False):
+        deleted = super().prune(name, keep_last=keep_last, older_than=older_than, dry_run=dry_run)
+        if not dry_run:
+            self.clean_unreferenced(name)
+        return deleted
+
+    prune.__doc__ = (PipelinePersistence.prune.__doc__ or "") + (
+        "\n        On object storage, prune also removes the artifacts no version names that are more than an\n"
+        "        hour old (see ``clean_unreferenced``).\n")
+

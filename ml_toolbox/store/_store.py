@@ -344,8 +344,8 @@ class PipelinePersistence:
         The store's directory. Created (with its parents) when missing; refused when it is a file or a
         non-empty directory that is not a store. An fsspec URL (``"s3://bucket/prefix"``) opens the store
         on object storage instead, which also takes ``storage_options=`` (passed to fsspec),
-        ``single_writer=``, ``cache_dir=`` and ``retries=``: see "Shared store on object storage" in
-        docs/persistence.md.
+        ``single_writer=``, ``cache_dir=``, ``retries=`` and ``retry_timeout=``: see "Shared store on
+        object storage" in docs/persistence.md.
     compress : int or (str, int), default=0
         The joblib compression for new artifacts (``0`` is fastest and allows ``mmap_mode`` loads; ``3`` or
         ``("lz4", 3)`` trade speed for size). Compressed artifacts cannot be memory-mapped.

@@ -1,13 +1,27 @@
 """The store on object storage: a backend over any fsspec URL (``s3://bucket/prefix``, ``gs://``, ``az://``).
 
 :class:`FsspecBackend` implements :class:`~ml_toolbox.store.StoreBackend` over an fsspec file system.
-On S3 (and S3-compatible stores, through s3fs) it uses the protocol's conditional writes: a create is a
-``PutObject`` with ``If-None-Match: *`` (refused when the key exists), a compare-and-swap a ``PutObject``
-with ``If-Match: <ETag>``. Each read is one ``GetObject`` returning the bytes and their ETag together.
-Transient errors (timeouts, connection resets, 5xx, throttling) are retried with tenacity; what still
-fails is a :class:`~ml_toolbox.store.StoreError` naming the URL and the operation.
+It uses each object store's conditional writes, as its fsspec implementation exposes them:
 
-A file system that offers no conditional writes (everything but S3 here, for now) cannot keep two
+- S3 and S3-compatible stores (s3fs): a create is a ``PutObject`` with ``If-None-Match: *`` (refused
+  when the key exists), a compare-and-swap a ``PutObject`` with ``If-Match: <ETag>``; a read is one
+  ``GetObject`` returning the bytes and their ETag together;
+- Google Cloud Storage (gcsfs): a create is an upload with ``ifGenerationMatch=0`` (gcsfs's
+  ``pipe_file(mode="create")``), a compare-and-swap an upload with ``ifGenerationMatch=<generation>``;
+  a read is one media download returning the bytes and their ``x-goog-generation``;
+- Azure Blob Storage (adlfs): a create is an upload with ``If-None-Match: *`` (adlfs's
+  ``pipe_file(mode="create")``), a compare-and-swap an upload with ``If-Match: <ETag>`` (adlfs passes
+  ``etag=`` and ``match_condition=`` through to the Azure SDK); a read is one download with its ETag.
+
+A conditional write refused because the object changed is told apart from one whose answer was lost
+(the write happened, the connection did not survive, and the retry was refused): when the object now
+holds exactly the bytes written, the write was this one.
+
+Transient errors (timeouts, connection resets, 5xx, throttling) are retried with tenacity, within
+``retries`` attempts and ``retry_timeout`` seconds; what still fails is a
+:class:`~ml_toolbox.store.StoreError` naming the URL and the operation.
+
+A file system that offers no conditional writes (``memory://``, ``file://``, HTTP...) cannot keep two
 writers apart without a lock service: the backend says so when it is opened, and refuses every write
 unless the user declares a single writer (``single_writer=True``); reads always work.
 """
@@ -60,13 +74,30 @@ def _error_code(exc):
             code = error.get("Code") or str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if code:
                 return str(code)
+        status = getattr(exc, "status_code", None)  # the Azure SDK's HttpResponseError
+        if not isinstance(status, int) and not isinstance(exc, OSError):
+            status = getattr(exc, "code", None)  # gcsfs's HttpError
+        if isinstance(status, int) and status >= 400:
+            return str(status)
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
 
 
+def _dialect(fs):
+    """Which conditional writes ``fs`` offers: "s3", "gcs", "azure", or None."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if any(p in ("s3", "s3a") for p in protocols) and hasattr(fs, "call_s3"):
+        return "s3"
+    if any(p in ("gs", "gcs") for p in protocols) and hasattr(fs, "call") and hasattr(fs, "_location"):
+        return "gcs"
+    if any(p in ("az", "abfs", "abfss") for p in protocols) and hasattr(fs, "service_client"):
+        return "azure"
+    return None
+
+
 def _transient(exc):
-    if isinstance(exc, (FileNotFoundError, StoreError, PermissionError)):
+    if isinstance(exc, (FileNotFoundError, FileExistsError, StoreError, PermissionError)):
         return False
     code = _error_code(exc)
     if code is not None:
@@ -92,6 +123,9 @@ class FsspecBackend(StoreBackend):
         file system offers no conditional writes; otherwise every write is refused.
     retries : int, default=5
         Attempts of each operation on transient errors (exponential back-off from 50 ms to 2 s).
+    retry_timeout : float, default=60.0
+        Seconds after which an operation still failing transiently is given up, whatever ``retries``
+        says (the client library's own retries, set in ``storage_options``, come on top of this).
 
     Examples
     --------
@@ -106,13 +140,18 @@ class FsspecBackend(StoreBackend):
     ['.kind']
     """
 
-    def __init__(self, url, storage_options=None, *, single_writer=False, retries=5):
+    def __init__(self, url, storage_options=None, *, single_writer=False, retries=5, retry_timeout=60.0):
         import fsspec.core
 
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.single_writer = bool(single_writer)
-        self.retries = int(retries)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+            raise ValueError(f"retries={retries!r}: expected a whole number of attempts >= 1.")
+        if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or not retry_timeout > 0:
+            raise ValueError(f"retry_timeout={retry_timeout!r}: expected a number of seconds > 0.")
+        self.retries = retries
+        self.retry_timeout = float(retry_timeout)
         self.wait = None  # tenacity's wait between attempts (None: exponential, 50 ms to 2 s)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
@@ -122,8 +161,8 @@ class FsspecBackend(StoreBackend):
             hint = f"pip install 'ml_toolbox[{extra}]'" if extra else "install the fsspec implementation for it"
             raise ImportError(f"The store URL {url!r} needs an fsspec file system for {protocol!r}: {hint}.") from exc
         self.root = self.root.rstrip("/")
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
-        self.conditional = any(p in ("s3", "s3a") for p in protocols) and hasattr(self.fs, "call_s3")
+        self.dialect = _dialect(self.fs)
+        self.conditional = self.dialect is not None
         if self.conditional:
             self.bucket, _, self.key_prefix = self.root.partition("/")
 
@@ -132,11 +171,11 @@ class FsspecBackend(StoreBackend):
 
     def __getstate__(self):
         return {"url": self.url, "storage_options": self.storage_options, "single_writer": self.single_writer,
-                "retries": self.retries}
+                "retries": self.retries, "retry_timeout": self.retry_timeout}
 
     def __setstate__(self, state):
         self.__init__(state["url"], state["storage_options"], single_writer=state["single_writer"],
-                      retries=state["retries"])
+                      retries=state["retries"], retry_timeout=state.get("retry_timeout", 60.0))
 
     # ------------------------------------------------------------------------------------ helpers
     def _path(self, key):
@@ -145,7 +184,7 @@ class FsspecBackend(StoreBackend):
             raise StoreError(f"Invalid key {key!r} in the store {self.url!r}: expected '/'-separated names.")
         return posixpath.join(self.root, *parts) if parts else self.root
 
-    def _s3_key(self, key):
+    def _s3_key(self, key):  # the object's name in its bucket (or container)
         return posixpath.join(self.key_prefix, key) if self.key_prefix else key
 
     def url_of(self, key):
@@ -168,7 +207,8 @@ class FsspecBackend(StoreBackend):
         import tenacity
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_transient), stop=tenacity.stop_after_attempt(max(self.retries, 1)),
+            retry=tenacity.retry_if_exception(_transient),
+            stop=tenacity.stop_after_attempt(self.retries) | tenacity.stop_after_delay(self.retry_timeout),
             wait=self.wait or tenacity.wait_exponential(multiplier=0.05, max=2.0), reraise=True)
         try:
             return retrying(function, *args, **kwargs)
@@ -180,8 +220,9 @@ class FsspecBackend(StoreBackend):
             if _error_code(exc) in ("NoSuchKey", "404"):
                 raise FileNotFoundError(errno.ENOENT, f"{self.url_of(key)} does not exist") from None
             attempts = retrying.statistics.get("attempt_number", 1)
+            elapsed = retrying.statistics.get("delay_since_first_attempt", 0.0)
             raise StoreError(f"Cannot {what} {self.url_of(key)!r}: {type(exc).__name__}: {exc} "
-                             f"(after {attempts} attempt{'s' if attempts > 1 else ''}).") from exc
+                             f"(after {attempts} attempt{'s' if attempts > 1 else ''} in {elapsed:.1f} s).") from exc
 
     def _require_writer(self, what, key):
         if not self.conditional and not self.single_writer:
@@ -190,25 +231,109 @@ class FsspecBackend(StoreBackend):
                 "writes, so the store cannot keep two writers apart. Declare that only one process writes it "
                 "with single_writer=True (reads need nothing).")
 
-    # ------------------------------------------------------------------------------------ S3 calls
-    def _s3_put(self, key, data, **conditions):
-        return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self._s3_key(key), Body=data, **conditions)
-
-    def _conditional_put(self, what, key, data, **conditions):
-        """True when written, False when the condition failed (412; 409 is retried as transient)."""
-        def put():
+    # ----------------------------------------------------------------- each cloud's conditional writes
+    def _put(self, key, data, mode, tag=None):
+        """One upload of ``key``: ``mode`` "overwrite", "create" (only if absent) or "swap" (only if its tag
+        is still ``tag``). Returns the new tag (or True where the cloud does not answer one), or None when
+        the condition failed."""
+        if not self.conditional:
+            self.fs.pipe_file(self._path(key), data)
+            return _content_tag(data)
+        name = self._s3_key(key)
+        if self.dialect == "s3":
+            conditions = {"create": {"IfNoneMatch": "*"}, "swap": {"IfMatch": tag}}.get(mode, {})
             try:
-                self._s3_put(key, data, **conditions)
+                response = self.fs.call_s3("put_object", Bucket=self.bucket, Key=name, Body=data, **conditions)
             except Exception as exc:
                 if _error_code(exc) in ("PreconditionFailed", "412"):
+                    return None
+                raise
+            return response.get("ETag") or True
+        if self.dialect == "gcs":
+            if mode == "create":  # gcsfs's own create-only upload (ifGenerationMatch=0)
+                try:
+                    self.fs.pipe_file(self._path(key), data, mode="create")
+                except FileExistsError:  # gcsfs's 412
+                    return None
+                return True
+            return self._gcs_upload(name, data, {"ifGenerationMatch": str(tag)} if mode == "swap" else {})
+        if self.dialect == "azure":
+            if mode == "create":  # adlfs's create-only upload (overwrite=False: If-None-Match: *)
+                try:
+                    self.fs.pipe_file(self._path(key), data, mode="create")
+                except FileExistsError:
+                    return None
+                return True
+            options = {}
+            if mode == "swap":
+                from azure.core import MatchConditions
+
+                options = {"etag": tag, "match_condition": MatchConditions.IfNotModified}
+            try:
+                out = self.fs.pipe_file(self._path(key), data, overwrite=True, **options)
+            except Exception as exc:
+                if _error_code(exc) == "412":
+                    return None
+                raise
+            return (out or {}).get("etag") or True
+        raise AssertionError(self.dialect)
+
+    def _gcs_upload(self, name, data, params):
+        """A multipart upload (JSON metadata, then the bytes) of the object ``name``, under ``params``'
+        preconditions; its new generation, or None when a precondition failed (gcsfs raises 412 as
+        FileExistsError)."""
+        import json
+        import uuid
+        from urllib.parse import quote
+
+        boundary = uuid.uuid4().hex  # random: it cannot occur in the bytes by accident
+        body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps({'name': name})}"
+                f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        body += bytes(data) + f"\r\n--{boundary}--".encode()
+        try:
+            out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o",
+                               uploadType="multipart", data=body, json_out=True,
+                               headers={"Content-Type": f'multipart/related; boundary="{boundary}"'}, **params)
+        except FileExistsError:
+            return None
+        return str(out.get("generation") or "") or True
+
+    def _conditional_put(self, what, key, data, mode, tag=None):
+        """True when written, False when the condition failed (409 is retried as transient). A refusal of
+        a retried write whose first answer was lost is recognised: the object then holds these bytes."""
+        def put():
+            if self._put(key, data, mode, tag) is not None:
+                return True
+            try:
+                current = self._read_tagged(key)[0]
+            except Exception as exc:  # gone since: the condition failed against someone else's change
+                if isinstance(exc, FileNotFoundError) or _error_code(exc) in ("NoSuchKey", "404"):
                     return False
                 raise
-            return True
+            return bytes(current) == bytes(data)
 
         return self._run(what, key, put)
 
-    def _s3_read(self, key):
-        response = self.fs.call_s3("get_object", Bucket=self.bucket, Key=self._s3_key(key))
+    def _read_tagged(self, key):
+        """The bytes of ``key`` and its tag (ETag or generation), read together in one request."""
+        name = self._s3_key(key)
+        if self.dialect == "gcs":
+            headers, data = self.fs.call("GET", "b/{}/o/{}", self.bucket, name, alt="media")
+            generation = headers.get("x-goog-generation")
+            if generation is None:
+                raise StoreError(f"{self.url_of(key)!r}: the server sent no x-goog-generation with the object, "
+                                 "so it cannot be compared-and-swapped.")
+            return data, generation
+        if self.dialect == "azure":
+            from fsspec.asyn import sync
+
+            async def download():
+                async with self.fs.service_client.get_blob_client(container=self.bucket, blob=name) as client:
+                    stream = await client.download_blob()
+                    return await stream.readall(), stream.properties.etag
+
+            return sync(self.fs.loop, download)
+        response = self.fs.call_s3("get_object", Bucket=self.bucket, Key=name)
         body = response["Body"]
         from fsspec.asyn import sync
 
@@ -226,7 +351,7 @@ class FsspecBackend(StoreBackend):
     def read(self, key):
         path = self._path(key)
         if self.conditional:
-            return self._run("read", key, self._s3_read, key)
+            return self._run("read", key, self._read_tagged, key)
 
         def read():
             data = self.fs.cat_file(path)
@@ -236,16 +361,13 @@ class FsspecBackend(StoreBackend):
 
     def write(self, key, data, *, durable=True):
         self._require_writer("write", key)
-        if self.conditional:
-            response = self._run("write", key, self._s3_put, key, data)
-            return response.get("ETag")
-        self._run("write", key, self.fs.pipe_file, self._path(key), data)
-        return _content_tag(data)
+        tag = self._run("write", key, self._put, key, data, "overwrite")
+        return tag if isinstance(tag, str) else None
 
     def create(self, key, data, *, durable=True):
         self._require_writer("create", key)
         if self.conditional:
-            return self._conditional_put("create", key, data, IfNoneMatch="*")
+            return self._conditional_put("create", key, data, "create")
         path = self._path(key)
         if self._run("check", key, self.fs.exists, path):
             return False
@@ -257,7 +379,7 @@ class FsspecBackend(StoreBackend):
         if self.conditional:
             if tag is None:
                 return self.create(key, data)
-            return self._conditional_put("replace", key, data, IfMatch=tag)
+            return self._conditional_put("replace", key, data, "swap", tag)
         try:
             current = self.read(key)[1]
         except FileNotFoundError:
@@ -271,6 +393,7 @@ class FsspecBackend(StoreBackend):
         path = self._path(prefix)
 
         def listing():
+            self.fs.invalidate_cache(path)  # adlfs ignores refresh=: its listings are cached until invalidated
             try:
                 entries = self.fs.ls(path, detail=False, refresh=True)
             except FileNotFoundError:
@@ -283,6 +406,22 @@ class FsspecBackend(StoreBackend):
 
         return self._run("list", prefix, listing)
 
+    def modified(self, key):
+        """When ``key`` was last written.
+
+        Parameters
+        ----------
+        key : str
+            A '/'-separated key under the store's URL.
+
+        Returns
+        -------
+        float or None
+            Seconds since the epoch, or None when the file system does not say.
+        """
+        info = self._run("stat", key, self.fs.info, self._path(key))
+        return _timestamp(info)
+
     def delete(self, key):
         self._require_writer("delete", key)
         path = self._path(key)
@@ -294,7 +433,7 @@ class FsspecBackend(StoreBackend):
                 return False
             return True
 
-        if self.conditional:  # S3 deletes are idempotent: ask first, to answer "existed"
+        if self.dialect == "s3":  # S3 deletes are idempotent: ask first, to answer "existed"
             try:
                 self.read(key)
             except FileNotFoundError:
@@ -302,6 +441,26 @@ class FsspecBackend(StoreBackend):
             self._run("delete", key, self.fs.call_s3, "delete_object", Bucket=self.bucket, Key=self._s3_key(key))
             return True
         return self._run("delete", key, remove)
+
+
+def _timestamp(info):
+    """The modification time in an fsspec ``info`` dict, whatever its implementation calls it."""
+    import datetime
+
+    for field in ("LastModified", "last_modified", "updated", "mtime", "created"):
+        value = info.get(field)
+        if isinstance(value, str):
+            try:
+                value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=datetime.timezone.utc)
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 def _content_tag(data):
