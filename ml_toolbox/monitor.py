@@ -493,7 +493,9 @@ class Anomaly:
 
 
 @runtime_checkable
-class MonitorSink(Protocol):
+# typing.Protocol gives the class the signature (*args, **kwargs), which numpydoc takes for
+# undocumented parameters; a protocol is never constructed (a __signature__ breaks isinstance).
+class MonitorSink(Protocol):  # numpydoc ignore=PR01
     """Anything that takes finished executions: an object with ``emit(metrics)``.
 
     The monitor calls ``emit`` with each :class:`PipelineMetrics` as the execution ends (in the
