@@ -84,7 +84,8 @@ def test_the_tour_reports_what_it_did(executed):
     assert "missing column(s) ['mean radius']" in text
     assert "numpy kernel for LogisticRegression.predict_proba" in text
     # the flaky stage failed once and the fit recovered through retry
-    assert "Retrying stage 'remote' of 'feature_pipeline' (attempt 2 of 4)" in text
+    assert "Retrying stage 'remote' of 'unified_pipeline' (its feature_pipeline) (attempt 2 of 4)" \
+        in text
     assert "'retries': 1, 'successes': 1, 'successes_after_retry': 1, 'failures': 0" in text
     assert re.search(r"51 predictions; model stage P50 \d+ µs, P95 \d+ µs", text)
     # epochs over partial_fit: early stopping ends the run and keeps the best epoch
