@@ -31,13 +31,16 @@ test-long: $(VENV)/.installed-test
 
 # The suite on the oldest versions setup.cfg declares: install_requires pinned exactly at its floors
 # (.ci/floors.py), on the oldest Python python_requires allows (3.11), in a virtual environment of
-# its own. The test extra's tools (pytest, hypothesis, mlflow, moto, ...) are not what is judged and
-# are left unpinned: pip installs versions of them that resolve with those pins (their own floors
-# pinned together are not co-installable). CI runs OLDEST_TESTS, a subset chosen to stay within its
-# time budget: the scikit-learn judge and estimator checks, the core pipelines, the input schema,
-# the fast path and the store. `make test-oldest OLDEST_TESTS=` runs the whole suite.
+# its own, with the `skops` extra pinned at its floor too. The test tools (pytest, hypothesis) are not
+# what is judged and are left unpinned. CI runs OLDEST_TESTS, a subset chosen to stay within its time
+# budget, which needs nothing more: the scikit-learn judge and estimator checks, the core pipelines,
+# the input schema, the fast path and the store. `make test-oldest OLDEST_EXTRAS=test OLDEST_TESTS=`
+# runs the whole suite (the test extra's other tools, mlflow, moto, ..., unpinned: their own floors
+# pinned together are not co-installable).
 PYTHON_OLDEST ?= python3.11
 OLDEST        ?= .venv-oldest
+OLDEST_EXTRAS ?= skops
+OLDEST_TOOLS  ?= pytest hypothesis
 OLDEST_TESTS  ?= tests/test_sklearn_judge.py tests/test_estimator_checks.py \
                  tests/test_pipeline_dropin.py tests/test_pipelines.py tests/test_stage.py \
                  tests/test_schema.py tests/test_fast.py tests/test_fast_row.py \
@@ -47,8 +50,9 @@ OLDEST_TESTS  ?= tests/test_sklearn_judge.py tests/test_estimator_checks.py \
 $(OLDEST)/.installed: setup.cfg pyproject.toml .ci/floors.py
 	$(PYTHON_OLDEST) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
-	$(PYTHON_OLDEST) .ci/floors.py > $(OLDEST)/constraints.txt
-	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST)/constraints.txt -e ".[test]"
+	$(PYTHON_OLDEST) .ci/floors.py skops > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST)/constraints.txt -e ".[$(OLDEST_EXTRAS)]" \
+	    $(OLDEST_TOOLS)
 	touch $@
 
 test-oldest: $(OLDEST)/.installed
