@@ -238,6 +238,8 @@ def _header(scope, name):
 
 
 def _jsonable(value):
+    if value.__class__ is np.ndarray:  # the usual answer, without hasattr's failed lookup
+        return value.tolist()
     if hasattr(value, "to_numpy"):
         value = value.to_numpy()
     if isinstance(value, np.ndarray):
