@@ -35,3 +35,24 @@ class Slow(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         time.sleep(self.delay)
         return np.ones(len(X), dtype=int)
+
+
+class Timed(ClassifierMixin, BaseEstimator):
+    """Answers class 1 after ``Timed.delay`` seconds and notes the name of the thread that ran it in ``Timed.threads``
+    (class attributes: a test changes them while the server holds the unpickled copy)."""
+
+    delay = 0.0
+    threads: list = []
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def predict(self, X):
+        import threading
+
+        Timed.threads.append(threading.current_thread().name)
+        if Timed.delay:
+            time.sleep(Timed.delay)
+        return np.ones(len(X), dtype=int)

@@ -17,7 +17,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from _serving_models import Raising
+from _serving_models import Raising, Timed
 from ml_toolbox import PipelinePersistence, UnifiedMLPipeline
 from ml_toolbox.serving import KPIBoard, RolloutPolicy, Router, Rule, create_app, evidence_of, parse_payload
 from ml_toolbox.serving.http import PayloadError
@@ -326,6 +326,43 @@ def test_request_bodies_decode_as_the_standard_library_does(value):
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=60) | st.lists(st.sampled_from([b"1", b"0", b"9", b"-", b".", b"e", b" ", b"\xd9"]),
+                                              max_size=60).map(b"".join))
+def test_the_digit_run_check_finds_19_digits_in_a_row(body):
+    from ml_toolbox.serving.http import _long_digit_run
+
+    assert _long_digit_run(body) == (re.search(rb"[0-9]{19}", body) is not None)
+    assert _long_digit_run(body.decode("latin-1"))  # a str: json's to read
+
+
+_CELL = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.lists(_CELL, min_size=0, max_size=3) | _CELL, min_size=0, max_size=4),
+       columns=st.none() | st.lists(st.sampled_from(["a", "b", "c"]), min_size=0, max_size=3))
+def test_the_usual_request_read_at_once_gives_the_general_paths_frame(rows, columns):
+    """``{"dataframe_split": ...}`` alone is read by a short path; with another key (MLflow's "params")
+    by the general one: the same frame, or the same refusal."""
+    split = {"data": rows} if columns is None else {"data": rows, "columns": columns}
+
+    def read(payload):
+        try:
+            return parse_payload(payload, ["a", "b"])
+        except PayloadError as error:
+            return str(error)
+
+    fast, general = read({"dataframe_split": split}), read({"dataframe_split": split, "params": {}})
+    if isinstance(general, str):
+        assert fast == general
+    elif isinstance(general, pd.DataFrame):
+        pd.testing.assert_frame_equal(fast, general)
+        fast._mgr._verify_integrity()
+    else:
+        np.testing.assert_array_equal(fast, general)
+
+
 @settings(max_examples=80, deadline=None)
 @given(value=_JSON)
 def test_response_bodies_are_strict_json(value):
@@ -415,6 +452,36 @@ def test_server_error_names_type_and_stage(store):
     assert r.status_code == 500, r.text
     assert r.json()["error"] == "RuntimeError" and r.json()["stage"] == "lookup"
     assert "Traceback" not in r.text
+
+
+def test_offload_auto_takes_a_thread_after_three_slow_predictions_in_a_row(tmp_path):
+    """One slow prediction (on a loaded machine: the process paused mid-way) keeps the next on the event
+    loop; three in a row send the next ones to a worker thread, until one is fast again."""
+    store = PipelinePersistence(tmp_path / "models")
+    store.save(Timed().fit(X, Y), "churn")
+    store.promote("churn", 1, "production")
+    slow, fast = 0.005, 0.0
+    delays = [fast, slow, fast, slow, slow, fast, slow, slow, slow, slow, fast, fast]
+    on_loop = [True, True, True, True, True, True, True, True, True, False, False, True]
+    Timed.threads = []
+    try:
+        with TestClient(create_app(Router(store, "churn", poll_interval=60))) as client:
+            for delay in delays:
+                Timed.delay = delay
+                assert client.post("/predict", json=_split(X.iloc[:1])).json()["predictions"] == [1]
+    finally:
+        Timed.delay = 0.0
+    worker = "AnyIO worker thread"  # (the name of Starlette's worker threads)
+    assert [t != worker for t in Timed.threads] == on_loop
+    for offload in (True, False):
+        Timed.threads, Timed.delay = [], slow
+        try:
+            with TestClient(create_app(Router(store, "churn", poll_interval=60), offload=offload)) as client:
+                for _ in range(5):
+                    client.post("/predict", json=_split(X.iloc[:1]))
+        finally:
+            Timed.delay = 0.0
+        assert [t == worker for t in Timed.threads] == [offload] * 5
 
 
 def test_feedback_health_metadata_metrics(client):

@@ -130,7 +130,8 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
     store.save(Slow(delay=1.0).fit(X, Y), "churn")
     store.promote("churn", 1, "production")
     with server(store) as (url, proc):
-        httpx.post(url + "/predict", json=BODY, timeout=30)  # (the first slow answer moves work off the loop)
+        for _ in range(3):  # (three slow answers in a row move the predictions off the event loop)
+            httpx.post(url + "/predict", json=BODY, timeout=30)
         answers = []
         clients = [httpx.Client(base_url=url, timeout=60) for _ in range(3)]
 

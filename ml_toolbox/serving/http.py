@@ -29,6 +29,10 @@ __all__ = ["create_app", "serve", "parse_payload", "PayloadError", "app_from_spe
 #: Largest request body accepted by default (bytes); larger ones answer 413.
 MAX_BODY = 1_048_576
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+#: Predictions over 1 ms in a row before ``offload="auto"`` moves them to a worker thread: on a loaded
+#: machine a one-row prediction of 30 us takes over 1 ms now and then (the process paused mid-way), and
+#: each thread hop then costs more than the prediction.
+_SLOW_RUN = 3
 _STAGE_RE = re.compile(r"\[ml_toolbox\] raised by stage '([^']*)'")
 
 
@@ -86,6 +90,12 @@ def parse_payload(payload, columns=None):
     >>> parse_payload({"instances": [[1.0, 2.0]]}, columns=["a", "b"]).columns.tolist()
     ['a', 'b']
     """
+    if payload.__class__ is dict and len(payload) == 1:  # the usual request: rows of numbers, named
+        split = payload.get("dataframe_split")
+        if split.__class__ is dict and "index" not in split:
+            frame = _split_frame(split.get("data"), split.get("columns", columns))
+            if frame is not None:  # (None: the general path below reads it, or says what is wrong)
+                return frame
     if not isinstance(payload, dict):
         raise PayloadError(f"The request body must be a JSON object with one of the keys {list(_FORMATS)}; "
                            f"got a JSON {type(payload).__name__}.")
@@ -164,6 +174,25 @@ def _frame(rows, columns, index):
     return pd.DataFrame(values, columns=columns, index=index)
 
 
+def _split_frame(rows, columns):
+    """The frame ``_frame(rows, columns, None)`` makes when ``rows`` is a non-empty list of rows of
+    numbers as wide as ``columns`` (a list), read at once; None for anything else."""
+    if rows.__class__ is not list or not rows or columns.__class__ is not list:
+        return None
+    width = len(columns)
+    for r in rows:
+        if r.__class__ is not list or len(r) != width:
+            return None
+    index = _index(columns)
+    if not isinstance(index, pd.Index):
+        return None
+    try:
+        values = np.array(rows, dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    return _float_frame(values, index) if values.ndim == 2 else None
+
+
 def _float_frame(values, columns):
     """``pd.DataFrame(values, columns=columns)`` for a float64 2D array, built straight from its one block
     (half the constructor's cost, which is most of a one-row request's parsing). None when this pandas'
@@ -209,6 +238,8 @@ def _header(scope, name):
 
 
 def _jsonable(value):
+    if value.__class__ is np.ndarray:  # the usual answer, without hasattr's failed lookup
+        return value.tolist()
     if hasattr(value, "to_numpy"):
         value = value.to_numpy()
     if isinstance(value, np.ndarray):
@@ -240,38 +271,36 @@ def _loads(body):
     >>> _loads(b'{"instances": [[1.5, NaN]]}')
     {'instances': [[1.5, nan]]}
     """
-    if orjson is not None:
+    if orjson is not None and not _long_digit_run(body):
         try:
-            value = orjson.loads(body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
-        else:
-            if not _huge_floats(value):
-                return value
     return json.loads(body)
 
 
-_HUGE = float(2**63)
+# Where orjson and json read a body differently, besides what orjson refuses: an integer literal beyond
+# 64 bits, which orjson reads as a float and json as an exact int. Such a literal has 19 digits or more
+# (every integer of 18 digits fits in 64 bits); a float literal reads the same either way. So a body
+# without a run of 19 digits is orjson's to read, whatever it holds (found with one C-level pass over
+# the bytes: translate maps every digit to "0", find looks for 19 of them in a row); a body with one
+# (or a digit run inside a string) goes to json, which is always right, only slower.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT_RUN = b"0" * 19
 
 
-def _huge_floats(value):
-    """Whether ``value`` holds a float of magnitude 2**63 or more: orjson reads integers beyond 64 bits
-    as floats, json as exact ints (a real float that large reads the same either way)."""
-    todo = [value]
-    while todo:
-        item = todo.pop()
-        if type(item) is list:
-            for v in item:
-                if type(v) is float:
-                    if not -_HUGE < v < _HUGE:
-                        return True
-                elif type(v) is list or type(v) is dict:
-                    todo.append(v)
-        elif type(item) is dict:
-            todo.append(list(item.values()))
-        elif type(item) is float and not -_HUGE < item < _HUGE:
-            return True
-    return False
+def _long_digit_run(body):
+    """Whether ``body`` holds 19 ASCII digits in a row (see above); True for a ``str`` (json reads it).
+
+    Examples
+    --------
+    >>> _long_digit_run(b'[9223372036854775807]'), _long_digit_run(b'[922337203685477580]')
+    (True, False)
+    """
+    try:
+        return body.translate(_DIGITS_TO_ZERO).find(_DIGIT_RUN) >= 0
+    except TypeError:  # str (or a buffer without translate): json reads it
+        return True
 
 
 def _dumps(value):
@@ -335,9 +364,10 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
     offload : {"auto", True, False}, default="auto"
         Where predictions run. A prediction of a few microseconds is cheapest on the event loop itself;
         a slow one there would stop the server from accepting other requests. ``"auto"`` runs them on
-        the loop while the last one took under 1 ms (its own time, not the thread hop's), in a worker
-        thread otherwise; ``True`` always in
-        a worker thread, ``False`` never.
+        the loop until three predictions in a row took over 1 ms each (their own time, not a thread
+        hop's), then in a worker thread until one takes under 1 ms again; one slow prediction alone is
+        most often the machine's scheduler pausing the process, not the model. ``True`` always in a
+        worker thread, ``False`` never.
 
     Returns
     -------
@@ -372,7 +402,8 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
     if offload not in ("auto", True, False):
         raise ValueError(f"create_app: offload must be 'auto', True or False; got {offload!r}.")
     expected = None if token is None else f"Bearer {token}".encode()
-    slow = [offload is True]
+    # consecutive predictions over 1 ms (their own time, not a thread hop's); from _SLOW_RUN on, a thread
+    slow = [_SLOW_RUN if offload is True else 0]
     in_flight = [0]
 
     def timed_predict(X, method, key):
@@ -380,8 +411,8 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
         try:
             return router.predict(X, method, key, True)
         finally:
-            if offload == "auto":  # the prediction's own time, not a thread hop's: back on the loop at once
-                slow[0] = perf_counter() - start > 0.001
+            if offload == "auto":  # one under 1 ms: back on the loop at once
+                slow[0] = slow[0] + 1 if perf_counter() - start > 0.001 else 0
 
     def error(status, kind, message, **extra):
         return _json_response(dict({"error": kind, "message": message}, **extra), status)
@@ -454,7 +485,7 @@ def create_app(router, *, token=None, max_body=MAX_BODY, manage_router=True, off
             return error(400, "BadInput", str(exc))
         in_flight[0] += 1
         try:
-            if slow[0]:
+            if slow[0] >= _SLOW_RUN:
                 answer = await run_in_threadpool(timed_predict, X, method, key)
             else:
                 answer = timed_predict(X, method, key)

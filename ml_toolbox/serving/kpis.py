@@ -134,7 +134,7 @@ class KPIBoard:
             Its predictions, for feedback.
         """
         with self._lock:
-            stats = self._get(version)
+            stats = self._stats.get(version) or self._get(version)
             stats.requests += 1
             if ok:
                 stats.latencies.append(seconds)
