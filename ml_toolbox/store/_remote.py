@@ -67,12 +67,15 @@ class ObjectStorePersistence(PipelinePersistence):
     retry_timeout : float, default=60.0
         Seconds after which a request still failing is given up: a :class:`StoreError` names the URL and
         the operation, and the store is left as the last successful request left it.
+    timeout : float, default=30.0
+        Seconds a request may wait for the server's next bytes (or its connection) before it counts as
+        failed (transient: retried as above): no store call waits forever on a lost answer.
     """
 
     def __init__(self, storage_dir, *, storage_options=None, single_writer=False, cache_dir=None, retries=5,
-                 retry_timeout=60.0, **options):
+                 retry_timeout=60.0, timeout=30.0, **options):
         backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries,
-                                retry_timeout=retry_timeout)
+                                retry_timeout=retry_timeout, timeout=timeout)
         self._remote = (backend, cache_dir)
         super().__init__(storage_dir, **options)
 
