@@ -70,10 +70,21 @@ class ObjectStorePersistence(PipelinePersistence):
     timeout : float, default=30.0
         Seconds a request may wait for the server's next bytes (or its connection) before it counts as
         failed (transient: retried as above): no store call waits forever on a lost answer.
+    manifest_ttl : float, default=0
+        Seconds for which a load by version *number* may take that version's manifest from this object's
+        memory instead of asking the server again. A manifest never changes once created (create-only,
+        signed, verified again at each load), so what a longer time risks is only this: a version deleted
+        by another store object keeps loading here for up to ``manifest_ttl`` seconds. With a cache
+        directory and ``manifest_ttl > 0`` a second load by number makes no request at all. Loads by
+        alias or of the latest version always ask the server (aliases move).
     """
 
     def __init__(self, storage_dir, *, storage_options=None, single_writer=False, cache_dir=None, retries=5,
-                 retry_timeout=60.0, timeout=30.0, **options):
+                 retry_timeout=60.0, timeout=30.0, manifest_ttl=0, **options):
+        if isinstance(manifest_ttl, bool) or not isinstance(manifest_ttl, (int, float)) or manifest_ttl < 0:
+            raise ValueError(f"manifest_ttl={manifest_ttl!r}: expected a number of seconds >= 0.")
+        self.manifest_ttl = float(manifest_ttl)
+        self._manifests = {}  # (name, number) -> (manifest bytes, time.monotonic() when read)
         backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries,
                                 retry_timeout=retry_timeout, timeout=timeout)
         self._remote = (backend, cache_dir)
@@ -148,6 +159,29 @@ class ObjectStorePersistence(PipelinePersistence):
                 return number
         raise StoreError(f"Could not save a version of {name!r} in {self._root!r}: {_ATTEMPTS} other versions "
                          "were created while this save tried to number its own.")
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_manifests"] = {}
+        return state
+
+    def _manifest_data(self, name, number, for_load=False):
+        """A load by number within ``manifest_ttl`` of the last read of that manifest answers from memory."""
+        if not (for_load and self.manifest_ttl):
+            return super()._manifest_data(name, number)
+        now = time.monotonic()
+        kept = self._manifests.get((name, number))
+        if kept is not None and now - kept[1] < self.manifest_ttl:
+            return kept[0]
+        data = super()._manifest_data(name, number)
+        if len(self._manifests) >= 4096:  # a bound on memory: forget everything, as a cache may
+            self._manifests.clear()
+        self._manifests[(name, number)] = (data, now)
+        return data
+
+    def _delete_locked(self, name, number):
+        self._manifests.pop((name, number), None)
+        return super()._delete_locked(name, number)
 
     # ----------------------------------------------------------------------------- layout
     def _artifact_key(self, name, number, manifest, filename):

@@ -752,10 +752,14 @@ class PipelinePersistence:
 
         return self._read_manifest(name, self._resolve(name, version, check=False))
 
-    def _read_manifest(self, name, number):
+    def _manifest_data(self, name, number, for_load=False):
+        """A version's manifest bytes (``for_load``: a load asks; object storage may answer from memory)."""
+        return self._backend.read(f"{name}/v{number:06d}/manifest.json")[0]
+
+    def _read_manifest(self, name, number, for_load=False):
         path = os.path.join(self._vdir(name, number), "manifest.json")
         try:
-            data = self._backend.read(f"{name}/v{number:06d}/manifest.json")[0]
+            data = self._manifest_data(name, number, for_load)
         except FileNotFoundError:
             raise self._missing(name, number) from None
         manifest = _parse_json(data, path, dict)
@@ -1063,7 +1067,8 @@ class PipelinePersistence:
                              "memory only; load without mmap_mode.")
         self._check_verify(verify)
         number = self._resolve(name, version, check=False)  # the manifest's read checks it exists
-        manifest = self._verified_manifest(name, number)
+        manifest = self._verified_manifest(name, number, for_load=isinstance(version, numbers.Integral) or (
+            isinstance(version, str) and version.isdigit()))
         fmt = self._check_format(name, number, manifest, allow_pickle, formats)
         key = self._artifact_key(name, number, manifest, manifest["artifact"])
         artifact = self._backend.local_path(key)  # the local backend's capability: open, no link, mmap
@@ -1259,8 +1264,8 @@ class PipelinePersistence:
                              f"{sorted(a for a in _store_io.ALGORITHMS if a in expected)}.")
         return verify
 
-    def _verified_manifest(self, name, number):
-        manifest = self._read_manifest(name, number)
+    def _verified_manifest(self, name, number, for_load=False):
+        manifest = self._read_manifest(name, number, for_load)
         path = os.path.join(self._vdir(name, number), "manifest.json")
         if self._key:
             signature = manifest.get("signature")
