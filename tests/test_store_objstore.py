@@ -166,7 +166,7 @@ def test_manifest_ttl_makes_a_second_load_by_number_request_free(s3_server, url,
     writer.save(model, "churn")
     writer.promote("churn", 1, "production")
     clock = [1000.0]
-    monkeypatch.setattr("ml_toolbox.store._remote.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("ml_toolbox.store._remote._now", lambda: clock[0])
     reader = PipelinePersistence(url, storage_options=s3_server, cache_dir=tmp_path / "cache", signing_key=key,
                                  manifest_ttl=60)
     default = PipelinePersistence(url, storage_options=s3_server, cache_dir=tmp_path / "cache", signing_key=key)
