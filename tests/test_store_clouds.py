@@ -63,6 +63,14 @@ def _gcs():
     before = os.environ.get("STORAGE_EMULATOR_HOST")
     server = wrapper.FakeGCSServer()
     server.start()  # sets $STORAGE_EMULATOR_HOST: the store is given the endpoint instead
+    # The wrapper starts fake-gcs-server with stderr=PIPE and never reads it, and the server logs every
+    # request there: after some 64 kB of log (a few hundred requests: a full run of this module) its
+    # writes block, and with them every request it serves. That was the "hang" of the three-thread test
+    # (and, once the store's timeouts existed, of every later test here). Drain the pipe.
+    log = getattr(getattr(server, "_process", None), "stderr", None)
+    if log is not None:
+        threading.Thread(target=lambda: all(iter(lambda: log.read(65536), b"")), name="fake-gcs-server log",
+                         daemon=True).start()
     try:
         if before is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
