@@ -196,6 +196,7 @@ def test_fallback_after_megabytes_already_written_starts_a_new_file(store, compr
 _DTYPES = ["<f8", ">f8", "<i4", "u1", "?", "datetime64[s]", "c16", "S3", [("a", "<i4"), ("b", ">f8")]]
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")  # np.matrix is one layout
 @settings(max_examples=25, deadline=None)
 @given(dtype=st.sampled_from(_DTYPES), shape=st.lists(st.integers(0, 40), min_size=1, max_size=3),
        layout=st.sampled_from(["C", "F", "strided", "matrix", "memmap"]), big=st.booleans())
