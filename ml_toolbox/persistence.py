@@ -17,6 +17,7 @@ from ml_toolbox.store import (  # noqa: F401 - this module is the store's older 
     PersistenceError,
     PipelinePersistence,
     SignatureError,
+    Staging,
     StoreBackend,
     StoreError,
     VersionMismatchWarning,

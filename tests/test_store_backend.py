@@ -5,6 +5,7 @@ makes: on the local store, listing, reads, deletes and alias moves are backend c
 (fsspec's in-memory file system, one writer declared), a cached load reads one object, its manifest.
 """
 
+import os
 import uuid
 
 import numpy as np
@@ -53,6 +54,10 @@ class Recording(StoreBackend):
     def url_of(self, key):
         return self.inner.url_of(key)
 
+    def stage(self, name, token="", *, durable=True):
+        self.calls.append(("stage", name))
+        return self.inner.stage(name, token, durable=durable)
+
     def local_path(self, key):
         return self.inner.local_path(key)
 
@@ -76,7 +81,8 @@ def test_local_store_lists_reads_and_deletes_through_its_backend(tmp_path):
     recording = _record(store)
     for _ in range(3):
         store.save({"w": np.arange(3.0)}, "m", metrics={"accuracy": 0.9})
-    _ops(recording)
+    # the save path too: the version staged through the backend, numbered from its listing
+    assert _ops(recording)[-2:] == [("stage", "m"), ("list", "m")]
     assert store.names() == ["m"]
     assert ("list", "") in _ops(recording)
     assert store.list_versions("m") == [1, 2, 3]
@@ -139,3 +145,36 @@ def test_object_store_delete_goes_through_the_backend(memory_store):
     assert store.list_versions("m") == [2]
     with pytest.raises(ValueError, match="loads into memory only"):
         store.load("m", 2, mmap_mode="r")
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_local_staging_commits_whole_or_not_at_all(tmp_path, durable):
+    """The local backend's staging: files in a private directory under .tmp, committed by one rename; a
+    number already taken answers False (the save numbers again) and leaves nothing; a symlinked .tmp is
+    refused before anything is written; a discarded staging leaves no trace."""
+    from ml_toolbox.store import _io
+    from ml_toolbox.store.errors import StoreError
+
+    root = tmp_path / "store"
+    (root / ".tmp").mkdir(parents=True)
+    backend = LocalBackend(root)
+    first = backend.stage("m", "tok", durable=durable)
+    digests = _io.write_bytes_hashed(first.target("artifact.json"), b"[1]", fsync=durable)
+    assert first.store("artifact.json", digests["blake3"]) == {} and first.data("artifact.json") is None
+    assert first.commit("m/v000001", b'{"version": 1}')
+    first.discard()
+    assert backend.read("m/v000001/artifact.json")[0] == b"[1]" and os.listdir(root / ".tmp") == []
+    second = backend.stage("m", "tok", durable=durable)
+    _io.write_bytes_hashed(second.target("artifact.json"), b"[2]", fsync=durable)
+    assert not second.commit("m/v000001", b'{"version": 1}')  # taken: nothing replaced
+    assert second.commit("m/v000002", b'{"version": 2}')
+    second.discard()
+    assert backend.read("m/v000001/artifact.json")[0] == b"[1]" and backend.list("m") == ["v000001", "v000002"]
+    third = backend.stage("m", "tok", durable=durable)
+    _io.write_bytes_hashed(third.target("artifact.json"), b"[3]", fsync=durable)
+    third.discard()  # never committed
+    assert os.listdir(root / ".tmp") == [] and backend.list("m") == ["v000001", "v000002"]
+    os.rmdir(root / ".tmp")
+    os.symlink(tmp_path, root / ".tmp")
+    with pytest.raises(StoreError, match="symlink"):
+        backend.stage("m", "tok")

@@ -63,6 +63,14 @@ def _gcs():
     before = os.environ.get("STORAGE_EMULATOR_HOST")
     server = wrapper.FakeGCSServer()
     server.start()  # sets $STORAGE_EMULATOR_HOST: the store is given the endpoint instead
+    # The wrapper starts fake-gcs-server with stderr=PIPE and never reads it, and the server logs every
+    # request there: after some 64 kB of log (a few hundred requests: a full run of this module) its
+    # writes block, and with them every request it serves. That was the "hang" of the three-thread test
+    # (and, once the store's timeouts existed, of every later test here). Drain the pipe.
+    log = getattr(getattr(server, "_process", None), "stderr", None)
+    if log is not None:
+        threading.Thread(target=lambda: all(iter(lambda: log.read(65536), b"")), name="fake-gcs-server log",
+                         daemon=True).start()
     try:
         if before is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
@@ -189,12 +197,6 @@ def test_store_round_trip(cloud, tmp_path):
 
 
 def test_concurrent_writers_take_distinct_numbers_and_lose_no_promote(cloud):
-    if cloud[0] == "gs" and not os.environ.get("ML_TOOLBOX_GCS_THREADS"):
-        # In a CI run of the whole suite, one of the three threads' reads from fake-gcs-server never
-        # returned (py-spy: FsspecBackend._read_tagged waiting on fsspec's event loop), while the test
-        # passes alone in seconds. Until that is understood (the emulator, or gcsfs under threads
-        # sharing one loop), it runs on request: ML_TOOLBOX_GCS_THREADS=1.
-        pytest.skip("three threads on fake-gcs-server: opt in with ML_TOOLBOX_GCS_THREADS=1 (see the test)")
     url = _url(cloud)
     PipelinePersistence(url, storage_options=cloud[1])
     model, _ = _model()
@@ -254,3 +256,43 @@ def test_a_create_whose_answer_was_lost_is_not_a_lost_race(cloud):
         assert proxy.tripped.is_set()
     assert direct.list_versions("churn") == [1, 2]
     assert direct.manifest("churn", 2)["message"] == "answer lost"
+
+
+def test_an_answer_that_never_comes_is_retried_not_waited_for(cloud):
+    """The server takes a manifest's GET and never answers (the proxy holds the response, once): gcsfs
+    alone would wait forever (aiohttp with no timeout; a full-suite run once hung so). With the store's
+    per-read ``timeout`` the read fails after a second, as a transient error, and its retry loads."""
+    import re
+
+    from _tcpproxy import TCPProxy
+
+    url = _url(cloud)
+    direct = PipelinePersistence(url, storage_options=cloud[1], cache_dir=False)
+    model, X = _model()
+    assert direct.save(model, "churn") == 1
+    options = dict(cloud[1])
+    if cloud[0] == "gs":
+        port = int(options["endpoint_url"].rsplit(":", 1)[1])
+        pattern = rb"^GET /storage/v1/b/models/o/[^ ]*manifest\.json"
+    else:
+        port = int(re.search(r"BlobEndpoint=http://127\.0\.0\.1:(\d+)/", options["connection_string"])[1])
+        pattern = rb"^GET /devstoreaccount1/[^ ]*manifest\.json"
+    with TCPProxy(port) as proxy:
+        if cloud[0] == "gs":
+            options["endpoint_url"] = proxy.endpoint
+        else:
+            options["connection_string"] = options["connection_string"].replace(f":{port}/", f":{proxy.port}/")
+        client = PipelinePersistence(url, storage_options=options, cache_dir=False, timeout=1.0)
+        proxy.trip(pattern, at="response", then="hold")
+        loaded = []
+        reader = threading.Thread(target=lambda: loaded.append(client.load("churn", 1)), daemon=True)
+        reader.start()
+        reader.join(60)
+        assert not reader.is_alive(), "the load waited on the held answer for a minute"
+        assert proxy.tripped.is_set()
+    assert (loaded[0].predict(X) == model.predict(X)).all()
+
+
+def test_timeout_is_checked():
+    with pytest.raises(ValueError, match="timeout"):
+        FsspecBackend("memory://x", timeout=0)

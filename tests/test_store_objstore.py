@@ -153,6 +153,58 @@ def test_cached_load_needs_no_download(s3_server, url, tmp_path):
     np.testing.assert_array_equal(fresh.load("churn").predict(X), model.predict(X))
 
 
+def test_manifest_ttl_makes_a_second_load_by_number_request_free(s3_server, url, tmp_path, monkeypatch):
+    """With a cache and manifest_ttl, a second load by number asks the server nothing; by alias or the
+    latest it still asks (aliases move); past the ttl, or by default, the manifest is read again, so a
+    version deleted elsewhere is refused; a tampered cached manifest is still refused with a key."""
+    from ml_toolbox.store import VersionNotFoundError
+    from ml_toolbox.store.objstore import FsspecBackend
+
+    key = "k" * 32
+    writer = PipelinePersistence(url, storage_options=s3_server, cache_dir=False, signing_key=key)
+    model, X = _model()
+    writer.save(model, "churn")
+    writer.promote("churn", 1, "production")
+    clock = [1000.0]
+    monkeypatch.setattr("ml_toolbox.store._remote._now", lambda: clock[0])
+    reader = PipelinePersistence(url, storage_options=s3_server, cache_dir=tmp_path / "cache", signing_key=key,
+                                 manifest_ttl=60)
+    default = PipelinePersistence(url, storage_options=s3_server, cache_dir=tmp_path / "cache", signing_key=key)
+    reader.load("churn", 1), default.load("churn", 1)
+    requests = []
+    for method in ("read", "list"):
+        original = getattr(FsspecBackend, method)
+        monkeypatch.setattr(FsspecBackend, method,
+                            lambda self, k="", _o=original, _m=method: requests.append((_m, k)) or _o(self, k))
+    np.testing.assert_array_equal(reader.load("churn", 1).predict(X), model.predict(X))
+    reader.load("churn", "1")
+    assert requests == []
+    reader.load("churn", "production")
+    reader.load("churn")
+    assert [m for m, _ in requests] == ["read", "read", "list", "read"]  # aliases + manifest, listing + manifest
+    requests.clear()
+    default.load("churn", 1)
+    assert requests == [("read", "churn/v000001/manifest.json")]
+    writer.save(model, "churn")
+    writer.promote("churn", 2, "production")
+    writer.delete_version("churn", 1)
+    reader.load("churn", 1)  # within the ttl: from memory (what the option says)
+    clock[0] += 61
+    with pytest.raises(VersionNotFoundError):
+        reader.load("churn", 1)
+    with pytest.raises(VersionNotFoundError):
+        default.load("churn", 1)
+    reader.load("churn", 2)
+    data, stamp = reader._manifests[("churn", 2)]
+    tampered = json.loads(data)
+    tampered["metrics"] = {"accuracy": 1.0}
+    reader._manifests[("churn", 2)] = (json.dumps(tampered).encode(), stamp)
+    with pytest.raises(SignatureError):
+        reader.load("churn", 2)
+    with pytest.raises(ValueError, match="manifest_ttl"):
+        PipelinePersistence(url, storage_options=s3_server, manifest_ttl=-1)
+
+
 _WORKER = textwrap.dedent("""
     import json, sys
     from sklearn.dummy import DummyClassifier

@@ -9,6 +9,8 @@ import blake3
 import joblib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -189,3 +191,47 @@ def test_fallback_after_megabytes_already_written_starts_a_new_file(store, compr
     if not compress:
         assert all(isinstance(a, np.memmap) for a in store.load("late", mmap_mode="r"))
     assert list((store.path / ".tmp").iterdir()) == []
+
+
+_DTYPES = ["<f8", ">f8", "<i4", "u1", "?", "datetime64[s]", "c16", "S3", [("a", "<i4"), ("b", ">f8")]]
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")  # np.matrix is one layout
+@settings(max_examples=25, deadline=None)
+@given(dtype=st.sampled_from(_DTYPES), shape=st.lists(st.integers(0, 40), min_size=1, max_size=3),
+       layout=st.sampled_from(["C", "F", "strided", "matrix", "memmap"]), big=st.booleans())
+def test_arrays_written_from_their_memory_are_byte_for_byte_joblibs_file(tmp_path_factory, dtype, shape, layout,
+                                                                          big):
+    """Contiguous arrays are written from their own memory, not through joblib's chunk.tobytes(): for any
+    dtype, shape and layout the file is exactly joblib.dump's, and regions name the arrays' bytes."""
+    directory = tmp_path_factory.mktemp("raw")
+    rng = np.random.default_rng(0)
+    if big:  # past the C pickler's limit: joblib's writer, with the arrays written from memory
+        shape = [1 << 17] + shape[1:]
+    array = rng.integers(0, 250, size=int(np.prod(shape)) * np.dtype(dtype).itemsize, dtype=np.uint8)
+    array = array.view(dtype).reshape(shape)
+    if layout == "F":
+        array = np.asfortranarray(array)
+    elif layout == "strided" and array.ndim and array.shape[0] > 1:
+        array = array[::2]
+    elif layout == "matrix" and array.ndim <= 2 and np.dtype(dtype).kind in "fiub":
+        array = np.asmatrix(array)
+    elif layout == "memmap":
+        mapped = np.memmap(directory / "m.bin", dtype=dtype, mode="w+", shape=array.shape or (1,))
+        mapped[...] = array if array.shape else array.reshape(1)
+        array = mapped
+    obj = {"array": array, "again": array, "small": np.arange(3)}
+    joblib.dump(obj, directory / "ref.joblib")
+    pickler = _store_io._region_pickler()
+    with open(directory / "ours.joblib", "wb") as f:
+        writer = _store_io.HashingWriter(f)
+        ours = pickler(writer)
+        ours.dump(obj)
+        digests = writer.digests()
+    data = (directory / "ours.joblib").read_bytes()
+    assert data == (directory / "ref.joblib").read_bytes()
+    assert digests["blake3"] == blake3.blake3(data).hexdigest() and digests["size"] == len(data)
+    raw = np.ascontiguousarray(array).tobytes(order="F" if array.flags.f_contiguous and not array.flags.c_contiguous
+                                               else "C")
+    if raw:
+        assert any(data[start:end] == raw for start, end in ours.regions)

@@ -26,7 +26,7 @@ from ml_toolbox.store._store import (
     VersionMismatchWarning,
     VersionNotFoundError,
 )
-from ml_toolbox.store.backend import LocalBackend, StoreBackend
+from ml_toolbox.store.backend import LocalBackend, Staging, StoreBackend
 from ml_toolbox.store.objstore import FsspecBackend
 from ml_toolbox.store.gates import Gate
 
@@ -52,6 +52,7 @@ __all__ = [
     "Gate",
     "StoreBackend",
     "LocalBackend",
+    "Staging",
     "FsspecBackend",
     "PersistenceError",
     "StoreError",

@@ -18,7 +18,6 @@ with ``If-None-Match: *``. Two writers that pick the same number cannot both cre
 the next number. A writer that dies before its manifest leaves an unreferenced artifact, never a version.
 """
 
-import io
 import random
 import re
 import threading
@@ -44,6 +43,7 @@ __all__ = ["ObjectStorePersistence"]
 _LOCATION_RE = re.compile(r"objects/[0-9a-f]{16,128}")
 _MOVES = threading.local()  # per thread, during an alias move: {id(store): {name: the alias file's first tag}}
 _ATTEMPTS = 200  # conflicting saves or alias moves before giving up (each loser retries at once)
+_now = time.monotonic  # the manifest_ttl clock (a test replaces this, not the time module's)
 
 
 class _AliasConflict(StoreError):
@@ -67,12 +67,26 @@ class ObjectStorePersistence(PipelinePersistence):
     retry_timeout : float, default=60.0
         Seconds after which a request still failing is given up: a :class:`StoreError` names the URL and
         the operation, and the store is left as the last successful request left it.
+    timeout : float, default=30.0
+        Seconds a request may wait for the server's next bytes (or its connection) before it counts as
+        failed (transient: retried as above): no store call waits forever on a lost answer.
+    manifest_ttl : float, default=0
+        Seconds for which a load by version *number* may take that version's manifest from this object's
+        memory instead of asking the server again. A manifest never changes once created (create-only,
+        signed, verified again at each load), so what a longer time risks is only this: a version deleted
+        by another store object keeps loading here for up to ``manifest_ttl`` seconds. With a cache
+        directory and ``manifest_ttl > 0`` a second load by number makes no request at all. Loads by
+        alias or of the latest version always ask the server (aliases move).
     """
 
     def __init__(self, storage_dir, *, storage_options=None, single_writer=False, cache_dir=None, retries=5,
-                 retry_timeout=60.0, **options):
+                 retry_timeout=60.0, timeout=30.0, manifest_ttl=0, **options):
+        if isinstance(manifest_ttl, bool) or not isinstance(manifest_ttl, (int, float)) or manifest_ttl < 0:
+            raise ValueError(f"manifest_ttl={manifest_ttl!r}: expected a number of seconds >= 0.")
+        self.manifest_ttl = float(manifest_ttl)
+        self._manifests = {}  # (name, number) -> (manifest bytes, _now() when read)
         backend = FsspecBackend(storage_dir, storage_options, single_writer=single_writer, retries=retries,
-                                retry_timeout=retry_timeout)
+                                retry_timeout=retry_timeout, timeout=timeout)
         self._remote = (backend, cache_dir)
         super().__init__(storage_dir, **options)
 
@@ -123,28 +137,31 @@ class ObjectStorePersistence(PipelinePersistence):
         pass
 
     # --------------------------------------------------------------------------------- save
-    def _write_version(self, obj, name, kind, format, compress, parent, metrics, tags, message, run_id):
-        artifact = _FORMATS[format]
-        buffer = io.BytesIO()  # written (and hashed) in memory, uploaded from there
-        files, pickler = self._write_artifact(obj, buffer, format, compress)
-        data = buffer.getvalue()
-        del buffer
-        location = f"objects/{files[self.digest]}"
-        manifest = {**self._manifest_fields(obj, name, kind, format, compress, metrics, tags, message, run_id),
-                    **({"pickler": pickler} if pickler else {}), "files": {artifact: files}, "location": location}
-        # the artifact first (its key is its digest: a concurrent upload of it writes the same bytes) ...
-        self._backend.write(f"{name}/{location}/{artifact}", data)
-        self._cache_put(files, data)
-        self._check_kind(name, kind, record=True)
-        # ... then the manifest, created only if no other writer took that number first
-        for _ in range(_ATTEMPTS):
-            existing, used = self._scan(name)
-            number = max(used) + 1
-            self._number_manifest(manifest, number, parent, existing)
-            if self._backend.create(f"{name}/v{number:06d}/manifest.json", _manifest_bytes(manifest)):
-                return number
-        raise StoreError(f"Could not save a version of {name!r} in {self._root!r}: {_ATTEMPTS} other versions "
-                         "were created while this save tried to number its own.")
+    def _staging_token(self):
+        return ""  # no staging directory: the backend's staging keeps the artifact in memory
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_manifests"] = {}
+        return state
+
+    def _manifest_data(self, name, number, for_load=False):
+        """A load by number within ``manifest_ttl`` of the last read of that manifest answers from memory."""
+        if not (for_load and self.manifest_ttl):
+            return super()._manifest_data(name, number)
+        now = _now()
+        kept = self._manifests.get((name, number))
+        if kept is not None and now - kept[1] < self.manifest_ttl:
+            return kept[0]
+        data = super()._manifest_data(name, number)
+        if len(self._manifests) >= 4096:  # a bound on memory: forget everything, as a cache may
+            self._manifests.clear()
+        self._manifests[(name, number)] = (data, now)
+        return data
+
+    def _delete_locked(self, name, number):
+        self._manifests.pop((name, number), None)
+        return super()._delete_locked(name, number)
 
     # ----------------------------------------------------------------------------- layout
     def _artifact_key(self, name, number, manifest, filename):

@@ -58,6 +58,7 @@ __all__ = ["PipelinePersistence"]  # the package (ml_toolbox.store) exports the 
 STORE_MARKER = "ml_toolbox_store.json"
 STORE_FORMAT = 1
 SIGNING_KEY_ENV = "ML_TOOLBOX_SIGNING_KEY"
+_ATTEMPTS = 200  # saves that lost the race for a number before giving up (object storage: each retries at once)
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")  # always fullmatch: "churn\n" is refused
 _VERSION_DIR_RE = re.compile(r"^v(\d+)$")
 _TOMBSTONE_RE = re.compile(r"^v(\d+)\.deleted$")
@@ -752,10 +753,14 @@ class PipelinePersistence:
 
         return self._read_manifest(name, self._resolve(name, version, check=False))
 
-    def _read_manifest(self, name, number):
+    def _manifest_data(self, name, number, for_load=False):
+        """A version's manifest bytes (``for_load``: a load asks; object storage may answer from memory)."""
+        return self._backend.read(f"{name}/v{number:06d}/manifest.json")[0]
+
+    def _read_manifest(self, name, number, for_load=False):
         path = os.path.join(self._vdir(name, number), "manifest.json")
         try:
-            data = self._backend.read(f"{name}/v{number:06d}/manifest.json")[0]
+            data = self._manifest_data(name, number, for_load)
         except FileNotFoundError:
             raise self._missing(name, number) from None
         manifest = _parse_json(data, path, dict)
@@ -877,48 +882,47 @@ class PipelinePersistence:
         return manifest
 
     def _write_version(self, obj, name, kind, format, compress, parent, metrics, tags, message, run_id):
-        """Write the artifact, then the manifest, as the next version of ``name``; return its number."""
+        """Write the artifact, then the manifest, as the next version of ``name``; return its number.
+
+        One path for every backend, through its :class:`~ml_toolbox.store.backend.Staging`: the artifact
+        is written (and hashed as it is written) into the staging, stored, and the version committed
+        with its manifest under the next free number. On disk the store's lock keeps writers apart (the
+        staging directory is renamed into place); on object storage the manifest's create-only write
+        does, and a writer that loses the race numbers it again.
+        """
         self._clean_staging()  # also makes .tmp again if something removed it
-        staging = os.path.join(self._root, ".tmp", f"{self._staging_token()}-{os.urandom(16).hex()}")
         artifact = _FORMATS[format]
+        staging = None
         try:
-            self._check_inside(os.path.join(staging, artifact))  # no symlinked .tmp
-            os.mkdir(staging)
-            files, pickler = self._write_artifact(obj, os.path.join(staging, artifact), format, compress)
+            staging = self._backend.stage(name, self._staging_token(), durable=self.durable)
+            files, pickler = self._write_artifact(obj, staging.target(artifact), format, compress)
+            located = staging.store(artifact, files[self.digest])
+            if self.cache_dir is not None:
+                self._cache_put(files, staging.data(artifact))
             manifest = {**self._manifest_fields(obj, name, kind, format, compress, metrics, tags, message, run_id),
-                        **({"pickler": pickler} if pickler else {}), "files": {artifact: files}}
-            name_dir = os.path.join(self._root, name)
+                        **({"pickler": pickler} if pickler else {}), "files": {artifact: files}, **located}
             with self._lock():
                 self._check_kind(name, kind, record=True)
-                existing, used = self._scan(name)
-                number = max(used) + 1
-                self._number_manifest(manifest, number, parent, existing)
-                _store_io.write_file(os.path.join(staging, "manifest.json"), _manifest_bytes(manifest),
-                                     fsync=self.durable)
-                if self.durable:
-                    _store_io.fsync_dir(staging)
-                target = os.path.join(name_dir, f"v{number:06d}")
-                self._check_inside(os.path.join(target, "manifest.json"))  # no symlinked name directory
-                try:
-                    os.rename(staging, target)
-                except FileNotFoundError:  # the name's first version (or its directory was removed)
-                    os.makedirs(name_dir, exist_ok=True)
-                    os.rename(staging, target)
-                if self.durable:
-                    _store_io.fsync_dir(name_dir)
+                for _ in range(_ATTEMPTS):
+                    existing, used = self._scan(name)
+                    number = max(used) + 1
+                    self._number_manifest(manifest, number, parent, existing)
+                    if staging.commit(f"{name}/v{number:06d}", _manifest_bytes(manifest)):
+                        return number
+            raise StoreError(f"Could not save a version of {name!r} in {self._root!r}: {_ATTEMPTS} other versions "
+                             "were created while this save tried to number its own.")
         except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, PersistenceError) or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise
             raise StoreError(f"The store at {self._root!r} cannot be written ({exc.filename!r}: {exc.strerror}); "
                              f"version of {name!r} not saved.") from exc
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return number
+        finally:
+            if staging is not None:
+                staging.discard()
 
     def _write_artifact(self, obj, path, format, compress):
-        """Write the artifact; return its size and digests, and the pickler that wrote it (joblib format)."""
+        """Write the artifact to ``path`` (a new file, or an in-memory file: what the staging's ``target``
+        gives); return its size and digests, and the pickler that wrote it (joblib format)."""
         if format == "json":
             data = json.dumps(obj, indent=2, sort_keys=True).encode()
             return _store_io.write_bytes_hashed(path, data, fsync=self.durable, algorithms=self._digests), None
@@ -1063,7 +1067,8 @@ class PipelinePersistence:
                              "memory only; load without mmap_mode.")
         self._check_verify(verify)
         number = self._resolve(name, version, check=False)  # the manifest's read checks it exists
-        manifest = self._verified_manifest(name, number)
+        manifest = self._verified_manifest(name, number, for_load=isinstance(version, numbers.Integral) or (
+            isinstance(version, str) and version.isdigit()))
         fmt = self._check_format(name, number, manifest, allow_pickle, formats)
         key = self._artifact_key(name, number, manifest, manifest["artifact"])
         artifact = self._backend.local_path(key)  # the local backend's capability: open, no link, mmap
@@ -1259,8 +1264,8 @@ class PipelinePersistence:
                              f"{sorted(a for a in _store_io.ALGORITHMS if a in expected)}.")
         return verify
 
-    def _verified_manifest(self, name, number):
-        manifest = self._read_manifest(name, number)
+    def _verified_manifest(self, name, number, for_load=False):
+        manifest = self._read_manifest(name, number, for_load)
         path = os.path.join(self._vdir(name, number), "manifest.json")
         if self._key:
             signature = manifest.get("signature")

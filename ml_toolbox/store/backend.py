@@ -6,6 +6,11 @@ create a file only if it is absent (``If-None-Match: *``), replace a file only i
 was read with (compare-and-swap, ``If-Match: <etag>``), list a directory, and delete a file. Keys are
 relative, ``/``-separated paths such as ``"churn/aliases.json"``.
 
+A new version is written through a :class:`Staging` the backend gives (:meth:`StoreBackend.stage`): the
+artifact is written into it, stored, and the version committed under its number with its manifest, all
+or nothing. By default (object storage) the artifact is stored under its digest and the manifest created
+only if absent; :class:`LocalBackend` stages in a private directory renamed into place.
+
 :class:`LocalBackend` keeps them in a directory: atomic writes are a temporary file, fsync and rename;
 create-if-absent is a hard link (which fails if the name exists); compare-and-swap holds a lock around
 the comparison and the rename. It never follows a symlink, and turns a read-only file system into a
@@ -14,6 +19,7 @@ the comparison and the rename. It never follows a symlink, and turns a read-only
 
 import abc
 import errno
+import io
 import os
 import re
 import shutil
@@ -25,7 +31,7 @@ from ml_toolbox._docstrings import inherit_docstrings
 from ml_toolbox.store import _io
 from ml_toolbox.store.errors import StoreError
 
-__all__ = ["StoreBackend", "LocalBackend"]
+__all__ = ["StoreBackend", "LocalBackend", "Staging"]
 
 _PART_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -239,6 +245,30 @@ class StoreBackend(abc.ABC):
         """
         return key
 
+    def stage(self, name, token="", *, durable=True):
+        """Begin writing a new version of ``name``: the :class:`Staging` its files go through.
+
+        By default the content-addressed layout object storage uses: an artifact is kept in memory while
+        it is written, stored with :meth:`write` under ``<name>/objects/<digest>/`` (its key is its
+        digest: a concurrent upload of it writes the same bytes), and the version is committed by
+        :meth:`create` of its manifest, which fails if another writer took that number first.
+
+        Parameters
+        ----------
+        name : str
+            The name the version is saved under.
+        token : str, default=""
+            The saving store object's staging token (the local backend names its staging directory so).
+        durable : bool, default=True
+            As for :meth:`write`.
+
+        Returns
+        -------
+        Staging
+            Where the new version's files go until it is committed (or discarded).
+        """
+        return Staging(self, name, durable)
+
     def local_path(self, key):
         """Give the key's path on the local file system: an extra capability, None where there is none.
 
@@ -257,6 +287,168 @@ class StoreBackend(abc.ABC):
             The path, or None (object storage).
         """
         return None
+
+
+class Staging:
+    """A new version's files on their way into a backend: written, stored, then committed all at once.
+
+    The store writes each file into :meth:`target` (what ``_io.write_pickle_hashed`` and
+    ``_io.write_bytes_hashed`` write to: a path, or an in-memory file), calls :meth:`store` with its
+    digest, then :meth:`commit` with the version's key and manifest once it has a number; :meth:`discard`
+    drops whatever was not committed. This class is the object-storage layout (see
+    :meth:`StoreBackend.stage`); :class:`LocalBackend` has its own.
+
+    Parameters
+    ----------
+    backend : StoreBackend
+        Where the files go.
+    name : str
+        The name the version is saved under.
+    durable : bool
+        As for :meth:`StoreBackend.write`.
+
+    Examples
+    --------
+    >>> import uuid
+    >>> from ml_toolbox.store.objstore import FsspecBackend
+    >>> backend = FsspecBackend(f"memory://staging-{uuid.uuid4().hex}", single_writer=True)
+    >>> staging = backend.stage("churn")
+    >>> staging.target("artifact.json").write(b"{}")
+    2
+    >>> staging.store("artifact.json", "ab12" * 8)
+    {'location': 'objects/ab12ab12ab12ab12ab12ab12ab12ab12'}
+    >>> staging.commit("churn/v000001", b'{"version": 1}'), staging.commit("churn/v000001", b'{"version": 1}')
+    (True, False)
+    >>> backend.list("churn")
+    ['objects', 'v000001']
+    """
+
+    def __init__(self, backend, name, durable=True):
+        self.backend = backend
+        self.name = name
+        self.durable = durable
+        self._buffers = {}
+
+    def target(self, filename):
+        """Where to write the file ``filename``: an in-memory file here (a path for the local backend).
+
+        Parameters
+        ----------
+        filename : str
+            The file's name in its version (``artifact.joblib``...).
+
+        Returns
+        -------
+        io.BytesIO or str
+            An in-memory file to write to, or (local backend) the path of a new file to create.
+        """
+        buffer = self._buffers[filename] = io.BytesIO()
+        return buffer
+
+    def data(self, filename):
+        """The bytes written to ``filename`` (kept in memory here; None where they are not).
+
+        Parameters
+        ----------
+        filename : str
+            A file written to :meth:`target`.
+
+        Returns
+        -------
+        memoryview or None
+            Its bytes, or None where they were written straight to their file.
+        """
+        buffer = self._buffers.get(filename)
+        return None if buffer is None else buffer.getbuffer()
+
+    def store(self, filename, digest):
+        """Store the written file (here: upload it under its digest) and return the manifest fields it needs.
+
+        Parameters
+        ----------
+        filename : str
+            A file written to :meth:`target`.
+        digest : str
+            Its digest (hex), naming its place.
+
+        Returns
+        -------
+        dict
+            Fields for the manifest (here ``{"location": "objects/<digest>"}``).
+        """
+        location = f"objects/{digest}"
+        self.backend.write(f"{self.name}/{location}/{filename}", self._buffers[filename].getvalue(),
+                           durable=self.durable)
+        return {"location": location}
+
+    def commit(self, version_key, manifest):
+        """Make the version visible under ``version_key`` with its manifest, only if that key is free.
+
+        Parameters
+        ----------
+        version_key : str
+            ``<name>/v<number>``.
+        manifest : bytes
+            The manifest, written last, as ``manifest.json``.
+
+        Returns
+        -------
+        bool
+            True when committed; False when the number was taken (number it again and retry).
+        """
+        return self.backend.create(f"{version_key}/manifest.json", manifest, durable=self.durable)
+
+    def discard(self):
+        """Drop what was not committed (stored artifacts stay: they are content-addressed and shared)."""
+        self._buffers.clear()
+
+
+class _LocalStaging(Staging):
+    """A version staged in ``<root>/<tmp>/<token>-<random>`` (its files opened new, never through a
+    symlink), renamed into ``<name>/v<number>`` whole: a version appears complete or not at all."""
+
+    def __init__(self, backend, name, token, durable):
+        super().__init__(backend, name, durable)
+        self.key = f"{backend.tmp}/{token}-{os.urandom(16).hex()}"
+        self.path = backend.local_path(f"{self.key}/manifest.json")[:-len("/manifest.json")]  # no symlinked tmp
+        os.mkdir(self.path)
+        self.committed = False
+
+    def target(self, filename):
+        return self.backend.local_path(f"{self.key}/{filename}")
+
+    def data(self, filename):
+        return None
+
+    def store(self, filename, digest):
+        return {}  # written in place (and fsynced with durable) by the writer
+
+    def commit(self, version_key, manifest):
+        path = os.path.join(self.path, "manifest.json")
+        _unlink(path)  # a commit refused at a taken number left its manifest here: this one replaces it
+        _io.write_file(path, manifest, fsync=self.durable)
+        if self.durable:
+            _io.fsync_dir(self.path)
+        target = self.backend.local_path(f"{version_key}/manifest.json")[:-len("/manifest.json")]
+        parent = os.path.dirname(target)
+        try:
+            try:
+                os.rename(self.path, target)
+            except FileNotFoundError:  # the name's first version (or its directory was removed)
+                os.makedirs(parent, exist_ok=True)
+                os.rename(self.path, target)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # the number is taken (a directory left there)
+                return False
+            raise
+        self.committed = True
+        if self.durable:
+            _io.fsync_dir(parent)
+        return True
+
+    def discard(self):
+        if not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _tag(data):
@@ -322,6 +514,9 @@ class LocalBackend(StoreBackend):
 
     def url_of(self, key):
         return self.local_path(key) if key else self.root
+
+    def stage(self, name, token="", *, durable=True):
+        return _LocalStaging(self, name, token or "s", durable)
 
     def exists(self, key):
         return os.path.lexists(self.local_path(key))

@@ -126,6 +126,14 @@ class FsspecBackend(StoreBackend):
     retry_timeout : float, default=60.0
         Seconds after which an operation still failing transiently is given up, whatever ``retries``
         says (the client library's own retries, set in ``storage_options``, come on top of this).
+    timeout : float, default=30.0
+        Seconds a request may wait for the server to accept its connection or send its next bytes; a
+        request that waits longer fails as a transient error (and is retried, as above). Without it
+        gcsfs waits forever for an answer that never comes. It is set in each client's own options
+        (``requests_timeout`` for gcsfs, ``connect_timeout``/``read_timeout`` for s3fs,
+        ``connection_timeout``/``read_timeout`` for adlfs) unless ``storage_options`` sets them. A read or
+        write of the store's small files (markers, manifests, aliases: everything but artifacts) is
+        given up after ``retry_timeout`` seconds in all, the client's own retries included.
 
     Examples
     --------
@@ -140,11 +148,15 @@ class FsspecBackend(StoreBackend):
     ['.kind']
     """
 
-    def __init__(self, url, storage_options=None, *, single_writer=False, retries=5, retry_timeout=60.0):
+    def __init__(self, url, storage_options=None, *, single_writer=False, retries=5, retry_timeout=60.0,
+                 timeout=30.0):
         import fsspec.core
 
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout={timeout!r}: expected a number of seconds > 0.")
+        self.timeout = float(timeout)
         self.single_writer = bool(single_writer)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
             raise ValueError(f"retries={retries!r}: expected a whole number of attempts >= 1.")
@@ -154,7 +166,8 @@ class FsspecBackend(StoreBackend):
         self.retry_timeout = float(retry_timeout)
         self.wait = None  # tenacity's wait between attempts (None: exponential, 50 ms to 2 s)
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **_with_timeouts(url, self.storage_options,
+                                                                                  self.timeout))
         except ImportError as exc:
             protocol = url.split("://", 1)[0]
             extra = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}.get(protocol)
@@ -171,11 +184,17 @@ class FsspecBackend(StoreBackend):
 
     def __getstate__(self):
         return {"url": self.url, "storage_options": self.storage_options, "single_writer": self.single_writer,
-                "retries": self.retries, "retry_timeout": self.retry_timeout}
+                "retries": self.retries, "retry_timeout": self.retry_timeout, "timeout": self.timeout}
 
     def __setstate__(self, state):
         self.__init__(state["url"], state["storage_options"], single_writer=state["single_writer"],
-                      retries=state["retries"], retry_timeout=state.get("retry_timeout", 60.0))
+                      retries=state["retries"], retry_timeout=state.get("retry_timeout", 60.0),
+                      timeout=state.get("timeout", 30.0))
+
+    def _bound(self, key):
+        """The whole-request time limit of a GCS call on ``key`` (fsspec's ``sync`` cancels it then): the
+        store's small files get ``retry_timeout``; artifacts (any size) only the per-read ``timeout``."""
+        return None if "/objects/" in f"/{key}" else self.retry_timeout
 
     # ------------------------------------------------------------------------------------ helpers
     def _path(self, key):
@@ -251,12 +270,16 @@ class FsspecBackend(StoreBackend):
             return response.get("ETag") or True
         if self.dialect == "gcs":
             if mode == "create":  # gcsfs's own create-only upload (ifGenerationMatch=0)
-                try:
-                    self.fs.pipe_file(self._path(key), data, mode="create")
+                from fsspec.asyn import sync
+
+                try:  # gcsfs's _pipe_file, through sync to bound it (see _bound)
+                    sync(self.fs.loop, self.fs._pipe_file, self._path(key), data, mode="create",
+                         timeout=self._bound(key))
                 except FileExistsError:  # gcsfs's 412
                     return None
                 return True
-            return self._gcs_upload(name, data, {"ifGenerationMatch": str(tag)} if mode == "swap" else {})
+            return self._gcs_upload(name, data, {"ifGenerationMatch": str(tag)} if mode == "swap" else {},
+                                    self._bound(key))
         if self.dialect == "azure":
             if mode == "create":  # adlfs's create-only upload (overwrite=False: If-None-Match: *)
                 try:
@@ -278,7 +301,7 @@ class FsspecBackend(StoreBackend):
             return (out or {}).get("etag") or True
         raise AssertionError(self.dialect)
 
-    def _gcs_upload(self, name, data, params):
+    def _gcs_upload(self, name, data, params, bound=None):
         """A multipart upload (JSON metadata, then the bytes) of the object ``name``, under ``params``'
         preconditions; its new generation, or None when a precondition failed (gcsfs raises 412 as
         FileExistsError)."""
@@ -293,7 +316,8 @@ class FsspecBackend(StoreBackend):
         try:
             out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o",
                                uploadType="multipart", data=body, json_out=True,
-                               headers={"Content-Type": f'multipart/related; boundary="{boundary}"'}, **params)
+                               headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+                               timeout=bound, **params)
         except FileExistsError:
             return None
         return str(out.get("generation") or "") or True
@@ -318,7 +342,7 @@ class FsspecBackend(StoreBackend):
         """The bytes of ``key`` and its tag (ETag or generation), read together in one request."""
         name = self._s3_key(key)
         if self.dialect == "gcs":
-            headers, data = self.fs.call("GET", "b/{}/o/{}", self.bucket, name, alt="media")
+            headers, data = self.fs.call("GET", "b/{}/o/{}", self.bucket, name, alt="media", timeout=self._bound(key))
             generation = headers.get("x-goog-generation")
             if generation is None:
                 raise StoreError(f"{self.url_of(key)!r}: the server sent no x-goog-generation with the object, "
@@ -329,7 +353,7 @@ class FsspecBackend(StoreBackend):
 
             async def download():
                 async with self.fs.service_client.get_blob_client(container=self.bucket, blob=name) as client:
-                    stream = await client.download_blob()
+                    stream = await client.download_blob(connection_timeout=self.timeout, read_timeout=self.timeout)
                     return await stream.readall(), stream.properties.etag
 
             return sync(self.fs.loop, download)
@@ -441,6 +465,26 @@ class FsspecBackend(StoreBackend):
             self._run("delete", key, self.fs.call_s3, "delete_object", Bucket=self.bucket, Key=self._s3_key(key))
             return True
         return self._run("delete", key, remove)
+
+
+def _with_timeouts(url, options, timeout):
+    """``options`` with each client's own connect and read timeouts set to ``timeout`` where not given."""
+    protocol = url.split("://", 1)[0].lower()
+    options = dict(options)
+    if protocol in ("gs", "gcs"):
+        if options.get("requests_timeout") is None:  # gcsfs's default: aiohttp with no timeout at all
+            import aiohttp
+
+            options["requests_timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+    elif protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", timeout)
+        config.setdefault("read_timeout", timeout)
+        options["config_kwargs"] = config
+    elif protocol in ("az", "abfs", "abfss"):
+        options.setdefault("connection_timeout", timeout)
+        options.setdefault("read_timeout", timeout)
+    return options
 
 
 def _timestamp(info):
