@@ -563,7 +563,7 @@ def _monitored(pipe, monitor, stages, X, y, modes, names, params, run_mode, pare
 
 
 #: What :func:`_monitored_row` returns when it leaves the call to the execution loop.
-NOT_RECORDED = object()
+_NOT_RECORDED = object()
 
 
 def _monitored_row(pipe, monitor, timed, X, names, modes, run_mode, plan, parent, stages):
@@ -575,18 +575,18 @@ def _monitored_row(pipe, monitor, timed, X, names, modes, run_mode, plan, parent
     static one (a row that ran ``timed`` whole ran every kernel), the call is counted as the
     plan counts one-row calls, and the monitor gets the raw record
     (:meth:`~ml_toolbox.monitor.PipelineMonitor._record_row`). Returns the output, or
-    :data:`NOT_RECORDED` (nothing recorded, counted or shown) when the loop must run the call:
+    ``_NOT_RECORDED`` (nothing recorded, counted or shown) when the loop must run the call:
     a retry policy or a stage's own policy or timeout applies, ``timed`` declines the input, or a
     stage warned (the loop runs the stages one by one, which raises the warning again).
     """
     if not _LEAN_RECORDING:
-        return NOT_RECORDED
+        return _NOT_RECORDED
     for stage in stages:
         if stage.retry is not None or stage.timeout is not None:
-            return NOT_RECORDED
+            return _NOT_RECORDED
     if pipe.enable_retry and (pipe.retry_handler is not None or getattr(parent, "retry", None)
                               is not None) and pipe._retry_policy(parent) is not None:
-        return NOT_RECORDED
+        return _NOT_RECORDED
     caught = None
     if monitor.captures_warnings:
         caught, token = open_recording()
@@ -607,7 +607,7 @@ def _monitored_row(pipe, monitor, timed, X, names, modes, run_mode, plan, parent
         if caught is not None:
             caught.clear()  # raised again when the stages run one by one
             close_recording(caught, token)
-        return NOT_RECORDED
+        return _NOT_RECORDED
     outputs, stamps = done
     out = outputs[-1]
     duration = time.perf_counter() - start

@@ -10,7 +10,7 @@ from sklearn.utils import metaestimators
 from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import NOT_RECORDED, BasePipeline, _monitored_row
+from .base import _NOT_RECORDED, BasePipeline, _monitored_row
 from .exceptions import InputSchemaError
 from .fast import build_plan
 from .feature import FeaturePipeline
@@ -338,7 +338,7 @@ class InferencePipeline(BasePipeline):
                 # a monitor alone on a one-row call: recorded without setting up the loop
                 out = _monitored_row(self, plugins[0], timed, X, names, modes, method, plan,
                                      parent, stages)
-                if out is not NOT_RECORDED:
+                if out is not _NOT_RECORDED:
                     return out
             runners = plan.stage_functions(method, n_stages)
             plan._begin()
