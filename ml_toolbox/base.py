@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+from pandas import DataFrame as _DataFrame
 from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline as SkPipeline
@@ -579,7 +580,7 @@ def _monitored_row(pipe, monitor, timed, X, names, modes, run_mode, plan, parent
     a retry policy or a stage's own policy or timeout applies, ``timed`` declines the input, or a
     stage warned (the loop runs the stages one by one, which raises the warning again).
     """
-    if not _LEAN_RECORDING:
+    if not _LEAN_RECORDING or X.__class__ is not _DataFrame:  # ``timed`` takes DataFrames only
         return _NOT_RECORDED
     for stage in stages:
         if stage.retry is not None or stage.timeout is not None:
