@@ -25,20 +25,32 @@ import sys
 import threading
 import warnings
 
-__all__ = ["WarningRecorder", "recording"]
+__all__ = ["WarningRecorder", "recording", "open_recording", "close_recording"]
 
 _current = contextvars.ContextVar("ml_toolbox_warning_recorder", default=None)
 _lock = threading.Lock()
 # A unique object (not a constant tuple the compiler might share): found and removed by identity.
 _ALWAYS = tuple(["always", None, Warning, None, 0])
-_LEAN = all(hasattr(warnings, name) for name in (
+# Whether this warnings module has what the lean recording needs (else: catch_warnings, per run)
+LEAN = all(hasattr(warnings, name) for name in (
     "filters", "_filters_mutated", "_showwarnmsg_impl", "_showwarning_orig", "showwarning"))
 
 
-class _Installed:
-    active = 0          # runs recording now, in every thread
-    impl = None         # the user's warnings._showwarnmsg_impl, while installed
-    showwarning = None  # the user's warnings.showwarning, while installed
+class _State:
+    """What is installed (one instance, ``_installed``: attribute stores on an instance, not on a
+    class, whose every store would invalidate the type's attribute cache)."""
+
+    __slots__ = ("active", "impl", "showwarning")
+
+    def __init__(self):
+        self.active = 0          # runs recording now, in every thread
+        self.impl = None         # the user's warnings._showwarnmsg_impl, while installed
+        self.showwarning = None  # the user's warnings.showwarning while installed, if replaced
+
+
+_installed = _State()
+_acquire = _lock.acquire
+_release = _lock.release
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,36 +104,61 @@ def _dispatch(msg):
         return
     if action == "error":
         raise msg.message if isinstance(msg.message, Warning) else msg.category(msg.message)
-    _show(msg, _Installed.impl, _Installed.showwarning)
+    _show(msg, _installed.impl, _installed.showwarning)
 
 
-def _install_locked():
-    """Put the filter and the dispatcher in place (the first run to record; ``_lock`` held)."""
-    module = warnings
-    if module._showwarnmsg_impl is not _dispatch:
-        _Installed.impl = module._showwarnmsg_impl
-        _Installed.showwarning = module.showwarning
-    filters = module.filters
-    if not filters or filters[0] is not _ALWAYS:
-        filters.insert(0, _ALWAYS)
-    module._showwarnmsg_impl = _dispatch
-    module.showwarning = module._showwarning_orig
-    module._filters_mutated()
+def open_recording():
+    """Start recording the warnings of this context: ``(caught, token)``, the list they are
+    appended to and what :func:`close_recording` takes (the lean form of :class:`WarningRecorder`
+    for a caller that needs no more: the execution loop's one-row path)."""
+    caught = []
+    _acquire()
+    state = _installed
+    state.active = active = state.active + 1
+    if active == 1:  # the first run to record: the filter and the dispatcher put in place
+        module = warnings
+        if module._showwarnmsg_impl is not _dispatch:
+            state.impl = module._showwarnmsg_impl
+            module._showwarnmsg_impl = _dispatch
+        if module.showwarning is not module._showwarning_orig:
+            state.showwarning = module.showwarning
+            module.showwarning = module._showwarning_orig
+        filters = module.filters
+        if not filters or filters[0] is not _ALWAYS:
+            filters.insert(0, _ALWAYS)
+        module._filters_mutated()
+    _release()
+    return caught, _current.set(caught)
 
 
-def _uninstall_locked():
-    """Put the user's state back (the last run to record has ended; ``_lock`` held)."""
-    module = warnings
-    filters = module.filters
-    if filters and filters[0] is _ALWAYS:
-        del filters[0]  # where it was put (the usual case: no scan)
-    else:  # moved by someone else's filter changes meanwhile: found by identity
-        filters[:] = [f for f in filters if f is not _ALWAYS]
-    if module._showwarnmsg_impl is _dispatch:
-        module._showwarnmsg_impl = _Installed.impl
-    if module.showwarning is module._showwarning_orig and _Installed.showwarning is not None:
-        module.showwarning = _Installed.showwarning
-    module._filters_mutated()
+def close_recording(caught, token, show=True):
+    """Stop recording (``caught, token``: what :func:`open_recording` gave); show what was
+    recorded to the user again, under their filters, unless ``show`` is False."""
+    try:
+        _current.reset(token)
+    except ValueError:  # closed in another context than it was opened in
+        _current.set(None)
+    _acquire()
+    state = _installed
+    state.active = active = state.active - 1
+    if not active:  # the last run to record has ended: the user's state put back
+        module = warnings
+        filters = module.filters
+        if filters and filters[0] is _ALWAYS:
+            del filters[0]
+        else:
+            filters[:] = [f for f in filters if f is not _ALWAYS]
+        if module._showwarnmsg_impl is _dispatch:
+            module._showwarnmsg_impl = state.impl
+        if state.showwarning is not None:
+            if module.showwarning is module._showwarning_orig:
+                module.showwarning = state.showwarning
+            state.showwarning = None
+        module._filters_mutated()
+    _release()
+    if show and caught:
+        for w in caught:  # still shown to the user, under the user's filters
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 class WarningRecorder:
@@ -136,16 +173,10 @@ class WarningRecorder:
     def __init__(self, show=True):
         self._show = show  # False: the caller shows them (e.g. from another process)
         self._taken = ()  # a list once a stage has taken warnings
-        self.caught = caught = []
         self._open = True
-        if _LEAN:  # (_install inlined: this runs for every monitored run, one-row ones included)
+        if LEAN:
             self._manager = None
-            _lock.acquire()
-            _Installed.active += 1
-            if _Installed.active == 1:
-                _install_locked()
-            _lock.release()
-            self._token = _current.set(caught)
+            self.caught, self._token = open_recording()
         else:  # an unusual warnings module: its own context manager (not thread-safe)
             self._token = None
             manager = warnings.catch_warnings(record=True)
@@ -173,15 +204,7 @@ class WarningRecorder:
         if self._manager is not None:
             self._manager.__exit__(None, None, None)
         else:
-            try:
-                _current.reset(self._token)
-            except ValueError:  # closed in another context than it was opened in
-                _current.set(None)
-            _lock.acquire()
-            _Installed.active -= 1
-            if not _Installed.active:
-                _uninstall_locked()
-            _lock.release()
+            close_recording(self.caught, self._token, show=False)
         if not self._show or not (self._taken or self.caught):
             return
         for w in [*self._taken, *self.caught]:  # still shown to the user, under the user's filters

@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+from pandas import DataFrame as _DataFrame
 from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline as SkPipeline
@@ -16,7 +17,8 @@ from sklearn.pipeline import _VisualBlock  # (where it lives moved in 1.7; the p
 from sklearn.utils import Bunch, get_tags
 
 from ._schema import InputSchema
-from ._warnings_recorder import WarningRecorder
+from ._warnings_recorder import LEAN as _LEAN_RECORDING
+from ._warnings_recorder import WarningRecorder, close_recording, open_recording
 from .context import RunContext, StageContext, _AtOnceStageContext, _run_ids, data_summary
 from .exceptions import StageDefinitionError, annotate, describe_owner
 from .plugins import PipelinePlugin
@@ -559,6 +561,77 @@ def _monitored(pipe, monitor, stages, X, y, modes, names, params, run_mode, pare
     monitor._record_direct(pipe, run_mode, run_id, start_time, start, duration, at_once,
                            records, None)
     return X, stages
+
+
+#: What :func:`_monitored_row` returns when it leaves the call to the execution loop.
+_NOT_RECORDED = object()
+
+
+def _monitored_row(pipe, monitor, timed, X, names, modes, run_mode, plan, parent, stages):
+    """The one-row prediction with a monitor alone: :func:`_monitored` with the fast plan's
+    ``timed`` function, for the inference pipeline to call before it sets up the loop.
+
+    The same run as :func:`_monitored` makes, with nothing per stage: the warnings are recorded
+    with the lean recorder, the sizes between stages are the rows' widths, the plan's path is its
+    static one (a row that ran ``timed`` whole ran every kernel), the call is counted as the
+    plan counts one-row calls, and the monitor gets the raw record
+    (:meth:`~ml_toolbox.monitor.PipelineMonitor._record_row`). Returns the output, or
+    ``_NOT_RECORDED`` (nothing recorded, counted or shown) when the loop must run the call:
+    a retry policy or a stage's own policy or timeout applies, ``timed`` declines the input, or a
+    stage warned (the loop runs the stages one by one, which raises the warning again).
+    """
+    if not _LEAN_RECORDING or X.__class__ is not _DataFrame:  # ``timed`` takes DataFrames only
+        return _NOT_RECORDED
+    for stage in stages:
+        if stage.retry is not None or stage.timeout is not None:
+            return _NOT_RECORDED
+    if pipe.enable_retry and (pipe.retry_handler is not None or getattr(parent, "retry", None)
+                              is not None) and pipe._retry_policy(parent) is not None:
+        return _NOT_RECORDED
+    caught = None
+    if monitor.captures_warnings:
+        caught, token = open_recording()
+    run_id = next(_run_ids)
+    start_time = time.time()
+    start = time.perf_counter()
+    try:
+        done = timed(X)
+    except BaseException as error:
+        duration = time.perf_counter() - start
+        if caught is not None:
+            close_recording(caught, token)
+        _count_row(plan, run_mode)
+        monitor._record_direct(pipe, run_mode, run_id, start_time, start, duration, None, (),
+                               error)
+        raise
+    if done is None or caught:  # declined, or a stage warned: the loop runs it (a new run)
+        if caught is not None:
+            caught.clear()  # raised again when the stages run one by one
+            close_recording(caught, token)
+        return _NOT_RECORDED
+    outputs, stamps = done
+    out = outputs[-1]
+    duration = time.perf_counter() - start
+    if caught is not None:
+        close_recording(caught, token)
+    sizes = [data_summary(X)]
+    for row in outputs[:-1]:  # the outputs between stages are rows of float64 values
+        width = len(row)
+        sizes.append((1, width, 8 * width))
+    sizes.append(data_summary(out) if out.__class__ is np.ndarray else _output_size(out, None))
+    _count_row(plan, run_mode)
+    static = plan._static.get(run_mode)
+    monitor._record_row(pipe.name, run_mode, run_id, start_time, duration,
+                        (start_time, start, names, modes, stamps, sizes),
+                        "fallback: " + "; ".join(static) if static else "kernel")
+    return out
+
+
+def _count_row(plan, method):
+    """Count a one-row call that ran the plan's kernels whole (as the plan's row path does)."""
+    tally = plan._tally
+    hit = tally.hits.get(method)
+    (hit or tally.hit(method))()
 
 
 def _attempt_function(ctx, plugins, kwargs, runner=None):

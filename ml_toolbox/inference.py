@@ -10,7 +10,7 @@ from sklearn.utils import metaestimators
 from sklearn.utils.validation import check_is_fitted
 
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import BasePipeline
+from .base import _NOT_RECORDED, BasePipeline, _monitored_row
 from .exceptions import InputSchemaError
 from .fast import build_plan
 from .feature import FeaturePipeline
@@ -321,7 +321,6 @@ class InferencePipeline(BasePipeline):
                 return plan.run(X, method, batch_size=batch_size, n_jobs=self.n_jobs,
                                 check_input=False, verbose=getattr(parent, "verbose", 0))
             n_stages = len(stages)
-            runners = plan.stage_functions(method, n_stages)
             timed = plan.timed_row(method, n_stages)
         if method == "transform":
             if has_model:
@@ -335,6 +334,13 @@ class InferencePipeline(BasePipeline):
             modes = ["transform"] * (len(stages) - 1) + [method]
         names = names[:len(stages)]
         if plugins:  # the fast plan with plug-ins attached: straight to the loop's plug-in path
+            if timed is not None and len(plugins) == 1 and getattr(plugins[0], "_direct", False):
+                # a monitor alone on a one-row call: recorded without setting up the loop
+                out = _monitored_row(self, plugins[0], timed, X, names, modes, method, plan,
+                                     parent, stages)
+                if out is not _NOT_RECORDED:
+                    return out
+            runners = plan.stage_functions(method, n_stages)
             plan._begin()
             try:
                 out, _ = self._run_with_plugins(stages, X, y, modes, False, names, plugins,

@@ -802,7 +802,7 @@ class PipelineMonitor(PipelinePlugin):
         super().__init_subclass__(**kwargs)
         cls._direct = cls.observer is True and all(getattr(cls, hook) is getattr(PipelineMonitor, hook) for hook in (
             "before_run", "before_stage", "after_stage", "on_stage_error", "on_stage_retry",
-            "on_run_error", "after_run", "_record_direct"))
+            "on_run_error", "after_run", "_record_direct", "_record_row"))
 
     def __init__(self, enable_tracking=True, *, history_size=1000, capture_warnings=True,
                  anomaly_threshold=3.5, anomaly_min_runs=5, anomaly_min_ratio=2.0,
@@ -1076,6 +1076,31 @@ class PipelineMonitor(PipelinePlugin):
         self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=error is None)
+
+    def _record_row(self, name, mode, run_id, start_time, duration, at_once, fast_path):
+        """Record one successful one-row execution whose stages ran at once
+        (:func:`ml_toolbox.base._monitored_row`): ``at_once`` is ``(start_time, start, names,
+        modes, stamps, sizes)``, the raw timings and sizes its stage records are made from when
+        first read; what :meth:`_record_direct` records for such a run, in fewer steps."""
+        metrics = _new_object(PipelineMetrics)
+        metrics.pipeline_name = name
+        metrics.mode = mode
+        metrics.run_id = run_id
+        metrics.start_time = start_time
+        metrics.duration = duration
+        metrics.status = "success"
+        metrics.error = metrics._last_output = None
+        metrics.fast_path = fast_path
+        metrics._at_once = at_once
+        metrics._stages = []
+        with self._lock:
+            history = self._history.get(name)
+            if history is None:
+                history = self._history[name] = collections.deque(maxlen=self.history_size)
+            history.append(metrics)
+            self._totals[name] = self._totals.get(name, 0) + 1
+        if self.sinks:
+            self._emit(metrics, may_raise=True)
 
     def record(self, metrics):
         """Add a finished execution to the history (the hooks do this; also usable by hand).

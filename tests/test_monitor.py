@@ -1211,3 +1211,88 @@ def test_a_monitor_subclass_with_its_own_hooks_is_called_through_them(data):
     m.seen = 0
     pipe.predict(X.iloc[[0]])
     assert m.seen == 3 and len(m.history("inference_pipeline")) == 1
+
+
+_ROW_METHODS = ["predict", "predict_proba", "predict_log_proba", "decision_function"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(method=st.sampled_from(_ROW_METHODS), capture=st.booleans(), sink=st.booleans(),
+       kind=st.sampled_from(["finite", "nan", "inf", "ints", "two rows"]),
+       values=st.lists(st.floats(-1e3, 1e3), min_size=5, max_size=5))
+def test_the_one_row_direct_path_records_as_the_hooks_would(method, capture, sink, kind, values):
+    """A monitor alone on a one-row prediction is recorded by ml_toolbox.base._monitored_row
+    (no loop set up); across methods, warning capture, sinks and rows the kernels take or
+    decline, the records, the sinks' calls, the answers and the plan's path counts are those of
+    the hook-by-hook loop."""
+    X, y = make_classification(120, 5, random_state=1)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    row = pd.DataFrame([values], columns=X.columns)
+    if kind == "nan":
+        row.iloc[0, 2] = np.nan
+    elif kind == "inf":
+        row.iloc[0, 1] = np.inf
+    elif kind == "ints":
+        X, row = X.round().astype(np.int64), row.round().astype(np.int64)
+    elif kind == "two rows":
+        row = pd.concat([row, row])
+    template = UnifiedMLPipeline(features=[("impute", SimpleImputer()),
+                                           ("scale", StandardScaler())],
+                                 model=LogisticRegression())
+    seen = ([], [])
+    direct = PipelineMonitor(capture_warnings=capture, sinks=[seen[0].append] if sink else None)
+    hooks = StageByStage(capture_warnings=capture, sinks=[seen[1].append] if sink else None)
+    assert direct._direct and not hooks._direct
+    a = clone(template).set_params(monitor=direct).fit(X, y)
+    b = clone(template).set_params(monitor=hooks).fit(X, y)
+    direct.reset(), hooks.reset(), seen[0].clear(), seen[1].clear()
+    outcomes = []
+    for pipe in (a, b):
+        try:
+            outcomes.append(getattr(pipe, method)(row))
+        except ValueError as error:
+            outcomes.append(("raised", type(error), str(error)))
+    assert repr(outcomes[0]) == repr(outcomes[1])
+    ra, rb = direct.history(), hooks.history()
+    assert len(ra) == len(rb) == 1
+    assert _without_times(ra[0]) == _without_times(rb[0])
+    assert (ra[0].status, ra[0].error, ra[0].mode, ra[0].fast_path, ra[0].pipeline_name) == \
+        (rb[0].status, rb[0].error, rb[0].mode, rb[0].fast_path, rb[0].pipeline_name)
+    assert len(seen[0]) == len(seen[1]) == (1 if sink else 0)
+    assert [m.to_dict()["stages"] for m in seen[0]] == [m.to_dict()["stages"] for m in ra][:len(
+        seen[0])]
+    plans = a.inference_pipeline.fast_plan_, b.inference_pipeline.fast_plan_
+    assert plans[0].path_counts(method) == plans[1].path_counts(method)
+    assert ra[0].start_time <= ra[0].stages[0].start_time if ra[0].stages else True
+
+
+def test_the_one_row_direct_path_is_taken_and_leaves_the_warnings_state_as_it_was(data,
+                                                                                  monkeypatch):
+    import ml_toolbox.base as base
+
+    X, y = data
+    calls = []
+    row_path = base._monitored_row
+    monkeypatch.setattr("ml_toolbox.inference._monitored_row",
+                        lambda *a: calls.append(1) or row_path(*a))
+    monitor = PipelineMonitor()
+    pipe = UnifiedMLPipeline(features=[("impute", SimpleImputer()), ("scale", StandardScaler())],
+                             model=LogisticRegression(), monitor=monitor).fit(X, y)
+    before = (list(warnings.filters), warnings.showwarning, warnings._showwarnmsg_impl)
+
+    def work():
+        for i in range(200):
+            pipe.predict(X.iloc[[i % 50]])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 800 and monitor.get_pipeline_statistics(
+        "inference_pipeline")["executions_total"] == 800
+    assert (list(warnings.filters), warnings.showwarning, warnings._showwarnmsg_impl) == before
+    assert all(m.fast_path == "kernel" and m.status == "success"
+               for m in monitor.history("inference_pipeline"))
+    with pytest.warns(UserWarning, match="still reaches the user"):
+        warnings.warn("still reaches the user", UserWarning)

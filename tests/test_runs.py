@@ -637,3 +637,36 @@ def test_one_block_frames_hash_as_column_by_column(dtype, rows, cols, fortran, s
     mixed = frame.assign(extra=np.arange(rows, dtype="int32"))  # two dtypes: column by column, same rule
     expected.update(np.arange(rows, dtype="int32").view(np.uint8) if rows else b"")
     assert content_hash(mixed) == expected.hexdigest()
+
+
+_FRAME_COLUMNS = {
+    "float": lambda n: np.arange(n, dtype=float),
+    "int32": lambda n: np.arange(n, dtype=np.int32),
+    "bool": lambda n: np.arange(n) % 2 == 0,
+    "object": lambda n: np.array([f"s{i}" for i in range(n)], dtype=object),
+    "category": lambda n: pd.Categorical(["a", "b"] * (n // 2) + ["a"] * (n % 2)),
+    "datetime tz": lambda n: pd.date_range("2026-01-01", periods=n, tz="Europe/Paris"),
+    "nullable Int64": lambda n: pd.array(range(n), dtype="Int64"),
+    "string": lambda n: pd.array([f"t{i}" for i in range(n)], dtype="string"),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(_FRAME_COLUMNS)), min_size=1, max_size=6),
+       labels=st.sampled_from(["str", "int", "mixed", "duplicate"]),
+       n_rows=st.integers(0, 5))
+def test_the_fingerprint_names_columns_and_dtypes_as_pandas_does(kinds, labels, n_rows):
+    """The fingerprint's columns and dtypes, read from lists with each dtype's name made once,
+    are str() of pandas' own labels and dtypes, for any mix of dtypes and column labels."""
+    from ml_toolbox.runs._active import fingerprint
+
+    names = {"str": [f"c{i}" for i in range(len(kinds))], "int": list(range(len(kinds))),
+             "mixed": [f"c{i}" if i % 2 else i for i in range(len(kinds))],
+             "duplicate": ["same"] * len(kinds)}[labels]
+    X = pd.concat([pd.Series(_FRAME_COLUMNS[k](n_rows)) for k in kinds], axis=1)
+    X.columns = names
+    fp = fingerprint(X, content=False)
+    assert fp["shape"] == [n_rows, len(kinds)]
+    assert fp["columns"] == [str(c) for c in X.columns]
+    assert fp["dtypes"] == {str(c): str(t) for c, t in zip(X.columns, X.dtypes)}
+    assert json.loads(json.dumps(fp)) == fp

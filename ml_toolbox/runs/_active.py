@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -88,6 +89,12 @@ def as_trackers(tracking, owner="tracking"):
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _dtype_text(dtype):
+    """``str(dtype)``, made once per dtype (dtypes are hashable and few)."""
+    return str(dtype)
+
+
 def fingerprint(X, y=None, *, content=True):
     """Return a cheap fingerprint of training data: shape, column names and dtypes, a content hash.
 
@@ -123,8 +130,11 @@ def fingerprint(X, y=None, *, content=True):
     try:
         if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame
             out["shape"] = [int(X.shape[0]), int(X.shape[1])]
-            out["columns"] = [str(c) for c in X.columns[:1000]]
-            out["dtypes"] = {str(c): str(t) for c, t in zip(X.columns[:1000], X.dtypes[:1000])}
+            # (lists, not pandas objects, and each dtype's name made once per process: a numpy
+            # dtype's str() costs microseconds, a Series sliced and zipped far more)
+            names = [c if c.__class__ is str else str(c) for c in X.columns.tolist()[:1000]]
+            out["columns"] = names
+            out["dtypes"] = dict(zip(names, map(_dtype_text, X.dtypes.tolist()[:1000])))
         else:
             arr = X if hasattr(X, "dtype") and hasattr(X, "shape") else np.asarray(X, dtype=object)
             out["shape"] = [int(s) for s in arr.shape]
