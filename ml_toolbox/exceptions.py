@@ -89,7 +89,7 @@ def _note(pipeline_name, stage_name, mode, parent=None):
     return f"[ml_toolbox] raised by stage {stage_name!r} of pipeline {where} during {mode}"
 
 
-def note_step(error, pipeline_name, stage_name, mode, position, n_steps, method):
+def note_step(error, pipeline_name, stage_name, mode, position, n_steps, method, parent=None):
     """Give a step's error the note naming the pipeline, the step, its position and the method.
 
     The note of a :class:`~ml_toolbox.Pipeline`: ``"[ml_toolbox] raised by stage 'scale' of
@@ -114,6 +114,9 @@ def note_step(error, pipeline_name, stage_name, mode, position, n_steps, method)
         How many steps the pipeline has.
     method : str
         The pipeline's method that was called.
+    parent : object, optional
+        The pipeline ``pipeline_name`` runs for (a :class:`~ml_toolbox.UnifiedMLPipeline`), as
+        for :func:`annotate`; ``position`` and ``n_steps`` are then over its whole chain.
 
     Returns
     -------
@@ -131,10 +134,10 @@ def note_step(error, pipeline_name, stage_name, mode, position, n_steps, method)
     annotated = getattr(error, "_ml_toolbox_annotated", None)
     notes = getattr(error, "__notes__", None)
     if type(annotated) is tuple and annotated[:2] == (pipeline_name, stage_name) and notes:
-        old = _note(*annotated)
-        error.__notes__ = [n for n in notes if n != old]
-    error.add_note(f"{_note(pipeline_name, stage_name, mode)} (step {position + 1} of {n_steps}, "
-                   f"in {method})")
+        old = (_note(*annotated), _note(*annotated, parent))
+        error.__notes__ = [n for n in notes if n not in old]
+    error.add_note(f"{_note(pipeline_name, stage_name, mode, parent)} (step {position + 1} of "
+                   f"{n_steps}, in {method})")
     try:
         error._ml_toolbox_annotated = (pipeline_name, stage_name, mode)
         error._ml_toolbox_placed = True

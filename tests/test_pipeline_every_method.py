@@ -297,3 +297,42 @@ def test_a_raising_step_keeps_sklearns_error_with_a_note_naming_pipeline_step_an
     name = "abc"[position]
     assert notes == [f"[ml_toolbox] raised by stage {name!r} of pipeline 'errs' during {where} "
                      f"(step {position + 1} of 3, in {method})"]
+
+
+@pytest.mark.parametrize("monitored", [False, True])
+@pytest.mark.parametrize("position", [0, 1, 2])
+@pytest.mark.parametrize("method", ["fit", "fit_transform", "predict", "predict_proba",
+                                    "decision_function", "score", "transform"])
+def test_unified_pipeline_notes_name_the_step_position_and_method(method, position, monitored):
+    from ml_toolbox import UnifiedMLPipeline
+
+    fitting = method in ("fit", "fit_transform")
+    if method == "transform" and position == 2:
+        position = 1  # transform runs the feature stages only
+    if method == "fit_transform" and position == 2:
+        where = "fit"  # the model is fitted, its output not asked for
+    else:
+        where = _raising(method if method != "fit_transform" else "fit", position, 2)
+    model = _final_with(where if (fitting and position == 2) else "never")
+    features = [(n, Boom(where if (fitting and i == position) else "never"))
+                for i, n in enumerate(["a", "b"])]
+    pipe = UnifiedMLPipeline(features=features, model=model, name="uni",
+                             monitor=PipelineMonitor() if monitored else None)
+    ref = SkPipeline([*[(n, clone(e)) for n, e in features], ("model", clone(model))])
+    if not fitting:
+        pipe.fit(X_NUM, Y)
+        ref.fit(X_NUM, Y)
+        for est in (pipe.steps[position][1], ref.steps[position][1]):
+            est.where = where
+    args = (X_NUM, Y) if fitting or method == "score" else (X_NUM,)
+    with pytest.raises(ArithmeticError) as theirs:
+        (ref.fit if method == "fit_transform" else getattr(ref, method))(*args)
+    with pytest.raises(ArithmeticError) as ours:
+        getattr(pipe, method)(*args)
+    assert str(ours.value) == str(theirs.value)
+    inner = {"fit": "feature_pipeline" if position < 2 else "training_pipeline",
+             "fit_transform": "feature_pipeline" if position < 2 else "training_pipeline",
+             "transform": "feature_pipeline"}.get(method, "inference_pipeline")
+    assert ours.value.__notes__ == [
+        f"[ml_toolbox] raised by stage {['a', 'b', 'model'][position]!r} of pipeline 'uni' "
+        f"(its {inner}) during {where} (step {position + 1} of 3, in {method})"]

@@ -503,7 +503,7 @@ def test_stage_error_keeps_type_message_and_gets_a_note(frame):
         pipe.fit(X, y)
     assert info.value.__notes__ == [
         "[ml_toolbox] raised by stage 'boom' of pipeline 'unified_pipeline' (its "
-        "feature_pipeline) during fit_transform"]
+        "feature_pipeline) during fit_transform (step 2 of 3, in fit)"]
 
 
 def test_stage_error_with_plugins_is_reported_and_propagates(frame):
