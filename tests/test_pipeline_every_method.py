@@ -161,7 +161,7 @@ def _expected_modes(method, n):
     return ["transform"] * (n - 1) + [method]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(method=st.sampled_from(METHODS), config=st.sampled_from(PLUGINS),
        kind=st.sampled_from(KINDS), params=st.sampled_from(PARAMS))
 def test_every_method_equals_sklearn_and_runs_through_the_loop(method, config, kind, params):
@@ -336,3 +336,22 @@ def test_unified_pipeline_notes_name_the_step_position_and_method(method, positi
     assert ours.value.__notes__ == [
         f"[ml_toolbox] raised by stage {['a', 'b', 'model'][position]!r} of pipeline 'uni' "
         f"(its {inner}) during {where} (step {position + 1} of 3, in {method})"]
+
+
+@pytest.mark.parametrize("kind", ["frame", "ndarray"])
+def test_unified_pipeline_score_runs_every_step_through_the_loop(kind):
+    from ml_toolbox import UnifiedMLPipeline
+
+    monitor, debugger = PipelineMonitor(), PipelineDebugger(enable_debugging=True)
+    X = _data(kind)
+    pipe = UnifiedMLPipeline(features=[("scale", StandardScaler()), ("maxabs", MaxAbsScaler())],
+                             model=LogisticRegression(), monitor=monitor, debugger=debugger,
+                             name="uni").fit(X, Y)
+    ref = SkPipeline([("scale", StandardScaler()), ("maxabs", MaxAbsScaler()),
+                      ("model", LogisticRegression())]).fit(X, Y)
+    assert pipe.score(X, Y, sample_weight=WEIGHTS) == ref.score(X, Y, sample_weight=WEIGHTS)
+    (run,) = monitor.history(mode="score")
+    assert [(s.stage_name, s.mode) for s in run.stages] == [
+        ("scale", "transform"), ("maxabs", "transform"), ("model", "score")]
+    trace = [(e.stage, e.mode) for e in debugger.get_execution_trace()][-3:]
+    assert trace == [("scale", "transform"), ("maxabs", "transform"), ("model", "score")]
