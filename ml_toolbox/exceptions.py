@@ -89,6 +89,63 @@ def _note(pipeline_name, stage_name, mode, parent=None):
     return f"[ml_toolbox] raised by stage {stage_name!r} of pipeline {where} during {mode}"
 
 
+def note_step(error, pipeline_name, stage_name, mode, position, n_steps, method, parent=None):
+    """Give a step's error the note naming the pipeline, the step, its position and the method.
+
+    The note of a :class:`~ml_toolbox.Pipeline`: ``"[ml_toolbox] raised by stage 'scale' of
+    pipeline 'iris' during transform (step 1 of 2, in predict)"``. It replaces the shorter note
+    :func:`annotate` added for the same pipeline and step (the execution loop's, the fast
+    plan's); the type, message and cause of ``error`` stay as they are. An error another
+    pipeline already placed its note on (a step that is a pipeline itself) keeps that note only.
+
+    Parameters
+    ----------
+    error : Exception
+        The error a step raised.
+    pipeline_name : str
+        The pipeline's ``name``.
+    stage_name : str
+        The step's name.
+    mode : str
+        The step's method that raised (``"transform"``, ``"fit"``, ``"predict"``...).
+    position : int
+        The step's position in the pipeline, from 0.
+    n_steps : int
+        How many steps the pipeline has.
+    method : str
+        The pipeline's method that was called.
+    parent : object, optional
+        The pipeline ``pipeline_name`` runs for (a :class:`~ml_toolbox.UnifiedMLPipeline`), as
+        for :func:`annotate`; ``position`` and ``n_steps`` are then over its whole chain.
+
+    Returns
+    -------
+    Exception
+        ``error``.
+
+    Examples
+    --------
+    >>> error = note_step(ValueError("bad"), "iris", "scale", "transform", 0, 2, "predict")
+    >>> error.__notes__
+    ["[ml_toolbox] raised by stage 'scale' of pipeline 'iris' during transform (step 1 of 2, in predict)"]
+    """
+    if not isinstance(error, Exception) or getattr(error, "_ml_toolbox_placed", False):
+        return error
+    annotated = getattr(error, "_ml_toolbox_annotated", None)
+    notes = getattr(error, "__notes__", None)
+    if type(annotated) is tuple and annotated[:2] == (pipeline_name, stage_name) and notes:
+        old = (_note(*annotated), _note(*annotated, parent))
+        error.__notes__ = [n for n in notes if n not in old]
+    error.add_note(f"{_note(pipeline_name, stage_name, mode, parent)} (step {position + 1} of "
+                   f"{n_steps}, in {method})")
+    try:
+        error._ml_toolbox_annotated = (pipeline_name, stage_name, mode)
+        error._ml_toolbox_placed = True
+    except AttributeError:  # exceptions with __slots__
+        pass
+    return error
+
+
 def name_parent(error, parent):
     """Make the note an inner pipeline added to ``error`` name ``parent`` (the user's pipeline)
     instead; for errors annotated where the parent was not known (the fast inference plan)."""

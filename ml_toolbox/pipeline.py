@@ -29,16 +29,20 @@ from sklearn.base import _fit_context, clone
 from sklearn.utils.validation import check_memory
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils._user_interface import _print_elapsed_time
-from sklearn.utils.metadata_routing import _routing_enabled
+from sklearn.utils.metadata_routing import _raise_for_params, _routing_enabled, process_routing
+from sklearn.utils.validation import check_is_fitted
 
 from ._describe import estimator_row, is_fitted
 from .base import BasePipeline
+from .exceptions import note_step
 from .fast import build_plan
 from .inference import available_if
 from .retry import only_library_code
 from .stage import PipelineStage
 
 __all__ = ["Pipeline", "make_pipeline"]
+
+_NO_PARAMS: dict = {}  # shared and never written: "no parameters"
 
 
 
@@ -102,6 +106,37 @@ def _stage_view(name, estimator):
     view = PipelineStage(estimator, name=name)
     view.__dict__["estimator_"] = estimator
     return view
+
+
+# The methods that feed the last step's output of ``transform`` to its own method, and whether they
+# take parameters without metadata routing (passed to the last step), as scikit-learn's Pipeline.
+_FINAL_PARAMS = {"predict": True, "predict_proba": True, "predict_log_proba": True,
+                 "decision_function": False, "score_samples": False, "score": False}
+
+
+def _step_mode(method, position, last):
+    """The method a step runs during the pipeline's ``method`` (what the error note names)."""
+    if method == "inverse_transform" or method == "transform":
+        return method
+    if method in ("fit", "fit_transform", "fit_predict"):
+        return method if position == last else "fit_transform"
+    return method if position == last else "transform"
+
+
+def _raising_step(error, steps):
+    """The position of the step in whose code ``error`` was raised, or None: the outermost frame
+    of its traceback that runs a method of one of ``steps`` (identity; so a step that is a
+    pipeline itself is the step, not its inner one)."""
+    positions = {id(est): i for i, (_, est) in enumerate(steps)}
+    tb = error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if owner is not None:
+            position = positions.get(id(owner))
+            if position is not None and steps[position][1] is owner:
+                return position
+        tb = tb.tb_next
+    return None
 
 
 class Pipeline(_skpipeline.Pipeline, BasePipeline):
@@ -245,11 +280,15 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         Pipeline
             This pipeline, fitted.
         """
-        plugins, policy = self._active()
-        if not plugins and policy is None:
-            super().fit(X, y, **params)
-        else:
-            self._fit_with_plugins("fit", X, y, params, plugins, policy)
+        try:
+            plugins, policy = self._active()
+            if not plugins and policy is None:
+                super().fit(X, y, **params)
+            else:
+                self._fit_with_plugins("fit", X, y, params, plugins, policy)
+        except Exception as error:
+            self._note_error(error, "fit")
+            raise
         self._refresh_plan()
         return self
 
@@ -271,11 +310,15 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray or DataFrame of shape (n_samples, n_features_out)
             ``X`` transformed by every step (a DataFrame under ``set_output(transform="pandas")``).
         """
-        plugins, policy = self._active()
-        if not plugins and policy is None:
-            out = super().fit_transform(X, y, **params)
-        else:
-            out = self._fit_with_plugins("fit_transform", X, y, params, plugins, policy)
+        try:
+            plugins, policy = self._active()
+            if not plugins and policy is None:
+                out = super().fit_transform(X, y, **params)
+            else:
+                out = self._fit_with_plugins("fit_transform", X, y, params, plugins, policy)
+        except Exception as error:
+            self._note_error(error, "fit_transform")
+            raise
         self._refresh_plan()
         return out
 
@@ -297,11 +340,15 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray of shape (n_samples,)
             The last step's ``fit_predict`` (e.g. cluster labels).
         """
-        plugins, policy = self._active()
-        if not plugins and policy is None:
-            out = super().fit_predict(X, y, **params)
-        else:
-            out = self._fit_with_plugins("fit_predict", X, y, params, plugins, policy)
+        try:
+            plugins, policy = self._active()
+            if not plugins and policy is None:
+                out = super().fit_predict(X, y, **params)
+            else:
+                out = self._fit_with_plugins("fit_predict", X, y, params, plugins, policy)
+        except Exception as error:
+            self._note_error(error, "fit_predict")
+            raise
         self._refresh_plan()
         return out
 
@@ -430,22 +477,23 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         return plan
 
     def _serve(self, X, method, params):
-        """``method`` on ``X``: the fast plan, through the loop when plug-ins are attached, or
-        scikit-learn's own method (parameters given, other inputs: not ours to speed up).
-        Returns :data:`NotImplemented` for the latter.
+        """``method`` on ``X``: the fast plan, through the loop when plug-ins are attached; for
+        what the plan does not serve (parameters given, other inputs, passthrough steps), the
+        steps' own methods through the loop when plug-ins are attached (:meth:`_through_loop`),
+        else :data:`NotImplemented`: scikit-learn's own method runs.
 
         Metadata routing changes nothing when no parameter is given (every step gets none), so
         it is not looked up: this is the path of every one-row prediction.
         """
         if params or not self.fast_inference:
-            return NotImplemented
+            return self._through_loop(method, X, None, params)
         kind = type(X)
         if not (kind is pd.DataFrame or (kind is np.ndarray and X.ndim == 2)):
             if not (isinstance(X, pd.DataFrame) or (isinstance(X, np.ndarray) and X.ndim == 2)):
-                return NotImplemented
+                return self._through_loop(method, X, None, params)
         plan = self._plan()
         if plan is None:
-            return NotImplemented
+            return self._through_loop(method, X, None, params)
         if self.monitor is None and self.debugger is None and self.retry is None:
             if method == "transform":  # (the one-row function flattens a transform's output)
                 return plan._run(plan._steps(method), X, True)
@@ -470,6 +518,82 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
                                         None, method, None, runners, timed)
         return out
 
+    def _note_error(self, error, method):
+        """Give ``error``, raised while running ``method``, the note naming this pipeline, the
+        step that raised it (name and position) and ``method``; nothing when no step raised it
+        (scikit-learn's own checks of the pipeline). Runs on the error path only."""
+        try:
+            steps = self.steps
+            position = _raising_step(error, steps)
+            if position is None:
+                annotated = getattr(error, "_ml_toolbox_annotated", None)
+                names = [name for name, _ in steps]
+                if type(annotated) is tuple and annotated[0] == self.name \
+                        and annotated[1] in names:  # the loop's or the fast plan's note
+                    position = names.index(annotated[1])
+                else:  # a clone of the step fitted for memory=: scikit-learn's loop variable
+                    tb = error.__traceback__
+                    while tb is not None and position is None:
+                        frame = tb.tb_frame
+                        if frame.f_code.co_name == "_fit" and frame.f_locals.get("self") is self:
+                            position = frame.f_locals.get("step_idx")
+                        tb = tb.tb_next
+            if position is None:
+                return
+            last = len(steps) - 1
+            note_step(error, self.name, steps[position][0], _step_mode(method, position, last),
+                      position, last + 1, method)
+        except Exception:  # noqa: BLE001 - the step's error is what the caller must see
+            pass
+
+    def _through_loop(self, method, X, y, params, sample_weight=None):
+        """``method`` with a plug-in attached, when the fast plan does not serve it: each step's
+        own method, with the parameters scikit-learn's Pipeline routes to it, through the
+        execution loop (hooks, retry); :data:`NotImplemented` when no plug-in is attached
+        (scikit-learn's method runs)."""
+        plugins, policy = self._active()
+        if not plugins and policy is None:
+            return NotImplemented
+        check_is_fitted(self)
+        routing = _routing_enabled()
+        if method in ("transform", "inverse_transform", "decision_function"):
+            _raise_for_params(params, self, method)
+        if routing and method != "score_samples":
+            routed = process_routing(self, method, **params) if method != "score" else \
+                process_routing(self, method, sample_weight=sample_weight, **params)
+        else:
+            routed = None
+        steps = self.steps
+        last = len(steps) - 1
+        if method in ("transform", "inverse_transform"):
+            chain = [(i, n, e) for i, n, e in self._iter()]
+            if method == "inverse_transform":
+                chain.reverse()
+            modes = [method] * len(chain)
+        else:
+            chain = [*self._iter(with_final=False), (last, *steps[-1])]
+            modes = ["transform"] * (len(chain) - 1) + [method]
+        runners = []
+        for (i, name, est), mode in zip(chain, modes):
+            if routed is not None:
+                kwargs = routed[name][mode]
+            elif i == last and _FINAL_PARAMS.get(method):
+                kwargs = params
+            elif i == last and method == "score" and sample_weight is not None:
+                kwargs = {"sample_weight": sample_weight}
+            else:
+                kwargs = {}
+            call = getattr(est, mode)
+            if mode == "score":
+                runners.append(lambda Xs, call=call, kw=kwargs: call(Xs, y, **kw))
+            else:
+                runners.append(lambda Xs, call=call, kw=kwargs: call(Xs, **kw))
+        names = [n for _, n, _ in chain]
+        views = [_stage_view(n, e) for _, n, e in chain]
+        out, _ = self._run_with_plugins(views, X, y, modes, False, names, plugins, policy, None,
+                                        method, None, runners)
+        return out
+
     @available_if(_final_has("predict"))
     def predict(self, X, **params):
         """Transform ``X`` through the steps and return the last step's ``predict``.
@@ -486,8 +610,12 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predictions.
         """
-        out = self._serve(X, "predict", params)
-        return super().predict(X, **params) if out is NotImplemented else out
+        try:
+            out = self._serve(X, "predict", params)
+            return super().predict(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "predict")
+            raise
 
     @available_if(_final_has("predict_proba"))
     def predict_proba(self, X, **params):
@@ -505,8 +633,12 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray of shape (n_samples, n_classes)
             Class probabilities, columns in the order of ``classes_``.
         """
-        out = self._serve(X, "predict_proba", params)
-        return super().predict_proba(X, **params) if out is NotImplemented else out
+        try:
+            out = self._serve(X, "predict_proba", params)
+            return super().predict_proba(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "predict_proba")
+            raise
 
     @available_if(_final_has("predict_log_proba"))
     def predict_log_proba(self, X, **params):
@@ -524,8 +656,12 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray of shape (n_samples, n_classes)
             Log of the class probabilities, columns in the order of ``classes_``.
         """
-        out = self._serve(X, "predict_log_proba", params)
-        return super().predict_log_proba(X, **params) if out is NotImplemented else out
+        try:
+            out = self._serve(X, "predict_log_proba", params)
+            return super().predict_log_proba(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "predict_log_proba")
+            raise
 
     @available_if(_final_has("decision_function"))
     def decision_function(self, X, **params):
@@ -543,8 +679,12 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray of shape (n_samples,) or (n_samples, n_classes)
             Confidence scores (one column for binary problems).
         """
-        out = self._serve(X, "decision_function", params)
-        return super().decision_function(X, **params) if out is NotImplemented else out
+        try:
+            out = self._serve(X, "decision_function", params)
+            return super().decision_function(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "decision_function")
+            raise
 
     @available_if(_can_transform)
     def transform(self, X, **params):
@@ -562,8 +702,85 @@ class Pipeline(_skpipeline.Pipeline, BasePipeline):
         ndarray or DataFrame of shape (n_samples, n_features_out)
             ``X`` transformed by every step.
         """
-        out = self._serve(X, "transform", params)
-        return super().transform(X, **params) if out is NotImplemented else out
+        try:
+            out = self._serve(X, "transform", params)
+            return super().transform(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "transform")
+            raise
+
+    @available_if(_skpipeline.Pipeline._can_inverse_transform)
+    def inverse_transform(self, X, **params):
+        """Run every step's ``inverse_transform``, last step first.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_out)
+            Data in the space of the last step's output.
+        **params : dict
+            Parameters routed to the steps' ``inverse_transform`` (metadata routing).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            ``X`` in the space of the pipeline's input.
+        """
+        try:
+            out = self._through_loop("inverse_transform", X, None, params)
+            return super().inverse_transform(X, **params) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "inverse_transform")
+            raise
+
+    @available_if(_final_has("score_samples"))
+    def score_samples(self, X):
+        """Transform ``X`` through the steps and return the last step's ``score_samples``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The last step's ``score_samples``.
+        """
+        try:
+            out = self._through_loop("score_samples", X, None, _NO_PARAMS)
+            return super().score_samples(X) if out is NotImplemented else out
+        except Exception as error:
+            self._note_error(error, "score_samples")
+            raise
+
+    @available_if(_final_has("score"))
+    def score(self, X, y=None, sample_weight=None, **params):
+        """Transform ``X`` through the steps and return the last step's ``score``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or DataFrame
+            Data for the first step.
+        y : array-like of shape (n_samples,), default=None
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Passed to the last step's ``score`` when given.
+        **params : dict
+            Parameters routed to the steps (metadata routing).
+
+        Returns
+        -------
+        float
+            The last step's ``score``.
+        """
+        try:
+            out = self._through_loop("score", X, y, params, sample_weight)
+            if out is NotImplemented:
+                return super().score(X, y, sample_weight=sample_weight, **params)
+            return out
+        except Exception as error:
+            self._note_error(error, "score")
+            raise
 
     # -- displays and persistence -----------------------------------------------------------
     def _html_repr(self):

@@ -17,7 +17,7 @@ from ._describe import (NO_MONITOR_HINT, Batches, HTMLReprMixin, description, es
 from ._schema import InputSchema, check_y_length, shape_of
 from .base import _copy_model_tags, composite_input_tags, visual_block
 from .config import dry_run, from_config, to_config
-from .exceptions import InputSchemaError, describe_owner, name_parent
+from .exceptions import InputSchemaError, describe_owner, name_parent, note_step
 from .feature import FeaturePipeline
 from .inference import InferencePipeline, available_if
 from .lifecycle import check_epoch_model
@@ -459,9 +459,13 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         UnifiedMLPipeline
             This pipeline, fitted.
         """
-        with self._tracked("fit", X, y):
-            schema, fp_state, tp_state, _ = self._fit_states(X, y, fit_params, False)
-            self._commit(schema, fp_state, tp_state)
+        try:
+            with self._tracked("fit", X, y):
+                schema, fp_state, tp_state, _ = self._fit_states(X, y, fit_params, False)
+                self._commit(schema, fp_state, tp_state)
+        except Exception as error:
+            self._note_error(error, "fit")
+            raise
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
@@ -481,9 +485,13 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         ndarray, sparse matrix or DataFrame of shape (n_samples, n_features_out)
             The feature stages' output on ``X``.
         """
-        with self._tracked("fit", X, y):
-            schema, fp_state, tp_state, Xt = self._fit_states(X, y, fit_params, False)
-            self._commit(schema, fp_state, tp_state)
+        try:
+            with self._tracked("fit", X, y):
+                schema, fp_state, tp_state, Xt = self._fit_states(X, y, fit_params, False)
+                self._commit(schema, fp_state, tp_state)
+        except Exception as error:
+            self._note_error(error, "fit_transform")
+            raise
         return Xt
 
     @available_if(_model_has("partial_fit"))
@@ -511,8 +519,12 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         UnifiedMLPipeline
             This pipeline, updated.
         """
-        with self._tracked("partial_fit", X, y):
-            return self._partial_fit(X, y, classes, **params)
+        try:
+            with self._tracked("partial_fit", X, y):
+                return self._partial_fit(X, y, classes, **params)
+        except Exception as error:
+            self._note_error(error, "partial_fit")
+            raise
 
     def _partial_fit(self, X, y, classes, **params):
         owner = self.owner
@@ -661,7 +673,29 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
             return ip._run(X, method, self, y, params, published)
         except Exception as error:  # a stage's note names this pipeline, the user's
             name_parent(error, self)
+            self._note_error(error, method)
             raise
+
+    def _note_error(self, error, method):
+        """Make the note an inner pipeline added to a stage's ``error`` name the stage's position
+        in the whole chain (:attr:`steps`) and the ``method`` called; on the error path only."""
+        annotated = getattr(error, "_ml_toolbox_annotated", None)
+        if type(annotated) is not tuple or getattr(error, "_ml_toolbox_placed", False):
+            return
+        try:
+            inner, stage, mode = annotated
+            holders = [self.__dict__.get(a) for a in ("_feature_pipeline", "_training_pipeline",
+                                                      "_inference_pipeline")]
+            if inner not in [h.name for h in holders if h is not None]:
+                return  # not the note of one of this pipeline's own stages
+            names = [name for name, _ in self.steps]
+            if stage == MODEL_STAGE and MODEL_STAGE not in names:
+                names.append(MODEL_STAGE)  # a model chosen at fit, which failed
+            if stage not in names:
+                return
+            note_step(error, inner, stage, mode, names.index(stage), len(names), method, self)
+        except Exception:  # noqa: BLE001 - the stage's error is what the caller must see
+            pass
 
     @available_if(_model_has("predict"))
     def predict(self, X):
@@ -793,7 +827,11 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         """
         self._require_fitted()
         X = self.input_schema_.check(X, self)
-        return self.feature_pipeline._transform(X, parent=self)
+        try:
+            return self.feature_pipeline._transform(X, parent=self)
+        except Exception as error:
+            self._note_error(error, "transform")
+            raise
 
     def get_feature_names_out(self, input_features=None):
         """Return the names of the features the feature stages produce.

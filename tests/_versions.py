@@ -23,3 +23,11 @@ def sklearn_older(version):
     from sklearn.utils.fixes import parse_version
 
     return parse_version(sklearn.__version__).release < parse_version(version).release
+
+
+def pandas_older(version):
+    """Whether the installed pandas is older than ``version`` (``"3"``)."""
+    import pandas
+    from sklearn.utils.fixes import parse_version
+
+    return parse_version(pandas.__version__).release < parse_version(version).release

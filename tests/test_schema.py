@@ -135,7 +135,7 @@ def test_a_stage_error_at_predict_names_the_users_pipeline(fast, monitored, rows
         pipe.predict(bad)
     assert info.value.__notes__ == [
         "[ml_toolbox] raised by stage 'boom' of pipeline 'churn' (its inference_pipeline) "
-        "during transform"]
+        "during transform (step 1 of 2, in predict)"]
 
 
 def test_a_stage_error_at_fit_names_the_users_pipeline():
@@ -146,4 +146,4 @@ def test_a_stage_error_at_fit_names_the_users_pipeline():
         pipe.fit(X.iloc[[1, 0]], [0, 1])
     assert info.value.__notes__ == [
         "[ml_toolbox] raised by stage 'boom' of pipeline 'churn' (its feature_pipeline) during "
-        "fit_transform"]
+        "fit_transform (step 1 of 2, in fit)"]
