@@ -28,16 +28,16 @@ def steps():
 def main():
     X, y = data()
     fit = interleaved({"ours": lambda: Pipeline(steps()).fit(X, y),
-                       "sklearn": lambda: SkPipeline(steps()).fit(X, y)}, repeat=3)
+                       "sklearn": lambda: SkPipeline(steps()).fit(X, y)}, repeat=11)
     rows = [("fit 100k x 20", (fit["ours"], fit["sklearn"]), "<= 1.03x")]
     ours, ref = Pipeline(steps()).fit(X, y), SkPipeline(steps()).fit(X, y)
     assert np.array_equal(ours.predict_proba(X), ref.predict_proba(X))
     batch = interleaved({"ours": lambda: ours.predict(X), "sklearn": lambda: ref.predict(X)},
-                        repeat=7)
+                        repeat=21)
     rows.append(("batch predict 100k x 20", (batch["ours"], batch["sklearn"]), "<= 1.03x"))
     with sklearn.config_context(enable_metadata_routing=True):
         routed = interleaved({"ours": lambda: Pipeline(steps()).fit(X, y),
-                              "sklearn": lambda: SkPipeline(steps()).fit(X, y)}, repeat=3)
+                              "sklearn": lambda: SkPipeline(steps()).fit(X, y)}, repeat=11)
     rows.append(("fit, metadata routing on, nothing requested", (routed["ours"],
                                                                   routed["sklearn"]), "<= 1.03x"))
     ratio_table("ml_toolbox.Pipeline vs sklearn.pipeline.Pipeline, no plug-ins", rows,
