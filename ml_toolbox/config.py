@@ -41,6 +41,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import Bunch
 
+from ._schema import EXTRA_COLUMNS
 from .base import close_match_hint
 from .orchestration import (PipelineGraphError, check_failure_strategy, check_n_jobs,
                             check_timeout, plan_graph)
@@ -55,11 +56,11 @@ STAGE_KEYS = ("name", "component", "params", "depends_on", "timeout")
 MODEL_KEYS = ("component", "params", "timeout")
 FEATURE_OPTIONS = ("n_jobs", "memory", "memory_limit", "failure_strategy", "timeout")
 OPTIONS = ("scoring", "validation", "epochs", "batch_size", "shuffle", "random_state",
-           "fast_inference", "verbose")
+           "fast_inference", "extra_columns", "verbose")
 _OPTION_TYPES = {"scoring": (str, list, type(None)), "validation": (float, type(None)),
                  "epochs": (int, type(None)), "batch_size": (int, type(None)),
                  "shuffle": (bool,), "random_state": (int, type(None)),
-                 "fast_inference": (bool,), "verbose": (int, bool)}
+                 "fast_inference": (bool,), "extra_columns": (str,), "verbose": (int, bool)}
 
 
 class ConfigError(ValueError, TypeError):
@@ -266,6 +267,8 @@ def _option(key, value, path):
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
         raise TypeError(f"{path}: expected {names}, got {type(value).__name__}: {value!r}.")
+    if key == "extra_columns" and value not in EXTRA_COLUMNS:
+        raise ValueError(f"{path}: extra_columns must be one of {list(EXTRA_COLUMNS)}, got {value!r}.")
 
 
 def validate_config(config, toolbox=None):

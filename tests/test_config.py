@@ -220,6 +220,39 @@ def test_every_problem_is_reported_at_once():
     assert found[2] == "options.shuffle: expected bool, got str: 'yes'."
 
 
+# Constructor parameters a config cannot hold: objects attached in code (the page says so), the
+# pipeline's name and its two parts, which have keys of their own.
+IN_CODE = {"toolbox", "monitor", "retry", "debugger", "callbacks", "tracking"}
+OWN_KEYS = {"name", "features", "model"}
+# A value other than the default for each option, as a config holds it.
+NON_DEFAULT = {"scoring": "accuracy", "validation": 0.3, "epochs": 3, "batch_size": 64,
+               "shuffle": False, "random_state": 7, "fast_inference": False,
+               "extra_columns": "ignore", "verbose": 1}
+
+
+def test_every_constructor_parameter_is_a_config_key_or_attached_in_code():
+    from ml_toolbox.config import OPTIONS
+    params = set(UnifiedMLPipeline().get_params(deep=False))
+    assert params == set(OPTIONS) | IN_CODE | OWN_KEYS
+    assert set(NON_DEFAULT) == set(OPTIONS)
+
+
+@pytest.mark.parametrize("key", sorted(NON_DEFAULT))
+def test_every_option_round_trips(key):
+    """No parameter set in code is lost on the way through to_config (extra_columns was)."""
+    pipe = UnifiedMLPipeline(model=LogisticRegression(), **{key: NON_DEFAULT[key]})
+    config = pipe.to_config()
+    assert config["options"] == {key: NON_DEFAULT[key]}
+    assert getattr(UnifiedMLPipeline.from_config(config), key) == NON_DEFAULT[key]
+
+
+def test_bad_extra_columns_is_refused_before_any_fit():
+    assert problems({"options": {"extra_columns": "drop"}}) == [
+        "options.extra_columns: extra_columns must be one of ['error', 'ignore'], got 'drop'."]
+    assert problems({"options": {"extra_columns": 1}}) == [
+        "options.extra_columns: expected str, got int: 1."]
+
+
 # -- dry run -------------------------------------------------------------------------------------
 def test_validate_dry_run_reports_shapes_and_leaves_the_pipeline_unfitted():
     pipe = UnifiedMLPipeline.from_config(CONFIG)
