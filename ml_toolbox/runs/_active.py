@@ -183,8 +183,10 @@ _HASH_ALONGSIDE = 500_000  # values from which the hash is computed alongside th
 
 
 def _fingerprint_run(run, X, y):
-    """Fill ``run.data``: the cheap part now, the hash now (small data) or on the hashing worker
-    thread, alongside the fit (large data; joined when the run ends)."""
+    """Fill ``run.data``: the cheap part now, the hash now (small data) or, for large data, return
+    the work that hashes it: :func:`track` hands it to the hashing thread once the trackers have
+    recorded the run's start (they read ``run.data``: never while the thread writes into it), to
+    run alongside the fit (joined when the run ends)."""
     run.data = fingerprint(X, y, content=False)
     shape = run.data.get("shape") or [0]
     size = 1
@@ -192,14 +194,14 @@ def _fingerprint_run(run, X, y):
         size *= n
     if size < _HASH_ALONGSIDE:
         run.data["hash"] = content_hash(X, y)
-        return
+        return None
     X, y = _frozen(X), _frozen(y)
     data = run.data
 
     def work():
         data["hash"] = content_hash(X, y)
 
-    run._hashing = _hash_worker().submit(work)
+    return work
 
 
 def _frozen(data):
@@ -666,8 +668,7 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     else:
         run = ActiveRun(trackers, name=name, kind=kind, params=params_of(pipeline), tags=tags,
                         parent_id=None if parent is None else parent.id)
-    if X is not None:
-        _fingerprint_run(run, X, y)
+    hashing = None if X is None else _fingerprint_run(run, X, y)
     token = _CURRENT.set(run)
     recorder = _RunRecorder(run)
     holder = getattr(pipeline, "__dict__", {})
@@ -675,6 +676,8 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     holder["_run_recorder"] = recorder
     try:
         run.start()
+        if hashing is not None:
+            run._hashing = _hash_worker().submit(hashing)
         yield run
     except BaseException as error:
         run.finish(error)
