@@ -813,3 +813,26 @@ def test_large_data_is_hashed_on_one_worker_thread_per_process(tmp_path):
     assert _hash_worker() is _hash_worker()
     big.iloc[0, 0] = 1.5  # the caller's frame is still the caller's to change
     assert big.iloc[0, 0] == 1.5
+
+
+def _fit_large_in_child(path):
+    from ml_toolbox.runs._active import _HASH_ALONGSIDE
+
+    rng = np.random.default_rng(2)
+    big = rng.normal(size=(_HASH_ALONGSIDE // 10 + 1, 10))
+    _pipe(RunStore(path), model=LogisticRegression(max_iter=20)).fit(big, (big[:, 0] > 0).astype(int))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_a_forked_child_hashes_on_a_thread_of_its_own(tmp_path):
+    """The hashing thread is the process's: a child forked after the parent used it (the parent's
+    thread does not exist there) makes its own, and its run records the hash."""
+    from ml_toolbox.runs._active import _hash_worker
+
+    _hash_worker().submit(lambda: None).result()  # the parent's thread exists
+    proc = multiprocessing.get_context("fork").Process(target=_fit_large_in_child, args=(str(tmp_path),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    (run,) = RunStore(tmp_path).runs()
+    assert run.status == "success" and run.data["hash"]
