@@ -3,8 +3,10 @@
 - a 100k x 20 fit (SimpleImputer, LogisticRegression) with and without
   ``tracking=RunStore(...)``: target within 1.01x. Fits come in pairs (tracked and plain, the order
   alternating from pair to pair so drift favours neither); the figure is the median of the pairs'
-  ratios, with its quartiles, and beside it tracking's direct cost (the run machinery around a no-op,
-  and the data's content hash) as a share of the adjacent plain fit, also a median over pairs;
+  ratios, with its quartiles, and beside it tracking's direct cost as a share of the adjacent plain
+  fit, also a median over pairs: the run machinery around a no-op plus the data's content hash in
+  the caller's thread (an upper bound), and what the caller's thread really spends (the hash on
+  the hashing thread, alongside the fit): target <= 1%;
 - a single-row predict of the same pipelines (tracking records fits, not predictions): target
   nothing measurable (within the noise, ~1.02x);
 - logging one metric: the run store's ``log_metrics`` (a buffered append, written in one
@@ -77,10 +79,16 @@ def epoch_metrics_seconds(directory):
 
 
 def direct_cost(store, X, y):
-    """Seconds a tracked fit spends on tracking itself: the run machinery (start, parameters,
-    records, end: the run store's two transactions) around a no-op body, and the data
-    fingerprint's content hash computed in the caller's thread. (In a fit of data this large the
-    hash runs in a thread alongside the fit, so their sum is an upper bound.)"""
+    """Seconds a tracked fit spends on tracking itself.
+
+    - the run machinery (start, parameters, records, end: the run store's two transactions) around
+      a no-op body, without data; and the fingerprint's content hash computed in the caller's
+      thread: their sum is an upper bound (the old figure);
+    - what the caller's thread really spends in a tracked fit of this data: the run entered with
+      ``X, y`` (fingerprint; the hash handed to the hashing thread) and ended, the hash waited for
+      inside the body (in a fit it runs alongside: a fit this size takes longer than the hash), in
+      wall time and in the thread's CPU time.
+    """
     from ml_toolbox.runs._active import content_hash, fingerprint
 
     cpu0, start = time.thread_time(), time.perf_counter()
@@ -89,12 +97,25 @@ def direct_cost(store, X, y):
     fingerprint(X, y, content=False)
     middle = time.perf_counter()
     content_hash(X, y)
-    return middle - start, time.perf_counter() - middle, time.thread_time() - cpu0
+    hashing = time.perf_counter() - middle
+    machinery, old_cpu = middle - start, time.thread_time() - cpu0
+    cpu0, start = time.thread_time(), time.perf_counter()
+    manager = track(pipeline(store), "fit", X, y, trackers=[store])
+    run = manager.__enter__()
+    entered, entered_cpu = time.perf_counter(), time.thread_time()
+    if run._hashing is not None:
+        run._hashing.result()  # what a fit this long overlaps
+    body, body_cpu = time.perf_counter() - entered, time.thread_time() - entered_cpu
+    manager.__exit__(None, None, None)
+    caller = time.perf_counter() - start - body
+    caller_cpu = time.thread_time() - cpu0 - body_cpu
+    return machinery, hashing, old_cpu, caller, caller_cpu
 
 
 def paired_fits(store, X, y, pairs=FIT_PAIRS):
     """Per pair: (tracked fit / plain fit, machinery / plain fit, hash / plain fit, plain fit s,
-    CPU seconds of the direct cost (this thread) / CPU seconds of the plain fit (the process))."""
+    CPU seconds of machinery + hash in this thread / CPU seconds of the plain fit (the process),
+    the caller's part of a tracked fit / plain fit, its CPU / the plain fit's CPU)."""
     import gc
 
     plain, tracked = pipeline(), pipeline(store)
@@ -108,9 +129,11 @@ def paired_fits(store, X, y, pairs=FIT_PAIRS):
             (tracked if name == "tracked" else plain).fit(X, y)
             times[name], cpu[name] = time.perf_counter() - start, time.process_time() - cpu0
         gc.collect()
-        machinery, hashing, direct_cpu = direct_cost(store, X, y)
+        machinery, hashing, direct_cpu, caller, caller_cpu = direct_cost(store, X, y)
         base = times["plain"]
-        out.append((times["tracked"] / base, machinery / base, hashing / base, base, direct_cpu / cpu["plain"]))
+        out.append((times["tracked"] / base, machinery / base, hashing / base, base,
+                    direct_cpu / cpu["plain"], caller / base, caller_cpu / cpu["plain"],
+                    caller, caller_cpu))
     return out
 
 
@@ -148,6 +171,13 @@ def main():
     table.add_row("direct cost: machinery + hash / plain fit", *(f"{q:.2%}" for q in direct_q))
     table.add_row("direct cost in CPU time (its thread) / the plain fit's CPU time (the process)",
                   *(f"{q:.2%}" for q in _quartiles([p[4] for p in pairs])))
+    table.add_row("caller's part of a tracked fit (hash on the worker thread) / plain fit",
+                  *(f"{q:.2%}" for q in _quartiles([p[5] for p in pairs])))
+    table.add_row("its CPU time (the caller's thread) / the plain fit's CPU time (the process)",
+                  *(f"{q:.2%}" for q in _quartiles([p[6] for p in pairs])))
+    table.add_row("the caller's part (ms): wall", *(f"{q * 1e3:.2f}" for q in _quartiles([p[7] for p in pairs])))
+    table.add_row("the caller's part (ms): CPU of its thread",
+                  *(f"{q * 1e3:.2f}" for q in _quartiles([p[8] for p in pairs])))
     table.add_row("plain fit (s)", *(f"{q:.3f}" for q in _quartiles([p[3] for p in pairs])))
     console.print(table)
     ratio_table("Logging one metric (run store / mlflow.log_metric on local SQLite)", [

@@ -825,15 +825,57 @@ def stage_timeout_call(fn, timeout, owner, name):
 _STAGE_OWN = ("name", "kw_args", "retry", "depends_on", "timeout")
 
 
+_PARAM_NAMES = {}  # class -> (its __init__, its parameter names): inspect.signature once per class
+
+
+def _param_names(cls):
+    """``cls._get_param_names()``, computed once per class (scikit-learn's calls
+    ``inspect.signature`` every time: most of what ``get_params(deep=True)`` costs)."""
+    entry = _PARAM_NAMES.get(cls)
+    if entry is None or entry[0] is not cls.__init__:
+        entry = _PARAM_NAMES[cls] = (cls.__init__, tuple(cls._get_param_names()))
+    return entry[1]
+
+
+def _base_get_params(obj, deep=True):
+    """What scikit-learn's ``BaseEstimator.get_params`` returns for ``obj`` (same keys, values and
+    order), with the parameter names cached per class and nested estimators read the same way."""
+    out = {}
+    for key in _param_names(type(obj)):
+        value = getattr(obj, key)
+        if deep and hasattr(value, "get_params") and not isinstance(value, type):
+            out.update((key + "__" + k, val) for k, val in _fast_params(value).items())
+        out[key] = value
+    return out
+
+
+def _fast_params(obj, deep=None):
+    """``obj.get_params()`` (or ``get_params(deep=deep)``): through :func:`_base_get_params` when
+    ``obj``'s class keeps scikit-learn's own ``get_params``, else its own method."""
+    method = getattr(type(obj), "get_params", None)
+    if method is BaseEstimator.get_params and hasattr(type(obj), "_get_param_names"):
+        return _base_get_params(obj, True if deep is None else deep)
+    return obj.get_params() if deep is None else obj.get_params(deep=deep)
+
+
+def _super_params(obj, cls, deep):
+    """``super(cls, obj).get_params(deep=deep)``, through :func:`_base_get_params` when that is
+    scikit-learn's own."""
+    parent = super(cls, obj).get_params
+    if getattr(parent, "__func__", None) is BaseEstimator.get_params:
+        return _base_get_params(obj, deep)
+    return parent(deep=deep)
+
+
 def _step_params(obj):
     """A step's parameters as its pipeline lists them under ``<step>__``: one path whatever the
     step's type, so a :class:`PipelineStage` shows the estimator it wraps as a ``(name,
     estimator)`` pair would (``pca__n_components``, not ``pca__estimator__n_components``), then
     its own ``retry``, ``timeout``... where no parameter of the estimator has the name."""
     if not isinstance(obj, PipelineStage):
-        return obj.get_params(deep=True)
+        return _fast_params(obj, deep=True)
     est = obj.estimator
-    params = est.get_params(deep=True) if hasattr(est, "get_params") and \
+    params = _fast_params(est, deep=True) if hasattr(est, "get_params") and \
         not isinstance(est, type) else {}
     own = obj.get_params(deep=False)
     for key in _STAGE_OWN:
@@ -949,7 +991,7 @@ class StepsMixin:
         dict
             Parameter names mapped to their values.
         """
-        out = super().get_params(deep=deep)
+        out = _super_params(self, StepsMixin, deep)
         if not deep:
             return out
         try:

@@ -15,7 +15,8 @@ from ._describe import (NO_MONITOR_HINT, Batches, HTMLReprMixin, description, es
                         is_fit, is_fitted, last_run, monitor_history, plugins_fact, schema_fact,
                         stage_row)
 from ._schema import InputSchema, check_y_length, shape_of
-from .base import _copy_model_tags, composite_input_tags, visual_block
+from .base import (_copy_model_tags, _param_names, _super_params, composite_input_tags,
+                   visual_block)
 from .config import dry_run, from_config, to_config
 from .exceptions import InputSchemaError, describe_owner, name_parent, note_step
 from .feature import FeaturePipeline
@@ -342,10 +343,10 @@ class UnifiedMLPipeline(HTMLReprMixin, BaseEstimator):
         dict
             Parameter names mapped to their values.
         """
-        out = super().get_params(deep=deep)
+        out = _super_params(self, UnifiedMLPipeline, deep)
         if deep and isinstance(self.features, (list, tuple)):
             view = FeaturePipeline(steps=self.features)
-            own = set(FeaturePipeline._get_param_names())
+            own = set(_param_names(FeaturePipeline))
             for key, value in view.get_params(deep=True).items():
                 if key not in own:
                     out[f"features__{key}"] = value

@@ -670,3 +670,169 @@ def test_the_fingerprint_names_columns_and_dtypes_as_pandas_does(kinds, labels, 
     assert fp["columns"] == [str(c) for c in X.columns]
     assert fp["dtypes"] == {str(c): str(t) for c, t in zip(X.columns, X.dtypes)}
     assert json.loads(json.dumps(fp)) == fp
+
+
+# -- issue 20, performance: the same record, cheaper ------------------------------------------------
+
+def _reference_params(obj, deep=True):
+    """get_params as it was: the parameter names from inspect.signature on every call."""
+    import ml_toolbox.base as base
+
+    saved = base._param_names, base._fast_params
+    base._param_names = lambda cls: tuple(cls._get_param_names())
+    base._fast_params = lambda o, deep=None: o.get_params() if deep is None else o.get_params(deep=deep)
+    try:
+        return obj.get_params(deep=deep)
+    finally:
+        base._param_names, base._fast_params = saved
+
+
+def _random_stage(draw):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    from ml_toolbox.stage import PipelineStage
+
+    kind = draw(st.sampled_from(["scaler", "imputer", "pca", "function", "sk_pipeline", "column",
+                                 "stage", "feature_pipeline"]))
+    if kind == "scaler":
+        return StandardScaler(with_mean=draw(st.booleans()))
+    if kind == "imputer":
+        return SimpleImputer(strategy=draw(st.sampled_from(["mean", "median"])))
+    if kind == "pca":
+        return PCA(n_components=draw(st.integers(1, 3)))
+    if kind == "function":
+        return FunctionTransformer(np.log1p, kw_args=draw(st.sampled_from([None, {}])))
+    if kind == "sk_pipeline":
+        return Pipeline([("s", StandardScaler()), ("i", SimpleImputer())])
+    if kind == "column":
+        return ColumnTransformer([("s", StandardScaler(), [0]), ("p", "passthrough", [1])])
+    if kind == "stage":
+        return PipelineStage(StandardScaler(with_std=draw(st.booleans())), name="wrapped")
+    return FeaturePipeline(steps=[("inner", SimpleImputer())])
+
+
+@st.composite
+def _random_pipelines(draw):
+    n = draw(st.integers(0, 4))
+    steps = [(f"step{i}", _random_stage(draw)) for i in range(n)]
+    model = draw(st.sampled_from([LogisticRegression(C=0.5), SGDClassifier(), None]))
+    if draw(st.booleans()):
+        return FeaturePipeline(steps=steps or [("only", StandardScaler())])
+    return UnifiedMLPipeline(features=steps, model=model, name=draw(st.sampled_from([None, "p"])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_random_pipelines(), st.booleans())
+def test_cached_parameter_names_give_exactly_the_same_get_params(pipe, deep):
+    """The parameter names cached per class (issue 20): the same keys, values and order as
+    get_params with inspect.signature on every call, for every pipeline, nested or not; and the
+    run record's flattened parameters the same."""
+    from ml_toolbox.base import _fast_params
+    from ml_toolbox.runs._active import params_of
+
+    expected = _reference_params(pipe, deep)
+    got = pipe.get_params(deep=deep)
+    assert list(got.items()) == list(expected.items())
+    assert list(_fast_params(pipe, deep).items()) == list(expected.items())
+    for _, value in expected.items():  # every nested scikit-learn estimator too
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            assert list(_fast_params(value).items()) == list(_reference_params(value).items())
+    import ml_toolbox.base as base
+
+    cached = params_of(pipe)
+    saved = base._param_names
+    base._param_names = lambda cls: tuple(cls._get_param_names())
+    try:
+        assert params_of(pipe) == cached
+    finally:
+        base._param_names = saved
+
+
+def test_parameter_names_follow_a_class_whose_constructor_changes():
+    from ml_toolbox.base import _param_names
+
+    class Est(StandardScaler):
+        def __init__(self, a=1):
+            self.a = a
+
+    assert _param_names(Est) == ("a",)
+
+    def init(self, a=1, b=2):
+        self.a, self.b = a, b
+
+    Est.__init__ = init
+    assert _param_names(Est) == ("a", "b")
+
+
+_frames = st.one_of(
+    hnp.arrays(st.sampled_from([np.float64, np.int32, np.float32]),
+               hnp.array_shapes(min_dims=2, max_dims=2, max_side=6)).map(pd.DataFrame),
+    st.builds(lambda n, k: pd.DataFrame({"a": np.arange(n, dtype=float), "b": np.arange(n) % k,
+                                         "c": [str(i % k) for i in range(n)]}),
+              st.integers(0, 8), st.integers(1, 3)),
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=6)),
+    hnp.arrays(np.float64, (5, 4)).map(lambda a: a[:, ::2]),  # not contiguous
+    hnp.arrays(np.float64, (4, 3)).map(np.asfortranarray),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_frames, st.sampled_from(["none", "series", "array", "strings"]))
+def test_the_hashing_thread_reads_a_read_only_view_with_the_same_hash(data, target):
+    """What the hashing thread reads (issue 20): a read-only view of the same bytes, no copy,
+    the hash the same value as of the data itself, whatever the data."""
+    from ml_toolbox.runs._active import _frozen, content_hash
+
+    n = len(data)
+    y = {"none": None, "series": pd.Series(np.arange(n)), "array": np.arange(n) % 2,
+         "strings": np.array([str(i) for i in range(n)], dtype=object)}[target]
+    frozen_x, frozen_y = _frozen(data), _frozen(y)
+    assert content_hash(frozen_x, frozen_y) == content_hash(data, y)
+    for frozen in (frozen_x, frozen_y):
+        if isinstance(frozen, np.ndarray) and frozen.dtype != object:
+            assert not frozen.flags.writeable
+    if isinstance(data, np.ndarray):
+        assert np.shares_memory(frozen_x, data) or data.size == 0
+
+
+def test_large_data_is_hashed_on_one_worker_thread_per_process(tmp_path):
+    from ml_toolbox.runs._active import _HASH_ALONGSIDE, _hash_worker, content_hash
+
+    rng = np.random.default_rng(1)
+    big = pd.DataFrame(rng.normal(size=(_HASH_ALONGSIDE // 10 + 1, 10)))
+    target = (big[0] > 0).astype(int)
+    store = RunStore(tmp_path)
+    ids = [_pipe(store, model=LogisticRegression(max_iter=20)).fit(big, target).run_id_
+           for _ in range(2)]
+    hashes = {store.get(i).data["hash"] for i in ids}
+    assert len(hashes) == 1 and None not in hashes
+    assert hashes == {content_hash(big, target)}
+    assert _hash_worker() is _hash_worker()
+    big.iloc[0, 0] = 1.5  # the caller's frame is still the caller's to change
+    assert big.iloc[0, 0] == 1.5
+
+
+def _fit_large_in_child(path):
+    from ml_toolbox.runs._active import _HASH_ALONGSIDE
+
+    rng = np.random.default_rng(2)
+    big = rng.normal(size=(_HASH_ALONGSIDE // 10 + 1, 10))
+    _pipe(RunStore(path), model=LogisticRegression(max_iter=20)).fit(big, (big[:, 0] > 0).astype(int))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_a_forked_child_hashes_on_a_thread_of_its_own(tmp_path):
+    """The hashing thread is the process's: a child forked after the parent used it (the parent's
+    thread does not exist there) makes its own, and its run records the hash."""
+    from ml_toolbox.runs._active import _hash_worker
+
+    _hash_worker().submit(lambda: None).result()  # the parent's thread exists
+    proc = multiprocessing.get_context("fork").Process(target=_fit_large_in_child, args=(str(tmp_path),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    (run,) = RunStore(tmp_path).runs()
+    assert run.status == "success" and run.data["hash"]

@@ -183,8 +183,10 @@ _HASH_ALONGSIDE = 500_000  # values from which the hash is computed alongside th
 
 
 def _fingerprint_run(run, X, y):
-    """Fill ``run.data``: the cheap part now, the hash now (small data) or in a thread that runs
-    alongside the fit (large data; joined when the run ends)."""
+    """Fill ``run.data``: the cheap part now, the hash now (small data) or, for large data, return
+    the work that hashes it: :func:`track` hands it to the hashing thread once the trackers have
+    recorded the run's start (they read ``run.data``: never while the thread writes into it), to
+    run alongside the fit (joined when the run ends)."""
     run.data = fingerprint(X, y, content=False)
     shape = run.data.get("shape") or [0]
     size = 1
@@ -192,12 +194,65 @@ def _fingerprint_run(run, X, y):
         size *= n
     if size < _HASH_ALONGSIDE:
         run.data["hash"] = content_hash(X, y)
-        return
-    def work():
-        run.data["hash"] = content_hash(X, y)
+        return None
+    X, y = _frozen(X), _frozen(y)
+    data = run.data
 
-    run._hashing = threading.Thread(target=work, name="ml_toolbox-run-hash", daemon=True)
-    run._hashing.start()
+    def work():
+        data["hash"] = content_hash(X, y)
+
+    return work
+
+
+def _frozen(data):
+    """What the hashing thread reads: for a numeric frame in one block or an array, a read-only
+    view of the same bytes (no copy; the hash is the same value as of ``data`` itself); else
+    ``data`` as it is.
+
+    The fit runs while the worker hashes: scikit-learn's estimators do not write into their input,
+    and a read-only view makes sure this code does not either (a stage that did write into ``X``
+    during the fit would change what is hashed: the hash is of the data as the fit saw it)."""
+    import numpy as np
+
+    if data is None:
+        return None
+    try:
+        if hasattr(data, "columns") and hasattr(data, "dtypes"):
+            block = _one_block(data)
+            if block is None:
+                return data
+        elif hasattr(data, "to_numpy"):  # a Series
+            block = data.to_numpy()
+        else:
+            block = data
+        if not isinstance(block, np.ndarray) or block.dtype == object:
+            return data
+        view = block.view()
+        view.flags.writeable = False
+        return view
+    except Exception:  # noqa: BLE001 - hashed as it is (content_hash says when it cannot)
+        return data
+
+
+_WORKER = None  # (pid, executor): one thread that hashes large training data, made once per process
+_WORKER_LOCK = threading.Lock()
+
+
+def _hash_worker():
+    """The process's hashing thread (a thread started per run costs the caller about 0.2 ms of CPU
+    and, on a busy machine, milliseconds of waiting for it to start; a forked child makes its
+    own: its parent's thread does not exist there)."""
+    global _WORKER
+    worker = _WORKER
+    if worker is None or worker[0] != os.getpid():
+        with _WORKER_LOCK:
+            worker = _WORKER
+            if worker is None or worker[0] != os.getpid():
+                from concurrent.futures import ThreadPoolExecutor
+
+                worker = _WORKER = (os.getpid(), ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="ml_toolbox-run-hash"))
+    return worker[1]
 
 
 def _hash_array(h, arr):
@@ -344,7 +399,7 @@ class ActiveRun:
         self.host = socket.gethostname()
         self._cancel = threading.Event()
         self._hooks = None  # (trackers, count, {hook: [(repr, bound method)]}), made once
-        self._hashing = None  # the thread hashing large training data, while it runs
+        self._hashing = None  # the hash of large training data (a Future), while it runs
         self._cpu0 = _cpu_seconds()
         self._started = False
 
@@ -476,7 +531,7 @@ class ActiveRun:
         """
         hashing, self._hashing = self._hashing, None
         if hashing is not None:
-            hashing.join()
+            hashing.result()  # (the work never raises: content_hash returns None when it cannot)
         self.end_time = time.time()
         self.cpu_time = _cpu_seconds() - self._cpu0
         self.peak_memory = _peak_memory()
@@ -613,8 +668,7 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     else:
         run = ActiveRun(trackers, name=name, kind=kind, params=params_of(pipeline), tags=tags,
                         parent_id=None if parent is None else parent.id)
-    if X is not None:
-        _fingerprint_run(run, X, y)
+    hashing = None if X is None else _fingerprint_run(run, X, y)
     token = _CURRENT.set(run)
     recorder = _RunRecorder(run)
     holder = getattr(pipeline, "__dict__", {})
@@ -622,6 +676,8 @@ def track(pipeline, kind, X=None, y=None, *, trackers=None, tags=None):
     holder["_run_recorder"] = recorder
     try:
         run.start()
+        if hashing is not None:
+            run._hashing = _hash_worker().submit(hashing)
         yield run
     except BaseException as error:
         run.finish(error)
