@@ -500,10 +500,10 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
     The parts named in ``none_missing`` first see ``None`` and ``pd.NA`` in object columns
     replaced by NaN (AutoPreprocessor's categorical parts, see ``_categorical_missing_as_nan``).
     """
-    from ml_toolbox.preprocessing import _none_as_nan
-
     from sklearn.compose._column_transformer import _is_empty_column_selection
     from sklearn.utils import _safe_indexing
+
+    from ml_toolbox.preprocessing import _none_as_nan
 
     if ct.sparse_output_:
         raise NoKernel("sparse output")
