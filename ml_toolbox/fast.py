@@ -428,8 +428,10 @@ def _stage_kernel(est, method, plan_name, name, tally, densified=False):
     if cls is AutoPreprocessor:  # the toolbox's default: its fitted ColumnTransformer's kernel
         if method != "transform":
             raise NoKernel(f"method {method!r}")
+        # its categorical parts take None and pd.NA as missing (NaN), as AutoPreprocessor.transform
         return _column_transformer_kernel(est.column_transformer_, plan_name, name, tally,
-                                          owner=est)
+                                          owner=est,
+                                          none_missing=("categorical", "high_cardinality"))
     if _is_column_transformer(est):
         if method != "transform":
             raise NoKernel(f"method {method!r}")
@@ -488,15 +490,20 @@ def _inner_steps(label, trans, plan_name, stage_name, tally, densified=False):
     return steps or None
 
 
-def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None):
+def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None,
+                               none_missing=()):
     """The kernel of a fitted ColumnTransformer whose every part has a kernel (dense output).
 
     It selects each part's columns as ``ColumnTransformer.transform`` does, runs the part's kernels
     and stacks the outputs with ``np.hstack``, as ``ColumnTransformer._hstack`` does for dense
     output. A Decline anywhere declines the whole ColumnTransformer: it then runs as scikit-learn's.
+    The parts named in ``none_missing`` first see ``None`` and ``pd.NA`` in object columns
+    replaced by NaN (AutoPreprocessor's categorical parts, see ``_categorical_missing_as_nan``).
     """
     from sklearn.compose._column_transformer import _is_empty_column_selection
     from sklearn.utils import _safe_indexing
+
+    from ml_toolbox.preprocessing import _none_as_nan
 
     if ct.sparse_output_:
         raise NoKernel("sparse output")
@@ -506,13 +513,14 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
         raise NoKernel("set_output(transform=...) is not 'default'")
     names_in = getattr(ct, "feature_names_in_", None)
     n_in = ct.n_features_in_
-    parts = []
+    parts, nan_parts = [], []
     for name, trans, columns in ct.transformers_:
         if isinstance(trans, str) and trans == "drop":
             continue
         if _is_empty_column_selection(columns):
             continue
         idx = list(ct._transformer_to_input_indices[name])
+        nan_parts.append(name in none_missing)
         if isinstance(trans, str) and trans == "passthrough":
             parts.append((idx, columns, None))
             continue
@@ -530,7 +538,7 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
             key = tuple(map(id, X.dtypes))
             entry = compiled.get(key)
             if entry is None:
-                entry = (_compile_ct_row(parts, X.dtypes) or False, list(X.dtypes))
+                entry = (_compile_ct_row(parts, X.dtypes, nan_parts) or False, list(X.dtypes))
                 if len(compiled) < 8:
                     compiled[key] = entry
             if entry[0]:
@@ -541,7 +549,7 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
                 raise Decline("input")
             one = X.shape[0] == 1
         outs = []
-        for idx, columns, steps in parts:
+        for (idx, columns, steps), none_as_nan in zip(parts, nan_parts):
             if X.__class__ is _Row:
                 sub = X.select(idx)
             elif one:
@@ -550,6 +558,8 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
                 sub = _safe_indexing(X, columns, axis=1)
             if sub.ndim == 1:
                 raise Decline("1-D column selection")
+            if none_as_nan and sub.dtype.kind == "O":
+                sub = _none_as_nan(sub)
             if steps is not None:
                 for step in steps:  # a Decline here sends the whole ColumnTransformer to sklearn
                     sub = step.kernel(sub)
@@ -564,7 +574,7 @@ def _column_transformer_kernel(ct, plan_name, stage_name, tally=None, owner=None
     return kernel
 
 
-def _compile_ct_row(parts, dtypes):
+def _compile_ct_row(parts, dtypes, nan_parts=None):
     """A ColumnTransformer's one-row function on the row's values (a list, as :class:`_Row` reads
     them), or None when a part is not of the two kinds it knows:
 
@@ -575,10 +585,13 @@ def _compile_ct_row(parts, dtypes):
       then a one-hot encoder: the positions of the ones.
 
     The parts' outputs are float64, written into one (1, n) array in the order of ``np.hstack``.
-    Anything the kernels would decline raises :class:`Decline` here too.
+    Anything the kernels would decline raises :class:`Decline` here too. A categorical part marked
+    in ``nan_parts`` takes ``None`` and ``pd.NA`` as missing (filled as NaN is).
     """
     writers, offset = [], 0
-    for idx, _columns, steps in parts:
+    if nan_parts is None:
+        nan_parts = [False] * len(parts)
+    for (idx, _columns, steps), none_as_nan in zip(parts, nan_parts):
         dts = [dtypes[i] for i in idx]
         writer = None
         if steps is None:
@@ -596,7 +609,7 @@ def _compile_ct_row(parts, dtypes):
                     writer = _program_writer(idx, offset, fns[0].on_list)
                     width = rows[-1].width
         else:
-            writer, width = _categorical_writer(idx, offset, steps, dts)
+            writer, width = _categorical_writer(idx, offset, steps, dts, none_as_nan)
         if writer is None:
             return None
         writers.append(writer)
@@ -629,8 +642,9 @@ def _program_writer(idx, offset, on_list):
     return write
 
 
-def _categorical_writer(idx, offset, steps, dts):
-    """``(write, width)`` of an [object imputer,] one-hot part, or ``(None, 0)``."""
+def _categorical_writer(idx, offset, steps, dts, none_as_nan=False):
+    """``(write, width)`` of an [object imputer,] one-hot part, or ``(None, 0)``; ``none_as_nan``:
+    ``None`` and ``pd.NA`` are read as NaN first."""
     if not all(isinstance(d, np.dtype) and d.kind == "O" or _is_string(d) for d in dts):
         return None, 0
     kernels = [st.kernel for st in steps]
@@ -641,9 +655,16 @@ def _categorical_writer(idx, offset, steps, dts):
     if len(kernels) != 1 or not hasattr(kernels[0], "ones") or kernels[0].out_dtype != _F64:
         return None, 0
     ones = kernels[0].ones
+    na, nan = pd.NA, np.nan
+    # a pd.NA-valued string column is read as _NOT_SUPPORTED (see _first_string): never looked up
+    may_be_unread = any(_is_string(d) for d in dts)
 
     def write(values, out):
         row = [values[i] for i in idx]
+        if may_be_unread and any(v is _NOT_SUPPORTED for v in row):
+            raise Decline("pandas extension dtype")
+        if none_as_nan:
+            row = [nan if v is None or v is na else v for v in row]
         if fills is not None:  # SimpleImputer on objects: X != X marks the missing values
             for k, v in enumerate(row):
                 missing = v != v

@@ -148,6 +148,52 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
                            for p in parts], dtype=object)
 
 
+def _none_as_nan(values):
+    """``values`` (an object ndarray) with every ``None`` and ``pd.NA`` replaced by NaN: a copy when
+    one is found, ``values`` itself otherwise. What AutoPreprocessor calls missing in a categorical
+    column, besides what scikit-learn's imputer already does (a value unequal to itself: NaN, NaT).
+    """
+    na = pd.NA
+    mask = pd.isna(values)  # None, NaN, pd.NA, NaT...: of which only None and pd.NA are replaced
+    if not mask.any():
+        return values
+    found = mask.nonzero()
+    which = np.fromiter((v is None or v is na for v in values[found].tolist()), dtype=bool,
+                        count=len(found[0]))
+    if not which.any():
+        return values
+    out = np.array(values, dtype=object, copy=True, order="K")
+    out[tuple(i[which] for i in found)] = np.nan
+    return out
+
+
+def _categorical_missing_as_nan(X, columns):
+    """``X`` with ``None`` and ``pd.NA`` replaced by NaN in the categorical ``columns`` (names of a
+    DataFrame, or positions in an array of objects), so that the imputer fitted with
+    ``missing_values=np.nan`` sees them as missing on every pandas version. A column with such a
+    value becomes an object column in a shallow copy; ``X`` itself is never changed."""
+    if hasattr(X, "columns"):
+        replaced = {}
+        for c in columns:
+            col = X[c]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                continue  # its missing values reach scikit-learn as NaN already
+            values = col.to_numpy(dtype=object)
+            fixed = _none_as_nan(values)
+            if fixed is not values:
+                replaced[c] = pd.Series(fixed, index=col.index, name=col.name, dtype=object)
+        if not replaced:
+            return X
+        X = X.copy(deep=False)
+        for c, col in replaced.items():
+            X[c] = col
+        return X
+    X = np.asarray(X)
+    if X.dtype.kind != "O" or not columns:
+        return X
+    return _none_as_nan(X)  # an object array: all its columns are categorical
+
+
 def _target_encoder(target_type):
     """A TargetEncoder whose cross-fitting is seeded (a ``cv`` splitter from scikit-learn 1.9,
     where ``random_state`` is deprecated; ``random_state=0`` before)."""
@@ -173,6 +219,11 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
       encoded, unless they have more than ``high_cardinality_threshold`` distinct values at fit
       (a name or ID column): those are encoded as ``high_cardinality`` says instead of becoming
       hundreds of one-hot columns.
+
+    In those other columns ``None``, ``pd.NA`` and NaN are all missing (imputed, never a category of
+    their own), whatever the pandas version and dtype: ``fit`` and ``transform`` hand the column
+    transformer NaN for each. A :class:`~sklearn.impute.SimpleImputer` of your own keeps
+    scikit-learn's rule (``None`` is a value unless ``missing_values=None``).
 
     The work is done by a scikit-learn :class:`~sklearn.compose.ColumnTransformer`, kept in
     ``column_transformer_``. The fast inference path runs it on kernels (see the inference guide)
@@ -221,6 +272,9 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
     >>> X["when"] = pd.to_datetime(["2024-01-01", "2024-06-30", None])
     >>> AutoPreprocessor().fit(X).get_feature_names_out().tolist()[-4:]
     ['datetime__when_year', 'datetime__when_month', 'datetime__when_day', 'datetime__when_dayofweek']
+    >>> X = pd.DataFrame({"city": pd.Series(["a", None, "b", pd.NA, "a"], dtype=object)})
+    >>> AutoPreprocessor().fit(X).get_feature_names_out().tolist()
+    ['categorical__city_a', 'categorical__city_b']
     """
 
     def __init__(self, numeric_strategy="median", scale=True,
@@ -355,7 +409,7 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
                     f"Set high_cardinality='target' or 'ordinal' to encode it instead.",
                     UserWarning, stacklevel=2)
         ct = self._build(numeric, categorical, datetime, high, how)
-        Xt = ct.fit_transform(X if hasattr(X, "columns") else np.asarray(X), y)
+        Xt = ct.fit_transform(_categorical_missing_as_nan(X, [*categorical, *high]), y)
         self.column_transformer_ = ct
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
@@ -381,7 +435,8 @@ class AutoPreprocessor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _check_shape(X, "AutoPreprocessor")
-        return self.column_transformer_.transform(X if hasattr(X, "columns") else np.asarray(X))
+        columns = [*self.categorical_columns_, *self.high_cardinality_columns_]
+        return self.column_transformer_.transform(_categorical_missing_as_nan(X, columns))
 
     def get_feature_names_out(self, input_features=None):
         """Name the output features (``numeric__age``, ``categorical__city_a``...).

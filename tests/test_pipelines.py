@@ -23,8 +23,6 @@ from ml_toolbox import (FeaturePipeline, InferencePipeline, MLToolbox, PipelineS
 from ml_toolbox.exceptions import InputSchemaError, StageDefinitionError
 from ml_toolbox.plugins import PipelinePlugin
 
-from _versions import pandas_older
-
 
 @pytest.fixture
 def frame():
@@ -223,16 +221,9 @@ def test_seed_pattern_with_toolbox_defaults():
     assert state["schema"]["columns"] == list(X.columns)
 
 
-@pytest.mark.xfail(pandas_older("3"), strict=True,
-                   reason="ours, not scikit-learn's, and a matter of the pandas version: pandas < 3 "
-                          "keeps None in an object column (pandas 3's default str dtype stores it "
-                          "as NaN); AutoPreprocessor imputes categorical columns with "
-                          "SimpleImputer(missing_values=np.nan), which by scikit-learn's documented "
-                          "rule (any version) does not match None, so None becomes a one-hot "
-                          "category (5 features, not 4). Fixing it needs the fast plan's "
-                          "AutoPreprocessor kernel to treat None as missing too; open (issue 16)")
 def test_toolbox_defaults_handle_categorical_columns_and_regression():
-    X = pd.DataFrame({"city": ["a", "b", None, "a", "b", "c"] * 5,
+    # None is missing, as NaN, on every pandas version (pandas < 3 keeps it in an object column)
+    X = pd.DataFrame({"city": pd.Series(["a", "b", None, "a", "b", "c"] * 5, dtype=object),
                       "size": [1.0, 2.0, 3.0, np.nan, 5.0, 6.0] * 5})
     y_reg = np.linspace(0.0, 1.5, 30)
     pipe = UnifiedMLPipeline(MLToolbox()).fit(X, y_reg)
