@@ -825,7 +825,7 @@ def stage_timeout_call(fn, timeout, owner, name):
 _STAGE_OWN = ("name", "kw_args", "retry", "depends_on", "timeout")
 
 
-_PARAM_NAMES = {}  # class -> (its __init__, its parameter names): inspect.signature once per class
+_PARAM_NAMES: dict[type, tuple[object, tuple[str, ...]]] = {}  # class -> (its __init__, its names)
 
 
 def _param_names(cls):
