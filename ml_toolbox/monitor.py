@@ -1093,12 +1093,7 @@ class PipelineMonitor(PipelinePlugin):
         metrics.fast_path = fast_path
         metrics._at_once = at_once
         metrics._stages = []
-        with self._lock:
-            history = self._history.get(name)
-            if history is None:
-                history = self._history[name] = collections.deque(maxlen=self.history_size)
-            history.append(metrics)
-            self._totals[name] = self._totals.get(name, 0) + 1
+        self._append(metrics)
         if self.sinks:
             self._emit(metrics, may_raise=True)
 
