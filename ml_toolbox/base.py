@@ -851,11 +851,63 @@ def _base_get_params(obj, deep=True):
 
 def _fast_params(obj, deep=None):
     """``obj.get_params()`` (or ``get_params(deep=deep)``): through :func:`_base_get_params` when
-    ``obj``'s class keeps scikit-learn's own ``get_params``, else its own method."""
-    method = getattr(type(obj), "get_params", None)
-    if method is BaseEstimator.get_params and hasattr(type(obj), "_get_param_names"):
+    ``obj``'s class keeps scikit-learn's own ``get_params``, through :func:`_composition_params`
+    when it keeps the one of scikit-learn's ``Pipeline``, ``FeatureUnion`` or ``ColumnTransformer``,
+    else its own method."""
+    cls = type(obj)
+    method = getattr(cls, "get_params", None)
+    if method is BaseEstimator.get_params and hasattr(cls, "_get_param_names"):
         return _base_get_params(obj, True if deep is None else deep)
+    attr = _COMPOSITIONS.get(cls, _UNKNOWN)
+    if attr is _UNKNOWN:
+        attr = _composition_attr(cls)
+    if attr is not None:
+        return _composition_params(obj, attr, True if deep is None else deep)
     return obj.get_params() if deep is None else obj.get_params(deep=deep)
+
+
+_UNKNOWN = object()
+_COMPOSITIONS: dict[type, str | None] = {}  # class -> the attribute its get_params lists steps from, or None
+
+
+def _composition_attr(cls):
+    """The attribute ``cls.get_params`` reads its steps from when it is scikit-learn's own
+    ``Pipeline``, ``FeatureUnion`` or ``ColumnTransformer`` method over ``_BaseComposition._get_params``
+    and ``BaseEstimator.get_params`` (``"steps"``, ``"transformer_list"``, ``"_transformers"``), else
+    None (any class overriding one of them keeps its own method). Cached per class."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion
+    from sklearn.utils.metaestimators import _BaseComposition
+
+    attr = {SkPipeline.get_params: "steps", FeatureUnion.get_params: "transformer_list",
+            ColumnTransformer.get_params: "_transformers"}.get(getattr(cls, "get_params", None))
+    if attr is not None:
+        mro = cls.__mro__
+        after = mro[mro.index(_BaseComposition) + 1:] if _BaseComposition in mro else ()
+        parent = next((klass.__dict__["get_params"] for klass in after if "get_params" in klass.__dict__), None)
+        if (getattr(cls, "_get_params", None) is not _BaseComposition._get_params
+                or parent is not BaseEstimator.get_params or not hasattr(cls, "_get_param_names")):
+            attr = None
+    _COMPOSITIONS[cls] = attr
+    return attr
+
+
+def _composition_params(obj, attr, deep):
+    """What scikit-learn's ``_BaseComposition._get_params(attr, deep)`` returns (same keys, values and
+    order), each estimator's parameters read through :func:`_fast_params`."""
+    out = _base_get_params(obj, deep)
+    if not deep:
+        return out
+    estimators = getattr(obj, attr)
+    try:
+        out.update(estimators)
+    except (TypeError, ValueError):  # not a list of (name, estimator) pairs: as scikit-learn does
+        return out
+    for name, estimator in estimators:
+        if hasattr(estimator, "get_params"):
+            for key, value in _fast_params(estimator, deep=True).items():
+                out[f"{name}__{key}"] = value
+    return out
 
 
 def _super_params(obj, cls, deep):

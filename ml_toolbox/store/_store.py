@@ -16,7 +16,7 @@ Layout of a store::
 
     <storage_dir>/
         ml_toolbox_store.json      marks the directory as a store (format version; signed or not)
-        .lock                      locked (filelock) while a version number is reserved or an alias moves
+        .lock                      locked (flock) while a version number is reserved or an alias moves
         .cas.lock                  the local backend's compare-and-swap lock
         .tmp/                      staging directories of saves in progress (<token>-<id>)
         .locks/<token>             locked by the live store object whose staging directories bear it
@@ -193,8 +193,10 @@ def _params_of(obj):
         get_params = getattr(obj, "get_params", None)
         if get_params is None:
             return {}
+        from ml_toolbox.base import _fast_params  # here: the store's import stays light (the CLI)
+
         try:
-            params = get_params(deep=True)
+            params = _fast_params(obj, deep=True)  # get_params(deep=True), parameter names cached
         except Exception:  # an object whose get_params needs fitting or arguments: record nothing
             return {}
     if not isinstance(params, dict):
