@@ -21,7 +21,7 @@ import xxhash
 try:  # POSIX: the store's locks are flock(2) locks, taken directly (see acquire_lock)
     import fcntl as _fcntl
 except ImportError:  # Windows (or no flock): filelock's portable lock
-    _fcntl = None
+    _fcntl = None  # type: ignore[assignment]
 
 # The digests a manifest may record. BLAKE3 (cryptographic, releases the GIL, hashes large buffers on
 # several threads) is the default of new manifests; SHA-256 is still verified, and selectable;
