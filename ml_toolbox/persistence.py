@@ -16,6 +16,7 @@ from ml_toolbox.store import (  # noqa: F401 - this module is the store's older 
     LocalBackend,
     PersistenceError,
     PipelinePersistence,
+    PluginSaveError,
     SignatureError,
     Staging,
     StoreBackend,

@@ -16,7 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from ml_toolbox import (FeaturePipeline, InferencePipeline, MLToolbox, PipelineDebugger,
                         PipelineMonitor, PipelinePersistence, RetryHandler, TrainingPipeline,
                         UnifiedMLPipeline)
-from ml_toolbox._artifact import PluginSaveError, for_save
+from ml_toolbox.store import PluginSaveError
+from ml_toolbox.store._artifact import for_save
 from ml_toolbox.persistence import IntegrityError
 
 
@@ -114,6 +115,27 @@ def test_keeping_plugins_names_the_one_that_cannot_be_saved(tmp_path, iris):
         pipe.save(tmp_path, "churn", plugins="keep")
     assert isinstance(info.value, pickle.PicklingError) and info.value.__cause__ is not None
     assert PipelinePersistence(tmp_path).list_versions("churn") == []  # nothing half-saved
+
+
+def test_the_plugin_save_error_is_exported_and_a_persistence_error():
+    import ml_toolbox.persistence
+    import ml_toolbox.store
+
+    assert ml_toolbox.store.PluginSaveError is ml_toolbox.persistence.PluginSaveError is PluginSaveError
+    assert "PluginSaveError" in ml_toolbox.store.__all__
+    assert issubclass(PluginSaveError, (ml_toolbox.store.PersistenceError, pickle.PicklingError, TypeError))
+    for base in (ml_toolbox.store.PersistenceError, pickle.PicklingError, TypeError):
+        assert issubclass(PluginSaveError, base)
+
+
+def test_the_artifact_module_imports_first_in_a_fresh_process():
+    """``ml_toolbox.store._artifact`` takes its error from the store's errors: no import cycle."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import ml_toolbox.store._artifact as a; print(a.PluginSaveError)"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "PluginSaveError" in done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("format", ["joblib", "skops"])

@@ -26,6 +26,7 @@ from ml_toolbox.store._store import (
     VersionMismatchWarning,
     VersionNotFoundError,
 )
+from ml_toolbox.store.errors import PluginSaveError
 from ml_toolbox.store.backend import LocalBackend, Staging, StoreBackend
 from ml_toolbox.store.objstore import FsspecBackend
 from ml_toolbox.store.gates import Gate
@@ -64,5 +65,6 @@ __all__ = [
     "AliasedVersionError",
     "FormatRefusedError",
     "MalformedFileError",
+    "PluginSaveError",
     "VersionMismatchWarning",
 ]

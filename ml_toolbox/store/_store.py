@@ -46,7 +46,7 @@ import warnings
 import weakref
 from pathlib import Path
 
-from ml_toolbox._artifact import for_save, trusted_types
+from ml_toolbox.store._artifact import for_save, trusted_types
 from ml_toolbox.store import _aliases
 from ml_toolbox.store import _io as _store_io
 from ml_toolbox.store import _verify
@@ -822,7 +822,7 @@ class PipelinePersistence:
         plugins : {"drop", "keep"}, default="drop"
             The plug-ins attached to a pipeline (monitor, debugger, retry handler) are left out of
             the artifact; attach them again after loading. ``"keep"`` saves them too (an error
-            names a plug-in that cannot be written). See :func:`ml_toolbox._artifact.for_save`.
+            names a plug-in that cannot be written). See :func:`ml_toolbox.store._artifact.for_save`.
         run_id : str, optional
             The run this version comes from (see :mod:`ml_toolbox.runs`), recorded in the manifest as
             ``run_id`` (and signed with it): the lineage run <-> version.
@@ -844,7 +844,7 @@ class PipelinePersistence:
                 f"formats={self.formats!r}). Save with format='skops'.", None, sorted(self._allowed), format)
         if kind not in _KIND_GROUP:
             raise ValueError(f"kind={kind!r} is not one of {sorted(_KIND_GROUP)}.")
-        if format != "json":  # the model, not the session's plug-ins (ml_toolbox._artifact)
+        if format != "json":  # the model, not the session's plug-ins (ml_toolbox.store._artifact)
             obj = for_save(obj, plugins, format)
         compress = self.compress if compress is None else compress
         if message is not None and not isinstance(message, str):

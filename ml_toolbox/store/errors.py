@@ -1,6 +1,8 @@
 """The errors (and the warning) the versioned store raises; every one names the file, version or
 name at fault."""
 
+import pickle
+
 
 class PersistenceError(Exception):
     """Base class of every error raised by the store."""
@@ -11,6 +13,14 @@ class StoreError(PersistenceError, OSError):
 
     Its path is a file or a directory that is not a store, it is read-only (every write operation),
     or one of its files is malformed or a symlink (the message names the file).
+    """
+
+
+class PluginSaveError(PersistenceError, pickle.PicklingError, TypeError):
+    """A plug-in kept in a save (``plugins="keep"``) cannot be written; the message names it.
+
+    Also a :class:`pickle.PicklingError` and a :class:`TypeError` (what the pickler or skops raised
+    about it), so handlers written for those keep working.
     """
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pickle
 
+from ml_toolbox.store.errors import PluginSaveError
+
 __all__ = ["PLUGIN_SLOTS", "PluginSaveError", "for_save", "trusted_types"]
 
 #: The attributes of ml_toolbox's pipelines that hold plug-ins.
@@ -24,13 +26,9 @@ _SESSION_ONLY = ("_progress_plugin",)  # never saved: a progress bar of this ses
 _ALSO_TRUSTED = ("numpy.dtype",)
 
 
-class PluginSaveError(pickle.PicklingError, TypeError):
-    """A plug-in kept in a save (``plugins="keep"``) cannot be written; the message names it."""
-
-
 def _pipeline_types():
-    from .base import BasePipeline
-    from .unified import UnifiedMLPipeline
+    from ml_toolbox.base import BasePipeline
+    from ml_toolbox.unified import UnifiedMLPipeline
 
     return (BasePipeline, UnifiedMLPipeline)
 
