@@ -544,13 +544,18 @@ def test_serve_command_defaults_and_spec(store):
     (["--canary", "production"], 1, "the challenger alias must differ from --alias 'production'"),
     (["--canary", "c", "--rollback-rule", "p95"], 2, "argument --rollback-rule: 'p95' is not a rollout rule"),
     (["--workers", "0"], 2, "argument --workers: '0' is not an integer >= 1"),
+    (["--canary", "c", "--rollback-rule", "error_rate<=0.01", "--workers", "2"], 1,
+     "a rollout policy needs --workers 1 (each worker would judge its own share of the traffic); got --workers 2"),
 ])
 def test_serve_command_refuses_bad_options(store, capsys, argv, code, message):
-    """A bad value is a usage error (exit 2, argparse's usage line); a bad combination is refused (1)."""
+    """A bad value is a usage error (exit 2, argparse's usage line); a bad combination is refused (1),
+    before the "serving ..." line: nothing is said to start."""
     from ml_toolbox.cli import main
 
     assert main(["--store", str(store.path), "serve", "--name", "churn", *argv]) == code
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "serving" not in captured.out
+    err = captured.err
     assert message in err.replace("\n", "")
     assert err.startswith("usage: ml-toolbox serve") == (code == 2)
 

@@ -101,6 +101,9 @@ def spec_from_args(store, args):
         from .policy import RolloutPolicy
 
         RolloutPolicy(**policy)  # refuse a bad rule now, not in the worker
+        if args.workers > 1:  # before the "serving ..." line: nothing starts
+            raise ValueError(f"serve: a rollout policy needs --workers 1 (each worker would judge its own share of "
+                             f"the traffic); got --workers {args.workers}.")
     return {"store": str(store.path), "name": args.name, "alias": args.alias, "challenger": challenger,
             "mode": "shadow" if args.shadow else "canary",
             "share": None if args.percent is None else args.percent / 100.0, "policy": policy,
