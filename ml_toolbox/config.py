@@ -490,8 +490,9 @@ def to_config(pipeline, toolbox=None):
     Raises
     ------
     ConfigError
-        A stage wraps a function or an unregistered class, or a parameter holds a value JSON
-        cannot hold; the message names it.
+        A stage wraps a function or an unregistered class, a parameter holds a value JSON
+        cannot hold, or an option holds a value :func:`from_config` would refuse (the config is
+        checked by :func:`validate_config` before it is returned or written); the message names it.
 
     Examples
     --------
@@ -565,6 +566,10 @@ def to_config(pipeline, toolbox=None):
                            "cannot be written in a config"], "to_config")
     if options:
         config["options"] = options
+    try:  # what is written must read back: a bad option value is named now, not at from_config
+        validate_config(config, toolbox)
+    except ConfigError as error:
+        raise ConfigError(error.problems, "to_config") from None
     return config
 
 

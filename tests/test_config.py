@@ -112,6 +112,22 @@ def test_registered_components_round_trip_with_their_toolbox():
         to_config(UnifiedMLPipeline(features=[("x2", Doubler())]), toolbox=MLToolbox())
 
 
+@pytest.mark.parametrize("kwargs, named", [
+    ({"extra_columns": "bogus"}, "options.extra_columns: extra_columns must be one of"),
+    ({"validation": 1.5}, "options.validation: validation must be a fraction in (0, 1), got 1.5"),
+    ({"features": FeaturePipeline(steps=[("s", StandardScaler())], n_jobs="many")}, "feature_options.n_jobs"),
+])
+def test_to_config_refuses_an_option_that_would_not_read_back(tmp_path, kwargs, named):
+    """What to_config writes, from_config reads: a bad option value is named when written, and no
+    file is written."""
+    pipe = UnifiedMLPipeline(**{"features": [("s", StandardScaler())], **kwargs})
+    path = tmp_path / "c.json"
+    with pytest.raises(ConfigError, match=re.escape(named)) as info:
+        pipe.to_config(path)
+    assert str(info.value).startswith("to_config: 1 problem(s)")
+    assert not path.exists()
+
+
 def test_function_stage_cannot_be_written():
     with pytest.raises(ConfigError, match=re.escape("features[0] ('log1p'): a function")):
         to_config(UnifiedMLPipeline(features=[np.log1p]))
